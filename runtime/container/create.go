@@ -1,0 +1,130 @@
+package container
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hostnet-dev/hostnet/runtime/cgroups"
+	"github.com/hostnet-dev/hostnet/runtime/initproc"
+)
+
+// CreateOpts are the flags of `create`.
+type CreateOpts struct {
+	Bundle        string
+	PidFile       string
+	ConsoleSocket string
+	NoPivot       bool
+	PreserveFds   int
+}
+
+// Create sets a container up to the point where only exec remains: its init
+// is in its namespaces and cgroup, the rootfs is pivoted, and it waits for
+// Start. On any error everything made so far is undone.
+func Create(root, id string, o CreateOpts) (err error) {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	bundle, err := filepath.Abs(o.Bundle)
+	if err != nil {
+		return err
+	}
+	s, err := LoadSpec(bundle)
+	if err != nil {
+		return err
+	}
+	rootfs, err := RootfsPath(bundle, s)
+	if err != nil {
+		return err
+	}
+	cgPath := s.Linux.CgroupsPath
+	if cgPath == "" {
+		cgPath = cgroups.DefaultPath(id)
+	}
+	if err := cgroups.ValidatePath(cgPath); err != nil {
+		return err
+	}
+
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return fmt.Errorf("create state root %s: %w", root, err)
+	}
+	dir := filepath.Join(root, id)
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("container with id exists: %s", id)
+		}
+		return fmt.Errorf("create state directory: %w", err)
+	}
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+			os.RemoveAll(dir)
+		}
+	}()
+
+	fifo := filepath.Join(dir, fifoName)
+	if err := unix.Mkfifo(fifo, 0o622); err != nil {
+		return fmt.Errorf("create exec fifo: %w", err)
+	}
+	cg, err := cgroups.New(cgPath, s.Linux.Resources)
+	if err != nil {
+		return err
+	}
+	undo = append(undo, func() { cg.Delete() })
+
+	p, err := spawnInit(s, spawnOpts{bundle: bundle, fifo: fifo, consoleSocket: o.ConsoleSocket, preserveFds: o.PreserveFds})
+	if err != nil {
+		return err
+	}
+	defer p.sync.Close()
+	undo = append(undo, func() {
+		p.cmd.Process.Kill()
+		p.cmd.Wait()
+	})
+	pid := p.cmd.Process.Pid
+	if err := cg.Add(pid); err != nil {
+		return fmt.Errorf("add init %d to cgroup %s: %w", pid, cgPath, err)
+	}
+	boot := initproc.Bootstrap{Spec: s, Rootfs: rootfs, NoPivot: o.NoPivot, CgroupPaths: cg.MountPaths(), Fds: p.fds}
+	if err := json.NewEncoder(p.sync).Encode(boot); err != nil {
+		return fmt.Errorf("send bootstrap to init: %w", err)
+	}
+	var r initproc.Reply
+	if err := json.NewDecoder(p.sync).Decode(&r); err != nil {
+		p.cmd.Process.Kill()
+		werr := p.cmd.Wait()
+		return fmt.Errorf("unable to start container process: init exited before it was ready (%v)", werr)
+	}
+	if !r.Ready {
+		return fmt.Errorf("unable to start container process: error during container init: %s", r.Error)
+	}
+
+	start, _, err := processStart(pid)
+	if err != nil {
+		return fmt.Errorf("read start time of init %d: %w", pid, err)
+	}
+	c := &Container{Dir: dir, State: State{
+		ID: id, Bundle: bundle, Rootfs: rootfs, InitPid: pid, InitStart: start,
+		Created: time.Now().UTC(), CgroupPath: cgPath, Annotations: s.Annotations,
+		OCIVersion: s.Version, Hooks: s.Hooks,
+	}}
+	if err := c.save(); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	if o.PidFile != "" {
+		if err := writeFileAtomic(o.PidFile, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			return fmt.Errorf("write pid file %s: %w", o.PidFile, err)
+		}
+	}
+	// The init outlives us; whoever is its subreaper (the shim) reaps it.
+	return p.cmd.Process.Release()
+}

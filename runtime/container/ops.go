@@ -1,0 +1,176 @@
+package container
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hostnet-dev/hostnet/runtime/cgroups"
+)
+
+// Start lets a created container's init exec the user's program.
+func (c *Container) Start() error {
+	switch st := c.Status(); st {
+	case Created:
+	case Stopped:
+		return errors.New("cannot start a container that has stopped")
+	default:
+		return fmt.Errorf("cannot start an already %s container", st)
+	}
+	fifo := filepath.Join(c.Dir, fifoName)
+	f, err := c.openFifo(fifo)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	// The init writes one byte, then execs; exec closes its end: EOF.
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return fmt.Errorf("read exec fifo: %w", err)
+	}
+	if len(data) == 0 {
+		return errors.New("cannot start an already running container")
+	}
+	return os.Remove(fifo)
+}
+
+// openFifo opens the exec fifo for reading, which blocks until the init
+// opens it for writing; if the init dies first it never will, so its
+// liveness is checked while waiting.
+func (c *Container) openFifo(path string) (*os.File, error) {
+	type result struct {
+		f   *os.File
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_CLOEXEC, 0)
+		done <- result{f, err}
+	}()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case r := <-done:
+			if r.err != nil {
+				return nil, fmt.Errorf("open exec fifo: %w", r.err)
+			}
+			return r.f, nil
+		case <-tick.C:
+			if !processAlive(c.InitPid, c.InitStart) {
+				// Unblock the goroutine's open with a writer of our own.
+				if w, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0); err == nil {
+					w.Close()
+				}
+				return nil, errors.New("cannot start a container whose init has exited")
+			}
+		}
+	}
+}
+
+// Signal sends sig to the init, or with all to every process in the cgroup.
+func (c *Container) Signal(sig unix.Signal, all bool) error {
+	if all {
+		cg, err := cgroups.Load(c.CgroupPath)
+		if err != nil {
+			return fmt.Errorf("container %s: %w", c.ID, err)
+		}
+		pids, err := cg.Pids()
+		if err != nil {
+			return err
+		}
+		for _, pid := range pids {
+			if err := unix.Kill(pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("signal %d: %w", pid, err)
+			}
+		}
+		return nil
+	}
+	if c.Status() == Stopped {
+		return errors.New("container not running")
+	}
+	if err := unix.Kill(c.InitPid, sig); err != nil {
+		return fmt.Errorf("signal init %d: %w", c.InitPid, err)
+	}
+	return nil
+}
+
+// Delete removes a stopped container; force kills a running one first. A
+// created container is killed without force, as with runc.
+func (c *Container) Delete(force bool) error {
+	switch st := c.Status(); st {
+	case Running, Paused:
+		if !force {
+			return fmt.Errorf("cannot delete container %s that is not stopped: %s", c.ID, st)
+		}
+	}
+	if processAlive(c.InitPid, c.InitStart) {
+		_ = unix.Kill(c.InitPid, unix.SIGKILL)
+	}
+	if cg, err := cgroups.Load(c.CgroupPath); err == nil {
+		// Thaw first: a frozen process cannot die.
+		_ = cg.Thaw()
+		if err := cg.Delete(); err != nil {
+			return fmt.Errorf("remove cgroup %s: %w", c.CgroupPath, err)
+		}
+	} else if !errors.Is(err, cgroups.ErrNotExist) {
+		return err
+	}
+	for deadline := time.Now().Add(5 * time.Second); processAlive(c.InitPid, c.InitStart); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("init %d did not exit after SIGKILL", c.InitPid)
+		}
+	}
+	return os.RemoveAll(c.Dir)
+}
+
+// RemoveStale deletes a state directory whose state was never written
+// (a create that died half-way).
+func RemoveStale(root, id string) error {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	return os.RemoveAll(filepath.Join(root, id))
+}
+
+// Pids lists the container's processes.
+func (c *Container) Pids() ([]int, error) {
+	cg, err := cgroups.Load(c.CgroupPath)
+	if errors.Is(err, cgroups.ErrNotExist) {
+		return []int{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return cg.Pids()
+}
+
+// Pause freezes every process of a running container.
+func (c *Container) Pause() error {
+	if st := c.Status(); st != Running {
+		return fmt.Errorf("container not running: %s", st)
+	}
+	cg, err := cgroups.Load(c.CgroupPath)
+	if err != nil {
+		return err
+	}
+	return cg.Freeze()
+}
+
+// Resume thaws a paused container.
+func (c *Container) Resume() error {
+	if st := c.Status(); st != Paused {
+		return fmt.Errorf("container not paused: %s", st)
+	}
+	cg, err := cgroups.Load(c.CgroupPath)
+	if err != nil {
+		return err
+	}
+	return cg.Thaw()
+}

@@ -1,0 +1,223 @@
+package container
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/hostnet-dev/hostnet/runtime/initproc"
+)
+
+var cloneFlags = map[specs.LinuxNamespaceType]uintptr{
+	specs.PIDNamespace:     unix.CLONE_NEWPID,
+	specs.NetworkNamespace: unix.CLONE_NEWNET,
+	specs.MountNamespace:   unix.CLONE_NEWNS,
+	specs.IPCNamespace:     unix.CLONE_NEWIPC,
+	specs.UTSNamespace:     unix.CLONE_NEWUTS,
+	specs.UserNamespace:    unix.CLONE_NEWUSER,
+}
+
+// joinFlags are setns(2) types for namespaces joined by path.
+var joinFlags = map[specs.LinuxNamespaceType]int{
+	specs.PIDNamespace:     unix.CLONE_NEWPID,
+	specs.NetworkNamespace: unix.CLONE_NEWNET,
+	specs.MountNamespace:   unix.CLONE_NEWNS,
+	specs.IPCNamespace:     unix.CLONE_NEWIPC,
+	specs.UTSNamespace:     unix.CLONE_NEWUTS,
+	specs.CgroupNamespace:  unix.CLONE_NEWCGROUP,
+}
+
+// spawnOpts are what the parent hands the init besides the spec.
+type spawnOpts struct {
+	bundle        string
+	fifo          string
+	consoleSocket string
+	preserveFds   int
+}
+
+// initProcess is a started init and the parent's end of its sync socket.
+type initProcess struct {
+	cmd  *exec.Cmd
+	sync *os.File
+	fds  initproc.Fds
+}
+
+// spawnInit starts `hostnet-runc init` in the container's namespaces.
+//
+// New namespaces come from clone(2) flags. Namespaces joined by path are
+// entered with setns(2) on a locked OS thread just before the fork, which the
+// child inherits; that thread is never unlocked, so Go retires it afterwards
+// instead of running other goroutines in the container's namespaces. This
+// keeps the runtime pure Go, without a C constructor like runc's nsexec.
+func spawnInit(s *specs.Spec, o spawnOpts) (*initProcess, error) {
+	self, err := sealedExecutable()
+	if err != nil {
+		return nil, err
+	}
+	defer self.Close()
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("create sync socket: %w", err)
+	}
+	parentEnd := os.NewFile(uintptr(pair[0]), "sync-parent")
+	childEnd := os.NewFile(uintptr(pair[1]), "sync-child")
+	defer childEnd.Close()
+
+	fifo, err := os.OpenFile(o.fifo, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		parentEnd.Close()
+		return nil, fmt.Errorf("open exec fifo: %w", err)
+	}
+	defer fifo.Close()
+
+	// Caller's fds 3..3+n-1 keep their numbers; ours follow.
+	var extra []*os.File
+	for i := 0; i < o.preserveFds; i++ {
+		extra = append(extra, os.NewFile(uintptr(3+i), "preserved-"+strconv.Itoa(3+i)))
+	}
+	next := func(f *os.File) int {
+		extra = append(extra, f)
+		return 2 + len(extra)
+	}
+	fds := initproc.Fds{Preserved: o.preserveFds, ConsoleSocket: -1}
+	syncFd := next(childEnd)
+	fds.ExecFifo = next(fifo)
+	if o.consoleSocket != "" {
+		conn, err := net.Dial("unix", o.consoleSocket)
+		if err != nil {
+			parentEnd.Close()
+			return nil, fmt.Errorf("connect to console socket %s: %w", o.consoleSocket, err)
+		}
+		f, err := conn.(*net.UnixConn).File()
+		conn.Close()
+		if err != nil {
+			parentEnd.Close()
+			return nil, fmt.Errorf("console socket: %w", err)
+		}
+		defer f.Close()
+		fds.ConsoleSocket = next(f)
+	}
+	selfFd := next(self)
+
+	attr := &syscall.SysProcAttr{Setsid: true, GidMappingsEnableSetgroups: true}
+	var joins []specs.LinuxNamespace
+	for _, ns := range s.Linux.Namespaces {
+		switch {
+		case ns.Path != "":
+			joins = append(joins, ns)
+		case ns.Type == specs.UserNamespace:
+			attr.Cloneflags |= cloneFlags[ns.Type]
+			attr.UidMappings = idMaps(s.Linux.UIDMappings)
+			attr.GidMappings = idMaps(s.Linux.GIDMappings)
+		default:
+			// The cgroup namespace is unshared by the init once it sits
+			// in its cgroup, so its root is the container's cgroup.
+			attr.Cloneflags |= cloneFlags[ns.Type]
+		}
+	}
+	cmd := &exec.Cmd{
+		Path:        "/proc/self/fd/" + strconv.Itoa(selfFd),
+		Args:        []string{"hostnet-runc", initproc.Command},
+		Env:         []string{initproc.SyncFdEnv + "=" + strconv.Itoa(syncFd), "GOMAXPROCS=1"},
+		Dir:         o.bundle,
+		Stdin:       os.Stdin,
+		Stdout:      os.Stdout,
+		Stderr:      os.Stderr,
+		ExtraFiles:  extra,
+		SysProcAttr: attr,
+	}
+	if err := startIn(cmd, joins); err != nil {
+		parentEnd.Close()
+		return nil, err
+	}
+	return &initProcess{cmd: cmd, sync: parentEnd, fds: fds}, nil
+}
+
+func idMaps(in []specs.LinuxIDMapping) []syscall.SysProcIDMap {
+	out := make([]syscall.SysProcIDMap, len(in))
+	for i, m := range in {
+		out[i] = syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)}
+	}
+	return out
+}
+
+// startIn forks cmd from a thread that has joined the given namespaces.
+func startIn(cmd *exec.Cmd, joins []specs.LinuxNamespace) error {
+	if len(joins) == 0 {
+		return startErr(cmd.Start())
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// Deliberately no UnlockOSThread: the thread dies with this goroutine.
+		runtime.LockOSThread()
+		errc <- func() error {
+			for _, ns := range joins {
+				if ns.Type == specs.MountNamespace {
+					// setns into a mount namespace needs an fs struct of our own.
+					if err := unix.Unshare(unix.CLONE_FS); err != nil {
+						return fmt.Errorf("unshare fs: %w", err)
+					}
+				}
+				if err := joinNamespace(ns); err != nil {
+					return err
+				}
+			}
+			return startErr(cmd.Start())
+		}()
+	}()
+	return <-errc
+}
+
+func joinNamespace(ns specs.LinuxNamespace) error {
+	fd, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s namespace %s: %w", ns.Type, ns.Path, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Setns(fd, joinFlags[ns.Type]); err != nil {
+		return fmt.Errorf("join %s namespace %s: %w", ns.Type, ns.Path, err)
+	}
+	return nil
+}
+
+func startErr(err error) error {
+	if err != nil {
+		return fmt.Errorf("start container init: %w", err)
+	}
+	return nil
+}
+
+// sealedExecutable copies our own binary into a sealed memfd and the init is
+// exec'd from it (CVE-2019-5736): a container process that opens
+// /proc/<init>/exe gets an immutable copy, never the host's binary.
+func sealedExecutable() (*os.File, error) {
+	fd, err := unix.MemfdCreate("hostnet-runc", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create: %w", err)
+	}
+	mem := os.NewFile(uintptr(fd), "memfd:hostnet-runc")
+	src, err := os.Open("/proc/self/exe")
+	if err != nil {
+		mem.Close()
+		return nil, fmt.Errorf("open own executable: %w", err)
+	}
+	defer src.Close()
+	if _, err := io.Copy(mem, src); err != nil {
+		mem.Close()
+		return nil, fmt.Errorf("copy own executable to memfd: %w", err)
+	}
+	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(mem.Fd(), unix.F_ADD_SEALS, seals); err != nil {
+		mem.Close()
+		return nil, fmt.Errorf("seal memfd: %w", err)
+	}
+	return mem, nil
+}

@@ -1,0 +1,105 @@
+package container
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// LoadSpec reads and validates <bundle>/config.json. The errors name the file
+// and the field, since containerd shows them to the user as they are.
+func LoadSpec(bundle string) (*specs.Spec, error) {
+	path := filepath.Join(bundle, "config.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("JSON specification file %s not found", path)
+		}
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", path, err)
+	}
+	if err := Validate(&s); err != nil {
+		return nil, fmt.Errorf("invalid %s: %w", path, err)
+	}
+	return &s, nil
+}
+
+// Validate checks what the runtime relies on. Every runtime-spec 1.x version
+// is accepted: fields added later are optional by the spec's own rules.
+func Validate(s *specs.Spec) error {
+	if !strings.HasPrefix(s.Version, "1.") {
+		return fmt.Errorf("unsupported ociVersion %q: hostnet-runc implements runtime-spec 1.x", s.Version)
+	}
+	if s.Root == nil || s.Root.Path == "" {
+		return errors.New("root.path must be set")
+	}
+	if s.Process == nil {
+		return errors.New("process must be set")
+	}
+	if len(s.Process.Args) == 0 {
+		return errors.New("process.args must not be empty")
+	}
+	if !filepath.IsAbs(s.Process.Cwd) {
+		return fmt.Errorf("process.cwd %q must be an absolute path", s.Process.Cwd)
+	}
+	if s.Linux == nil {
+		return errors.New("linux must be set")
+	}
+	seen := map[specs.LinuxNamespaceType]bool{}
+	for _, ns := range s.Linux.Namespaces {
+		if _, ok := cloneFlags[ns.Type]; !ok && ns.Type != specs.CgroupNamespace {
+			return fmt.Errorf("namespace type %q is not supported", ns.Type)
+		}
+		if seen[ns.Type] {
+			return fmt.Errorf("namespace %q is listed twice", ns.Type)
+		}
+		seen[ns.Type] = true
+		if ns.Type == specs.UserNamespace && ns.Path != "" {
+			return errors.New("joining an existing user namespace by path is not supported")
+		}
+	}
+	if !seen[specs.MountNamespace] {
+		return errors.New("a mount namespace is required")
+	}
+	for _, m := range s.Mounts {
+		if !filepath.IsAbs(m.Destination) {
+			return fmt.Errorf("mount destination %q is not absolute", m.Destination)
+		}
+	}
+	return nil
+}
+
+// RootfsPath resolves root.path against the bundle.
+func RootfsPath(bundle string, s *specs.Spec) (string, error) {
+	p := s.Root.Path
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(bundle, p)
+	}
+	p, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return "", fmt.Errorf("rootfs %s: %w", s.Root.Path, err)
+	}
+	return p, nil
+}
+
+var validID = regexp.MustCompile(`^[\w+.-]+$`)
+
+// ValidateID refuses ids that could escape the state directory.
+func ValidateID(id string) error {
+	if id == "" {
+		return errors.New("container id cannot be empty")
+	}
+	if !validID.MatchString(id) || id == "." || id == ".." {
+		return fmt.Errorf("invalid container id %q", id)
+	}
+	return nil
+}

@@ -1,0 +1,345 @@
+package initproc
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/hostnet-dev/hostnet/runtime/rootfs"
+)
+
+// Main runs the container init and never returns on success: the process
+// becomes the user's program. It is started by the parent already inside the
+// container's new namespaces and (after the parent's first message) cgroup.
+func Main() {
+	// Capabilities, no_new_privs and the uid are per-thread until execve,
+	// which keeps only the calling thread: all of it must happen on one.
+	runtime.LockOSThread()
+	fd, err := strconv.Atoi(os.Getenv(SyncFdEnv))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hostnet-runc init: must be started by hostnet-runc create")
+		os.Exit(1)
+	}
+	os.Unsetenv(SyncFdEnv)
+	sync := os.NewFile(uintptr(fd), "sync")
+
+	var b Bootstrap
+	if err := json.NewDecoder(sync).Decode(&b); err != nil {
+		reply(sync, fmt.Errorf("read bootstrap from parent: %w", err))
+		os.Exit(1)
+	}
+	p, err := prepare(&b)
+	if err != nil {
+		reply(sync, err)
+		os.Exit(1)
+	}
+	if err := reply(sync, nil); err != nil {
+		os.Exit(1)
+	}
+	sync.Close()
+
+	// Block until `start` opens the fifo for reading. The descriptor is an
+	// O_PATH handle taken before pivot_root; the fifo itself stays outside.
+	fifo, err := unix.Open("/proc/self/fd/"+strconv.Itoa(b.Fds.ExecFifo), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		fatal(fmt.Errorf("open exec fifo: %w", err))
+	}
+	if _, err := unix.Write(fifo, []byte{'0'}); err != nil {
+		fatal(fmt.Errorf("write exec fifo: %w", err))
+	}
+	// Our fds, the fifo included, are close-on-exec: `start` sees EOF as
+	// soon as the user's program has replaced us.
+	if err := unix.Exec(p.path, p.args, p.env); err != nil {
+		fatal(fmt.Errorf("exec %q: %w", p.path, err))
+	}
+}
+
+func reply(sync *os.File, err error) error {
+	r := Reply{Ready: err == nil}
+	if err != nil {
+		r.Error = err.Error()
+	}
+	return json.NewEncoder(sync).Encode(r)
+}
+
+// fatal reports an error after create has returned: only the container's
+// own stderr is left to tell.
+func fatal(err error) {
+	fmt.Fprintf(os.Stderr, "hostnet-runc init: %v\n", err)
+	os.Exit(127)
+}
+
+// program is what will be exec'd.
+type program struct {
+	path string
+	args []string
+	env  []string
+}
+
+// prepare does everything that can fail before the user's program runs, so
+// that create, not start, reports it.
+func prepare(b *Bootstrap) (*program, error) {
+	s := b.Spec
+	proc := s.Process
+	// Device nodes and mount points get exactly the modes asked for.
+	unix.Umask(0)
+
+	if !hasNamespace(s, specs.MountNamespace) {
+		return nil, errors.New("the container must have its own mount namespace")
+	}
+	if newNamespace(s, specs.NetworkNamespace) {
+		if err := bringUpLoopback(); err != nil {
+			return nil, err
+		}
+	}
+	if newNamespace(s, specs.CgroupNamespace) {
+		// Done here, after the parent has put us in our cgroup, so the
+		// namespace's root is the container's cgroup.
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return nil, fmt.Errorf("unshare cgroup namespace: %w", err)
+		}
+	}
+	cfg := &rootfs.Config{
+		Rootfs:      b.Rootfs,
+		Spec:        s,
+		CgroupPaths: b.CgroupPaths,
+		UserNS:      hasNamespace(s, specs.UserNamespace),
+		Console:     proc.Terminal,
+	}
+	if err := rootfs.Prepare(cfg); err != nil {
+		return nil, err
+	}
+	pivot := rootfs.PivotRoot
+	if b.NoPivot {
+		pivot = rootfs.MoveRoot
+	}
+	if err := pivot(b.Rootfs); err != nil {
+		return nil, err
+	}
+	if proc.Terminal {
+		if err := setupConsole(b.Fds.ConsoleSocket, proc.ConsoleSize); err != nil {
+			return nil, fmt.Errorf("set up console: %w", err)
+		}
+	}
+	if err := rootfs.Finalize(s); err != nil {
+		return nil, err
+	}
+	if err := setHostname(s); err != nil {
+		return nil, err
+	}
+	if err := applySysctls(s.Linux.Sysctl); err != nil {
+		return nil, err
+	}
+	if proc.OOMScoreAdj != nil {
+		if err := writeProcFile("/proc/self/oom_score_adj", strconv.Itoa(*proc.OOMScoreAdj)); err != nil {
+			return nil, err
+		}
+	}
+	if err := setRlimits(proc.Rlimits); err != nil {
+		return nil, err
+	}
+	if s.Linux.Seccomp != nil {
+		return nil, errors.New("seccomp profiles are not supported yet by hostnet-runc; remove linux.seccomp from the spec or use runc")
+	}
+	if proc.Cwd == "" || !strings.HasPrefix(proc.Cwd, "/") {
+		return nil, fmt.Errorf("process.cwd %q must be an absolute path", proc.Cwd)
+	}
+	if err := unix.Chdir(proc.Cwd); err != nil {
+		return nil, fmt.Errorf("chdir to cwd (%q) set in config.json failed: %w", proc.Cwd, err)
+	}
+
+	env := withHome(proc.Env, proc.User.UID)
+	path, err := lookPath(proc.Args, env)
+	if err != nil {
+		return nil, err
+	}
+	if err := setUser(proc); err != nil {
+		return nil, err
+	}
+	if proc.NoNewPrivileges {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return nil, fmt.Errorf("set no_new_privs: %w", err)
+		}
+	}
+	umask := 0o022
+	if proc.User.Umask != nil {
+		umask = int(*proc.User.Umask)
+	}
+	unix.Umask(umask)
+	if err := closeExtraFds(3 + b.Fds.Preserved); err != nil {
+		return nil, err
+	}
+	// CVE-2024-21626: a working directory inherited from the host through a
+	// leaked fd would show as unreachable; refuse to run from there.
+	if wd, err := os.Getwd(); err != nil || !strings.HasPrefix(wd, "/") {
+		return nil, fmt.Errorf("current working directory is outside of the container's root (%q)", wd)
+	}
+	return &program{path: path, args: proc.Args, env: env}, nil
+}
+
+func hasNamespace(s *specs.Spec, t specs.LinuxNamespaceType) bool {
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type == t {
+			return true
+		}
+	}
+	return false
+}
+
+// newNamespace reports whether the container gets a fresh namespace of type
+// t, rather than sharing the host's or joining one by path.
+func newNamespace(s *specs.Spec, t specs.LinuxNamespaceType) bool {
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type == t && ns.Path == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// bringUpLoopback sets lo up in a fresh network namespace, where the kernel
+// leaves it down. An ioctl keeps netlink libraries out of the runtime.
+func bringUpLoopback() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("bring up lo: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("read lo flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bring up lo: %w", err)
+	}
+	return nil
+}
+
+func setHostname(s *specs.Spec) error {
+	if s.Hostname == "" && s.Domainname == "" {
+		return nil
+	}
+	if !hasNamespace(s, specs.UTSNamespace) {
+		return errors.New("unable to set hostname without a private UTS namespace")
+	}
+	if s.Hostname != "" {
+		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
+			return fmt.Errorf("set hostname %q: %w", s.Hostname, err)
+		}
+	}
+	if s.Domainname != "" {
+		if err := unix.Setdomainname([]byte(s.Domainname)); err != nil {
+			return fmt.Errorf("set domainname %q: %w", s.Domainname, err)
+		}
+	}
+	return nil
+}
+
+func applySysctls(sysctls map[string]string) error {
+	for key, value := range sysctls {
+		if strings.Contains(key, "/") || strings.Contains(key, "..") {
+			return fmt.Errorf("invalid sysctl name %q", key)
+		}
+		path := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
+		if err := writeProcFile(path, value); err != nil {
+			return fmt.Errorf("set sysctl %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// writeProcFile writes to a file that must live on a real procfs: a
+// container image or volume could otherwise mount a look-alike over /proc
+// and redirect the write.
+func writeProcFile(path, value string) error {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil {
+		return fmt.Errorf("statfs %s: %w", path, err)
+	}
+	if st.Type != unix.PROC_SUPER_MAGIC {
+		return fmt.Errorf("%s is not on procfs (filesystem type %#x)", path, st.Type)
+	}
+	if _, err := unix.Write(fd, []byte(value)); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// lookPath resolves the program in the container's root with its own PATH,
+// so a missing binary fails create with the name the user typed.
+func lookPath(args, env []string) (string, error) {
+	if len(args) == 0 {
+		return "", errors.New("process.args must not be empty")
+	}
+	name := args[0]
+	if strings.Contains(name, "/") {
+		if err := executable(name); err != nil {
+			return "", fmt.Errorf("exec: %q: %w", name, err)
+		}
+		return name, nil
+	}
+	pathEnv := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			pathEnv = v
+		}
+	}
+	for _, dir := range strings.Split(pathEnv, ":") {
+		if dir == "" {
+			dir = "."
+		}
+		candidate := dir + "/" + name
+		if executable(candidate) == nil {
+			return candidate, nil
+		}
+	}
+	return "", fmt.Errorf("exec: %q: %w", name, exec.ErrNotFound)
+}
+
+func executable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		return errors.New("is a directory")
+	}
+	if fi.Mode()&0o111 == 0 {
+		return os.ErrPermission
+	}
+	return nil
+}
+
+// closeExtraFds marks every descriptor from first on close-on-exec, so
+// nothing of the runtime's (CVE-2024-21626) reaches the user's program.
+func closeExtraFds(first int) error {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("list open fds: %w", err)
+	}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd < first {
+			continue
+		}
+		unix.CloseOnExec(fd)
+	}
+	return nil
+}

@@ -1,0 +1,51 @@
+// Package initproc is the container's init: the code that runs inside the
+// new namespaces, prepares the root filesystem and the process attributes,
+// waits for `start` and then execs the user's process.
+//
+// The parent (`hostnet-runc create`) and the init talk over a socketpair with
+// newline-delimited JSON: the parent sends one Bootstrap, the init answers with
+// one Reply. The file descriptor numbers below are fixed by the parent when it
+// spawns the init.
+package initproc
+
+import specs "github.com/opencontainers/runtime-spec/specs-go"
+
+// Command is the hidden subcommand that runs the init.
+const Command = "init"
+
+// Bootstrap is everything the init needs. The parent sends the spec it has
+// already validated instead of letting the init re-read config.json, so what
+// was checked is what runs.
+type Bootstrap struct {
+	Spec *specs.Spec `json:"spec"`
+	// Rootfs is the absolute host path of the container's root.
+	Rootfs string `json:"rootfs"`
+	// NoPivot uses MS_MOVE+chroot instead of pivot_root (for ramfs roots).
+	NoPivot bool `json:"noPivot,omitempty"`
+	// CgroupPaths maps each v1 hierarchy (or "" on v2) to the container's
+	// cgroup directory on the host, for the cgroup mount inside the container.
+	CgroupPaths map[string]string `json:"cgroupPaths,omitempty"`
+	// Fds are the descriptor numbers the parent passed down.
+	Fds Fds `json:"fds"`
+}
+
+// Fds are descriptor numbers in the init, -1 when absent.
+type Fds struct {
+	// ExecFifo is an O_PATH descriptor of <state>/exec.fifo: opening it for
+	// writing blocks until `start` opens it for reading.
+	ExecFifo int `json:"execFifo"`
+	// ConsoleSocket is a connected unix socket to send the pty master over.
+	ConsoleSocket int `json:"consoleSocket"`
+	// Preserved is the number of caller fds (from 3 on) kept for the process.
+	Preserved int `json:"preserved"`
+}
+
+// Reply is the init's answer once it is ready to exec, or why it cannot.
+type Reply struct {
+	Ready bool   `json:"ready,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// SyncFd is the init's end of the socketpair; it is always the first fd
+// after the preserved ones, so the init finds it from its arguments.
+const SyncFdEnv = "_HOSTNET_INIT_SYNCFD"

@@ -1,0 +1,165 @@
+package initproc
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/moby/sys/capability"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// setUser switches to the spec's uid/gid and leaves exactly the spec's
+// capabilities. The bounding set is dropped first (that needs CAP_SETPCAP),
+// then the ids change with keep-caps on, then the other sets are applied.
+func setUser(proc *specs.Process) error {
+	caps, err := capability.NewPid2(0)
+	if err != nil {
+		return fmt.Errorf("read capabilities: %w", err)
+	}
+	if err := caps.Load(); err != nil {
+		return fmt.Errorf("read capabilities: %w", err)
+	}
+	want := proc.Capabilities
+	if want == nil {
+		want = &specs.LinuxCapabilities{}
+	}
+	caps.Clear(capability.BOUNDING)
+	caps.Set(capability.BOUNDING, capList(want.Bounding)...)
+	if err := caps.Apply(capability.BOUNDS); err != nil {
+		return fmt.Errorf("drop bounding capabilities: %w", err)
+	}
+
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("set keep-caps: %w", err)
+	}
+	u := proc.User
+	gids := make([]int, len(u.AdditionalGids))
+	for i, g := range u.AdditionalGids {
+		gids[i] = int(g)
+	}
+	// setgroups is refused in a user namespace whose setgroups is "deny";
+	// with no extra groups asked for there is nothing to set.
+	if err := unix.Setgroups(gids); err != nil && len(gids) > 0 {
+		return fmt.Errorf("setgroups %v: %w", gids, err)
+	}
+	if err := unix.Setresgid(int(u.GID), int(u.GID), int(u.GID)); err != nil {
+		return fmt.Errorf("setgid %d: %w", u.GID, err)
+	}
+	if err := unix.Setresuid(int(u.UID), int(u.UID), int(u.UID)); err != nil {
+		return fmt.Errorf("setuid %d: %w", u.UID, err)
+	}
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("clear keep-caps: %w", err)
+	}
+
+	caps.Clear(capability.CAPS)
+	caps.Set(capability.EFFECTIVE, capList(want.Effective)...)
+	caps.Set(capability.PERMITTED, capList(want.Permitted)...)
+	caps.Set(capability.INHERITABLE, capList(want.Inheritable)...)
+	if err := caps.Apply(capability.CAPS); err != nil {
+		return fmt.Errorf("apply capabilities: %w", err)
+	}
+	if err := capability.ResetAmbient(); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("reset ambient capabilities: %w", err)
+	}
+	// The kernel refuses an ambient capability that is not also permitted
+	// and inheritable; like runc, such a spec still runs without it.
+	for _, c := range capList(want.Ambient) {
+		_ = capability.SetAmbient(true, c)
+	}
+	return nil
+}
+
+var capsByName = func() map[string]capability.Cap {
+	m := map[string]capability.Cap{}
+	for _, c := range capability.ListKnown() {
+		m["CAP_"+strings.ToUpper(c.String())] = c
+	}
+	return m
+}()
+
+// capList maps names to capabilities. Names this kernel or library does not
+// know are skipped, as runc does, so a newer spec still runs.
+func capList(names []string) []capability.Cap {
+	last, _ := capability.LastCap()
+	out := make([]capability.Cap, 0, len(names))
+	for _, n := range names {
+		if c, ok := capsByName[strings.ToUpper(n)]; ok && c <= last {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+var rlimitsByName = map[string]int{
+	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_CPU": unix.RLIMIT_CPU,
+	"RLIMIT_DATA": unix.RLIMIT_DATA, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS,
+	"RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK, "RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE,
+	"RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_RSS": unix.RLIMIT_RSS,
+	"RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO, "RLIMIT_RTTIME": unix.RLIMIT_RTTIME, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
+	"RLIMIT_STACK": unix.RLIMIT_STACK,
+}
+
+// ParseRlimit maps a spec rlimit name to its resource number.
+func ParseRlimit(name string) (int, error) {
+	r, ok := rlimitsByName[name]
+	if !ok {
+		return 0, fmt.Errorf("unknown rlimit type %q", name)
+	}
+	return r, nil
+}
+
+// setRlimits runs while still root, since raising a hard limit needs
+// CAP_SYS_RESOURCE.
+func setRlimits(limits []specs.POSIXRlimit) error {
+	for _, l := range limits {
+		r, err := ParseRlimit(l.Type)
+		if err != nil {
+			return err
+		}
+		if err := unix.Prlimit(0, r, &unix.Rlimit{Cur: l.Soft, Max: l.Hard}, nil); err != nil {
+			return fmt.Errorf("set rlimit %s (soft %d, hard %d): %w", l.Type, l.Soft, l.Hard, err)
+		}
+	}
+	return nil
+}
+
+// withHome adds HOME from the container's /etc/passwd when the spec does
+// not set it, as runc does; "/" when the user has no entry.
+func withHome(env []string, uid uint32) []string {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "HOME=") {
+			return env
+		}
+	}
+	home := "/"
+	if f, err := os.Open("/etc/passwd"); err == nil {
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			// name:password:uid:gid:gecos:home:shell
+			fields := strings.Split(sc.Text(), ":")
+			if len(fields) >= 6 && fields[2] == strconv.FormatUint(uint64(uid), 10) {
+				home = fields[5]
+				break
+			}
+		}
+	}
+	return append(append([]string{}, env...), "HOME="+home)
+}
+
+// KnownCapabilities lists the capability names this runtime can apply.
+func KnownCapabilities() []string {
+	out := make([]string, 0, len(capsByName))
+	for n := range capsByName {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
