@@ -51,7 +51,7 @@ func init() {
 		"pause":      {"pause <container-id>", runPause},
 		"resume":     {"resume <container-id>", runResume},
 		"features":   {"features", runFeatures},
-		"exec":       {"exec [options] <container-id> <command> [args...]", notYet},
+		"exec":       {"exec [options] <container-id> <command> [args...]", runExec},
 		"update":     {"update [options] <container-id>", notYet},
 		"events":     {"events [--stats] <container-id>", notYet},
 		"spec":       {"spec", notYet},

@@ -1,7 +1,6 @@
 package container
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -81,31 +80,20 @@ func Create(root, id string, o CreateOpts) (err error) {
 	}
 	undo = append(undo, func() { cg.Delete() })
 
-	p, err := spawnInit(s, spawnOpts{bundle: bundle, fifo: fifo, consoleSocket: o.ConsoleSocket, preserveFds: o.PreserveFds})
+	so := initSpawnOpts(s)
+	so.dir, so.fifo, so.consoleSocket, so.preserveFds = bundle, fifo, o.ConsoleSocket, o.PreserveFds
+	p, err := spawn(so)
 	if err != nil {
 		return err
 	}
 	defer p.sync.Close()
-	undo = append(undo, func() {
-		p.cmd.Process.Kill()
-		p.cmd.Wait()
-	})
+	undo = append(undo, p.kill)
 	pid := p.cmd.Process.Pid
 	if err := cg.Add(pid); err != nil {
 		return fmt.Errorf("add init %d to cgroup %s: %w", pid, cgPath, err)
 	}
-	boot := initproc.Bootstrap{Spec: s, Rootfs: rootfs, NoPivot: o.NoPivot, CgroupPaths: cg.MountPaths(), Fds: p.fds}
-	if err := json.NewEncoder(p.sync).Encode(boot); err != nil {
-		return fmt.Errorf("send bootstrap to init: %w", err)
-	}
-	var r initproc.Reply
-	if err := json.NewDecoder(p.sync).Decode(&r); err != nil {
-		p.cmd.Process.Kill()
-		werr := p.cmd.Wait()
-		return fmt.Errorf("unable to start container process: init exited before it was ready (%v)", werr)
-	}
-	if !r.Ready {
-		return fmt.Errorf("unable to start container process: error during container init: %s", r.Error)
+	if err := p.handshake(initproc.Bootstrap{Spec: s, Rootfs: rootfs, NoPivot: o.NoPivot, CgroupPaths: cg.MountPaths()}); err != nil {
+		return err
 	}
 
 	start, _, err := processStart(pid)

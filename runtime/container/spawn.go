@@ -1,6 +1,7 @@
 package container
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -35,12 +36,14 @@ var joinFlags = map[specs.LinuxNamespaceType]int{
 	specs.CgroupNamespace:  unix.CLONE_NEWCGROUP,
 }
 
-// spawnOpts are what the parent hands the init besides the spec.
+// spawnOpts are how to start an init or exec process.
 type spawnOpts struct {
-	bundle        string
-	fifo          string
+	dir           string // working directory before the init moves on
+	fifo          string // exec fifo; empty for exec
 	consoleSocket string
 	preserveFds   int
+	attr          *syscall.SysProcAttr
+	joins         []specs.LinuxNamespace // entered with setns before the fork
 }
 
 // initProcess is a started init and the parent's end of its sync socket.
@@ -50,63 +53,8 @@ type initProcess struct {
 	fds  initproc.Fds
 }
 
-// spawnInit starts `hostnet-runc init` in the container's namespaces.
-//
-// New namespaces come from clone(2) flags. Namespaces joined by path are
-// entered with setns(2) on a locked OS thread just before the fork, which the
-// child inherits; that thread is never unlocked, so Go retires it afterwards
-// instead of running other goroutines in the container's namespaces. This
-// keeps the runtime pure Go, without a C constructor like runc's nsexec.
-func spawnInit(s *specs.Spec, o spawnOpts) (*initProcess, error) {
-	self, err := sealedExecutable()
-	if err != nil {
-		return nil, err
-	}
-	defer self.Close()
-	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("create sync socket: %w", err)
-	}
-	parentEnd := os.NewFile(uintptr(pair[0]), "sync-parent")
-	childEnd := os.NewFile(uintptr(pair[1]), "sync-child")
-	defer childEnd.Close()
-
-	fifo, err := os.OpenFile(o.fifo, unix.O_PATH|unix.O_CLOEXEC, 0)
-	if err != nil {
-		parentEnd.Close()
-		return nil, fmt.Errorf("open exec fifo: %w", err)
-	}
-	defer fifo.Close()
-
-	// Caller's fds 3..3+n-1 keep their numbers; ours follow.
-	var extra []*os.File
-	for i := 0; i < o.preserveFds; i++ {
-		extra = append(extra, os.NewFile(uintptr(3+i), "preserved-"+strconv.Itoa(3+i)))
-	}
-	next := func(f *os.File) int {
-		extra = append(extra, f)
-		return 2 + len(extra)
-	}
-	fds := initproc.Fds{Preserved: o.preserveFds, ConsoleSocket: -1}
-	syncFd := next(childEnd)
-	fds.ExecFifo = next(fifo)
-	if o.consoleSocket != "" {
-		conn, err := net.Dial("unix", o.consoleSocket)
-		if err != nil {
-			parentEnd.Close()
-			return nil, fmt.Errorf("connect to console socket %s: %w", o.consoleSocket, err)
-		}
-		f, err := conn.(*net.UnixConn).File()
-		conn.Close()
-		if err != nil {
-			parentEnd.Close()
-			return nil, fmt.Errorf("console socket: %w", err)
-		}
-		defer f.Close()
-		fds.ConsoleSocket = next(f)
-	}
-	selfFd := next(self)
-
+// initSpawnOpts derives clone flags and namespaces to join from the spec.
+func initSpawnOpts(s *specs.Spec) spawnOpts {
 	attr := &syscall.SysProcAttr{Setsid: true, GidMappingsEnableSetgroups: true}
 	var joins []specs.LinuxNamespace
 	for _, ns := range s.Linux.Namespaces {
@@ -119,26 +67,112 @@ func spawnInit(s *specs.Spec, o spawnOpts) (*initProcess, error) {
 			attr.GidMappings = idMaps(s.Linux.GIDMappings)
 		default:
 			// The cgroup namespace is unshared by the init once it sits
-			// in its cgroup, so its root is the container's cgroup.
+			// in its cgroup (absent from cloneFlags), so its root is the
+			// container's cgroup.
 			attr.Cloneflags |= cloneFlags[ns.Type]
 		}
 	}
+	return spawnOpts{attr: attr, joins: joins}
+}
+
+// spawn starts `hostnet-runc init` from a sealed copy of this binary.
+//
+// New namespaces come from clone(2) flags. Namespaces joined by path are
+// entered with setns(2) on a locked OS thread just before the fork, which the
+// child inherits; that thread is never unlocked, so Go retires it afterwards
+// instead of running other goroutines in the container's namespaces. This
+// keeps the runtime pure Go, without a C constructor like runc's nsexec.
+func spawn(o spawnOpts) (*initProcess, error) {
+	self, err := sealedExecutable()
+	if err != nil {
+		return nil, err
+	}
+	defer self.Close()
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("create sync socket: %w", err)
+	}
+	parentEnd := os.NewFile(uintptr(pair[0]), "sync-parent")
+	childEnd := os.NewFile(uintptr(pair[1]), "sync-child")
+	defer childEnd.Close()
+	fail := func(err error) (*initProcess, error) {
+		parentEnd.Close()
+		return nil, err
+	}
+
+	// Caller's fds 3..3+n-1 keep their numbers; ours follow.
+	var extra []*os.File
+	for i := 0; i < o.preserveFds; i++ {
+		extra = append(extra, os.NewFile(uintptr(3+i), "preserved-"+strconv.Itoa(3+i)))
+	}
+	next := func(f *os.File) int {
+		extra = append(extra, f)
+		return 2 + len(extra)
+	}
+	fds := initproc.Fds{Preserved: o.preserveFds, ConsoleSocket: -1, ExecFifo: -1}
+	syncFd := next(childEnd)
+	if o.fifo != "" {
+		fifo, err := os.OpenFile(o.fifo, unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fail(fmt.Errorf("open exec fifo: %w", err))
+		}
+		defer fifo.Close()
+		fds.ExecFifo = next(fifo)
+	}
+	if o.consoleSocket != "" {
+		conn, err := net.Dial("unix", o.consoleSocket)
+		if err != nil {
+			return fail(fmt.Errorf("connect to console socket %s: %w", o.consoleSocket, err))
+		}
+		f, err := conn.(*net.UnixConn).File()
+		conn.Close()
+		if err != nil {
+			return fail(fmt.Errorf("console socket: %w", err))
+		}
+		defer f.Close()
+		fds.ConsoleSocket = next(f)
+	}
+	selfFd := next(self)
+
 	cmd := &exec.Cmd{
 		Path:        "/proc/self/fd/" + strconv.Itoa(selfFd),
 		Args:        []string{"hostnet-runc", initproc.Command},
 		Env:         []string{initproc.SyncFdEnv + "=" + strconv.Itoa(syncFd), "GOMAXPROCS=1"},
-		Dir:         o.bundle,
+		Dir:         o.dir,
 		Stdin:       os.Stdin,
 		Stdout:      os.Stdout,
 		Stderr:      os.Stderr,
 		ExtraFiles:  extra,
-		SysProcAttr: attr,
+		SysProcAttr: o.attr,
 	}
-	if err := startIn(cmd, joins); err != nil {
-		parentEnd.Close()
-		return nil, err
+	if err := startIn(cmd, o.joins); err != nil {
+		return fail(err)
 	}
 	return &initProcess{cmd: cmd, sync: parentEnd, fds: fds}, nil
+}
+
+// handshake sends the bootstrap and waits for the process to be ready.
+func (p *initProcess) handshake(b initproc.Bootstrap) error {
+	b.Fds = p.fds
+	if err := json.NewEncoder(p.sync).Encode(b); err != nil {
+		return fmt.Errorf("send bootstrap to init: %w", err)
+	}
+	var r initproc.Reply
+	if err := json.NewDecoder(p.sync).Decode(&r); err != nil {
+		p.cmd.Process.Kill()
+		werr := p.cmd.Wait()
+		return fmt.Errorf("unable to start container process: init exited before it was ready (%v)", werr)
+	}
+	if !r.Ready {
+		return fmt.Errorf("unable to start container process: %s", r.Error)
+	}
+	return nil
+}
+
+// kill stops a process that never became ready and reaps it.
+func (p *initProcess) kill() {
+	p.cmd.Process.Kill()
+	p.cmd.Wait()
 }
 
 func idMaps(in []specs.LinuxIDMapping) []syscall.SysProcIDMap {

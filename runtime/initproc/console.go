@@ -11,8 +11,8 @@ import (
 
 // setupConsole opens a pty in the container's devpts, hands the master to
 // whoever listens on the console socket (the shim), and makes the slave the
-// process's controlling terminal, stdio and /dev/console.
-func setupConsole(socketFd int, size *specs.Box) error {
+// process's controlling terminal and stdio, and the init's also /dev/console.
+func setupConsole(socketFd int, size *specs.Box, devConsole bool) error {
 	if socketFd < 0 {
 		return fmt.Errorf("process.terminal is set but no --console-socket was given")
 	}
@@ -38,8 +38,10 @@ func setupConsole(socketFd int, size *specs.Box) error {
 		return fmt.Errorf("open %s: %w", slaveName, err)
 	}
 	defer unix.Close(slave)
-	if err := unix.Mount(slaveName, "/dev/console", "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("mount %s on /dev/console: %w", slaveName, err)
+	if devConsole {
+		if err := unix.Mount(slaveName, "/dev/console", "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("mount %s on /dev/console: %w", slaveName, err)
+		}
 	}
 	for fd := 0; fd < 3; fd++ {
 		if err := unix.Dup3(slave, fd, 0); err != nil {

@@ -36,7 +36,11 @@ func Main() {
 		reply(sync, fmt.Errorf("read bootstrap from parent: %w", err))
 		os.Exit(1)
 	}
-	p, err := prepare(&b)
+	prep := prepare
+	if b.Exec {
+		prep = prepareExec
+	}
+	p, err := prep(&b)
 	if err != nil {
 		reply(sync, err)
 		os.Exit(1)
@@ -45,6 +49,9 @@ func Main() {
 		os.Exit(1)
 	}
 	sync.Close()
+	if b.Exec {
+		execProgram(p)
+	}
 
 	// Block until `start` opens the fifo for reading. The descriptor is an
 	// O_PATH handle taken before pivot_root; the fifo itself stays outside.
@@ -57,6 +64,10 @@ func Main() {
 	}
 	// Our fds, the fifo included, are close-on-exec: `start` sees EOF as
 	// soon as the user's program has replaced us.
+	execProgram(p)
+}
+
+func execProgram(p *program) {
 	if err := unix.Exec(p.path, p.args, p.env); err != nil {
 		fatal(fmt.Errorf("exec %q: %w", p.path, err))
 	}
@@ -125,7 +136,7 @@ func prepare(b *Bootstrap) (*program, error) {
 		return nil, err
 	}
 	if proc.Terminal {
-		if err := setupConsole(b.Fds.ConsoleSocket, proc.ConsoleSize); err != nil {
+		if err := setupConsole(b.Fds.ConsoleSocket, proc.ConsoleSize, true); err != nil {
 			return nil, fmt.Errorf("set up console: %w", err)
 		}
 	}
@@ -143,6 +154,24 @@ func prepare(b *Bootstrap) (*program, error) {
 			return nil, err
 		}
 	}
+	return finishProcess(b)
+}
+
+// prepareExec readies a process joining a running container.
+func prepareExec(b *Bootstrap) (*program, error) {
+	unix.Umask(0)
+	if b.Spec.Process.Terminal {
+		if err := setupConsole(b.Fds.ConsoleSocket, b.Spec.Process.ConsoleSize, false); err != nil {
+			return nil, fmt.Errorf("set up console: %w", err)
+		}
+	}
+	return finishProcess(b)
+}
+
+// finishProcess applies the process attributes shared by the init and exec:
+// limits, working directory, user and capabilities, and finds the program.
+func finishProcess(b *Bootstrap) (*program, error) {
+	s, proc := b.Spec, b.Spec.Process
 	if err := setRlimits(proc.Rlimits); err != nil {
 		return nil, err
 	}

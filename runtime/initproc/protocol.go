@@ -20,6 +20,10 @@ type Bootstrap struct {
 	Spec *specs.Spec `json:"spec"`
 	// Rootfs is the absolute host path of the container's root.
 	Rootfs string `json:"rootfs"`
+	// Exec starts an additional process in a running container: the parent
+	// has already joined the container's namespaces, so there is no rootfs
+	// to build, and the process runs as soon as it is ready.
+	Exec bool `json:"exec,omitempty"`
 	// NoPivot uses MS_MOVE+chroot instead of pivot_root (for ramfs roots).
 	NoPivot bool `json:"noPivot,omitempty"`
 	// CgroupPaths maps each v1 hierarchy (or "" on v2) to the container's
@@ -46,6 +50,5 @@ type Reply struct {
 	Error string `json:"error,omitempty"`
 }
 
-// SyncFd is the init's end of the socketpair; it is always the first fd
-// after the preserved ones, so the init finds it from its arguments.
+// SyncFdEnv names the init's end of the socketpair in its environment.
 const SyncFdEnv = "_HOSTNET_INIT_SYNCFD"

@@ -1,0 +1,107 @@
+package container
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/hostnet-dev/hostnet/runtime/cgroups"
+	"github.com/hostnet-dev/hostnet/runtime/initproc"
+)
+
+// ExecOpts are the flags of `exec`.
+type ExecOpts struct {
+	Process       *specs.Process
+	PidFile       string
+	ConsoleSocket string
+	PreserveFds   int
+}
+
+// execJoinOrder enters the mount namespace last: after it, paths resolve in
+// the container, and the /proc/<pid>/ns files are still reachable before.
+var execJoinOrder = []specs.LinuxNamespaceType{
+	specs.IPCNamespace, specs.UTSNamespace, specs.NetworkNamespace,
+	specs.PIDNamespace, specs.CgroupNamespace, specs.MountNamespace,
+}
+
+var nsFile = map[specs.LinuxNamespaceType]string{
+	specs.IPCNamespace: "ipc", specs.UTSNamespace: "uts", specs.NetworkNamespace: "net",
+	specs.PIDNamespace: "pid", specs.CgroupNamespace: "cgroup", specs.MountNamespace: "mnt",
+	specs.UserNamespace: "user",
+}
+
+// Exec starts an additional process in the running container, in its
+// namespaces and cgroup. It returns the process's pid once it is running.
+func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
+	switch st := c.Status(); st {
+	case Running:
+	case Paused:
+		return nil, errors.New("cannot exec in a paused container")
+	default:
+		return nil, fmt.Errorf("cannot exec in a %s container", st)
+	}
+	if differs, err := c.nsDiffers(specs.UserNamespace); err != nil || differs {
+		return nil, errors.New("exec into a container with its own user namespace is not supported yet")
+	}
+	var joins []specs.LinuxNamespace
+	for _, t := range execJoinOrder {
+		differs, err := c.nsDiffers(t)
+		if err != nil {
+			return nil, err
+		}
+		if differs {
+			joins = append(joins, specs.LinuxNamespace{Type: t, Path: c.nsPath(t)})
+		}
+	}
+	cg, err := cgroups.Load(c.CgroupPath)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", c.ID, err)
+	}
+	p, err := spawn(spawnOpts{
+		consoleSocket: o.ConsoleSocket,
+		preserveFds:   o.PreserveFds,
+		attr:          &syscall.SysProcAttr{Setsid: o.Process.Terminal},
+		joins:         joins,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer p.sync.Close()
+	pid := p.cmd.Process.Pid
+	if err := cg.Add(pid); err != nil {
+		p.kill()
+		return nil, fmt.Errorf("add process %d to cgroup %s: %w", pid, c.CgroupPath, err)
+	}
+	spec := &specs.Spec{Process: o.Process, Linux: &specs.Linux{}}
+	if err := p.handshake(initproc.Bootstrap{Exec: true, Spec: spec}); err != nil {
+		p.kill()
+		return nil, err
+	}
+	if o.PidFile != "" {
+		if err := writeFileAtomic(o.PidFile, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+			return nil, fmt.Errorf("write pid file %s: %w", o.PidFile, err)
+		}
+	}
+	return p.cmd.Process, nil
+}
+
+func (c *Container) nsPath(t specs.LinuxNamespaceType) string {
+	return "/proc/" + strconv.Itoa(c.InitPid) + "/ns/" + nsFile[t]
+}
+
+// nsDiffers compares the init's namespace of type t with our own.
+func (c *Container) nsDiffers(t specs.LinuxNamespaceType) (bool, error) {
+	var theirs, ours unix.Stat_t
+	if err := unix.Stat(c.nsPath(t), &theirs); err != nil {
+		return false, fmt.Errorf("inspect %s namespace of init %d: %w", t, c.InitPid, err)
+	}
+	if err := unix.Stat("/proc/self/ns/"+nsFile[t], &ours); err != nil {
+		return false, fmt.Errorf("inspect own %s namespace: %w", t, err)
+	}
+	return theirs.Ino != ours.Ino || theirs.Dev != ours.Dev, nil
+}
