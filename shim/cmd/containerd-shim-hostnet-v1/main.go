@@ -1,0 +1,17 @@
+// Command containerd-shim-hostnet-v1 is containerd's shim for the
+// io.containerd.hostnet.v1 runtime.
+package main
+
+import (
+	"context"
+
+	"github.com/containerd/containerd/v2/pkg/shim"
+
+	"github.com/hostnet-dev/hostnet/shim/manager"
+	"github.com/hostnet-dev/hostnet/shim/task"
+)
+
+func main() {
+	task.Register()
+	shim.RunShim(context.Background(), manager.New(manager.RuntimeName))
+}

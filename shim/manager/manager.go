@@ -1,0 +1,287 @@
+// Package manager implements the shim manager, pkg/shim's entry points that
+// run as short-lived processes: "start" launches the long-running shim
+// server, "delete" cleans up after a shim that died, and "-info" describes
+// the runtime.
+package manager
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/defaults"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/shim"
+	"github.com/containerd/errdefs"
+	runc "github.com/containerd/go-runc"
+	"github.com/containerd/log"
+	"github.com/containerd/typeurl/v2"
+	"github.com/opencontainers/runtime-spec/specs-go/features"
+	"golang.org/x/sys/unix"
+
+	"github.com/hostnet-dev/hostnet/shim/runtime"
+)
+
+// RuntimeName is the name containerd knows this shim by.
+const RuntimeName = "io.containerd.hostnet.v1"
+
+// Version and Revision identify the shim build; set them with -ldflags -X.
+var (
+	Version  = "dev"
+	Revision = ""
+)
+
+type manager struct {
+	name string
+}
+
+// New returns the shim manager for the runtime called name.
+func New(name string) shim.Shim {
+	return manager{name: name}
+}
+
+func (m manager) Name() string {
+	return m.name
+}
+
+// Start launches the shim server for one container and returns the address
+// containerd connects to. One shim serves one container: hostnet does not
+// group containers into shared shims.
+func (m manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_ *bootapi.BootstrapResult, retErr error) {
+	id := params.GetInstanceID()
+	grpcAddress := params.GetContainerdGrpcAddress()
+	socketDir := params.GetSocketDir()
+	if socketDir == "" {
+		socketDir = filepath.Join(defaults.DefaultStateDir, "s")
+	}
+
+	// A path socket, never an abstract one: a host-network container shares
+	// the host's abstract socket namespace and could connect to it.
+	address, err := shim.CreateSocketAddress(ctx, socketDir, grpcAddress, id, false)
+	if err != nil {
+		return nil, err
+	}
+	l, err := listen(address)
+	if err != nil {
+		if errors.Is(err, errdefs.ErrAlreadyExists) {
+			// The shim for this container is already serving.
+			return result(address), nil
+		}
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			_ = shim.RemoveSocket(address)
+		}
+	}()
+	// The server gets its own copy of the listening socket; ours must not
+	// take the socket's path with it when closed.
+	l.SetUnlinkOnClose(false)
+	defer l.Close()
+	sock, err := l.File()
+	if err != nil {
+		return nil, fmt.Errorf("failed to get shim socket file: %w", err)
+	}
+	defer sock.Close()
+
+	debug := params.GetLogLevel() <= bootapi.LogLevel_LOG_LEVEL_DEBUG
+	cmd, err := serverCommand(ctx, id, grpcAddress, debug)
+	if err != nil {
+		return nil, err
+	}
+	// pkg/shim serves on fd 3 when no -socket flag is given.
+	cmd.ExtraFiles = []*os.File{sock}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("failed to start shim server: %w", err)
+	}
+	defer func() {
+		if retErr != nil {
+			_ = cmd.Process.Kill()
+		}
+	}()
+	// The server outlives us; reap it only if it dies while we still run.
+	go cmd.Wait()
+
+	if err := shim.AdjustOOMScore(cmd.Process.Pid); err != nil {
+		return nil, fmt.Errorf("failed to adjust OOM score of shim server: %w", err)
+	}
+	return result(address), nil
+}
+
+func result(address string) *bootapi.BootstrapResult {
+	return &bootapi.BootstrapResult{Version: 3, Protocol: "ttrpc", Address: address}
+}
+
+// listen creates the shim's socket. A leftover socket nobody serves (a shim
+// that crashed) is replaced; a live one means the shim already runs.
+func listen(address string) (*net.UnixListener, error) {
+	l, err := shim.NewSocket(address)
+	if err == nil {
+		return l, nil
+	}
+	if !shim.SocketEaddrinuse(err) {
+		return nil, fmt.Errorf("failed to create shim socket %s: %w", address, err)
+	}
+	if shim.CanConnect(address) {
+		return nil, fmt.Errorf("shim socket %s: %w", address, errdefs.ErrAlreadyExists)
+	}
+	if err := shim.RemoveSocket(address); err != nil {
+		return nil, fmt.Errorf("failed to remove stale shim socket %s: %w", address, err)
+	}
+	l, err = shim.NewSocket(address)
+	if err != nil {
+		return nil, fmt.Errorf("failed to create shim socket %s: %w", address, err)
+	}
+	return l, nil
+}
+
+// serverCommand re-executes this binary, without an action, as the server.
+func serverCommand(ctx context.Context, id, grpcAddress string, debug bool) (*exec.Cmd, error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("failed to locate shim executable: %w", err)
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"-namespace", ns, "-id", id, "-address", grpcAddress}
+	if debug {
+		args = append(args, "-debug")
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Dir = cwd // the bundle
+	cmd.Env = os.Environ()
+	// Its own process group, so that signals for containerd's group (^C on
+	// a foreground containerd) do not kill containers.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return cmd, nil
+}
+
+// Stop cleans up the container of a shim that is gone: containerd runs
+// `shim delete` in the bundle. The container cannot have been waited for,
+// so its exit is reported as SIGKILL.
+func (m manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
+	bundle, err := bundlePath(ctx)
+	if err != nil {
+		return shim.StopStatus{}, err
+	}
+	cfg, err := runtime.ReadConfig(bundle)
+	switch {
+	case err == nil:
+		if err := runtime.New(bundle, cfg).Delete(ctx, id, true); err != nil {
+			log.G(ctx).WithError(err).WithField("id", id).Warn("failed to delete container from runtime")
+		}
+	case errors.Is(err, os.ErrNotExist):
+		// The shim died before it asked the runtime for anything.
+	default:
+		log.G(ctx).WithError(err).Warn("cannot tell which runtime created the container")
+	}
+	if err := mount.UnmountRecursive(filepath.Join(bundle, "rootfs"), 0); err != nil {
+		log.G(ctx).WithError(err).Warn("failed to unmount rootfs")
+	}
+	removeDeadSocket(ctx, bundle)
+	pid, err := runc.ReadPidFile(filepath.Join(bundle, "init.pid"))
+	if err != nil {
+		pid = 0
+	}
+	return shim.StopStatus{
+		Pid:        pid,
+		ExitStatus: 128 + int(unix.SIGKILL),
+		ExitedAt:   time.Now(),
+	}, nil
+}
+
+// removeDeadSocket removes the socket a dead shim could not remove itself.
+// containerd records the address Start returned in the bundle's
+// bootstrap.json.
+func removeDeadSocket(ctx context.Context, bundle string) {
+	data, err := os.ReadFile(filepath.Join(bundle, "bootstrap.json"))
+	if err != nil {
+		return
+	}
+	var result struct {
+		Address string `json:"address"`
+	}
+	if err := json.Unmarshal(data, &result); err != nil || !strings.HasPrefix(result.Address, "unix://") {
+		return
+	}
+	if shim.CanConnect(result.Address) {
+		return // not dead after all: it will clean up after itself
+	}
+	if err := shim.RemoveSocket(result.Address); err != nil && !errors.Is(err, os.ErrNotExist) {
+		log.G(ctx).WithError(err).Warn("failed to remove shim socket")
+	}
+}
+
+func bundlePath(ctx context.Context) (string, error) {
+	if opts, ok := ctx.Value(shim.OptsKey{}).(shim.Opts); ok && opts.BundlePath != "" {
+		return opts.BundlePath, nil
+	}
+	// containerd runs shim actions with the bundle as working directory.
+	return os.Getwd()
+}
+
+// Info describes the shim and, if the runtime binary can be found and
+// answers `features`, what the runtime supports.
+func (m manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeInfo, error) {
+	info := &types.RuntimeInfo{
+		Name:    m.name,
+		Version: &types.RuntimeVersion{Version: Version, Revision: Revision},
+	}
+	name := runtime.DefaultBinary
+	opts, err := shim.ReadRuntimeOptions[*options.Options](optionsR)
+	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return nil, fmt.Errorf("failed to read runtime options: %w", err)
+	}
+	if opts != nil {
+		if info.Options, err = typeurl.MarshalAnyToProto(opts); err != nil {
+			return nil, fmt.Errorf("failed to marshal runtime options: %w", err)
+		}
+		if opts.BinaryName != "" {
+			name = opts.BinaryName
+		}
+	}
+	binary, err := runtime.ResolveBinary(name)
+	if err != nil {
+		return nil, err
+	}
+	feat, err := runtimeFeatures(ctx, binary)
+	if err != nil {
+		log.G(ctx).WithError(err).Debug("runtime does not report its features")
+		return info, nil
+	}
+	if info.Features, err = typeurl.MarshalAnyToProto(feat); err != nil {
+		return nil, fmt.Errorf("failed to marshal runtime features: %w", err)
+	}
+	return info, nil
+}
+
+func runtimeFeatures(ctx context.Context, binary string) (*features.Features, error) {
+	out, err := exec.CommandContext(ctx, binary, "features").Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s features: %w", binary, err)
+	}
+	var f features.Features
+	if err := json.Unmarshal(out, &f); err != nil {
+		return nil, fmt.Errorf("failed to parse %s features: %w", binary, err)
+	}
+	return &f, nil
+}

@@ -1,0 +1,179 @@
+package runtime
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+func writeExecutable(t *testing.T, path string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestResolveBinary(t *testing.T) {
+	shimDir := t.TempDir()
+	pathDir := t.TempDir()
+	writeExecutable(t, filepath.Join(shimDir, "next-to-shim"))
+	writeExecutable(t, filepath.Join(pathDir, "next-to-shim"))
+	writeExecutable(t, filepath.Join(pathDir, "on-path"))
+	if err := os.WriteFile(filepath.Join(shimDir, "not-exec"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lookPath := func(name string) (string, error) {
+		p := filepath.Join(pathDir, name)
+		if checkExecutable(p) != nil {
+			return "", exec.ErrNotFound
+		}
+		return p, nil
+	}
+
+	for _, tc := range []struct {
+		name, want string
+		wantErr    error
+	}{
+		{name: "next-to-shim", want: filepath.Join(shimDir, "next-to-shim")},
+		{name: "on-path", want: filepath.Join(pathDir, "on-path")},
+		{name: "not-exec", wantErr: errdefs.ErrFailedPrecondition},
+		{name: "missing", wantErr: errdefs.ErrFailedPrecondition},
+		{name: filepath.Join(pathDir, "on-path"), want: filepath.Join(pathDir, "on-path")},
+		{name: filepath.Join(shimDir, "not-exec"), wantErr: errdefs.ErrFailedPrecondition},
+		{name: "", wantErr: errdefs.ErrInvalidArgument},
+	} {
+		got, err := resolveBinary(tc.name, shimDir, lookPath)
+		if tc.wantErr != nil {
+			if !errors.Is(err, tc.wantErr) {
+				t.Errorf("resolveBinary(%q) error = %v, want %v", tc.name, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("resolveBinary(%q) = %q, %v; want %q", tc.name, got, err, tc.want)
+		}
+	}
+
+	_, err := resolveBinary("missing", shimDir, lookPath)
+	for _, s := range []string{`"missing"`, shimDir, "$PATH", "BinaryName"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not mention %s", err, s)
+		}
+	}
+}
+
+func TestLastError(t *testing.T) {
+	log := strings.Join([]string{
+		`{"level":"warning","msg":"cgroup v1 is deprecated","time":"2024-01-01T00:00:00Z"}`,
+		`{"level":"error","msg":"first failure","time":"2024-01-01T00:00:00Z"}`,
+		`panic: not json at all`,
+		`{"level":"error","msg":"runc create failed: unable to start container process: exec: \"nosuchbin\": executable file not found in $PATH","time":"2024-01-01T00:00:00Z"}`,
+		`{"level":"info","msg":"after the error"}`,
+		``,
+	}, "\n")
+	want := `runc create failed: unable to start container process: exec: "nosuchbin": executable file not found in $PATH`
+	if got := lastError(strings.NewReader(log)); got != want {
+		t.Errorf("lastError = %q, want %q", got, want)
+	}
+	if got := lastError(strings.NewReader(`{"level":"info","msg":"fine"}`)); got != "" {
+		t.Errorf("lastError without errors = %q, want empty", got)
+	}
+}
+
+func TestLastErrorSince(t *testing.T) {
+	path := filepath.Join(t.TempDir(), LogFile)
+	if err := os.WriteFile(path, []byte(`{"level":"error","msg":"stale"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	off := logOffset(path)
+	if got := lastErrorSince(path, off); got != "" {
+		t.Errorf("lastErrorSince before new entries = %q, want empty", got)
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"level":"error","msg":"fresh"}` + "\n")
+	f.Close()
+	if got := lastErrorSince(path, off); got != "fresh" {
+		t.Errorf("lastErrorSince = %q, want fresh", got)
+	}
+	if got := lastErrorSince(filepath.Join(t.TempDir(), "none"), 0); got != "" {
+		t.Errorf("lastErrorSince on missing log = %q", got)
+	}
+}
+
+func TestDecodeOptions(t *testing.T) {
+	o, err := DecodeOptions(nil)
+	if err != nil || o.BinaryName != "" {
+		t.Fatalf("DecodeOptions(nil) = %v, %v", o, err)
+	}
+
+	a, err := typeurl.MarshalAnyToProto(&options.Options{BinaryName: "/usr/sbin/runc", Root: "/run/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err = DecodeOptions(a)
+	if err != nil || o.BinaryName != "/usr/sbin/runc" || o.Root != "/run/x" {
+		t.Fatalf("DecodeOptions = %v, %v", o, err)
+	}
+
+	other, err := typeurl.MarshalAnyToProto(&options.ProcessDetails{ExecID: "e"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DecodeOptions(other); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("DecodeOptions(other type) error = %v, want invalid argument", err)
+	}
+	if _, err := DecodeOptions(&anypb.Any{TypeUrl: "example.com/unknown", Value: []byte{1}}); err == nil {
+		t.Error("DecodeOptions(unknown type) succeeded")
+	}
+}
+
+func TestConfigFromOptions(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "my-runc")
+	writeExecutable(t, bin)
+	a, err := typeurl.MarshalAnyToProto(&options.Options{BinaryName: bin, Root: "/run/my-runc", SystemdCgroup: true, IoUid: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ConfigFromOptions(a, "k8s.io")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{Binary: bin, Root: "/run/my-runc/k8s.io", SystemdCgroup: true, IoUID: 7}
+	if c != want {
+		t.Errorf("ConfigFromOptions = %+v, want %+v", c, want)
+	}
+
+	bundle := t.TempDir()
+	if _, err := ReadConfig(bundle); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("ReadConfig without config error = %v, want not exist", err)
+	}
+	if err := WriteConfig(bundle, c); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ReadConfig(bundle); err != nil || got != c {
+		t.Errorf("ReadConfig = %+v, %v; want %+v", got, err, c)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	for msg, want := range map[string]error{
+		`container "x" does not exist`: errdefs.ErrNotFound,
+		"container not running":        errdefs.ErrNotFound,
+		"something broke":              nil,
+	} {
+		if got := classify(msg); got != want {
+			t.Errorf("classify(%q) = %v, want %v", msg, got, want)
+		}
+	}
+}

@@ -1,0 +1,309 @@
+package task
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containerd/console"
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/stdio"
+	"github.com/containerd/errdefs"
+	runc "github.com/containerd/go-runc"
+	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/hostnet-dev/hostnet/shim/network"
+	"github.com/hostnet-dev/hostnet/shim/process"
+	"github.com/hostnet-dev/hostnet/shim/runtime"
+)
+
+const (
+	initPidFile = "init.pid"
+	// ioDrainTimeout bounds how long deleting a process waits for its output
+	// to reach the client.
+	ioDrainTimeout = 10 * time.Second
+)
+
+// container is one task: its runtime, rootfs, init process and execs.
+type container struct {
+	id     string
+	bundle string
+	rt     *runtime.Runtime
+	rootfs string // mounted by the shim; empty if the client mounted it
+	init   *process.Process
+	// sharedPidNS containers have no pid namespace of their own, so the
+	// init's exit does not kill the processes it leaves behind.
+	sharedPidNS bool
+
+	// execMu serializes exec starts with the init's exit, so that no exec
+	// starts once the init's exit is being published.
+	execMu     sync.Mutex
+	initExited bool
+
+	mu    sync.Mutex
+	execs map[string]*execProcess
+}
+
+type execProcess struct {
+	*process.Process
+	spec specs.Process
+}
+
+// createContainer prepares the bundle and has the runtime create the init
+// process. On failure it leaves nothing behind: no mount, no runtime state.
+func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller *console.Epoller) (_ *container, retErr error) {
+	if r.Checkpoint != "" {
+		return nil, fmt.Errorf("restoring from a checkpoint is not supported by the hostnet shim: %w", errdefs.ErrNotImplemented)
+	}
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := runtime.ConfigFromOptions(r.Options, ns)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := network.Prepare(r.Bundle); err != nil {
+		return nil, err
+	}
+	if err := runtime.WriteConfig(r.Bundle, cfg); err != nil {
+		return nil, err
+	}
+	c := &container{
+		id:          r.ID,
+		bundle:      r.Bundle,
+		rt:          runtime.New(r.Bundle, cfg),
+		sharedPidNS: sharesPidNamespace(r.Bundle),
+		execs:       make(map[string]*execProcess),
+	}
+
+	if len(r.Rootfs) > 0 {
+		if c.rootfs, err = mountRootfs(r); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if retErr != nil {
+				c.unmountRootfs(ctx)
+			}
+		}()
+	}
+
+	sio := stdio.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
+	pio, err := process.NewIO(sio, cfg.IoUID, cfg.IoGID, epoller)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			pio.Close(0)
+		}
+	}()
+
+	pidFile := filepath.Join(r.Bundle, initPidFile)
+	opts := &runc.CreateOpts{PidFile: pidFile}
+	pio.ApplyCreate(opts)
+	err = c.rt.Create(ctx, r.ID, r.Bundle, opts)
+	defer func() {
+		// A failed create may still have left state behind.
+		if retErr != nil {
+			if err := c.rt.Delete(context.WithoutCancel(ctx), r.ID, true); err != nil {
+				log.G(ctx).WithError(err).WithField("id", r.ID).Warn("failed to clean up runtime state")
+			}
+		}
+	}()
+	if err != nil {
+		return nil, err
+	}
+	if err := pio.Start(ctx); err != nil {
+		return nil, err
+	}
+	pid, err := runc.ReadPidFile(pidFile)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read init pid of %s: %w", r.ID, err)
+	}
+	c.init = process.New(r.ID, sio)
+	c.init.SetCreated(pid, pio)
+	return c, nil
+}
+
+func mountRootfs(r *taskAPI.CreateTaskRequest) (string, error) {
+	rootfs := filepath.Join(r.Bundle, "rootfs")
+	if err := os.Mkdir(rootfs, 0o711); err != nil && !os.IsExist(err) {
+		return "", fmt.Errorf("failed to create rootfs mountpoint: %w", err)
+	}
+	mounts := make([]mount.Mount, 0, len(r.Rootfs))
+	for _, m := range r.Rootfs {
+		mounts = append(mounts, mount.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
+	}
+	if err := mount.All(mounts, rootfs); err != nil {
+		// mount.All may have mounted some of them.
+		_ = mount.UnmountRecursive(rootfs, 0)
+		return "", fmt.Errorf("failed to mount rootfs of %s: %w", r.ID, err)
+	}
+	return rootfs, nil
+}
+
+func (c *container) unmountRootfs(ctx context.Context) error {
+	if c.rootfs == "" {
+		return nil
+	}
+	if err := mount.UnmountRecursive(c.rootfs, 0); err != nil {
+		log.G(ctx).WithError(err).WithField("id", c.id).Warn("failed to unmount rootfs")
+		return fmt.Errorf("failed to unmount rootfs %s: %w", c.rootfs, err)
+	}
+	return nil
+}
+
+// process returns the init process for an empty execID, else that exec.
+func (c *container) process(execID string) (*process.Process, error) {
+	if execID == "" {
+		return c.init, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.execs[execID]
+	if !ok {
+		return nil, fmt.Errorf("exec %s in container %s: %w", execID, c.id, errdefs.ErrNotFound)
+	}
+	return e.Process, nil
+}
+
+func (c *container) exec(execID string) (*execProcess, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.execs[execID]
+	if !ok {
+		return nil, fmt.Errorf("exec %s in container %s: %w", execID, c.id, errdefs.ErrNotFound)
+	}
+	return e, nil
+}
+
+// liveExecs returns the execs that were started and have not exited.
+func (c *container) liveExecs() []*execProcess {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var live []*execProcess
+	for _, e := range c.execs {
+		if e.Pid() != 0 {
+			select {
+			case <-e.Exited():
+			default:
+				live = append(live, e)
+			}
+		}
+	}
+	return live
+}
+
+// startExec has the runtime start a created exec. The caller holds c.execMu.
+func (c *container) startExec(ctx context.Context, e *execProcess, epoller *console.Epoller) (retErr error) {
+	if c.initExited {
+		return fmt.Errorf("container %s init process is not running: %w", c.id, errdefs.ErrFailedPrecondition)
+	}
+	if st := e.State(); st != process.Created {
+		return fmt.Errorf("exec %s is %s: %w", e.ID, st, errdefs.ErrFailedPrecondition)
+	}
+	pio, err := process.NewIO(e.Stdio, c.rt.IoUID, c.rt.IoGID, epoller)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			pio.Close(0)
+		}
+	}()
+	pidFile, err := os.CreateTemp(c.bundle, "exec-*.pid")
+	if err != nil {
+		return fmt.Errorf("failed to create exec pid file: %w", err)
+	}
+	pidFile.Close()
+	defer os.Remove(pidFile.Name())
+
+	opts := &runc.ExecOpts{PidFile: pidFile.Name()}
+	pio.ApplyExec(opts)
+	if err := c.rt.Exec(ctx, c.id, e.spec, opts); err != nil {
+		return err
+	}
+	pid, err := runc.ReadPidFile(pidFile.Name())
+	if err != nil {
+		return fmt.Errorf("failed to read pid of exec %s: %w", e.ID, err)
+	}
+	// From here on the process runs: record it even if its stdio fails, so
+	// that its exit is still seen.
+	e.SetCreated(pid, pio)
+	if err := e.SetRunning(); err != nil {
+		return err
+	}
+	if err := pio.Start(ctx); err != nil {
+		return fmt.Errorf("failed to connect stdio of exec %s: %w", e.ID, err)
+	}
+	return nil
+}
+
+// sharesPidNamespace reports whether the container runs in its runtime's pid
+// namespace rather than its own.
+func sharesPidNamespace(bundle string) bool {
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return false
+	}
+	var s specs.Spec
+	if json.Unmarshal(data, &s) != nil || s.Linux == nil {
+		return false
+	}
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type == specs.PIDNamespace {
+			return ns.Path != ""
+		}
+	}
+	return true
+}
+
+// deleteInit removes the container once its init process has exited, or
+// was never started.
+func (c *container) deleteInit(ctx context.Context) error {
+	switch st := c.init.State(); st {
+	case process.Stopped:
+	case process.Created:
+		// Deleting kills the waiting init; let its exit be published first.
+		if err := c.rt.Delete(ctx, c.id, true); err != nil {
+			return err
+		}
+		select {
+		case <-c.init.Exited():
+		case <-time.After(ioDrainTimeout):
+			log.G(ctx).WithField("id", c.id).Warn("init process did not exit after delete")
+		}
+	default:
+		return fmt.Errorf("cannot delete container %s: init process is %s: %w", c.id, st, errdefs.ErrFailedPrecondition)
+	}
+	if pio := c.init.IO(); pio != nil {
+		pio.Close(ioDrainTimeout)
+	}
+	c.mu.Lock()
+	for _, e := range c.execs {
+		if pio := e.IO(); pio != nil {
+			pio.Close(0)
+		}
+	}
+	c.mu.Unlock()
+	var errs []error
+	if err := c.rt.Delete(ctx, c.id, false); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.unmountRootfs(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return c.init.SetDeleted()
+}

@@ -1,0 +1,490 @@
+// Package task implements containerd's task API (v3) over ttrpc for hostnet
+// containers: it rewrites each bundle for its network mode, has the OCI
+// runtime create and run the container, tracks its processes and publishes
+// their lifecycle events to containerd.
+package task
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/containerd/console"
+	eventstypes "github.com/containerd/containerd/api/events"
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/containerd/v2/pkg/protobuf"
+	ptypes "github.com/containerd/containerd/v2/pkg/protobuf/types"
+	"github.com/containerd/containerd/v2/pkg/shim"
+	"github.com/containerd/containerd/v2/pkg/shutdown"
+	"github.com/containerd/containerd/v2/pkg/stdio"
+	"github.com/containerd/containerd/v2/pkg/sys/reaper"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	runc "github.com/containerd/go-runc"
+	"github.com/containerd/ttrpc"
+	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/hostnet-dev/hostnet/shim/process"
+)
+
+var (
+	_     taskAPI.TTRPCTaskService = (*service)(nil)
+	_     shim.TTRPCService        = (*service)(nil)
+	empty                          = &ptypes.Empty{}
+)
+
+type service struct {
+	context   context.Context
+	publisher shim.Publisher
+	shutdown  shutdown.Service
+	epoller   *console.Epoller // shared by every process's terminal
+	events    chan event
+	exits     chan runc.Exit
+
+	mu         sync.Mutex
+	containers map[string]*container
+
+	exitMu   sync.Mutex
+	running  map[int]tracked
+	watchers map[*exitWatch]struct{}
+}
+
+// NewService returns the task service. Exits reach it through the reaper,
+// which the shim's signal loop drives; go-runc must use the same reaper so
+// that each child is waited for exactly once.
+func NewService(ctx context.Context, publisher shim.Publisher, sd shutdown.Service) (taskAPI.TTRPCTaskService, error) {
+	epoller, err := console.NewEpoller()
+	if err != nil {
+		return nil, fmt.Errorf("failed to create console epoller: %w", err)
+	}
+	runc.Monitor = reaper.Default
+	s := &service{
+		context:    ctx,
+		publisher:  publisher,
+		shutdown:   sd,
+		epoller:    epoller,
+		events:     make(chan event, 128),
+		exits:      reaper.Default.Subscribe(),
+		containers: make(map[string]*container),
+		running:    make(map[int]tracked),
+		watchers:   make(map[*exitWatch]struct{}),
+	}
+	go epoller.Wait()
+	go s.processExits()
+	go s.forward(ctx)
+	sd.RegisterCallback(func(context.Context) error {
+		reaper.Default.Unsubscribe(s.exits)
+		return epoller.Close()
+	})
+	return s, nil
+}
+
+// RegisterTTRPC serves the task API on the shim's socket.
+func (s *service) RegisterTTRPC(server *ttrpc.Server) error {
+	taskAPI.RegisterTTRPCTaskService(server, s)
+	return nil
+}
+
+func (s *service) get(id string) (*container, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.containers[id]
+	if !ok {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrNotFound, "container %s not created", id)
+	}
+	return c, nil
+}
+
+func (s *service) getProcess(id, execID string) (*container, *process.Process, error) {
+	c, err := s.get(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := c.process(execID)
+	if err != nil {
+		return nil, nil, errgrpc.ToGRPC(err)
+	}
+	return c, p, nil
+}
+
+// Create a container and its init process, stopped before the user's program.
+func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*taskAPI.CreateTaskResponse, error) {
+	s.mu.Lock()
+	_, exists := s.containers[r.ID]
+	s.mu.Unlock()
+	if exists {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrAlreadyExists, "container %s", r.ID)
+	}
+
+	w := s.watchExits()
+	c, err := createContainer(ctx, r, s.epoller)
+	if err != nil {
+		s.unwatch(w)
+		if errdefs.IsNotImplemented(err) {
+			// containerd takes NotImplemented from Create to mean that the
+			// shim speaks an older task API: it retries with that, fails
+			// again and loses track of the shim. Unsupported requests are
+			// a failed precondition here.
+			err = fmt.Errorf("%v: %w", err, errdefs.ErrFailedPrecondition)
+		}
+		return nil, errgrpc.ToGRPC(err)
+	}
+	s.mu.Lock()
+	s.containers[r.ID] = c
+	s.mu.Unlock()
+
+	pid := c.init.Pid()
+	s.send(&eventstypes.TaskCreate{
+		ContainerID: r.ID,
+		Bundle:      r.Bundle,
+		Rootfs:      r.Rootfs,
+		IO: &eventstypes.TaskIO{
+			Stdin:    r.Stdin,
+			Stdout:   r.Stdout,
+			Stderr:   r.Stderr,
+			Terminal: r.Terminal,
+		},
+		Pid: uint32(pid),
+	})
+	s.track(w, c, c.init)
+	return &taskAPI.CreateTaskResponse{Pid: uint32(pid)}, nil
+}
+
+// Start the init process's program, or a created exec.
+func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.StartResponse, error) {
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if r.ExecID != "" {
+		return s.startExec(ctx, c, r.ExecID)
+	}
+	p := c.init
+	if st := p.State(); st != process.Created {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "container %s is %s", c.id, st)
+	}
+	// Hold back the init's exit until TaskStart is out.
+	w := s.watchExits(p.Pid())
+	defer s.track(w, c, p)
+	if err := c.rt.Start(ctx, c.id); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	if err := p.SetRunning(); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	s.send(&eventstypes.TaskStart{ContainerID: c.id, Pid: uint32(p.Pid())})
+	return &taskAPI.StartResponse{Pid: uint32(p.Pid())}, nil
+}
+
+func (s *service) startExec(ctx context.Context, c *container, execID string) (*taskAPI.StartResponse, error) {
+	e, err := c.exec(execID)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	c.execMu.Lock()
+	defer c.execMu.Unlock()
+	w := s.watchExits()
+	if err := c.startExec(ctx, e, s.epoller); err != nil {
+		if pid := e.Pid(); pid != 0 {
+			// It runs without stdio: stop it, and let its exit be seen.
+			_ = unix.Kill(pid, unix.SIGKILL)
+			s.track(w, c, e.Process)
+		} else {
+			s.unwatch(w)
+		}
+		return nil, errgrpc.ToGRPC(err)
+	}
+	s.send(&eventstypes.TaskExecStarted{ContainerID: c.id, ExecID: execID, Pid: uint32(e.Pid())})
+	s.track(w, c, e.Process)
+	return &taskAPI.StartResponse{Pid: uint32(e.Pid())}, nil
+}
+
+// Delete the container once its init exited, or an exec.
+func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {
+	c, p, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if r.ExecID != "" {
+		if st := p.State(); st != process.Stopped && st != process.Created {
+			return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "exec %s in container %s is %s", r.ExecID, c.id, st)
+		}
+		c.mu.Lock()
+		delete(c.execs, r.ExecID)
+		c.mu.Unlock()
+		if pio := p.IO(); pio != nil {
+			pio.Close(ioDrainTimeout)
+		}
+		_ = p.SetDeleted()
+	} else {
+		if err := c.deleteInit(ctx); err != nil {
+			return nil, errgrpc.ToGRPC(err)
+		}
+		s.mu.Lock()
+		delete(s.containers, c.id)
+		s.mu.Unlock()
+	}
+	status, at := p.ExitStatus()
+	resp := &taskAPI.DeleteResponse{
+		Pid:        uint32(p.Pid()),
+		ExitStatus: uint32(status),
+		ExitedAt:   protobuf.ToTimestamp(at),
+	}
+	if r.ExecID == "" {
+		s.send(&eventstypes.TaskDelete{
+			ContainerID: c.id,
+			Pid:         resp.Pid,
+			ExitStatus:  resp.ExitStatus,
+			ExitedAt:    resp.ExitedAt,
+		})
+	}
+	return resp, nil
+}
+
+// Exec records an extra process for the container; Start runs it.
+func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*ptypes.Empty, error) {
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	var spec specs.Process
+	if err := json.Unmarshal(r.Spec.GetValue(), &spec); err != nil {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrInvalidArgument, "exec %s process spec: %v", r.ExecID, err)
+	}
+	c.mu.Lock()
+	if _, ok := c.execs[r.ExecID]; ok {
+		c.mu.Unlock()
+		return nil, errgrpc.ToGRPCf(errdefs.ErrAlreadyExists, "exec %s in container %s", r.ExecID, c.id)
+	}
+	sio := stdio.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
+	c.execs[r.ExecID] = &execProcess{Process: process.New(r.ExecID, sio), spec: spec}
+	c.mu.Unlock()
+	s.send(&eventstypes.TaskExecAdded{ContainerID: c.id, ExecID: r.ExecID})
+	return empty, nil
+}
+
+// ResizePty resizes a process's terminal.
+func (s *service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (*ptypes.Empty, error) {
+	_, p, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	pio := p.IO()
+	if pio == nil {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "process %s is not started", p.ID)
+	}
+	if err := pio.Resize(console.WinSize{Width: uint16(r.Width), Height: uint16(r.Height)}); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return empty, nil
+}
+
+// State reports a process's state as the shim last saw it.
+func (s *service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.StateResponse, error) {
+	c, p, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	status, at := p.ExitStatus()
+	return &taskAPI.StateResponse{
+		ID:         p.ID,
+		Bundle:     c.bundle,
+		Pid:        uint32(p.Pid()),
+		Status:     taskStatus(p.State()),
+		Stdin:      p.Stdio.Stdin,
+		Stdout:     p.Stdio.Stdout,
+		Stderr:     p.Stdio.Stderr,
+		Terminal:   p.Stdio.Terminal,
+		ExitStatus: uint32(status),
+		ExitedAt:   protobuf.ToTimestamp(at),
+		ExecID:     r.ExecID,
+	}, nil
+}
+
+func taskStatus(st process.State) task.Status {
+	switch st {
+	case process.Created:
+		return task.Status_CREATED
+	case process.Running:
+		return task.Status_RUNNING
+	case process.Paused:
+		return task.Status_PAUSED
+	case process.Stopped, process.Deleted:
+		return task.Status_STOPPED
+	}
+	return task.Status_UNKNOWN
+}
+
+// Pause freezes the container.
+func (s *service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*ptypes.Empty, error) {
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if st := c.init.State(); st != process.Running {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "container %s is %s", c.id, st)
+	}
+	if err := c.rt.Pause(ctx, c.id); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	if err := c.init.SetPaused(true); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	s.send(&eventstypes.TaskPaused{ContainerID: c.id})
+	return empty, nil
+}
+
+// Resume thaws a paused container.
+func (s *service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*ptypes.Empty, error) {
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if st := c.init.State(); st != process.Paused {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "container %s is %s", c.id, st)
+	}
+	if err := c.rt.Resume(ctx, c.id); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	if err := c.init.SetPaused(false); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	s.send(&eventstypes.TaskResumed{ContainerID: c.id})
+	return empty, nil
+}
+
+// Kill signals the init process (every process with All) or an exec.
+func (s *service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*ptypes.Empty, error) {
+	c, p, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	switch p.State() {
+	case process.Stopped, process.Deleted:
+		return nil, errgrpc.ToGRPCf(errdefs.ErrNotFound, "process %s already finished", p.ID)
+	}
+	if r.ExecID == "" {
+		if err := c.rt.Kill(ctx, c.id, int(r.Signal), r.All); err != nil {
+			return nil, errgrpc.ToGRPC(err)
+		}
+		return empty, nil
+	}
+	pid := p.Pid()
+	if pid == 0 {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "exec %s is not started", p.ID)
+	}
+	if err := unix.Kill(pid, unix.Signal(r.Signal)); err != nil {
+		if err == unix.ESRCH {
+			return nil, errgrpc.ToGRPCf(errdefs.ErrNotFound, "process %s already finished", p.ID)
+		}
+		return nil, errgrpc.ToGRPCf(errdefs.ErrUnknown, "failed to signal exec %s: %v", p.ID, err)
+	}
+	return empty, nil
+}
+
+// Pids lists the container's processes, naming those that are execs.
+func (s *service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.PidsResponse, error) {
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	pids, err := c.rt.Ps(ctx, c.id)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	execIDs := make(map[int]string)
+	c.mu.Lock()
+	for id, e := range c.execs {
+		if pid := e.Pid(); pid != 0 {
+			execIDs[pid] = id
+		}
+	}
+	c.mu.Unlock()
+	processes := make([]*task.ProcessInfo, 0, len(pids))
+	for _, pid := range pids {
+		info := &task.ProcessInfo{Pid: uint32(pid)}
+		if id, ok := execIDs[pid]; ok {
+			a, err := typeurl.MarshalAnyToProto(&options.ProcessDetails{ExecID: id})
+			if err != nil {
+				return nil, errgrpc.ToGRPCf(errdefs.ErrUnknown, "failed to marshal details of process %d: %v", pid, err)
+			}
+			info.Info = a
+		}
+		processes = append(processes, info)
+	}
+	return &taskAPI.PidsResponse{Processes: processes}, nil
+}
+
+// CloseIO closes a process's stdin.
+func (s *service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (*ptypes.Empty, error) {
+	_, p, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if pio := p.IO(); pio != nil && r.Stdin {
+		if err := pio.CloseStdin(); err != nil {
+			return nil, errgrpc.ToGRPCf(errdefs.ErrUnknown, "failed to close stdin of %s: %v", p.ID, err)
+		}
+	}
+	return empty, nil
+}
+
+// Checkpoint is not supported.
+func (s *service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskRequest) (*ptypes.Empty, error) {
+	return nil, errgrpc.ToGRPCf(errdefs.ErrNotImplemented, "checkpoint is not supported by the hostnet shim")
+}
+
+// Update changes the container's resource limits.
+func (s *service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (*ptypes.Empty, error) {
+	c, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	var res specs.LinuxResources
+	if err := json.Unmarshal(r.Resources.GetValue(), &res); err != nil {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrInvalidArgument, "update %s resources: %v", c.id, err)
+	}
+	if err := c.rt.Update(ctx, c.id, &res); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return empty, nil
+}
+
+// Wait blocks until the process exited and its TaskExit was published.
+func (s *service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.WaitResponse, error) {
+	_, p, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Wait(ctx); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	status, at := p.ExitStatus()
+	return &taskAPI.WaitResponse{ExitStatus: uint32(status), ExitedAt: protobuf.ToTimestamp(at)}, nil
+}
+
+// Connect reports the shim's and the container's pids.
+func (s *service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*taskAPI.ConnectResponse, error) {
+	var pid int
+	if c, err := s.get(r.ID); err == nil {
+		pid = c.init.Pid()
+	}
+	return &taskAPI.ConnectResponse{ShimPid: uint32(os.Getpid()), TaskPid: uint32(pid)}, nil
+}
+
+// Shutdown stops the shim once it serves no container.
+func (s *service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*ptypes.Empty, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.containers) > 0 {
+		return empty, nil
+	}
+	s.shutdown.Shutdown()
+	return empty, nil
+}
