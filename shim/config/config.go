@@ -1,0 +1,131 @@
+// Package config is hostnet's own runtime configuration: the TOML document a
+// user hands the shim through containerd's runtime options (ConfigPath or
+// ConfigBody), e.g. `ctr run --runtime-config-path` or a CRI runtime's
+// `options = { ConfigPath = "..." }`.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/hostnet-dev/hostnet/spec"
+)
+
+// Config is the whole document. Every field is optional.
+type Config struct {
+	Network Network `toml:"network"`
+	Runtime Runtime `toml:"runtime"`
+}
+
+// Network chooses and configures network modes.
+type Network struct {
+	// DefaultMode applies to containers without the network annotation.
+	DefaultMode spec.NetworkMode `toml:"default_mode"`
+	// Hardened drops CAP_NET_RAW and refuses CAP_NET_ADMIN for host-mode
+	// containers, which would otherwise act on the host's network.
+	Hardened bool   `toml:"hardened"`
+	Bridge   Bridge `toml:"bridge"`
+	// CNIConfList, when set, makes bridge mode run these CNI plugins
+	// instead of the built-in bridge.
+	CNIConfList string `toml:"cni_conflist"`
+	CNIBinDir   string `toml:"cni_bin_dir"`
+}
+
+// Bridge configures the built-in bridge mode.
+type Bridge struct {
+	Name   string       `toml:"name"`
+	Subnet netip.Prefix `toml:"subnet"`
+	// Gateway is the bridge's own address; the subnet's first by default.
+	Gateway netip.Addr `toml:"gateway"`
+	MTU     int        `toml:"mtu"`
+	// StateDir holds the address allocations shared by every shim.
+	StateDir string `toml:"state_dir"`
+}
+
+// Runtime overrides the OCI runtime the shim drives; runc's BinaryName and
+// Root options, when set, take precedence.
+type Runtime struct {
+	Binary string `toml:"binary"`
+	Root   string `toml:"root"`
+}
+
+// Defaults are what an empty document means.
+func Defaults() Config {
+	return Config{Network: Network{
+		DefaultMode: spec.ModeHost,
+		Bridge: Bridge{
+			Name:     "hostnet0",
+			Subnet:   netip.MustParsePrefix("10.89.0.0/16"),
+			MTU:      1500,
+			StateDir: "/var/lib/hostnet/ipam",
+		},
+		CNIBinDir: "/opt/cni/bin",
+	}}
+}
+
+// Parse decodes a TOML document over the defaults. Unknown keys are an error,
+// so a typo does not silently fall back to a default.
+func Parse(data []byte) (Config, error) {
+	c := Defaults()
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		var strict *toml.StrictMissingError
+		if errors.As(err, &strict) {
+			return Config{}, fmt.Errorf("unknown hostnet config keys: %s", strict.String())
+		}
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, col := de.Position()
+			return Config{}, fmt.Errorf("hostnet config line %d, column %d: %w", row, col, err)
+		}
+		return Config{}, fmt.Errorf("hostnet config: %w", err)
+	}
+	return c, c.Validate()
+}
+
+// Load reads and parses a config file.
+func Load(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read hostnet config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Validate checks values the TOML types cannot.
+func (c *Config) Validate() error {
+	if _, err := spec.ParseNetworkMode(string(c.Network.DefaultMode)); err != nil {
+		return fmt.Errorf("network.default_mode: %w", err)
+	}
+	b := &c.Network.Bridge
+	if !b.Subnet.IsValid() {
+		return errors.New("network.bridge.subnet must be a CIDR such as 10.89.0.0/16")
+	}
+	b.Subnet = b.Subnet.Masked()
+	if b.Subnet.Addr().Is4() && b.Subnet.Bits() > 30 {
+		return fmt.Errorf("network.bridge.subnet %s is too small: it needs room for a gateway and containers", b.Subnet)
+	}
+	if b.Gateway.IsValid() && !b.Subnet.Contains(b.Gateway) {
+		return fmt.Errorf("network.bridge.gateway %s is outside subnet %s", b.Gateway, b.Subnet)
+	}
+	if !b.Gateway.IsValid() {
+		b.Gateway = b.Subnet.Addr().Next()
+	}
+	if b.MTU < 68 || b.MTU > 65535 {
+		return fmt.Errorf("network.bridge.mtu %d is out of range (68-65535)", b.MTU)
+	}
+	if b.Name == "" || len(b.Name) > 15 {
+		return fmt.Errorf("network.bridge.name %q must be 1-15 characters", b.Name)
+	}
+	return nil
+}

@@ -1,0 +1,68 @@
+package config
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/hostnet-dev/hostnet/spec"
+)
+
+func TestParseDefaults(t *testing.T) {
+	c, err := Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Network.DefaultMode != spec.ModeHost {
+		t.Errorf("default mode = %q, want host", c.Network.DefaultMode)
+	}
+	if c.Network.Bridge.Gateway != netip.MustParseAddr("10.89.0.1") {
+		t.Errorf("gateway = %s, want the subnet's first address", c.Network.Bridge.Gateway)
+	}
+}
+
+func TestParse(t *testing.T) {
+	c, err := Parse([]byte(`
+[network]
+default_mode = "bridge"
+hardened = true
+[network.bridge]
+name = "hn1"
+subnet = "10.90.3.7/24"
+mtu = 1400
+[runtime]
+binary = "/usr/sbin/runc"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Network.DefaultMode != spec.ModeBridge || !c.Network.Hardened || c.Runtime.Binary != "/usr/sbin/runc" {
+		t.Errorf("decoded %+v", c)
+	}
+	if c.Network.Bridge.Subnet.String() != "10.90.3.0/24" || c.Network.Bridge.Gateway.String() != "10.90.3.1" || c.Network.Bridge.MTU != 1400 {
+		t.Errorf("bridge %+v", c.Network.Bridge)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{`[network]
+default_mode = "overlay"`, `network.default_mode: invalid network mode "overlay"`},
+		{`[network]
+defualt_mode = "host"`, "unknown hostnet config keys"},
+		{`[network.bridge]
+subnet = "10.1.0.0/31"`, "too small"},
+		{`[network.bridge]
+subnet = "nonsense"`, "line 2"},
+		{`[network.bridge]
+subnet = "10.1.0.0/24"
+gateway = "10.2.0.1"`, "outside subnet"},
+		{`[network.bridge]
+mtu = 10`, "mtu 10 is out of range"},
+	} {
+		_, err := Parse([]byte(tc.doc))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%q) err = %v, want it to contain %q", tc.doc, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,136 @@
+package spec
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// PortsAnnotation lists published ports, like `docker run -p`:
+// "8080:80/tcp,127.0.0.1:5353:53/udp".
+const PortsAnnotation = "hostnet.containerd.io/ports"
+
+// NerdctlPortsAnnotation is where nerdctl records `-p` mappings, as JSON.
+const NerdctlPortsAnnotation = "nerdctl/ports"
+
+// PortMapping publishes a container port on the host.
+type PortMapping struct {
+	HostIP        netip.Addr `json:"hostIP,omitzero"`
+	HostPort      uint16     `json:"hostPort"`
+	ContainerPort uint16     `json:"containerPort"`
+	Protocol      string     `json:"protocol"` // "tcp" or "udp"
+}
+
+func (p PortMapping) String() string {
+	host := strconv.Itoa(int(p.HostPort))
+	if p.HostIP.IsValid() {
+		host = netip.AddrPortFrom(p.HostIP, p.HostPort).String()
+	}
+	return fmt.Sprintf("%s:%d/%s", host, p.ContainerPort, p.Protocol)
+}
+
+// ParsePorts parses the PortsAnnotation syntax: comma-separated
+// [hostIP:]hostPort:containerPort[/tcp|udp]; hostPort may be omitted
+// (":80") to mean the same as the container port.
+func ParsePorts(s string) ([]PortMapping, error) {
+	var out []PortMapping
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		p, err := parsePort(item)
+		if err != nil {
+			return nil, fmt.Errorf("invalid port mapping %q: %w", item, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func parsePort(item string) (PortMapping, error) {
+	p := PortMapping{Protocol: "tcp"}
+	if i := strings.LastIndexByte(item, '/'); i >= 0 {
+		p.Protocol = strings.ToLower(item[i+1:])
+		item = item[:i]
+		if p.Protocol != "tcp" && p.Protocol != "udp" {
+			return p, fmt.Errorf("protocol must be tcp or udp")
+		}
+	}
+	i := strings.LastIndexByte(item, ':')
+	if i < 0 {
+		return p, fmt.Errorf("want [hostIP:]hostPort:containerPort[/protocol]")
+	}
+	hostPart, containerPart := item[:i], item[i+1:]
+	cport, err := parsePortNumber(containerPart)
+	if err != nil {
+		return p, fmt.Errorf("container port: %w", err)
+	}
+	p.ContainerPort = cport
+	if j := strings.LastIndexByte(hostPart, ':'); j >= 0 {
+		ip := strings.Trim(hostPart[:j], "[]")
+		if p.HostIP, err = netip.ParseAddr(ip); err != nil {
+			return p, fmt.Errorf("host IP: %w", err)
+		}
+		hostPart = hostPart[j+1:]
+	}
+	if hostPart == "" {
+		p.HostPort = cport
+		return p, nil
+	}
+	if p.HostPort, err = parsePortNumber(hostPart); err != nil {
+		return p, fmt.Errorf("host port: %w", err)
+	}
+	return p, nil
+}
+
+func parsePortNumber(s string) (uint16, error) {
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%q is not a port number (1-65535)", s)
+	}
+	return uint16(n), nil
+}
+
+// nerdctlPort is one entry of nerdctl's JSON port list.
+type nerdctlPort struct {
+	HostPort      int32
+	ContainerPort int32
+	Protocol      string
+	HostIP        string
+}
+
+// PortsFor returns the ports a container publishes, from our annotation and
+// from nerdctl's, in that order.
+func PortsFor(s *specs.Spec) ([]PortMapping, error) {
+	var out []PortMapping
+	if v, ok := s.Annotations[PortsAnnotation]; ok {
+		ports, err := ParsePorts(v)
+		if err != nil {
+			return nil, fmt.Errorf("annotation %s: %w", PortsAnnotation, err)
+		}
+		out = append(out, ports...)
+	}
+	if v, ok := s.Annotations[NerdctlPortsAnnotation]; ok && v != "" {
+		var np []nerdctlPort
+		if err := json.Unmarshal([]byte(v), &np); err != nil {
+			return nil, fmt.Errorf("annotation %s: %w", NerdctlPortsAnnotation, err)
+		}
+		for _, n := range np {
+			item := fmt.Sprintf("%d:%d/%s", n.HostPort, n.ContainerPort, n.Protocol)
+			if n.HostIP != "" && n.HostIP != "0.0.0.0" {
+				item = n.HostIP + ":" + item
+			}
+			p, err := parsePort(item)
+			if err != nil {
+				return nil, fmt.Errorf("annotation %s: invalid port mapping %q: %w", NerdctlPortsAnnotation, item, err)
+			}
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
