@@ -56,6 +56,12 @@ type Runtime struct {
 
 // Defaults are what an empty document means.
 func Defaults() Config {
+	c := defaults()
+	_ = c.Validate() // fills in derived values such as the gateway
+	return c
+}
+
+func defaults() Config {
 	return Config{Network: Network{
 		DefaultMode: spec.ModeHost,
 		Bridge: Bridge{
@@ -71,7 +77,7 @@ func Defaults() Config {
 // Parse decodes a TOML document over the defaults. Unknown keys are an error,
 // so a typo does not silently fall back to a default.
 func Parse(data []byte) (Config, error) {
-	c := Defaults()
+	c := defaults()
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {

@@ -32,6 +32,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go/features"
 	"golang.org/x/sys/unix"
 
+	"github.com/hostnet-dev/hostnet/shim/network"
 	"github.com/hostnet-dev/hostnet/shim/runtime"
 )
 
@@ -188,6 +189,11 @@ func (m manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 	case err == nil:
 		if err := runtime.New(bundle, cfg).Delete(ctx, id, true); err != nil {
 			log.G(ctx).WithError(err).WithField("id", id).Warn("failed to delete container from runtime")
+		}
+		ns, _ := namespaces.Namespace(ctx)
+		req := network.Request{Bundle: bundle, ID: id, Namespace: ns, Config: cfg.Hostnet.Network}
+		if err := network.Teardown(ctx, req); err != nil {
+			log.G(ctx).WithError(err).WithField("id", id).Warn("failed to tear down network")
 		}
 	case errors.Is(err, os.ErrNotExist):
 		// The shim died before it asked the runtime for anything.

@@ -4,6 +4,8 @@
 package network
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,43 +15,107 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/hostnet-dev/hostnet/shim/config"
 	"github.com/hostnet-dev/hostnet/spec"
 )
 
-// DefaultMode applies to containers without the network annotation.
-const DefaultMode = spec.ModeHost
-
 const configFile = "config.json"
 
+// Request names the container whose network is being prepared.
+type Request struct {
+	Bundle    string
+	ID        string
+	Namespace string
+	Config    config.Network
+}
+
+// Result is what Prepare did.
+type Result struct {
+	Mode spec.NetworkMode
+	// Warnings are for the shim's log, like Docker's published-ports one.
+	Warnings []string
+}
+
 // Prepare rewrites <bundle>/config.json for the network mode the container
-// asks for and returns that mode. The file is only rewritten if it changes.
-func Prepare(bundle string) (spec.NetworkMode, error) {
-	path := filepath.Join(bundle, configFile)
+// asks for: its annotation, else the configured default. The file is only
+// rewritten if it changes. Bad input is an InvalidArgument error that names
+// the annotation or setting at fault.
+func Prepare(ctx context.Context, r Request) (Result, error) {
+	path := filepath.Join(r.Bundle, configFile)
 	s, err := readSpec(path)
 	if err != nil {
-		return "", err
+		return Result{}, err
 	}
-	mode, explicit, err := spec.ModeFor(s, DefaultMode)
+	mode, explicit, err := spec.ModeFor(s, r.Config.DefaultMode)
 	if err != nil {
-		// One %w only: errgrpc sends every wrapped branch to the client,
-		// which would print each of them.
-		return "", fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
+		return Result{}, invalid(err)
 	}
+	ports, err := spec.PortsFor(s)
+	if err != nil {
+		return Result{}, invalid(err)
+	}
+	before, err := json.Marshal(s)
+	if err != nil {
+		return Result{}, fmt.Errorf("failed to encode OCI spec: %w", err)
+	}
+	res := Result{Mode: mode}
 	switch mode {
 	case spec.ModeHost:
-		if spec.ApplyHostNetwork(s, explicit) {
-			if err := writeSpec(path, s); err != nil {
-				return "", err
-			}
+		if err := prepareHost(s, explicit, ports, r.Config, &res); err != nil {
+			return Result{}, err
 		}
 	case spec.ModeNone:
 		// The spec's namespaces are left exactly as the client made them.
+		return res, nil
 	case spec.ModeBridge:
-		return "", fmt.Errorf("network mode %s is not implemented yet: %w", mode, errdefs.ErrNotImplemented)
+		return Result{}, fmt.Errorf("network mode %s is not implemented yet: %w", mode, errdefs.ErrNotImplemented)
 	default:
-		return "", fmt.Errorf("network mode %s is not handled by this shim: %w", mode, errdefs.ErrNotImplemented)
+		return Result{}, fmt.Errorf("network mode %s is not handled by this shim: %w", mode, errdefs.ErrNotImplemented)
 	}
-	return mode, nil
+	return res, writeSpecIfChanged(path, s, before)
+}
+
+// Teardown releases what Prepare set up outside the bundle. It is idempotent
+// and also runs from `shim delete` after the shim died.
+func Teardown(ctx context.Context, r Request) error {
+	return nil
+}
+
+// prepareHost shares the host's network stack the way `docker run
+// --network host` does.
+func prepareHost(s *specs.Spec, explicit bool, ports []spec.PortMapping, cfg config.Network, res *Result) error {
+	if !spec.ApplyHostNetwork(s, explicit) {
+		if _, joined := spec.NetworkNamespace(s); joined {
+			// A pod's or another container's netns, by path: not ours to
+			// change, nor to decorate with the host's files.
+			return nil
+		}
+	}
+	if err := spec.CheckHostSysctls(s); err != nil {
+		return invalid(err)
+	}
+	if cfg.Hardened {
+		if err := spec.Harden(s); err != nil {
+			return invalid(err)
+		}
+	}
+	if len(ports) > 0 {
+		res.Warnings = append(res.Warnings, spec.PublishedPortsWarning)
+		if err := checkPortsFree("/proc", ports); err != nil {
+			return fmt.Errorf("%v: %w", err, errdefs.ErrAlreadyExists)
+		}
+	}
+	spec.AddHostFiles(s, spec.HostFiles)
+	if hostname, err := os.Hostname(); err == nil {
+		spec.SetHostHostname(s, hostname)
+	}
+	return nil
+}
+
+// invalid marks bad input. One %w only: errgrpc sends every wrapped branch
+// to the client, which would print each of them.
+func invalid(err error) error {
+	return fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
 }
 
 func readSpec(path string) (*specs.Spec, error) {
@@ -64,12 +130,16 @@ func readSpec(path string) (*specs.Spec, error) {
 	return &s, nil
 }
 
-// writeSpec replaces the spec atomically: the runtime must never read a
-// half-written config.json, and a crash must leave the old one intact.
-func writeSpec(path string, s *specs.Spec) error {
+// writeSpecIfChanged replaces the spec atomically when it differs from
+// before: the runtime must never read a half-written config.json, and a
+// crash must leave the old one intact.
+func writeSpecIfChanged(path string, s *specs.Spec, before []byte) error {
 	data, err := json.Marshal(s)
 	if err != nil {
 		return fmt.Errorf("failed to encode OCI spec: %w", err)
+	}
+	if bytes.Equal(data, before) {
+		return nil
 	}
 	mode := os.FileMode(0o644)
 	if fi, err := os.Stat(path); err == nil {

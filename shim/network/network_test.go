@@ -1,6 +1,7 @@
 package network
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/hostnet-dev/hostnet/shim/config"
 	"github.com/hostnet-dev/hostnet/spec"
 )
 
@@ -67,14 +69,15 @@ func TestPrepare(t *testing.T) {
 		{name: "default drops new netns", spec: newSpec("", pidNS, newNet), wantMode: spec.ModeHost, wantNS: []specs.LinuxNamespace{pidNS}},
 		{name: "default keeps joined netns", spec: newSpec("", pidNS, joinNet), wantMode: spec.ModeHost, wantSame: true},
 		{name: "explicit host drops joined netns", spec: newSpec("host", joinNet, pidNS), wantMode: spec.ModeHost, wantNS: []specs.LinuxNamespace{pidNS}},
-		{name: "host without netns", spec: newSpec("host", pidNS), wantMode: spec.ModeHost, wantSame: true},
+		{name: "host without netns", spec: newSpec("host", pidNS), wantMode: spec.ModeHost, wantNS: []specs.LinuxNamespace{pidNS}},
 		{name: "none is untouched", spec: newSpec("none", pidNS, newNet), wantMode: spec.ModeNone, wantSame: true},
 		{name: "bridge", spec: newSpec("bridge", newNet), wantErr: errdefs.ErrNotImplemented, errMention: "bridge is not implemented yet", wantSame: true},
 		{name: "invalid", spec: newSpec("macvlan", newNet), wantErr: errdefs.ErrInvalidArgument, errMention: spec.NetworkAnnotation, wantSame: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bundle, before := writeBundle(t, tc.spec)
-			mode, err := Prepare(bundle)
+			res, err := Prepare(context.Background(), request(bundle, config.Network{}))
+			mode := res.Mode
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), tc.errMention) {
 					t.Fatalf("Prepare error = %v, want %v mentioning %q", err, tc.wantErr, tc.errMention)
@@ -104,12 +107,84 @@ func TestPrepare(t *testing.T) {
 			if entries, _ := os.ReadDir(bundle); len(entries) != 1 {
 				t.Errorf("bundle holds %d files, want only config.json (no temp file left)", len(entries))
 			}
+			if mode == spec.ModeHost && len(s.Mounts) != len(spec.HostFiles) {
+				t.Errorf("host mode mounts = %+v, want the host's resolv.conf and hosts", s.Mounts)
+			}
+		})
+	}
+}
+
+func request(bundle string, n config.Network) Request {
+	if n.DefaultMode == "" {
+		n.DefaultMode = spec.ModeHost
+	}
+	return Request{Bundle: bundle, ID: "c1", Namespace: "test", Config: n}
+}
+
+func TestPrepareHostMode(t *testing.T) {
+	hostname, _ := os.Hostname()
+	for _, tc := range []struct {
+		name     string
+		mutate   func(*specs.Spec)
+		cfg      config.Network
+		wantErr  string
+		wantWarn bool
+		check    func(t *testing.T, s *specs.Spec)
+	}{
+		{name: "host hostname with own uts", mutate: func(s *specs.Spec) {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UTSNamespace})
+		}, check: func(t *testing.T, s *specs.Spec) {
+			if s.Hostname != hostname {
+				t.Errorf("hostname = %q, want the host's %q", s.Hostname, hostname)
+			}
+		}},
+		{name: "published ports warn", mutate: func(s *specs.Spec) {
+			s.Annotations = map[string]string{spec.PortsAnnotation: "65000:65001/udp"}
+		}, wantWarn: true},
+		{name: "malformed ports", mutate: func(s *specs.Spec) {
+			s.Annotations = map[string]string{spec.PortsAnnotation: "80"}
+		}, wantErr: `annotation hostnet.containerd.io/ports: invalid port mapping "80"`},
+		{name: "net sysctl refused", mutate: func(s *specs.Spec) {
+			s.Linux.Sysctl = map[string]string{"net.ipv4.ip_forward": "1"}
+		}, wantErr: "net.ipv4.ip_forward would change the host"},
+		{name: "hardened drops NET_RAW", cfg: config.Network{Hardened: true}, mutate: func(s *specs.Spec) {
+			s.Process = &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: []string{"CAP_NET_RAW", "CAP_KILL"}}}
+		}, check: func(t *testing.T, s *specs.Spec) {
+			if got := s.Process.Capabilities.Bounding; len(got) != 1 || got[0] != "CAP_KILL" {
+				t.Errorf("bounding = %v", got)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSpec("", pidNS, newNet)
+			tc.mutate(s)
+			bundle, before := writeBundle(t, s)
+			res, err := Prepare(context.Background(), request(bundle, tc.cfg))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, errdefs.ErrInvalidArgument) {
+					t.Fatalf("err = %v, want invalid argument containing %q", err, tc.wantErr)
+				}
+				if after, _ := readBack(t, bundle); string(after) != string(before) {
+					t.Error("config.json changed although Prepare failed")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := len(res.Warnings) > 0 && res.Warnings[0] == spec.PublishedPortsWarning; got != tc.wantWarn {
+				t.Errorf("warnings = %q", res.Warnings)
+			}
+			if tc.check != nil {
+				_, after := readBack(t, bundle)
+				tc.check(t, after)
+			}
 		})
 	}
 }
 
 func TestPrepareMissingSpec(t *testing.T) {
-	if _, err := Prepare(t.TempDir()); !errors.Is(err, os.ErrNotExist) {
+	if _, err := Prepare(context.Background(), request(t.TempDir(), config.Network{})); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Prepare without config.json error = %v, want not exist", err)
 	}
 }

@@ -7,8 +7,11 @@ import (
 	"path/filepath"
 
 	"github.com/containerd/containerd/api/types/runc/options"
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
+
+	"github.com/hostnet-dev/hostnet/shim/config"
 )
 
 const (
@@ -35,28 +38,28 @@ type Config struct {
 	// IoUID and IoGID own the stdio pipes handed to the container.
 	IoUID int `json:"io_uid,omitempty"`
 	IoGID int `json:"io_gid,omitempty"`
+	// Hostnet is hostnet's own configuration (network modes and so on).
+	Hostnet config.Config `json:"hostnet"`
 }
 
 // ConfigFromOptions builds the runtime configuration from the runtime options
-// containerd sends with CreateTaskRequest (runc's options type, so existing
-// runtime configs work unchanged). opts may be nil.
+// containerd sends with CreateTaskRequest. Two forms are understood: runc's
+// options type (BinaryName, Root, ... — so runc runtime configs work
+// unchanged) and the generic runtimeoptions type whose ConfigPath or
+// ConfigBody holds hostnet's TOML config (`ctr --runtime-config-path`, CRI's
+// options table). runc's BinaryName and Root win over the TOML's [runtime].
+// opts may be nil.
 func ConfigFromOptions(opts typeurl.Any, namespace string) (Config, error) {
-	o, err := DecodeOptions(opts)
+	o, hn, err := DecodeOptions(opts)
 	if err != nil {
 		return Config{}, err
 	}
-	name := o.BinaryName
-	if name == "" {
-		name = DefaultBinary
-	}
+	name := firstNonEmpty(o.BinaryName, hn.Runtime.Binary, DefaultBinary)
 	binary, err := ResolveBinary(name)
 	if err != nil {
 		return Config{}, err
 	}
-	root := o.Root
-	if root == "" {
-		root = DefaultRoot
-	}
+	root := firstNonEmpty(o.Root, hn.Runtime.Root, DefaultRoot)
 	return Config{
 		Binary:        binary,
 		Root:          filepath.Join(root, namespace),
@@ -65,24 +68,56 @@ func ConfigFromOptions(opts typeurl.Any, namespace string) (Config, error) {
 		NoNewKeyring:  o.NoNewKeyring,
 		IoUID:         int(o.IoUid),
 		IoGID:         int(o.IoGid),
+		Hostnet:       hn,
 	}, nil
 }
 
-// DecodeOptions unpacks runc-style runtime options. Absent options decode to
-// the zero value; any other options type is rejected rather than ignored.
-func DecodeOptions(opts typeurl.Any) (*options.Options, error) {
+// DecodeOptions unpacks the runtime options. Absent options decode to zero
+// runc options and the default hostnet config; any other options type is
+// rejected rather than ignored.
+func DecodeOptions(opts typeurl.Any) (*options.Options, config.Config, error) {
 	if opts == nil || len(opts.GetValue()) == 0 {
-		return &options.Options{}, nil
+		return &options.Options{}, config.Defaults(), nil
 	}
 	v, err := typeurl.UnmarshalAny(opts)
 	if err != nil {
-		return nil, fmt.Errorf("failed to decode runtime options %q: %w", opts.GetTypeUrl(), err)
+		return nil, config.Config{}, fmt.Errorf("failed to decode runtime options %q: %w", opts.GetTypeUrl(), err)
 	}
-	o, ok := v.(*options.Options)
-	if !ok {
-		return nil, fmt.Errorf("unsupported runtime options type %T, want %T: %w", v, o, errdefs.ErrInvalidArgument)
+	switch o := v.(type) {
+	case *options.Options:
+		return o, config.Defaults(), nil
+	case *runtimeoptions.Options:
+		hn, err := hostnetConfig(o)
+		if err != nil {
+			return nil, config.Config{}, fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
+		}
+		return &options.Options{}, hn, nil
+	default:
+		return nil, config.Config{}, fmt.Errorf("unsupported runtime options type %T, want %T or %T: %w",
+			v, &options.Options{}, &runtimeoptions.Options{}, errdefs.ErrInvalidArgument)
 	}
-	return o, nil
+}
+
+// hostnetConfig reads the TOML document: ConfigBody (CRI inlines it) wins
+// over ConfigPath.
+func hostnetConfig(o *runtimeoptions.Options) (config.Config, error) {
+	switch {
+	case len(o.ConfigBody) > 0:
+		return config.Parse(o.ConfigBody)
+	case o.ConfigPath != "":
+		return config.Load(o.ConfigPath)
+	default:
+		return config.Defaults(), nil
+	}
+}
+
+func firstNonEmpty(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 // WriteConfig saves c in bundle.

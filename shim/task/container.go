@@ -37,7 +37,8 @@ type container struct {
 	id     string
 	bundle string
 	rt     *runtime.Runtime
-	rootfs string // mounted by the shim; empty if the client mounted it
+	netReq network.Request // to tear down what the network mode set up
+	rootfs string          // mounted by the shim; empty if the client mounted it
 	init   *process.Process
 	// sharedPidNS containers have no pid namespace of their own, so the
 	// init's exit does not kill the processes it leaves behind.
@@ -71,8 +72,20 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 	if err != nil {
 		return nil, err
 	}
-	if _, err := network.Prepare(r.Bundle); err != nil {
+	netReq := network.Request{Bundle: r.Bundle, ID: r.ID, Namespace: ns, Config: cfg.Hostnet.Network}
+	netRes, err := network.Prepare(ctx, netReq)
+	if err != nil {
 		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			if err := network.Teardown(context.WithoutCancel(ctx), netReq); err != nil {
+				log.G(ctx).WithError(err).WithField("id", r.ID).Warn("failed to tear down network")
+			}
+		}
+	}()
+	for _, w := range netRes.Warnings {
+		log.G(ctx).WithField("id", r.ID).Warn(w)
 	}
 	if err := runtime.WriteConfig(r.Bundle, cfg); err != nil {
 		return nil, err
@@ -81,6 +94,7 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 		id:          r.ID,
 		bundle:      r.Bundle,
 		rt:          runtime.New(r.Bundle, cfg),
+		netReq:      netReq,
 		sharedPidNS: sharesPidNamespace(r.Bundle),
 		execs:       make(map[string]*execProcess),
 	}
@@ -300,6 +314,9 @@ func (c *container) deleteInit(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	if err := c.unmountRootfs(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := network.Teardown(ctx, c.netReq); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

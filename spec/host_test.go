@@ -1,0 +1,73 @@
+package spec
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+func TestAddHostFiles(t *testing.T) {
+	s := &specs.Spec{Mounts: []specs.Mount{{Destination: "/etc/hosts/", Type: "bind", Source: "/var/lib/pod/hosts"}}}
+	AddHostFiles(s, HostFiles)
+	if len(s.Mounts) != 2 {
+		t.Fatalf("mounts = %+v, want the spec's /etc/hosts kept and resolv.conf added", s.Mounts)
+	}
+	got := s.Mounts[1]
+	if got.Destination != "/etc/resolv.conf" || got.Source != "/etc/resolv.conf" || got.Type != "bind" {
+		t.Errorf("added mount %+v", got)
+	}
+	if !reflect.DeepEqual(got.Options, []string{"rbind", "ro", "nosuid", "nodev", "noexec"}) {
+		t.Errorf("options %v, want read-only bind", got.Options)
+	}
+}
+
+func TestSetHostHostname(t *testing.T) {
+	uts := specs.LinuxNamespace{Type: specs.UTSNamespace}
+	for _, tc := range []struct {
+		name string
+		in   *specs.Spec
+		want string
+	}{
+		{"own uts", &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{uts}}}, "node1"},
+		{"spec hostname kept", &specs.Spec{Hostname: "web", Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{uts}}}, "web"},
+		{"host uts", &specs.Spec{Linux: &specs.Linux{}}, ""},
+	} {
+		SetHostHostname(tc.in, "node1")
+		if tc.in.Hostname != tc.want {
+			t.Errorf("%s: hostname = %q, want %q", tc.name, tc.in.Hostname, tc.want)
+		}
+	}
+}
+
+func TestCheckHostSysctls(t *testing.T) {
+	s := &specs.Spec{Linux: &specs.Linux{Sysctl: map[string]string{"kernel.msgmax": "1", "net.ipv4.ip_forward": "1", "net.core.somaxconn": "1"}}}
+	err := CheckHostSysctls(s)
+	if err == nil || !strings.Contains(err.Error(), "net.core.somaxconn, net.ipv4.ip_forward") {
+		t.Fatalf("err = %v", err)
+	}
+	delete(s.Linux.Sysctl, "net.ipv4.ip_forward")
+	delete(s.Linux.Sysctl, "net.core.somaxconn")
+	if err := CheckHostSysctls(s); err != nil {
+		t.Errorf("kernel.* sysctl refused: %v", err)
+	}
+}
+
+func TestHarden(t *testing.T) {
+	caps := func(c ...string) []string { return c }
+	s := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{
+		Bounding: caps("CAP_CHOWN", "CAP_NET_RAW"), Effective: caps("CAP_NET_RAW"), Permitted: caps("CAP_NET_RAW", "CAP_KILL"),
+	}}}
+	if err := Harden(s); err != nil {
+		t.Fatal(err)
+	}
+	c := s.Process.Capabilities
+	if !reflect.DeepEqual(c.Bounding, caps("CAP_CHOWN")) || len(c.Effective) != 0 || !reflect.DeepEqual(c.Permitted, caps("CAP_KILL")) {
+		t.Errorf("capabilities after Harden: %+v", c)
+	}
+	c.Effective = caps("CAP_NET_ADMIN")
+	if err := Harden(s); err == nil || !strings.Contains(err.Error(), "CAP_NET_ADMIN") {
+		t.Errorf("CAP_NET_ADMIN: err = %v", err)
+	}
+}
