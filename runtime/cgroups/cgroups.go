@@ -29,6 +29,12 @@ type Manager interface {
 	Thaw() error
 	// Frozen reports whether the cgroup is paused.
 	Frozen() bool
+	// Update applies new resource limits.
+	Update(res *specs.LinuxResources) error
+	// Stats reads the cgroup's usage counters.
+	Stats() (*Stats, error)
+	// OOMKills counts the OOM kills in the cgroup so far.
+	OOMKills() (uint64, error)
 	// Delete kills what is left in the cgroup and removes it.
 	Delete() error
 	// MountPaths maps each v1 hierarchy name, or "" on v2, to the cgroup's

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hostnet-dev/hostnet/runtime/container"
 	"github.com/hostnet-dev/hostnet/runtime/logging"
 )
 
@@ -52,9 +53,9 @@ func init() {
 		"resume":     {"resume <container-id>", runResume},
 		"features":   {"features", runFeatures},
 		"exec":       {"exec [options] <container-id> <command> [args...]", runExec},
-		"update":     {"update [options] <container-id>", notYet},
-		"events":     {"events [--stats] <container-id>", notYet},
-		"spec":       {"spec", notYet},
+		"update":     {"update [options] <container-id>", runUpdate},
+		"events":     {"events [--stats] [--interval D] <container-id>", runEvents},
+		"spec":       {"spec [--bundle DIR]", runSpec},
 		"checkpoint": {"checkpoint <container-id>", notSupported},
 		"restore":    {"restore <container-id>", notSupported},
 	}
@@ -106,6 +107,11 @@ func Main(args []string) int {
 		if errors.As(err, &ex) {
 			return int(ex)
 		}
+		var hw *container.HookWarning
+		if errors.As(err, &hw) {
+			log.Warnf("%s", hw)
+			return 0
+		}
 		report(log, err)
 		return 1
 	}
@@ -138,10 +144,6 @@ func usage() string {
 		fmt.Fprintf(&b, "  %s\n", commands[n].usage)
 	}
 	return b.String()
-}
-
-func notYet(*globals, []string) error {
-	return errors.New("this command is not implemented by hostnet-runc yet")
 }
 
 func notSupported(*globals, []string) error {

@@ -58,9 +58,12 @@ func runRun(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.Start(); err != nil {
+	var hookWarning *container.HookWarning
+	if err := c.Start(); err != nil && !errors.As(err, &hookWarning) {
 		c.Delete(true)
 		return err
+	} else if err != nil {
+		g.log.Warnf("%s", err)
 	}
 	if *detach {
 		return nil
@@ -73,8 +76,10 @@ func runRun(g *globals, args []string) error {
 			break
 		}
 	}
-	if err := c.Delete(true); err != nil {
+	if err := c.Delete(true); err != nil && !errors.As(err, &hookWarning) {
 		return err
+	} else if err != nil {
+		g.log.Warnf("%s", err)
 	}
 	status := ws.ExitStatus()
 	if ws.Signaled() {

@@ -8,9 +8,11 @@ import (
 	"strconv"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/hostnet-dev/hostnet/runtime/cgroups"
+	"github.com/hostnet-dev/hostnet/runtime/hooks"
 	"github.com/hostnet-dev/hostnet/runtime/initproc"
 )
 
@@ -92,7 +94,19 @@ func Create(root, id string, o CreateOpts) (err error) {
 	if err := cg.Add(pid); err != nil {
 		return fmt.Errorf("add init %d to cgroup %s: %w", pid, cgPath, err)
 	}
-	if err := p.handshake(initproc.Bootstrap{Spec: s, Rootfs: rootfs, NoPivot: o.NoPivot, CgroupPaths: cg.MountPaths()}); err != nil {
+	state := &specs.State{Version: s.Version, ID: id, Status: specs.StateCreating, Pid: pid, Bundle: bundle, Annotations: s.Annotations}
+	runtimeHooks := func() error {
+		if err := hooks.Run("prestart", s.Hooks.Prestart, state); err != nil {
+			return err
+		}
+		return hooks.Run("createRuntime", s.Hooks.CreateRuntime, state)
+	}
+	if s.Hooks != nil {
+		// The spec requires poststop hooks after a failed create hook too.
+		undo = append(undo, func() { _ = hooks.Run("poststop", s.Hooks.Poststop, state) })
+	}
+	boot := initproc.Bootstrap{Spec: s, Rootfs: rootfs, NoPivot: o.NoPivot, CgroupPaths: cg.MountPaths(), State: state}
+	if err := p.handshake(boot, runtimeHooks); err != nil {
 		return err
 	}
 

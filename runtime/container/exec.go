@@ -78,7 +78,7 @@ func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
 		return nil, fmt.Errorf("add process %d to cgroup %s: %w", pid, c.CgroupPath, err)
 	}
 	spec := &specs.Spec{Process: o.Process, Linux: &specs.Linux{}}
-	if err := p.handshake(initproc.Bootstrap{Exec: true, Spec: spec}); err != nil {
+	if err := p.handshake(initproc.Bootstrap{Exec: true, Spec: spec}, nil); err != nil {
 		p.kill()
 		return nil, err
 	}

@@ -9,9 +9,11 @@ import (
 	"syscall"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/hostnet-dev/hostnet/runtime/cgroups"
+	"github.com/hostnet-dev/hostnet/runtime/hooks"
 )
 
 // Start lets a created container's init exec the user's program.
@@ -37,7 +39,26 @@ func (c *Container) Start() error {
 	if len(data) == 0 {
 		return errors.New("cannot start an already running container")
 	}
-	return os.Remove(fifo)
+	if err := os.Remove(fifo); err != nil {
+		return err
+	}
+	if c.Hooks != nil {
+		if err := hooks.Run("poststart", c.Hooks.Poststart, c.hookState(specs.StateRunning)); err != nil {
+			return &HookWarning{err}
+		}
+	}
+	return nil
+}
+
+// HookWarning is a poststart or poststop hook failure: the spec has the
+// runtime log it and carry on.
+type HookWarning struct{ Err error }
+
+func (w *HookWarning) Error() string { return w.Err.Error() }
+func (w *HookWarning) Unwrap() error { return w.Err }
+
+func (c *Container) hookState(status specs.ContainerState) *specs.State {
+	return &specs.State{Version: c.OCIVersion, ID: c.ID, Status: status, Pid: c.InitPid, Bundle: c.Bundle, Annotations: c.Annotations}
 }
 
 // openFifo opens the exec fifo for reading, which blocks until the init
@@ -127,7 +148,15 @@ func (c *Container) Delete(force bool) error {
 			return fmt.Errorf("init %d did not exit after SIGKILL", c.InitPid)
 		}
 	}
-	return os.RemoveAll(c.Dir)
+	if err := os.RemoveAll(c.Dir); err != nil {
+		return err
+	}
+	if c.Hooks != nil {
+		if err := hooks.Run("poststop", c.Hooks.Poststop, c.hookState(specs.StateStopped)); err != nil {
+			return &HookWarning{err}
+		}
+	}
+	return nil
 }
 
 // RemoveStale deletes a state directory whose state was never written

@@ -151,22 +151,40 @@ func spawn(o spawnOpts) (*initProcess, error) {
 	return &initProcess{cmd: cmd, sync: parentEnd, fds: fds}, nil
 }
 
-// handshake sends the bootstrap and waits for the process to be ready.
-func (p *initProcess) handshake(b initproc.Bootstrap) error {
+// handshake sends the bootstrap and waits for the process to be ready,
+// running runtimeHooks when the init asks for them.
+func (p *initProcess) handshake(b initproc.Bootstrap, runtimeHooks func() error) error {
 	b.Fds = p.fds
-	if err := json.NewEncoder(p.sync).Encode(b); err != nil {
+	enc, dec := json.NewEncoder(p.sync), json.NewDecoder(p.sync)
+	if err := enc.Encode(b); err != nil {
 		return fmt.Errorf("send bootstrap to init: %w", err)
 	}
-	var r initproc.Reply
-	if err := json.NewDecoder(p.sync).Decode(&r); err != nil {
-		p.cmd.Process.Kill()
-		werr := p.cmd.Wait()
-		return fmt.Errorf("unable to start container process: init exited before it was ready (%v)", werr)
+	for {
+		var r initproc.Reply
+		if err := dec.Decode(&r); err != nil {
+			p.cmd.Process.Kill()
+			werr := p.cmd.Wait()
+			return fmt.Errorf("unable to start container process: init exited before it was ready (%v)", werr)
+		}
+		switch {
+		case r.Hooks && runtimeHooks != nil:
+			var res initproc.HookResult
+			herr := runtimeHooks()
+			if herr != nil {
+				res.Error = herr.Error()
+			}
+			if err := enc.Encode(res); err != nil {
+				return fmt.Errorf("answer init's hook request: %w", err)
+			}
+			if herr != nil {
+				return herr
+			}
+		case r.Ready:
+			return nil
+		default:
+			return fmt.Errorf("unable to start container process: %s", r.Error)
+		}
 	}
-	if !r.Ready {
-		return fmt.Errorf("unable to start container process: %s", r.Error)
-	}
-	return nil
 }
 
 // kill stops a process that never became ready and reaps it.

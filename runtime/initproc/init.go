@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/hostnet-dev/hostnet/runtime/hooks"
 	"github.com/hostnet-dev/hostnet/runtime/rootfs"
 )
 
@@ -31,21 +32,22 @@ func Main() {
 	os.Unsetenv(SyncFdEnv)
 	sync := os.NewFile(uintptr(fd), "sync")
 
+	ch := &channel{enc: json.NewEncoder(sync), dec: json.NewDecoder(sync)}
 	var b Bootstrap
-	if err := json.NewDecoder(sync).Decode(&b); err != nil {
-		reply(sync, fmt.Errorf("read bootstrap from parent: %w", err))
+	if err := ch.dec.Decode(&b); err != nil {
+		ch.reply(fmt.Errorf("read bootstrap from parent: %w", err))
 		os.Exit(1)
 	}
 	prep := prepare
 	if b.Exec {
 		prep = prepareExec
 	}
-	p, err := prep(&b)
+	p, err := prep(&b, ch)
 	if err != nil {
-		reply(sync, err)
+		ch.reply(err)
 		os.Exit(1)
 	}
-	if err := reply(sync, nil); err != nil {
+	if err := ch.reply(nil); err != nil {
 		os.Exit(1)
 	}
 	sync.Close()
@@ -62,6 +64,11 @@ func Main() {
 	if _, err := unix.Write(fifo, []byte{'0'}); err != nil {
 		fatal(fmt.Errorf("write exec fifo: %w", err))
 	}
+	if b.Spec.Hooks != nil {
+		if err := hooks.Run("startContainer", b.Spec.Hooks.StartContainer, b.State); err != nil {
+			fatal(err)
+		}
+	}
 	// Our fds, the fifo included, are close-on-exec: `start` sees EOF as
 	// soon as the user's program has replaced us.
 	execProgram(p)
@@ -73,12 +80,33 @@ func execProgram(p *program) {
 	}
 }
 
-func reply(sync *os.File, err error) error {
+// channel is the init's side of the sync socket.
+type channel struct {
+	enc *json.Encoder
+	dec *json.Decoder
+}
+
+func (c *channel) reply(err error) error {
 	r := Reply{Ready: err == nil}
 	if err != nil {
 		r.Error = err.Error()
 	}
-	return json.NewEncoder(sync).Encode(r)
+	return c.enc.Encode(r)
+}
+
+// runtimeHooks asks the parent to run the prestart and createRuntime hooks.
+func (c *channel) runtimeHooks() error {
+	if err := c.enc.Encode(Reply{Hooks: true}); err != nil {
+		return fmt.Errorf("request hooks: %w", err)
+	}
+	var r HookResult
+	if err := c.dec.Decode(&r); err != nil {
+		return fmt.Errorf("wait for hooks: %w", err)
+	}
+	if r.Error != "" {
+		return errors.New(r.Error)
+	}
+	return nil
 }
 
 // fatal reports an error after create has returned: only the container's
@@ -97,7 +125,7 @@ type program struct {
 
 // prepare does everything that can fail before the user's program runs, so
 // that create, not start, reports it.
-func prepare(b *Bootstrap) (*program, error) {
+func prepare(b *Bootstrap, ch *channel) (*program, error) {
 	s := b.Spec
 	proc := s.Process
 	// Device nodes and mount points get exactly the modes asked for.
@@ -127,6 +155,17 @@ func prepare(b *Bootstrap) (*program, error) {
 	}
 	if err := rootfs.Prepare(cfg); err != nil {
 		return nil, err
+	}
+	if h := s.Hooks; h != nil {
+		if len(h.Prestart) > 0 || len(h.CreateRuntime) > 0 {
+			if err := ch.runtimeHooks(); err != nil {
+				return nil, err
+			}
+		}
+		// In the container's namespaces, but still before pivot_root.
+		if err := hooks.Run("createContainer", h.CreateContainer, b.State); err != nil {
+			return nil, err
+		}
 	}
 	pivot := rootfs.PivotRoot
 	if b.NoPivot {
@@ -158,7 +197,7 @@ func prepare(b *Bootstrap) (*program, error) {
 }
 
 // prepareExec readies a process joining a running container.
-func prepareExec(b *Bootstrap) (*program, error) {
+func prepareExec(b *Bootstrap, _ *channel) (*program, error) {
 	unix.Umask(0)
 	if b.Spec.Process.Terminal {
 		if err := setupConsole(b.Fds.ConsoleSocket, b.Spec.Process.ConsoleSize, false); err != nil {

@@ -31,6 +31,9 @@ type Bootstrap struct {
 	CgroupPaths map[string]string `json:"cgroupPaths,omitempty"`
 	// Fds are the descriptor numbers the parent passed down.
 	Fds Fds `json:"fds"`
+	// State is the container's state as hooks see it (the init's pid in the
+	// runtime's pid namespace, which the init cannot know itself).
+	State *specs.State `json:"state,omitempty"`
 }
 
 // Fds are descriptor numbers in the init, -1 when absent.
@@ -44,9 +47,18 @@ type Fds struct {
 	Preserved int `json:"preserved"`
 }
 
-// Reply is the init's answer once it is ready to exec, or why it cannot.
+// Reply is a message from the init: ready to exec, why it cannot, or a
+// request to run the prestart and createRuntime hooks now that the mounts
+// are in place (they run in the runtime's namespaces, so the parent runs
+// them and answers with a HookResult).
 type Reply struct {
 	Ready bool   `json:"ready,omitempty"`
+	Error string `json:"error,omitempty"`
+	Hooks bool   `json:"hooks,omitempty"`
+}
+
+// HookResult answers a hooks request; Error is empty on success.
+type HookResult struct {
 	Error string `json:"error,omitempty"`
 }
 
