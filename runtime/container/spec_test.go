@@ -1,0 +1,81 @@
+package container
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	bundle := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return bundle
+}
+
+const validSpec = `{"ociVersion":"%s","process":{"args":["sh"],"cwd":"/"},"root":{"path":"rootfs"},
+"linux":{"namespaces":[{"type":"mount"},{"type":"pid"}]}}`
+
+func TestLoadSpec(t *testing.T) {
+	for _, v := range []string{"1.0.0", "1.0.2-dev", "1.2.1", "1.3.0", "1.9.0"} {
+		if _, err := LoadSpec(writeConfig(t, strings.Replace(validSpec, "%s", v, 1))); err != nil {
+			t.Errorf("ociVersion %s refused: %v", v, err)
+		}
+	}
+	for _, tc := range []struct{ name, body, want string }{
+		{"malformed", `{"ociVersion": "1.0.0",`, "parse "},
+		{"wrong version", strings.Replace(validSpec, "%s", "2.0.0", 1), `unsupported ociVersion "2.0.0"`},
+		{"no process", `{"ociVersion":"1.0.0","root":{"path":"r"},"linux":{}}`, "process must be set"},
+		{"empty args", `{"ociVersion":"1.0.0","process":{"args":[],"cwd":"/"},"root":{"path":"r"},"linux":{}}`, "process.args must not be empty"},
+		{"relative cwd", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"tmp"},"root":{"path":"r"},"linux":{}}`, `process.cwd "tmp" must be an absolute path`},
+		{"no root", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"linux":{}}`, "root.path must be set"},
+		{"no mount ns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"pid"}]}}`, "a mount namespace is required"},
+		{"unknown ns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"mount"},{"type":"bogus"}]}}`, `namespace type "bogus" is not supported`},
+		{"duplicate ns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"mount"},{"type":"mount"}]}}`, "listed twice"},
+		{"join userns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"mount"},{"type":"user","path":"/proc/1/ns/user"}]}}`, "joining an existing user namespace"},
+		{"relative mount", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"mounts":[{"destination":"tmp","type":"tmpfs"}],"linux":{"namespaces":[{"type":"mount"}]}}`, `mount destination "tmp" is not absolute`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bundle := writeConfig(t, tc.body)
+			_, err := LoadSpec(bundle)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+			if !strings.Contains(err.Error(), filepath.Join(bundle, "config.json")) {
+				t.Errorf("error %q does not name the file", err)
+			}
+		})
+	}
+	if _, err := LoadSpec(t.TempDir()); err == nil || !strings.Contains(err.Error(), "JSON specification file") {
+		t.Errorf("missing config.json: err = %v", err)
+	}
+}
+
+func TestValidateID(t *testing.T) {
+	for _, ok := range []string{"a", "web-1", "x_y.z+2", strings.Repeat("a", 64)} {
+		if err := ValidateID(ok); err != nil {
+			t.Errorf("ValidateID(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", ".", "..", "../x", "a/b", "a b", "a\x00"} {
+		if err := ValidateID(bad); err == nil {
+			t.Errorf("ValidateID(%q) accepted", bad)
+		}
+	}
+}
+
+func TestProcessStart(t *testing.T) {
+	start, zombie, err := processStart(os.Getpid())
+	if err != nil || start == 0 || zombie {
+		t.Fatalf("processStart(self) = %d, %v, %v", start, zombie, err)
+	}
+	if !processAlive(os.Getpid(), start) {
+		t.Error("self not alive")
+	}
+	if processAlive(os.Getpid(), start+1) {
+		t.Error("a different start time must mean a different (reused) pid")
+	}
+}
