@@ -24,7 +24,7 @@ func createFlags(name string, o *container.CreateOpts, detach *bool) *flag.FlagS
 	fs.StringVar(&o.ConsoleSocket, "console-socket", "", "unix socket to send the pty master to")
 	fs.BoolVar(&o.NoPivot, "no-pivot", false, "use MS_MOVE+chroot instead of pivot_root")
 	fs.IntVar(&o.PreserveFds, "preserve-fds", 0, "pass this many extra fds (from 3) to the process")
-	fs.Bool("no-new-keyring", false, "ignored: no session keyring is created")
+	fs.BoolVar(&o.NoNewKeyring, "no-new-keyring", false, "keep the caller's session keyring")
 	// create always detaches; run waits unless told not to.
 	fs.BoolVar(detach, "detach", false, "do not wait for the container")
 	fs.BoolVar(detach, "d", false, "do not wait for the container")

@@ -21,7 +21,7 @@ func runFeatures(*globals, []string) error {
 		Hooks:         []string{},
 		MountOptions:  opts,
 		Linux: &features.Linux{
-			Namespaces:   []string{"cgroup", "ipc", "mount", "network", "pid", "user", "uts"},
+			Namespaces:   []string{"cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"},
 			Capabilities: initproc.KnownCapabilities(),
 			Cgroup:       &features.Cgroup{V1: &yes, V2: &yes, Systemd: &no, SystemdUser: &no},
 			Seccomp:      &features.Seccomp{Enabled: &no},

@@ -22,6 +22,7 @@ type CreateOpts struct {
 	PidFile       string
 	ConsoleSocket string
 	NoPivot       bool
+	NoNewKeyring  bool
 	PreserveFds   int
 }
 
@@ -105,7 +106,7 @@ func Create(root, id string, o CreateOpts) (err error) {
 		// The spec requires poststop hooks after a failed create hook too.
 		undo = append(undo, func() { _ = hooks.Run("poststop", s.Hooks.Poststop, state) })
 	}
-	boot := initproc.Bootstrap{Spec: s, Rootfs: rootfs, NoPivot: o.NoPivot, CgroupPaths: cg.MountPaths(), State: state}
+	boot := initproc.Bootstrap{Spec: s, Rootfs: rootfs, NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring, CgroupPaths: cg.MountPaths(), State: state}
 	if err := p.handshake(boot, runtimeHooks); err != nil {
 		return err
 	}

@@ -66,9 +66,10 @@ func initSpawnOpts(s *specs.Spec) spawnOpts {
 			attr.UidMappings = idMaps(s.Linux.UIDMappings)
 			attr.GidMappings = idMaps(s.Linux.GIDMappings)
 		default:
-			// The cgroup namespace is unshared by the init once it sits
-			// in its cgroup (absent from cloneFlags), so its root is the
-			// container's cgroup.
+			// The cgroup and time namespaces (absent from cloneFlags) are
+			// unshared by the init: the cgroup one once it sits in its
+			// cgroup, so its root is the container's cgroup; the time one
+			// because clone(2) cannot create it.
 			attr.Cloneflags |= cloneFlags[ns.Type]
 		}
 	}

@@ -56,7 +56,7 @@ func Validate(s *specs.Spec) error {
 	}
 	seen := map[specs.LinuxNamespaceType]bool{}
 	for _, ns := range s.Linux.Namespaces {
-		if _, ok := cloneFlags[ns.Type]; !ok && ns.Type != specs.CgroupNamespace {
+		if _, ok := cloneFlags[ns.Type]; !ok && ns.Type != specs.CgroupNamespace && ns.Type != specs.TimeNamespace {
 			return fmt.Errorf("namespace type %q is not supported", ns.Type)
 		}
 		if seen[ns.Type] {
@@ -65,6 +65,9 @@ func Validate(s *specs.Spec) error {
 		seen[ns.Type] = true
 		if ns.Type == specs.UserNamespace && ns.Path != "" {
 			return errors.New("joining an existing user namespace by path is not supported")
+		}
+		if ns.Type == specs.TimeNamespace && ns.Path != "" {
+			return errors.New("joining an existing time namespace by path is not supported")
 		}
 	}
 	if !seen[specs.MountNamespace] {

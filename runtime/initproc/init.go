@@ -139,6 +139,18 @@ func prepare(b *Bootstrap, ch *channel) (*program, error) {
 			return nil, err
 		}
 	}
+	if hasNamespace(s, specs.TimeNamespace) {
+		if err := enterTimeNamespace(s.Linux.TimeOffsets); err != nil {
+			return nil, err
+		}
+	}
+	if !b.NoNewKeyring {
+		// A session keyring of its own, so keys do not leak between
+		// containers (or from the host) through the shared one.
+		if _, err := unix.KeyctlJoinSessionKeyring(b.State.ID); err != nil && !errors.Is(err, unix.ENOSYS) {
+			return nil, fmt.Errorf("join session keyring: %w", err)
+		}
+	}
 	if newNamespace(s, specs.CgroupNamespace) {
 		// Done here, after the parent has put us in our cgroup, so the
 		// namespace's root is the container's cgroup.
@@ -213,6 +225,21 @@ func finishProcess(b *Bootstrap) (*program, error) {
 	s, proc := b.Spec, b.Spec.Process
 	if err := setRlimits(proc.Rlimits); err != nil {
 		return nil, err
+	}
+	if s.Linux.Personality != nil {
+		if err := setPersonality(s.Linux.Personality); err != nil {
+			return nil, err
+		}
+	}
+	if proc.Scheduler != nil {
+		if err := setScheduler(proc.Scheduler); err != nil {
+			return nil, err
+		}
+	}
+	if proc.IOPriority != nil {
+		if err := setIOPriority(proc.IOPriority); err != nil {
+			return nil, err
+		}
 	}
 	if s.Linux.Seccomp != nil {
 		return nil, errors.New("seccomp profiles are not supported yet by hostnet-runc; remove linux.seccomp from the spec or use runc")

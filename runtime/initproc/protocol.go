@@ -26,6 +26,8 @@ type Bootstrap struct {
 	Exec bool `json:"exec,omitempty"`
 	// NoPivot uses MS_MOVE+chroot instead of pivot_root (for ramfs roots).
 	NoPivot bool `json:"noPivot,omitempty"`
+	// NoNewKeyring keeps the caller's session keyring.
+	NoNewKeyring bool `json:"noNewKeyring,omitempty"`
 	// CgroupPaths maps each v1 hierarchy (or "" on v2) to the container's
 	// cgroup directory on the host, for the cgroup mount inside the container.
 	CgroupPaths map[string]string `json:"cgroupPaths,omitempty"`
