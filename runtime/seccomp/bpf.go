@@ -57,9 +57,12 @@ func (a *assembler) offsetTo(target label) int {
 	return len(a.rev) - 1 - int(target)
 }
 
-// ret returns a RET instruction with value k, sharing one per value.
+// ret returns a RET instruction with value k. RETs are shared while they
+// are within reach of a conditional jump; once the nearest copy is too far
+// away, a fresh one costs the same single instruction as a JA island and
+// serves the following jumps too.
 func (a *assembler) ret(k uint32) label {
-	if l, ok := a.rets[k]; ok {
+	if l, ok := a.rets[k]; ok && a.offsetTo(l) < maxJump {
 		return l
 	}
 	l := a.emit(unix.SockFilter{Code: opRetK, K: k})

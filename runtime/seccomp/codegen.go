@@ -31,38 +31,45 @@ type compiler struct {
 
 // syscallDispatch emits the rule blocks and the search tree that selects
 // among them. On entry to the tree A must hold seccomp_data.nr.
+//
+// RET instructions are requested (c.a.ret) right where they are used rather
+// than once up front, so the assembler can hand out a copy within jump
+// reach instead of routing through JA islands.
 func (c *compiler) syscallDispatch(table []*syscallRules) label {
-	def := c.a.ret(c.defRet)
 	blocks := make([]label, len(table))
 	for i, sr := range table {
-		blocks[i] = c.ruleBlock(sr, def)
+		if sr.uncond == nil {
+			blocks[i] = c.ruleBlock(sr)
+		}
 	}
-	return c.searchTree(table, blocks, def)
+	return c.searchTree(table, blocks)
 }
 
-// searchTree dispatches on A (the syscall number) over table, which is sorted.
-func (c *compiler) searchTree(table []*syscallRules, blocks []label, def label) label {
+// searchTree dispatches on A (the syscall number) over table, which is
+// sorted. Syscalls with an unconditional rule jump straight to a RET.
+func (c *compiler) searchTree(table []*syscallRules, blocks []label) label {
 	if len(table) <= leafSize {
-		next := def
+		next := c.a.ret(c.defRet)
 		for i := len(table) - 1; i >= 0; i-- {
-			next = c.a.jump(opJEQ, table[i].nr, blocks[i], next)
+			target := blocks[i]
+			if u := table[i].uncond; u != nil {
+				target = c.a.ret(u.ret)
+			}
+			next = c.a.jump(opJEQ, table[i].nr, target, next)
 		}
 		return next
 	}
 	mid := len(table) / 2
-	upper := c.searchTree(table[mid:], blocks[mid:], def)
-	lower := c.searchTree(table[:mid], blocks[:mid], def)
+	upper := c.searchTree(table[mid:], blocks[mid:])
+	lower := c.searchTree(table[:mid], blocks[:mid])
 	return c.a.jump(opJGE, table[mid].nr, upper, lower)
 }
 
-// ruleBlock emits the code for one syscall and returns its entry. The
-// conditional rules are tried in order; the first whose conditions all hold
-// decides, and if none does the default action applies.
-func (c *compiler) ruleBlock(sr *syscallRules, def label) label {
-	if sr.uncond != nil {
-		return c.a.ret(sr.uncond.ret)
-	}
-	next := def
+// ruleBlock emits the code for one syscall's conditional rules and returns
+// its entry. The rules are tried in order; the first whose conditions all
+// hold decides, and if none does the default action applies.
+func (c *compiler) ruleBlock(sr *syscallRules) label {
+	next := c.a.ret(c.defRet)
 	for i := len(sr.conds) - 1; i >= 0; i-- {
 		r := sr.conds[i]
 		match := c.a.ret(r.ret)
@@ -148,7 +155,7 @@ func (c *compiler) argCheck(arg specs.LinuxSeccompArg, match, nomatch label) lab
 // rules): giving foreign ABIs the default action would let 32-bit code skip
 // every deny rule. Such profiles get ERRNO(ENOSYS) for foreign ABIs instead,
 // as if the kernel were built without that compat layer.
-func (c *compiler) archPrologue(archs []specs.Arch, table []*syscallRules, native label) (label, error) {
+func (c *compiler) archPrologue(archs []specs.Arch, foreignRet uint32, native label) (label, error) {
 	var foreign []uint32
 	x32Listed := false
 	for _, name := range archs {
@@ -164,7 +171,6 @@ func (c *compiler) archPrologue(archs []specs.Arch, table []*syscallRules, nativ
 			foreign = append(foreign, v)
 		}
 	}
-	foreignRet := c.foreignRet(table)
 	kill := uint32(unix.SECCOMP_RET_KILL_PROCESS)
 
 	if x32SyscallBit != 0 {
@@ -185,22 +191,20 @@ func (c *compiler) archPrologue(archs []specs.Arch, table []*syscallRules, nativ
 }
 
 // foreignRet is the blanket action for listed non-native ABIs; see
-// archPrologue.
-func (c *compiler) foreignRet(table []*syscallRules) uint32 {
-	if !permissive(c.defRet) {
-		return c.defRet
+// archPrologue. Every rule counts, including those for names unknown on
+// the native architecture: a deny-list entry for an i386-only syscall such
+// as socketcall is exactly what a foreign ABI must not get around.
+func foreignRet(defRet uint32, calls []specs.LinuxSyscall) uint32 {
+	if !permissive(defRet) {
+		return defRet
 	}
-	for _, sr := range table {
-		if sr.uncond != nil && !permissive(sr.uncond.ret) {
+	for _, call := range calls {
+		// Errors were already reported by buildTable.
+		if ret, err := actionRet(call.Action, call.ErrnoRet); err == nil && !permissive(ret) {
 			return unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)
 		}
-		for _, r := range sr.conds {
-			if !permissive(r.ret) {
-				return unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)
-			}
-		}
 	}
-	return c.defRet
+	return defRet
 }
 
 // auditArchs maps the spec's architecture names to seccomp_data.arch values

@@ -37,6 +37,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+//go:generate go run mksyscalls.go
+
 // Filter is a compiled seccomp profile, ready to be installed with Load.
 type Filter struct {
 	prog  []unix.SockFilter
@@ -94,7 +96,7 @@ func Compile(s *specs.LinuxSeccomp) (*Filter, error) {
 
 	c := &compiler{a: newAssembler(), defRet: defRet}
 	entry := c.syscallDispatch(table)
-	entry, err = c.archPrologue(s.Architectures, table, entry)
+	entry, err = c.archPrologue(s.Architectures, foreignRet(defRet, s.Syscalls), entry)
 	if err != nil {
 		return nil, err
 	}

@@ -131,20 +131,20 @@ func run(t testing.TB, f *Filter, d seccompData) uint32 {
 // program, so compiler tests do not merely agree with a broken oracle.
 func TestInterpreterBasics(t *testing.T) {
 	prog := []unix.SockFilter{
-		{Code: opLoadAbs, K: 16 + 4},              // hi(args[0])
-		{Code: opAndK, K: 0xff00},                 //
-		{Code: opJEQ, K: 0x1200, Jt: 0, Jf: 2},    // → 3 : 5
-		{Code: opJA, K: 2},                        // → 6
-		{Code: opRetK, K: 1},                      //
-		{Code: opRetK, K: 2},                      // 5
-		{Code: opLoadAbs, K: 0},                   // 6: nr
-		{Code: opJGT, K: 10, Jt: 0, Jf: 1},        //
-		{Code: opRetK, K: 3},                      // nr > 10
-		{Code: opJSET, K: 4, Jt: 0, Jf: 1},        // 9
-		{Code: opRetK, K: 4},                      //
-		{Code: opJGE, K: 2, Jt: 0, Jf: 1},         // 11
-		{Code: opRetK, K: 5},                      //
-		{Code: opRetK, K: 6},                      //
+		{Code: opLoadAbs, K: 16 + 4},           // hi(args[0])
+		{Code: opAndK, K: 0xff00},              //
+		{Code: opJEQ, K: 0x1200, Jt: 0, Jf: 2}, // → 3 : 5
+		{Code: opJA, K: 2},                     // → 6
+		{Code: opRetK, K: 1},                   //
+		{Code: opRetK, K: 2},                   // 5
+		{Code: opLoadAbs, K: 0},                // 6: nr
+		{Code: opJGT, K: 10, Jt: 0, Jf: 1},     //
+		{Code: opRetK, K: 3},                   // nr > 10
+		{Code: opJSET, K: 4, Jt: 0, Jf: 1},     // 9
+		{Code: opRetK, K: 4},                   //
+		{Code: opJGE, K: 2, Jt: 0, Jf: 1},      // 11
+		{Code: opRetK, K: 5},                   //
+		{Code: opRetK, K: 6},                   //
 	}
 	if err := verifyProgram(prog); err != nil {
 		t.Fatal(err)
