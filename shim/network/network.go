@@ -1,6 +1,8 @@
 // Package network prepares a bundle for the container's network mode before
-// the OCI runtime sees it. Host networking is a spec rewrite; bridge
-// networking will attach the container's namespace here once it exists.
+// the OCI runtime sees it. Host networking is a spec rewrite. Bridge
+// networking creates a network namespace pinned in the bundle, attaches it
+// to a Linux bridge with an address and NAT rules, and points the spec at
+// it; Teardown undoes that from the state recorded in the bundle.
 package network
 
 import (
@@ -68,17 +70,23 @@ func Prepare(ctx context.Context, r Request) (Result, error) {
 		// The spec's namespaces are left exactly as the client made them.
 		return res, nil
 	case spec.ModeBridge:
-		return Result{}, fmt.Errorf("network mode %s is not implemented yet: %w", mode, errdefs.ErrNotImplemented)
+		if err := prepareBridge(r, path, s, before, explicit, ports, &res); err != nil {
+			return Result{}, err
+		}
+		return res, nil
 	default:
-		return Result{}, fmt.Errorf("network mode %s is not handled by this shim: %w", mode, errdefs.ErrNotImplemented)
+		// Not NotImplemented: containerd would retry the create with an
+		// older task API and leak this shim.
+		return Result{}, fmt.Errorf("network mode %s is not handled by this shim: %w", mode, errdefs.ErrFailedPrecondition)
 	}
 	return res, writeSpecIfChanged(path, s, before)
 }
 
 // Teardown releases what Prepare set up outside the bundle. It is idempotent
-// and also runs from `shim delete` after the shim died.
+// and also runs from `shim delete` after the shim died: it works from the
+// state Prepare left in the bundle, not from the shim's memory or config.
 func Teardown(ctx context.Context, r Request) error {
-	return nil
+	return teardownBridge(r.Bundle)
 }
 
 // prepareHost shares the host's network stack the way `docker run

@@ -16,7 +16,7 @@ import (
 	"github.com/hostnet-dev/hostnet/spec"
 )
 
-func writeBundle(t *testing.T, s *specs.Spec) (bundle string, raw []byte) {
+func writeBundle(t testing.TB, s *specs.Spec) (bundle string, raw []byte) {
 	t.Helper()
 	bundle = t.TempDir()
 	raw, err := json.MarshalIndent(s, "", "\t")
@@ -37,7 +37,7 @@ func newSpec(annotation string, ns ...specs.LinuxNamespace) *specs.Spec {
 	return s
 }
 
-func readBack(t *testing.T, bundle string) ([]byte, *specs.Spec) {
+func readBack(t testing.TB, bundle string) ([]byte, *specs.Spec) {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(bundle, configFile))
 	if err != nil {
@@ -71,7 +71,7 @@ func TestPrepare(t *testing.T) {
 		{name: "explicit host drops joined netns", spec: newSpec("host", joinNet, pidNS), wantMode: spec.ModeHost, wantNS: []specs.LinuxNamespace{pidNS}},
 		{name: "host without netns", spec: newSpec("host", pidNS), wantMode: spec.ModeHost, wantNS: []specs.LinuxNamespace{pidNS}},
 		{name: "none is untouched", spec: newSpec("none", pidNS, newNet), wantMode: spec.ModeNone, wantSame: true},
-		{name: "bridge", spec: newSpec("bridge", newNet), wantErr: errdefs.ErrNotImplemented, errMention: "bridge is not implemented yet", wantSame: true},
+		{name: "bridge joining a netns", spec: newSpec("bridge", joinNet), wantErr: errdefs.ErrInvalidArgument, errMention: "joins network namespace /proc/1/ns/net", wantSame: true},
 		{name: "invalid", spec: newSpec("macvlan", newNet), wantErr: errdefs.ErrInvalidArgument, errMention: spec.NetworkAnnotation, wantSame: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

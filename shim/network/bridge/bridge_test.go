@@ -1,0 +1,185 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/containerd/errdefs"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/hostnet-dev/hostnet/shim/network/internal/nstest"
+	hnetns "github.com/hostnet-dev/hostnet/shim/network/netns"
+)
+
+// testBridge is unique to this test process and removed with it.
+func testBridge(t *testing.T) (Bridge, netlink.Link) {
+	t.Helper()
+	pid := os.Getpid()
+	b := Bridge{
+		Name:    fmt.Sprintf("hnt%d", pid),
+		Gateway: netip.MustParsePrefix(fmt.Sprintf("10.234.%d.1/24", pid%100)),
+		MTU:     1400,
+	}
+	t.Cleanup(func() {
+		if err := b.Delete(); err != nil {
+			t.Error(err)
+		}
+	})
+	link, err := b.Ensure()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, link
+}
+
+func testNetNS(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "netns")
+	if err := hnetns.Create(path); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hnetns.Remove(path) })
+	return path
+}
+
+func TestEnsure(t *testing.T) {
+	b, link := testBridge(t)
+	if link.Attrs().MTU != 1400 {
+		t.Errorf("bridge MTU = %d, want 1400", link.Attrs().MTU)
+	}
+	again, err := b.Ensure()
+	if err != nil || again.Attrs().Index != link.Attrs().Index {
+		t.Fatalf("second Ensure = %v, %v", again, err)
+	}
+	addrs, _ := netlink.AddrList(link, netlink.FAMILY_V4)
+	if len(addrs) != 1 || addrs[0].IPNet.String() != b.Gateway.String() {
+		t.Errorf("bridge addresses = %v, want only %s", addrs, b.Gateway)
+	}
+	for _, p := range []string{"net/ipv4/ip_forward", "net/ipv4/conf/" + b.Name + "/route_localnet"} {
+		if v, _ := os.ReadFile("/proc/sys/" + p); string(v) != "1\n" {
+			t.Errorf("%s = %q, want 1", p, v)
+		}
+	}
+}
+
+func TestEnsureNotABridge(t *testing.T) {
+	name := fmt.Sprintf("hnd%d", os.Getpid())
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: name + "p"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteLink(name) })
+	_, err := Bridge{Name: name, Gateway: netip.MustParsePrefix("10.234.250.1/24"), MTU: 1500}.Ensure()
+	if !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Errorf("Ensure over a veth: %v, want failed precondition", err)
+	}
+}
+
+func TestAttachDetach(t *testing.T) {
+	b, br := testBridge(t)
+	nsPath := testNetNS(t)
+	ep := Endpoint{
+		HostIfName: fmt.Sprintf("hnv%da", os.Getpid()),
+		NetNS:      nsPath,
+		Address:    netip.PrefixFrom(b.Gateway.Addr().Next(), b.Gateway.Bits()),
+	}
+	t.Cleanup(func() { Detach(ep.HostIfName) })
+	if err := b.Attach(br, ep); err != nil {
+		t.Fatal(err)
+	}
+
+	host, err := netlink.LinkByName(ep.HostIfName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host.Attrs().MasterIndex != br.Attrs().Index {
+		t.Errorf("%s is not a port of %s", ep.HostIfName, b.Name)
+	}
+	if pi, err := netlink.LinkGetProtinfo(host); err != nil || !pi.Hairpin {
+		t.Errorf("hairpin on %s = %v, %v; want on", ep.HostIfName, pi.Hairpin, err)
+	}
+
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	eth0, err := h.LinkByName(ContainerIfName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if eth0.Attrs().MTU != 1400 || eth0.Attrs().OperState != netlink.OperUp {
+		t.Errorf("eth0 mtu %d state %s", eth0.Attrs().MTU, eth0.Attrs().OperState)
+	}
+	addrs, _ := h.AddrList(eth0, netlink.FAMILY_V4)
+	if len(addrs) != 1 || addrs[0].IPNet.String() != ep.Address.String() {
+		t.Errorf("eth0 addresses = %v, want %s", addrs, ep.Address)
+	}
+	routes, _ := h.RouteList(eth0, netlink.FAMILY_V4)
+	var gw string
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.IP.IsUnspecified() {
+			gw = r.Gw.String()
+		}
+	}
+	if gw != b.Gateway.Addr().String() {
+		t.Errorf("default route via %q, want %s; routes %v", gw, b.Gateway.Addr(), routes)
+	}
+	if err := nstest.Ping(nsPath, b.Gateway.Addr()); err != nil {
+		t.Errorf("ping gateway from the container: %v", err)
+	}
+
+	// The same names again: a clear AlreadyExists, and the first
+	// attachment is left alone.
+	if err := b.Attach(br, ep); !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Errorf("second Attach: %v, want already exists", err)
+	}
+	if _, err := netlink.LinkByName(ep.HostIfName); err != nil {
+		t.Errorf("failed Attach removed the first attachment's veth: %v", err)
+	}
+
+	if err := Detach(ep.HostIfName); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netlink.LinkByName(ep.HostIfName); err == nil {
+		t.Error("host veth left after Detach")
+	}
+	if _, err := h.LinkByName(ContainerIfName); err == nil {
+		t.Error("eth0 left in the namespace after Detach")
+	}
+	if err := Detach(ep.HostIfName); err != nil {
+		t.Errorf("second Detach: %v", err)
+	}
+}
+
+func TestAttachFailureUndoes(t *testing.T) {
+	b, br := testBridge(t)
+	nsPath := testNetNS(t)
+	// A gateway outside the container's subnet makes the last step, the
+	// default route, fail after the veth exists.
+	bad := b
+	bad.Gateway = netip.MustParsePrefix("10.234.251.1/24")
+	ep := Endpoint{
+		HostIfName: fmt.Sprintf("hnv%db", os.Getpid()),
+		NetNS:      nsPath,
+		Address:    netip.PrefixFrom(b.Gateway.Addr().Next(), b.Gateway.Bits()),
+	}
+	t.Cleanup(func() { Detach(ep.HostIfName) })
+	err := bad.Attach(br, ep)
+	if err == nil || !errors.Is(err, unix.ENETUNREACH) {
+		t.Fatalf("Attach with an unreachable gateway: %v, want network unreachable", err)
+	}
+	if _, err := netlink.LinkByName(ep.HostIfName); err == nil {
+		t.Error("veth left after a failed Attach")
+	}
+}

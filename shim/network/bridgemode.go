@@ -1,0 +1,246 @@
+package network
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/hostnet-dev/hostnet/shim/network/bridge"
+	"github.com/hostnet-dev/hostnet/shim/network/ipam"
+	"github.com/hostnet-dev/hostnet/shim/network/nat"
+	"github.com/hostnet-dev/hostnet/shim/network/netns"
+	"github.com/hostnet-dev/hostnet/spec"
+)
+
+// Files bridge mode keeps in the bundle.
+const (
+	stateFile  = "hostnet-network.json"
+	netnsFile  = "netns"
+	hostsFile  = "hosts"
+	resolvFile = "resolv.conf"
+)
+
+// The nftables table every shim shares; tests use their own.
+var natTable = nat.Table{Name: nat.DefaultTable, LockDir: nat.DefaultLockDir}
+
+// Where the host's DNS settings are read from. When the first has only
+// loopback nameservers, systemd-resolved's upstream list is used, as
+// Docker does.
+var resolvConfs = []string{"/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"}
+
+// attachment is everything bridge mode sets up for a container outside the
+// bundle. It is saved in the bundle before the first change, so Teardown
+// can undo a half-done attach even from `shim delete` after the shim died,
+// and with the values used then, whatever the configuration says later.
+type attachment struct {
+	Key        string             `json:"key"` // containerd namespace/id
+	Bridge     string             `json:"bridge"`
+	Subnet     netip.Prefix       `json:"subnet"`
+	Gateway    netip.Addr         `json:"gateway"`
+	MTU        int                `json:"mtu"`
+	IPAMDir    string             `json:"ipamDir"`
+	NAT        nat.Table          `json:"nat"`
+	HostIfName string             `json:"hostIfName"`
+	NetNS      string             `json:"netns"`
+	Address    netip.Addr         `json:"address,omitzero"` // once leased
+	Ports      []spec.PortMapping `json:"ports,omitempty"`
+}
+
+// prepareBridge attaches the container to the bridge and rewrites its
+// spec to join the namespace. On failure everything done is undone.
+func prepareBridge(r Request, path string, s *specs.Spec, before []byte, explicit bool, ports []spec.PortMapping, res *Result) (retErr error) {
+	if ns, ok := spec.NetworkNamespace(s); ok && ns.Path != "" {
+		if !explicit {
+			return nil // a pod's netns, joined by path: not ours to replace
+		}
+		return invalid(fmt.Errorf("bridge network mode cannot be used with a spec that joins network namespace %s", ns.Path))
+	}
+	cfg := r.Config.Bridge
+	key := r.Namespace + "/" + r.ID
+	a := &attachment{
+		Key:        key,
+		Bridge:     cfg.Name,
+		Subnet:     cfg.Subnet,
+		Gateway:    cfg.Gateway,
+		MTU:        cfg.MTU,
+		IPAMDir:    cfg.StateDir,
+		NAT:        natTable,
+		HostIfName: hostIfName(key),
+		NetNS:      filepath.Join(r.Bundle, netnsFile),
+		Ports:      ports,
+	}
+	if err := a.save(r.Bundle); err != nil {
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			if err := a.teardown(r.Bundle); err != nil {
+				retErr = fmt.Errorf("%w; undoing the attach also failed: %v", retErr, err)
+			}
+		}
+	}()
+	if err := a.attach(); err != nil {
+		return err
+	}
+	if err := a.save(r.Bundle); err != nil { // now with the address
+		return err
+	}
+
+	spec.SetBridgeHostname(s, r.ID)
+	files := []spec.HostFile{
+		{Source: filepath.Join(r.Bundle, hostsFile), Destination: "/etc/hosts"},
+		{Source: filepath.Join(r.Bundle, resolvFile), Destination: "/etc/resolv.conf"},
+	}
+	resolv, warning, err := containerResolvConf()
+	if err != nil {
+		return err
+	}
+	if warning != "" {
+		res.Warnings = append(res.Warnings, warning)
+	}
+	if err := writeFile(files[0].Source, spec.HostsFile(s.Hostname, a.Address)); err != nil {
+		return err
+	}
+	if err := writeFile(files[1].Source, resolv); err != nil {
+		return err
+	}
+	spec.AddHostFiles(s, files)
+	spec.JoinNetworkNamespace(s, a.NetNS)
+	return writeSpecIfChanged(path, s, before)
+}
+
+// attach leases the address, creates the namespace, connects it to the
+// bridge and installs the NAT rules, in that order.
+func (a *attachment) attach() error {
+	alloc, err := ipam.New(a.IPAMDir, a.Subnet, a.Gateway)
+	if err != nil {
+		return err
+	}
+	if a.Address, err = alloc.Allocate(a.Key); err != nil {
+		return err
+	}
+	if err := netns.Create(a.NetNS); err != nil {
+		return err
+	}
+	br := bridge.Bridge{Name: a.Bridge, Gateway: netip.PrefixFrom(a.Gateway, a.Subnet.Bits()), MTU: a.MTU}
+	link, err := br.Ensure()
+	if err != nil {
+		return err
+	}
+	ep := bridge.Endpoint{HostIfName: a.HostIfName, NetNS: a.NetNS, Address: netip.PrefixFrom(a.Address, a.Subnet.Bits())}
+	if err := br.Attach(link, ep); err != nil {
+		return err
+	}
+	return a.NAT.Add(nat.Endpoint{Key: a.Key, Bridge: a.Bridge, Subnet: a.Subnet, Addr: a.Address, Ports: a.Ports})
+}
+
+// teardown undoes attach, each step idempotent, in reverse order. The
+// state file goes last, and only when every step worked, so that a later
+// Teardown can retry what failed.
+func (a *attachment) teardown(bundle string) error {
+	var errs []error
+	if err := a.NAT.Remove(a.Key); err != nil {
+		errs = append(errs, err)
+	}
+	if err := bridge.Detach(a.HostIfName); err != nil {
+		errs = append(errs, err)
+	}
+	if err := netns.Remove(a.NetNS); err != nil {
+		errs = append(errs, err)
+	}
+	alloc, err := ipam.New(a.IPAMDir, a.Subnet, a.Gateway)
+	if err == nil {
+		err = alloc.Release(a.Key)
+	}
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, name := range []string{hostsFile, resolvFile} {
+		if err := os.Remove(filepath.Join(bundle, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("failed to tear down bridge network of %s: %w", a.Key, errors.Join(errs...))
+	}
+	if err := os.Remove(filepath.Join(bundle, stateFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("failed to remove network state of %s: %w", a.Key, err)
+	}
+	return nil
+}
+
+// teardownBridge undoes what the bundle's state file records, if any.
+func teardownBridge(bundle string) error {
+	data, err := os.ReadFile(filepath.Join(bundle, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // not bridge mode, or already torn down
+	}
+	if err != nil {
+		return fmt.Errorf("failed to read network state: %w", err)
+	}
+	var a attachment
+	if err := json.Unmarshal(data, &a); err != nil {
+		return fmt.Errorf("failed to parse network state %s: %w", filepath.Join(bundle, stateFile), err)
+	}
+	return a.teardown(bundle)
+}
+
+func (a *attachment) save(bundle string) error {
+	data, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("failed to encode network state: %w", err)
+	}
+	return writeFile(filepath.Join(bundle, stateFile), data)
+}
+
+// hostIfName names the host end of a container's veth after its key, so
+// the name is known before the link exists and never collides in practice.
+func hostIfName(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return "veth" + hex.EncodeToString(sum[:])[:11] // IFNAMSIZ-1 = 15
+}
+
+// containerResolvConf is the host's resolv.conf without nameservers the
+// container cannot reach. The warning says when none is left.
+func containerResolvConf() ([]byte, string, error) {
+	var first []byte
+	for i, path := range resolvConfs {
+		host, err := os.ReadFile(path)
+		if err != nil {
+			if i > 0 && errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			return nil, "", fmt.Errorf("failed to read host DNS settings: %w", err)
+		}
+		out, n := spec.ResolvConf(host)
+		if n > 0 {
+			return out, "", nil
+		}
+		if first == nil {
+			first = out
+		}
+	}
+	return first, "the host's resolv.conf has no nameserver a bridge network container can reach: it gets none", nil
+}
+
+// writeFile replaces path by rename so readers never see half a file.
+// There is no fsync: these files are only meaningful until the host
+// reboots, and the rename alone survives a crash of the shim.
+func writeFile(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("failed to write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("failed to write %s: %w", path, err)
+	}
+	return nil
+}

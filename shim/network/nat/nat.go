@@ -1,0 +1,257 @@
+// Package nat gives bridge-mode containers outbound masquerade and
+// published ports, with nftables over netlink (no iptables or nft binary).
+//
+// Everything lives in one table of the ip family that no one else writes,
+// by default "ip hostnet", with three NAT base chains:
+//
+//	prerouting  (nat, prerouting, dstnat):  DNAT of published ports
+//	output      (nat, output, dstnat):      the same for the host's own connections
+//	postrouting (nat, postrouting, srcnat): masquerade
+//
+// Every rule belongs to one container: its comment starts with the
+// container's key (containerd namespace/id), so removing a container
+// deletes exactly its rules. The table itself goes when its last rule
+// does, so a host without bridge-mode containers has no hostnet ruleset.
+// Adding and removing run under a host-wide flock: between listing the
+// rules and deleting an empty table, no other shim may add one.
+package nat
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
+
+	"github.com/hostnet-dev/hostnet/spec"
+)
+
+// DefaultTable and DefaultLockDir are what shims use.
+const (
+	DefaultTable   = "hostnet"
+	DefaultLockDir = "/run/hostnet"
+)
+
+// Table is the nftables table holding every container's rules.
+type Table struct {
+	Name string `json:"name"`
+	// LockDir holds the flock serializing every change to the table.
+	LockDir string `json:"lockDir"`
+}
+
+// Endpoint is one container on a bridge.
+type Endpoint struct {
+	Key    string // containerd namespace/id; no spaces
+	Bridge string
+	Subnet netip.Prefix
+	Addr   netip.Addr
+	Ports  []spec.PortMapping
+}
+
+// Add installs the container's rules, replacing any it already has so a
+// retried create is harmless. A host port another container publishes is
+// an AlreadyExists error naming both.
+func (t Table) Add(ep Endpoint) error {
+	if err := checkPorts(ep.Ports); err != nil {
+		return err
+	}
+	return t.locked(func(c *nftables.Conn) error {
+		tbl, chains := t.objects()
+		existing, err := listRules(c, tbl, chains)
+		if err != nil {
+			return err
+		}
+		for _, r := range existing {
+			owner, role := parseComment(r)
+			if owner == ep.Key {
+				if err := c.DelRule(r); err != nil {
+					return fmt.Errorf("failed to replace nftables rules of %s: %w", ep.Key, err)
+				}
+				continue
+			}
+			if err := conflict(ep, owner, role); err != nil {
+				return err
+			}
+		}
+		c.AddTable(tbl)
+		for _, ch := range chains {
+			c.AddChain(ch)
+		}
+		for _, r := range rulesFor(ep, chains) {
+			c.AddRule(r)
+		}
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("failed to add nftables rules of %s to table ip %s: %w", ep.Key, t.Name, err)
+		}
+		return nil
+	})
+}
+
+// Remove deletes the container's rules, and the table when no rule is
+// left. Removing a container without rules is not an error.
+func (t Table) Remove(key string) error {
+	return t.locked(func(c *nftables.Conn) error {
+		tbl, chains := t.objects()
+		existing, err := listRules(c, tbl, chains)
+		if err != nil {
+			return err
+		}
+		var mine []*nftables.Rule
+		for _, r := range existing {
+			if owner, _ := parseComment(r); owner == key {
+				mine = append(mine, r)
+			}
+		}
+		switch {
+		case len(existing) == 0 && !tableExists(c, t.Name):
+			return nil
+		case len(mine) == len(existing):
+			c.DelTable(tbl)
+		default:
+			for _, r := range mine {
+				if err := c.DelRule(r); err != nil {
+					return fmt.Errorf("failed to delete nftables rules of %s: %w", key, err)
+				}
+			}
+		}
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("failed to delete nftables rules of %s from table ip %s: %w", key, t.Name, err)
+		}
+		return nil
+	})
+}
+
+// Keys returns the owner of every rule in the table, for tests and
+// diagnostics.
+func (t Table) Keys() (map[string]int, error) {
+	out := map[string]int{}
+	err := t.locked(func(c *nftables.Conn) error {
+		tbl, chains := t.objects()
+		rules, err := listRules(c, tbl, chains)
+		for _, r := range rules {
+			owner, _ := parseComment(r)
+			out[owner]++
+		}
+		return err
+	})
+	return out, err
+}
+
+const (
+	chainPrerouting  = "prerouting"
+	chainOutput      = "output"
+	chainPostrouting = "postrouting"
+)
+
+func (t Table) objects() (*nftables.Table, []*nftables.Chain) {
+	tbl := &nftables.Table{Name: t.Name, Family: nftables.TableFamilyIPv4}
+	chain := func(name string, hook *nftables.ChainHook, prio *nftables.ChainPriority) *nftables.Chain {
+		return &nftables.Chain{Name: name, Table: tbl, Type: nftables.ChainTypeNAT, Hooknum: hook, Priority: prio}
+	}
+	return tbl, []*nftables.Chain{
+		chain(chainPrerouting, nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest),
+		chain(chainOutput, nftables.ChainHookOutput, nftables.ChainPriorityNATDest),
+		chain(chainPostrouting, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource),
+	}
+}
+
+func tableExists(c *nftables.Conn, name string) bool {
+	_, err := c.ListTableOfFamily(name, nftables.TableFamilyIPv4)
+	return err == nil
+}
+
+// listRules returns every rule of the table's chains; none if the table or
+// a chain does not exist.
+func listRules(c *nftables.Conn, tbl *nftables.Table, chains []*nftables.Chain) ([]*nftables.Rule, error) {
+	var out []*nftables.Rule
+	for _, ch := range chains {
+		rules, err := c.GetRules(tbl, ch)
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("failed to list nftables chain ip %s %s: %w", tbl.Name, ch.Name, err)
+		}
+		out = append(out, rules...)
+	}
+	return out, nil
+}
+
+// checkPorts refuses what bridge mode cannot publish, before anything is
+// changed.
+func checkPorts(ports []spec.PortMapping) error {
+	for i, p := range ports {
+		if p.HostIP.IsValid() && !p.HostIP.Is4() {
+			return fmt.Errorf("cannot publish port %s: bridge mode publishes on IPv4 host addresses only: %w", p, errdefs.ErrInvalidArgument)
+		}
+		for _, q := range ports[:i] {
+			if overlaps(p, q) {
+				return fmt.Errorf("port mappings %s and %s publish the same host port: %w", q, p, errdefs.ErrInvalidArgument)
+			}
+		}
+	}
+	return nil
+}
+
+// conflict reports whether a rule owned by another container publishes a
+// host port the endpoint wants.
+func conflict(ep Endpoint, owner, role string) error {
+	published, ok := strings.CutPrefix(role, rolePublish+" ")
+	if !ok {
+		return nil
+	}
+	theirs, err := spec.ParsePorts(published)
+	if err != nil || len(theirs) != 1 {
+		return nil // not a comment we wrote
+	}
+	for _, p := range ep.Ports {
+		if overlaps(p, theirs[0]) {
+			return fmt.Errorf("host port %d/%s is already published by container %s (%s): %w",
+				p.HostPort, p.Protocol, owner, theirs[0], errdefs.ErrAlreadyExists)
+		}
+	}
+	return nil
+}
+
+// overlaps reports whether two mappings claim one host port: the same
+// protocol and port on the same address, or on any address.
+func overlaps(p, q spec.PortMapping) bool {
+	if p.Protocol != q.Protocol || p.HostPort != q.HostPort {
+		return false
+	}
+	wildcard := func(a netip.Addr) bool { return !a.IsValid() || a.IsUnspecified() }
+	return wildcard(p.HostIP) || wildcard(q.HostIP) || p.HostIP == q.HostIP
+}
+
+// locked runs fn with a fresh nftables connection under the table's flock.
+func (t Table) locked(fn func(*nftables.Conn) error) error {
+	if err := os.MkdirAll(t.LockDir, 0o700); err != nil {
+		return fmt.Errorf("failed to create nftables lock directory: %w", err)
+	}
+	path := filepath.Join(t.LockDir, "nft-"+t.Name+".lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("failed to open nftables lock: %w", err)
+	}
+	defer f.Close() // releases the flock
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("failed to lock %s: %w", path, err)
+	}
+	c, err := nftables.New(nftables.AsLasting())
+	if err != nil {
+		return fmt.Errorf("failed to open nftables netlink connection: %w", err)
+	}
+	defer c.CloseLasting()
+	return fn(c)
+}

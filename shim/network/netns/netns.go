@@ -1,0 +1,74 @@
+// Package netns creates network namespaces that outlive their processes.
+//
+// A namespace is kept alive by a bind mount of its nsfs inode on a file
+// (e.g. <bundle>/netns): the runtime joins it by that path, and teardown
+// can still find it after the container's processes and the shim are gone.
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// Create makes a new network namespace and pins it at path, which must not
+// exist yet. Nothing is left behind on failure.
+func Create(path string) (retErr error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return fmt.Errorf("failed to create network namespace mount point: %w", err)
+	}
+	f.Close()
+	defer func() {
+		if retErr != nil {
+			os.Remove(path)
+		}
+	}()
+
+	// unshare switches the calling thread, so it runs on a goroutine
+	// locked to its thread. The thread returns to the original namespace
+	// before it is unlocked; if it cannot, it stays locked and the Go
+	// runtime retires it when the goroutine exits, rather than run other
+	// goroutines in the container's namespace.
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			errc <- fmt.Errorf("failed to open current network namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("failed to create network namespace: %w", err)
+			return
+		}
+		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+		err = unix.Mount(self, path, "", unix.MS_BIND, "")
+		if err != nil {
+			err = fmt.Errorf("failed to pin network namespace at %s: %w", path, err)
+		}
+		errc <- err
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+	}()
+	return <-errc
+}
+
+// Remove unmounts and deletes a namespace pinned by Create. The namespace
+// itself goes away with its last process. A missing path is not an error.
+func Remove(path string) error {
+	err := unix.Unmount(path, unix.MNT_DETACH)
+	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		// EINVAL: not a mount point, as after a failed or earlier Remove.
+		return fmt.Errorf("failed to unmount network namespace %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("failed to remove network namespace %s: %w", path, err)
+	}
+	return nil
+}
