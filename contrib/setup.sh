@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Installs what hostnet's build, tests, benchmarks and demo need, and builds
+# hostnet. Idempotent: it installs only what is missing, so a second run
+# changes nothing. Needs root and, for Go, /usr/local/go or go on PATH.
+#
+#   CONTAINERD_VERSION   containerd release built with `go install` (v2.4.2)
+#   HOSTNET_CACHE        where built containerd binaries are kept
+#                        (/var/cache/hostnet/containerd-$CONTAINERD_VERSION)
+set -euo pipefail
+
+CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
+HOSTNET_CACHE=${HOSTNET_CACHE:-/var/cache/hostnet/containerd-${CONTAINERD_VERSION}}
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+log() { printf 'setup: %s\n' "$*"; }
+
+if [[ $(id -u) -ne 0 ]]; then
+	echo "setup: run as root (sudo make setup)" >&2
+	exit 1
+fi
+export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+if ! command -v go >/dev/null; then
+	echo "setup: go not found; install Go 1.26 into /usr/local/go" >&2
+	exit 1
+fi
+
+# Debian packages: runtimes to compare with, busybox for the test image,
+# networking tools, libseccomp, and benchmark tools.
+packages=(runc crun containernetworking-plugins busybox-static iptables nftables
+	iproute2 libseccomp-dev hyperfine iperf3 git make ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	log "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+else
+	log "Debian packages present"
+fi
+
+# containerd, ctr and the runc shim, built from source at a fixed release.
+bins=(containerd ctr containerd-shim-runc-v2)
+need_build=0
+for b in "${bins[@]}"; do
+	[[ -x $HOSTNET_CACHE/bin/$b ]] || need_build=1
+done
+if ((need_build)); then
+	log "building containerd ${CONTAINERD_VERSION} into ${HOSTNET_CACHE}/bin"
+	mkdir -p "$HOSTNET_CACHE/bin"
+	GOBIN=$HOSTNET_CACHE/bin CGO_ENABLED=0 go install \
+		"github.com/containerd/containerd/v2/cmd/containerd@${CONTAINERD_VERSION}" \
+		"github.com/containerd/containerd/v2/cmd/ctr@${CONTAINERD_VERSION}" \
+		"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@${CONTAINERD_VERSION}"
+else
+	log "containerd ${CONTAINERD_VERSION} present in ${HOSTNET_CACHE}/bin"
+fi
+for b in "${bins[@]}"; do
+	target=/usr/local/bin/$b
+	if [[ -L $target && $(readlink "$target") == "$HOSTNET_CACHE/bin/$b" ]]; then
+		continue
+	fi
+	if [[ -e $target ]]; then
+		# Keep a binary installed otherwise if it is the same release.
+		version=$("$target" --version 2>/dev/null || true)
+		if [[ $version == *"${CONTAINERD_VERSION#v}"* ]]; then
+			continue
+		fi
+		mv "$target" "$target.hostnet-backup"
+		log "moved $target (${version:-unknown version}) to $target.hostnet-backup"
+	fi
+	ln -sfn "$HOSTNET_CACHE/bin/$b" "$target"
+done
+
+log "building hostnet"
+make -C "$REPO" build
+log "done: $(containerd --version | head -1)"

@@ -1,0 +1,283 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/hostnet-dev/hostnet/integration/internal/daemon"
+	"github.com/hostnet-dev/hostnet/spec"
+)
+
+// bridgeNet is a bridge network private to the test: its own bridge name,
+// subnet and IPAM directory, given to the shim as its TOML config. The
+// bridge is deleted by t.Cleanup.
+type bridgeNet struct {
+	name    string
+	subnet  netip.Prefix
+	gateway netip.Addr
+	ipamDir string
+	config  string // path of the TOML file
+}
+
+func newBridgeNet(t *testing.T) *bridgeNet {
+	t.Helper()
+	if testRuntime != daemon.HostnetRuntime {
+		t.Skip("bridge mode is hostnet's")
+	}
+	pid := os.Getpid()
+	b := &bridgeNet{
+		name:    fmt.Sprintf("hnit%d", pid),
+		subnet:  netip.MustParsePrefix(fmt.Sprintf("10.236.%d.0/24", pid%200)),
+		ipamDir: t.TempDir(),
+	}
+	b.gateway = b.subnet.Addr().Next()
+	b.config = filepath.Join(t.TempDir(), "hostnet.toml")
+	toml := fmt.Sprintf("[network.bridge]\nname = %q\nsubnet = %q\nstate_dir = %q\n", b.name, b.subnet, b.ipamDir)
+	if err := os.WriteFile(b.config, []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if link, err := netlink.LinkByName(b.name); err == nil {
+			if err := netlink.LinkDel(link); err != nil {
+				t.Errorf("delete bridge %s: %v", b.name, err)
+			}
+		}
+	})
+	return b
+}
+
+// args are the `ctr run` flags for a container in mode on this network.
+func (b *bridgeNet) args(mode spec.NetworkMode, ports string) []string {
+	a := []string{"--rm", "--runtime-config-path", b.config, "--annotation", spec.NetworkAnnotation + "=" + string(mode)}
+	if ports != "" {
+		a = append(a, "--annotation", spec.PortsAnnotation+"="+ports)
+	}
+	return a
+}
+
+func (b *bridgeNet) run(t *testing.T, mode spec.NetworkMode, id string, args ...string) (string, error) {
+	t.Helper()
+	ctx := t.Context()
+	return testDaemon.CtrOutput(ctx, ctrRunArgs(b.args(mode, ""), id, args...)...)
+}
+
+// start runs a container in the background until the test ends.
+func (b *bridgeNet) start(t *testing.T, id, ports string, args ...string) *background {
+	t.Helper()
+	bg := &background{cmd: testDaemon.Ctr(t.Context(), ctrRunArgs(b.args(spec.ModeBridge, ports), id, args...)...), done: make(chan struct{})}
+	bg.cmd.Stdout, bg.cmd.Stderr = &bg.stdout, &bg.stderr
+	if err := bg.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		bg.err = bg.cmd.Wait()
+		close(bg.done)
+	}()
+	t.Cleanup(func() {
+		removeContainer(t, id)
+		<-bg.done
+	})
+	waitRunning(t, id, bg.done, func() string {
+		return fmt.Sprintf("ctr run exited: %v\nstderr: %s", bg.err, bg.stderr.String())
+	})
+	return bg
+}
+
+// eth0Addr parses `ip -o -4 addr show dev eth0`.
+func eth0Addr(t *testing.T, out string) netip.Addr {
+	t.Helper()
+	f := strings.Fields(out)
+	for i, w := range f {
+		if w == "inet" && i+1 < len(f) {
+			if p, err := netip.ParsePrefix(f[i+1]); err == nil {
+				return p.Addr()
+			}
+		}
+	}
+	t.Fatalf("no IPv4 address on eth0 in %q", out)
+	return netip.Addr{}
+}
+
+func TestBridgeEth0(t *testing.T) {
+	b := newBridgeNet(t)
+	out, err := b.run(t, spec.ModeBridge, newID(t), "sh", "-c", "ip -o -4 addr show dev eth0; ip route")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if addr := eth0Addr(t, out); !b.subnet.Contains(addr) || addr == b.gateway {
+		t.Errorf("eth0 has %s, want a container address in %s", addr, b.subnet)
+	}
+	if !strings.Contains(out, "default via "+b.gateway.String()) {
+		t.Errorf("no default route via %s:\n%s", b.gateway, out)
+	}
+	b.assertNothingLeft(t)
+}
+
+func TestBridgeReachability(t *testing.T) {
+	b := newBridgeNet(t)
+	hostPort := freeLoopbackPort(t)
+	id := newID(t)
+	const body = "hello from a bridge container"
+	b.start(t, id, fmt.Sprintf("%d:8080", hostPort), "sh", "-c",
+		fmt.Sprintf("mkdir -p /tmp/www && echo '%s' > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www", body))
+	ctrAddr := b.leased(t, id)
+
+	hc := &http.Client{Timeout: 2 * time.Second}
+	for _, url := range []string{
+		fmt.Sprintf("http://%s/index.html", netip.AddrPortFrom(ctrAddr, 8080)),               // host to container
+		fmt.Sprintf("http://127.0.0.1:%d/index.html", hostPort),                              // published, loopback
+		fmt.Sprintf("http://%s/index.html", netip.AddrPortFrom(b.gateway, uint16(hostPort))), // published, bridge address
+	} {
+		if got, err := getRetry(hc, url); err != nil || got != body {
+			t.Errorf("GET %s = %q, %v; want %q", url, got, err, body)
+		}
+	}
+
+	// Container to gateway: a listener on the bridge's address only.
+	ln, err := net.Listen("tcp4", netip.AddrPortFrom(b.gateway, 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "gateway\n")
+			c.Close()
+		}
+	}()
+	gw := netip.MustParseAddrPort(ln.Addr().String())
+	out, err := b.run(t, spec.ModeBridge, newID(t), "nc", "-w", "5", gw.Addr().String(), fmt.Sprint(gw.Port()))
+	if err != nil || strings.TrimSpace(out) != "gateway" {
+		t.Errorf("container to gateway: %q, %v", out, err)
+	}
+}
+
+func getRetry(hc *http.Client, url string) (string, error) {
+	var lastErr error
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err := hc.Get(url)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		data, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return strings.TrimSpace(string(data)), err
+	}
+	return "", lastErr
+}
+
+func TestBridgeConcurrentAddresses(t *testing.T) {
+	b := newBridgeNet(t)
+	const n = 20
+	addrs := make([]string, n)
+	errs := make([]error, n)
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = newID(t)
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			addrs[i], errs[i] = b.run(t, spec.ModeBridge, ids[i], "ip", "-o", "-4", "addr", "show", "dev", "eth0")
+		})
+	}
+	wg.Wait()
+	seen := map[netip.Addr]string{}
+	for i := range n {
+		if errs[i] != nil {
+			t.Errorf("%s: %v", ids[i], errs[i])
+			continue
+		}
+		addr := eth0Addr(t, addrs[i])
+		if !b.subnet.Contains(addr) {
+			t.Errorf("%s got %s outside %s", ids[i], addr, b.subnet)
+		}
+		if other, dup := seen[addr]; dup {
+			t.Errorf("%s and %s both got %s", other, ids[i], addr)
+		}
+		seen[addr] = ids[i]
+	}
+	b.assertNothingLeft(t)
+}
+
+func TestNoneModeOnlyLoopback(t *testing.T) {
+	b := newBridgeNet(t)
+	out, err := b.run(t, spec.ModeNone, newID(t), "ip", "-o", "link")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := linkNames(t, out); len(names) != 1 || names[0] != "lo" {
+		t.Errorf("none mode links = %v, want only lo", names)
+	}
+}
+
+// leased returns the address the IPAM state leases to the container id.
+func (b *bridgeNet) leased(t *testing.T, id string) netip.Addr {
+	t.Helper()
+	var st struct{ Leases map[netip.Addr]string }
+	data, err := os.ReadFile(b.leasesFile())
+	if err == nil {
+		err = json.Unmarshal(data, &st)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for addr, key := range st.Leases {
+		if key == testDaemon.Namespace+"/"+id {
+			return addr
+		}
+	}
+	t.Fatalf("no lease for %s in %s", id, data)
+	return netip.Addr{}
+}
+
+func (b *bridgeNet) leasesFile() string {
+	return filepath.Join(b.ipamDir, strings.ReplaceAll(b.subnet.String(), "/", "-")+".json")
+}
+
+// assertNothingLeft checks that every container run on the network is
+// gone without a trace: no port on the bridge, no lease, no netns mount,
+// no hostnet nftables rule.
+func (b *bridgeNet) assertNothingLeft(t *testing.T) {
+	t.Helper()
+	if br, err := netlink.LinkByName(b.name); err == nil {
+		links, _ := netlink.LinkList()
+		for _, l := range links {
+			if l.Attrs().MasterIndex == br.Attrs().Index {
+				t.Errorf("veth %s still on bridge %s", l.Attrs().Name, b.name)
+			}
+		}
+	}
+	data, _ := os.ReadFile(b.leasesFile())
+	if strings.Contains(string(data), testDaemon.Namespace) {
+		t.Errorf("leases left: %s", data)
+	}
+	mountinfo, _ := os.ReadFile("/proc/self/mountinfo")
+	for line := range strings.Lines(string(mountinfo)) {
+		if strings.Contains(line, "nsfs") && strings.Contains(line, testDaemon.Namespace) {
+			t.Errorf("netns mount left: %s", line)
+		}
+	}
+	if out, err := exec.Command("nft", "list", "table", "ip", "hostnet").CombinedOutput(); err == nil &&
+		strings.Contains(string(out), testDaemon.Namespace) {
+		t.Errorf("nftables rules left:\n%s", out)
+	}
+}

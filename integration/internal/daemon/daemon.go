@@ -1,0 +1,367 @@
+// Package daemon runs a private containerd for hostnet's integration tests
+// and benchmarks.
+//
+// Everything the daemon owns (root, state, sockets, FIFOs, log) lives in one
+// temporary directory. The repository's bin/ comes first on the daemon's
+// PATH, so containerd resolves io.containerd.hostnet.v1 to the freshly built
+// containerd-shim-hostnet-v1. Stop tears everything down by pid and by path,
+// never by process name, so it is safe next to a system containerd.
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+)
+
+// HostnetRuntime is the runtime name containerd maps to containerd-shim-hostnet-v1.
+const HostnetRuntime = "io.containerd.hostnet.v1"
+
+// RuncRuntime is containerd's stock runc shim, used as the baseline.
+const RuncRuntime = "io.containerd.runc.v2"
+
+// Config configures Start. The zero value is usable once BinDir is set.
+type Config struct {
+	// BinDir is put first on the daemon's PATH; it should hold the hostnet
+	// shim and hostnet-runc.
+	BinDir string
+	// Containerd and Ctr are the binaries to use; looked up on PATH if empty.
+	Containerd string
+	Ctr        string
+	// Namespace is the containerd namespace the helpers use. Pick a name
+	// that no other containerd on the machine uses: Stop removes the
+	// cgroups below /<Namespace> that runtimes left behind.
+	Namespace string
+	// RuntimeRoots are the state roots of the OCI runtimes the shims call
+	// (runc's --root). Stop removes <root>/<Namespace> from each of them.
+	RuntimeRoots []string
+	// StartTimeout bounds how long Start waits for the socket; 30s if zero.
+	StartTimeout time.Duration
+}
+
+// Daemon is a running private containerd.
+type Daemon struct {
+	// Dir is the temporary directory holding everything below.
+	Dir string
+	// Root and State are containerd's root and state directories.
+	Root, State string
+	// Address is the gRPC socket, for `ctr -a` and client.New.
+	Address string
+	// FIFODir is where ctr and the client create the task I/O FIFOs.
+	FIFODir string
+	// LogPath is the daemon's combined stdout and stderr.
+	LogPath string
+	// Namespace is the containerd namespace of the helpers.
+	Namespace string
+
+	runtimeRoots []string
+
+	ctr   string
+	env   []string
+	cmd   *exec.Cmd
+	exitc chan error
+	log   *os.File
+}
+
+// Start creates a temporary directory, writes a config version 3 file into
+// it and starts containerd. On error nothing is left behind.
+func Start(ctx context.Context, cfg Config) (_ *Daemon, retErr error) {
+	if cfg.Namespace == "" {
+		cfg.Namespace = fmt.Sprintf("hostnet-test-%d", os.Getpid())
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 30 * time.Second
+	}
+	containerd, err := lookPath(cfg.Containerd, "containerd")
+	if err != nil {
+		return nil, err
+	}
+	ctr, err := lookPath(cfg.Ctr, "ctr")
+	if err != nil {
+		return nil, err
+	}
+	binDir, err := filepath.Abs(cfg.BinDir)
+	if err != nil {
+		return nil, err
+	}
+
+	dir, err := os.MkdirTemp("", "hostnet-containerd-")
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{
+		Dir:       dir,
+		Root:      filepath.Join(dir, "root"),
+		State:     filepath.Join(dir, "state"),
+		Address:   filepath.Join(dir, "containerd.sock"),
+		FIFODir:   filepath.Join(dir, "fifo"),
+		LogPath:   filepath.Join(dir, "containerd.log"),
+		Namespace: cfg.Namespace,
+
+		runtimeRoots: cfg.RuntimeRoots,
+		ctr:          ctr,
+		env:          append(withoutEnv(os.Environ(), "PATH", "CONTAINERD_ADDRESS", "CONTAINERD_NAMESPACE"), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH")),
+	}
+	defer func() {
+		if retErr != nil {
+			retErr = errors.Join(retErr, d.Stop())
+		}
+	}()
+
+	for _, p := range []string{d.Root, d.State, d.FIFODir} {
+		if err := os.MkdirAll(p, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	configPath := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(configPath, []byte(d.config()), 0o600); err != nil {
+		return nil, err
+	}
+	if d.log, err = os.Create(d.LogPath); err != nil {
+		return nil, err
+	}
+
+	d.cmd = exec.Command(containerd, "--config", configPath)
+	d.cmd.Env = d.env
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	// Own process group, so a Ctrl-C meant for `go test` does not kill the
+	// daemon before Stop has cleaned up after it.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := d.cmd.Start(); err != nil {
+		return nil, err
+	}
+	d.exitc = make(chan error, 1)
+	go func() { d.exitc <- d.cmd.Wait() }()
+
+	if err := d.waitReady(ctx, cfg.StartTimeout); err != nil {
+		return nil, fmt.Errorf("containerd did not come up: %w\n%s", err, d.LogTail(30))
+	}
+	return d, nil
+}
+
+// config renders the daemon's configuration: private paths, the hostnet
+// runtime registered for CRI, and no plugin that would reach outside Dir.
+func (d *Daemon) config() string {
+	q := func(s string) string { return "'" + s + "'" }
+	return strings.Join([]string{
+		"version = 3",
+		"root = " + q(d.Root),
+		"state = " + q(d.State),
+		// NRI listens on a fixed socket under /var/run: leave it to the
+		// system's containerd.
+		"disabled_plugins = ['io.containerd.nri.v1.nri']",
+		"",
+		"[grpc]",
+		"  address = " + q(d.Address),
+		"",
+		"[ttrpc]",
+		"  address = " + q(d.Address+".ttrpc"),
+		"",
+		"[debug]",
+		"  address = " + q(filepath.Join(d.Dir, "debug.sock")),
+		"  level = 'info'",
+		"",
+		"[plugins.'io.containerd.internal.v1.opt']",
+		"  path = " + q(filepath.Join(d.Dir, "opt")),
+		"",
+		"[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.hostnet]",
+		"  runtime_type = " + q(HostnetRuntime),
+		"",
+	}, "\n")
+}
+
+func (d *Daemon) waitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, err := os.Stat(d.Address); err == nil {
+			c, err := client.New(d.Address, client.WithTimeout(time.Second))
+			if err == nil {
+				_, err = c.Version(ctx)
+				c.Close()
+				if err == nil {
+					return nil
+				}
+			}
+		}
+		select {
+		case err := <-d.exitc:
+			d.exitc <- err
+			return fmt.Errorf("containerd exited: %v", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// Pid returns the daemon's process id.
+func (d *Daemon) Pid() int { return d.cmd.Process.Pid }
+
+// Env returns the environment the daemon runs with (bin/ first on PATH),
+// for commands that should find the same binaries.
+func (d *Daemon) Env() []string { return append([]string(nil), d.env...) }
+
+// Client connects a containerd client to the daemon, in d.Namespace.
+func (d *Daemon) Client() (*client.Client, error) {
+	return client.New(d.Address, client.WithDefaultNamespace(d.Namespace))
+}
+
+// Ctr returns `ctr -a <socket> -n <namespace> args...`, ready to run.
+func (d *Daemon) Ctr(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, d.ctr, append([]string{"--address", d.Address, "--namespace", d.Namespace}, args...)...)
+	cmd.Env = d.env
+	// If the context ends first, ctr gets SIGTERM and a moment to clean up
+	// its container before it is killed.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	// Do not outlive the test binary, e.g. after an interrupt.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
+// CtrOutput runs ctr and returns its stdout; on failure the error carries
+// the exit status and stderr.
+func (d *Daemon) CtrOutput(ctx context.Context, args ...string) (string, error) {
+	cmd := d.Ctr(ctx, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), &CtrError{Args: args, Err: err, Stderr: stderr.String()}
+	}
+	return stdout.String(), nil
+}
+
+// CtrError is a failed ctr command.
+type CtrError struct {
+	Args   []string
+	Err    error
+	Stderr string
+}
+
+func (e *CtrError) Error() string {
+	return fmt.Sprintf("ctr %s: %v: %s", strings.Join(e.Args, " "), e.Err, strings.TrimSpace(e.Stderr))
+}
+
+func (e *CtrError) Unwrap() error { return e.Err }
+
+// ExitCode is ctr's exit status, or -1 if it did not exit normally.
+func (e *CtrError) ExitCode() int {
+	var ee *exec.ExitError
+	if errors.As(e.Err, &ee) {
+		return ee.ExitCode()
+	}
+	return -1
+}
+
+// ImportImage imports an OCI archive with `ctr images import`.
+func (d *Daemon) ImportImage(ctx context.Context, archive string) error {
+	_, err := d.CtrOutput(ctx, "images", "import", archive)
+	return err
+}
+
+// ShimPids finds the running shims of this daemon by their command line,
+// `containerd-shim-* -namespace <ns> -id <id> -address <Address>`, and
+// returns their pids by container id. The socket path is unique to the
+// daemon, so shims of other containerds never match.
+func (d *Daemon) ShimPids() (map[string]int, error) {
+	procs, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		return nil, err
+	}
+	pids := map[string]int{}
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || len(b) == 0 {
+			continue // gone, or a zombie
+		}
+		argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if !strings.HasPrefix(filepath.Base(argv[0]), "containerd-shim") || flagValue(argv, "-address") != d.Address {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err != nil || !Alive(pid) {
+			continue
+		}
+		pids[flagValue(argv, "-id")] = pid
+	}
+	return pids, nil
+}
+
+// flagValue returns the argument after flag in argv, or "".
+func flagValue(argv []string, flag string) string {
+	for i, a := range argv[:len(argv)-1] {
+		if a == flag || a == "-"+flag {
+			return argv[i+1]
+		}
+	}
+	return ""
+}
+
+// TaskDir is the task's bundle directory in containerd's state.
+func (d *Daemon) TaskDir(id string) string {
+	return filepath.Join(d.State, "io.containerd.runtime.v2.task", d.Namespace, id)
+}
+
+// LogTail returns the last n lines of the daemon's log.
+func (d *Daemon) LogTail(n int) string {
+	b, err := os.ReadFile(d.LogPath)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func lookPath(given, name string) (string, error) {
+	if given != "" {
+		name = given
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("%s not found (run contrib/setup.sh): %w", name, err)
+	}
+	return p, nil
+}
+
+func withoutEnv(env []string, keys ...string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		drop := false
+		for _, key := range keys {
+			drop = drop || k == key
+		}
+		if !drop {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func readPid(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(b), &pid); err != nil || pid <= 0 {
+		return 0, fmt.Errorf("%s: bad pid %q", path, b)
+	}
+	return pid, nil
+}

@@ -1,0 +1,167 @@
+package ociruntime
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// runOutput runs the container to completion and returns what it printed.
+func (e *env) runOutput() (string, error) {
+	e.t.Helper()
+	e.writeSpec()
+	cmd := exec.Command(runtimeBin, "--root", e.root, "--log", e.log, "--log-format", "json", "run", "--bundle", e.bundle, e.id)
+	out, err := cmd.Output()
+	return string(out), err
+}
+
+// CVE-2019-5736: the init must run from a sealed copy of the runtime, so a
+// container process cannot overwrite the host's binary through
+// /proc/<init>/exe.
+func TestInitBinaryCannotBeOverwritten(t *testing.T) {
+	e := newEnv(t, "true")
+	if _, err := e.create(); err != nil {
+		t.Fatal(err)
+	}
+	exe := "/proc/" + strconv.Itoa(e.state().Pid) + "/exe"
+	target, err := os.Readlink(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(target, "/memfd:hostnet-runc") {
+		t.Errorf("init runs from %q, want a sealed memfd", target)
+	}
+	f, err := os.OpenFile(exe, os.O_WRONLY, 0)
+	if err == nil {
+		f.Close()
+		t.Fatal("the init's executable could be opened for writing")
+	}
+	if !errors.Is(err, unix.ETXTBSY) && !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.EACCES) {
+		t.Errorf("open for writing failed with %v, want ETXTBSY/EPERM", err)
+	}
+	if f, err := os.OpenFile(exe, os.O_RDWR|os.O_TRUNC, 0); err == nil {
+		f.Close()
+		t.Error("the init's executable could be truncated")
+	}
+}
+
+// CVE-2024-21626: no descriptor of the runtime reaches the container, and a
+// working directory outside the root is refused.
+func TestNoLeakedFdsOrCwd(t *testing.T) {
+	// The trailing true keeps sh from exec'ing ls, so $$ is the shell.
+	e := newEnv(t, "sh", "-c", "ls /proc/$$/fd; true")
+	out, err := e.runOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, e.lastError())
+	}
+	fds := strings.Fields(out)
+	for _, fd := range fds {
+		if n, _ := strconv.Atoi(fd); n > 2 && n != 10 { // busybox sh keeps fd 10 for itself
+			t.Errorf("container process has fd %s open; want only stdio (got %v)", fd, fds)
+		}
+	}
+
+	for _, cwd := range []string{"/proc/self/fd/3", "/proc/self/fd/4", "/proc/self/fd/5", "/proc/self/fd/6"} {
+		e := newEnv(t, "true")
+		e.spec.Process.Cwd = cwd
+		if _, err := e.create(); err == nil {
+			t.Errorf("cwd %s was accepted", cwd)
+		}
+		e.assertGone()
+	}
+}
+
+// A symlink in the image must not redirect a mount onto the host.
+func TestMountTargetSymlinkStaysInRoot(t *testing.T) {
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := makeRootfs(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	hostDir := filepath.Join(t.TempDir(), "host-target")
+	if err := os.Mkdir(hostDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The absolute link must resolve inside the root, where the same path
+	// exists too.
+	if err := os.MkdirAll(filepath.Join(rootfs, hostDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(hostDir, filepath.Join(rootfs, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, "sh", "-c", "test -d "+hostDir+"/sub && echo inside")
+	e.spec.Root.Path = rootfs
+	e.spec.Root.Readonly = false
+	e.spec.Mounts = append(e.spec.Mounts, specs.Mount{Destination: "/escape/sub", Type: "tmpfs", Source: "tmpfs"})
+	out, err := e.runOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, e.lastError())
+	}
+	if strings.TrimSpace(out) != "inside" {
+		t.Errorf("the mount did not land inside the root (output %q)", out)
+	}
+	if _, err := os.Stat(filepath.Join(hostDir, "sub")); !os.IsNotExist(err) {
+		t.Errorf("the mount target was created on the host: %v", err)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mounts), hostDir) {
+		t.Error("something was mounted on the host directory")
+	}
+}
+
+// Writes to /proc (sysctls) are refused when /proc is not a real procfs,
+// so a volume mounted over it cannot redirect them.
+func TestSysctlNeedsRealProcfs(t *testing.T) {
+	fake := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(fake, "sys", "kernel"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(fake, "sys", "kernel", "shm_rmid_forced"), []byte("0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, "true")
+	e.spec.Mounts = slices.DeleteFunc(e.spec.Mounts, func(m specs.Mount) bool { return m.Destination == "/proc" })
+	e.spec.Mounts = append(e.spec.Mounts, specs.Mount{Destination: "/proc", Type: "bind", Source: fake, Options: []string{"rbind"}})
+	e.spec.Linux.MaskedPaths, e.spec.Linux.ReadonlyPaths = nil, nil
+	e.spec.Linux.Sysctl = map[string]string{"kernel.shm_rmid_forced": "1"}
+	if _, err := e.create(); err == nil {
+		t.Fatal("a sysctl was written to a fake procfs")
+	}
+	if msg := e.lastError(); !strings.Contains(msg, "is not on procfs") {
+		t.Errorf("logged error %q, want it to say /proc is not procfs", msg)
+	}
+	e.assertGone()
+}
+
+func TestMaskedAndReadonlyPaths(t *testing.T) {
+	e := newEnv(t, "sh", "-c", `for p in /proc/keys /proc/timer_list /proc/sched_debug; do [ -e $p ] && echo "$p $(wc -c < $p)"; done
+echo 1 2>/dev/null > /proc/sys/kernel/shm_rmid_forced && echo "/proc/sys writable"
+echo "/sys/firmware $(ls /sys/firmware | wc -l)"`)
+	out, err := e.runOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, e.lastError())
+	}
+	checked := 0
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		path, size, _ := strings.Cut(line, " ")
+		if path == "/proc/sys" {
+			t.Error("/proc/sys is writable in the container")
+			continue
+		}
+		if strings.TrimSpace(size) != "0" {
+			t.Errorf("masked %s shows %s bytes/entries, want 0", path, size)
+		}
+		checked++
+	}
+	if checked < 2 {
+		t.Errorf("checked only %d masked paths: %q", checked, out)
+	}
+}
