@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -163,5 +164,54 @@ echo "/sys/firmware $(ls /sys/firmware | wc -l)"`)
 	}
 	if checked < 2 {
 		t.Errorf("checked only %d masked paths: %q", checked, out)
+	}
+}
+
+// A seccomp profile applies to the init and to processes exec'd later.
+func TestSeccomp(t *testing.T) {
+	e := newEnv(t, "sh", "-c", "mkdir /tmp/denied 2>&1; uname -s 2>&1; sleep 1000")
+	e.spec.Root.Readonly = false
+	e.spec.Root.Path = filepath.Join(t.TempDir(), "rootfs")
+	if err := makeRootfs(e.spec.Root.Path); err != nil {
+		t.Fatal(err)
+	}
+	errno := uint(38) // ENOSYS, distinct from the default EPERM
+	e.spec.Linux.Seccomp = &specs.LinuxSeccomp{
+		DefaultAction: specs.ActAllow,
+		Architectures: []specs.Arch{specs.ArchX86_64, specs.ArchAARCH64},
+		Syscalls: []specs.LinuxSyscall{
+			{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActErrno},
+			{Names: []string{"uname"}, Action: specs.ActErrno, ErrnoRet: &errno},
+		},
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	e.writeSpec()
+	cmd := exec.Command(runtimeBin, "--root", e.root, "--log", e.log, "--log-format", "json", "create", "--bundle", e.bundle, e.id)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v: %s", err, e.lastError())
+	}
+	e.mustRT("start", e.id)
+	var got string
+	for i := 0; i < 100 && strings.Count(got, "\n") < 2; i++ {
+		data, _ := os.ReadFile(out)
+		got = string(data)
+		time.Sleep(20 * time.Millisecond)
+	}
+	// busybox uname prints an empty name when uname(2) fails.
+	if !strings.Contains(got, "Operation not permitted") || strings.Contains(got, "Linux") {
+		t.Errorf("init not filtered: %q", got)
+	}
+	execOut, _ := exec.Command(runtimeBin, "--root", e.root, "exec", e.id, "sh", "-c", "mkdir /tmp/also-denied 2>&1; true").Output()
+	if !strings.Contains(string(execOut), "Operation not permitted") {
+		t.Errorf("exec'd process not filtered: %q", execOut)
+	}
+	if _, err := os.Stat(filepath.Join(e.spec.Root.Path, "tmp", "denied")); err == nil {
+		t.Error("mkdir succeeded despite the profile")
 	}
 }

@@ -118,7 +118,7 @@ func Create(root, id string, o CreateOpts) (err error) {
 	c := &Container{Dir: dir, State: State{
 		ID: id, Bundle: bundle, Rootfs: rootfs, InitPid: pid, InitStart: start,
 		Created: time.Now().UTC(), CgroupPath: cgPath, Annotations: s.Annotations,
-		OCIVersion: s.Version, Hooks: s.Hooks,
+		OCIVersion: s.Version, Hooks: s.Hooks, Seccomp: s.Linux.Seccomp,
 	}}
 	if err := c.save(); err != nil {
 		return fmt.Errorf("save state: %w", err)

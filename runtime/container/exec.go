@@ -77,7 +77,7 @@ func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
 		p.kill()
 		return nil, fmt.Errorf("add process %d to cgroup %s: %w", pid, c.CgroupPath, err)
 	}
-	spec := &specs.Spec{Process: o.Process, Linux: &specs.Linux{}}
+	spec := &specs.Spec{Process: o.Process, Linux: &specs.Linux{Seccomp: c.Seccomp}}
 	if err := p.handshake(initproc.Bootstrap{Exec: true, Spec: spec}, nil); err != nil {
 		p.kill()
 		return nil, err

@@ -44,6 +44,8 @@ type State struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 	OCIVersion  string            `json:"ociVersion"`
 	Hooks       *specs.Hooks      `json:"hooks,omitempty"`
+	// Seccomp applies to processes exec'd into the container too.
+	Seccomp *specs.LinuxSeccomp `json:"seccomp,omitempty"`
 }
 
 // Container is a container's state directory and what it holds.

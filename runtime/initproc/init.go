@@ -15,6 +15,7 @@ import (
 
 	"github.com/hostnet-dev/hostnet/runtime/hooks"
 	"github.com/hostnet-dev/hostnet/runtime/rootfs"
+	"github.com/hostnet-dev/hostnet/runtime/seccomp"
 )
 
 // Main runs the container init and never returns on success: the process
@@ -75,6 +76,11 @@ func Main() {
 }
 
 func execProgram(p *program) {
+	if p.seccomp != nil {
+		if err := p.seccomp.Load(); err != nil {
+			fatal(fmt.Errorf("load seccomp filter: %w", err))
+		}
+	}
 	if err := unix.Exec(p.path, p.args, p.env); err != nil {
 		fatal(fmt.Errorf("exec %q: %w", p.path, err))
 	}
@@ -121,6 +127,9 @@ type program struct {
 	path string
 	args []string
 	env  []string
+	// seccomp, when set, is loaded right before execve, so the profile
+	// only has to allow execve itself of what the runtime still does.
+	seccomp *seccomp.Filter
 }
 
 // prepare does everything that can fail before the user's program runs, so
@@ -241,8 +250,13 @@ func finishProcess(b *Bootstrap) (*program, error) {
 			return nil, err
 		}
 	}
+	var filter *seccomp.Filter
 	if s.Linux.Seccomp != nil {
-		return nil, errors.New("seccomp profiles are not supported yet by hostnet-runc; remove linux.seccomp from the spec or use runc")
+		f, err := seccomp.Compile(s.Linux.Seccomp)
+		if err != nil {
+			return nil, fmt.Errorf("seccomp: %w", err)
+		}
+		filter = f
 	}
 	if proc.Cwd == "" || !strings.HasPrefix(proc.Cwd, "/") {
 		return nil, fmt.Errorf("process.cwd %q must be an absolute path", proc.Cwd)
@@ -255,6 +269,14 @@ func finishProcess(b *Bootstrap) (*program, error) {
 	path, err := lookPath(proc.Args, env)
 	if err != nil {
 		return nil, err
+	}
+	if filter != nil && !proc.NoNewPrivileges {
+		// Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which
+		// setUser may drop: load it now, as runc does.
+		if err := filter.Load(); err != nil {
+			return nil, fmt.Errorf("load seccomp filter: %w", err)
+		}
+		filter = nil
 	}
 	if err := setUser(proc); err != nil {
 		return nil, err
@@ -277,7 +299,7 @@ func finishProcess(b *Bootstrap) (*program, error) {
 	if wd, err := os.Getwd(); err != nil || !strings.HasPrefix(wd, "/") {
 		return nil, fmt.Errorf("current working directory is outside of the container's root (%q)", wd)
 	}
-	return &program{path: path, args: proc.Args, env: env}, nil
+	return &program{path: path, args: proc.Args, env: env, seccomp: filter}, nil
 }
 
 func hasNamespace(s *specs.Spec, t specs.LinuxNamespaceType) bool {
