@@ -54,7 +54,8 @@ unit:
 
 # Runs as root: the tests start containerd and containers.
 integration: build
-	HOSTNET_BIN_DIR=$(BINDIR) $(GO) test -v -count=1 -timeout 20m ./integration/
+	HOSTNET_BIN_DIR=$(BINDIR) HOSTNET_RUNC=$(BINDIR)/hostnet-runc \
+		$(GO) test -v -count=1 -timeout 20m ./integration/ ./integration/ociruntime/
 
 bench: build
 	HOSTNET_BIN_DIR=$(BINDIR) $(GO) test -run '^$$' -bench . -benchtime $(BENCH_RUNS)x -count 1 -timeout 30m ./integration/bench/
