@@ -128,6 +128,12 @@ func TestCreateErrorsLeaveNothing(t *testing.T) {
 		{"failing hook", func(e *env) {
 			e.spec.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/false"}}}
 		}, "error running createRuntime hook #0 (/bin/false)"},
+		{"cgroup limit the kernel refuses", func(e *env) {
+			e.spec.Linux.Resources = &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: "4096-4097"}}
+		}, "cpuset"},
+		{"systemd cgroup path", func(e *env) {
+			e.spec.Linux.CgroupsPath = "system.slice:hostnet:" + e.id
+		}, "systemd cgroup driver is not supported"},
 		{"invalid rlimit", func(e *env) {
 			e.spec.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_BOGUS"}}
 		}, `unknown rlimit type "RLIMIT_BOGUS"`},

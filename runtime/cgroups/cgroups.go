@@ -67,15 +67,20 @@ func New(path string, res *specs.LinuxResources) (Manager, error) {
 		return nil, err
 	}
 	res = withDefaultDevices(res)
+	// A limit the kernel refuses fails creation half-way, with directories
+	// made in some hierarchies: remember what existed to remove the rest.
+	existed := existingDirs(path)
 	if cgroups.Mode() == cgroups.Unified {
 		m, err := cgroup2.NewManager("/sys/fs/cgroup", path, cgroup2.ToResources(res))
 		if err != nil {
+			removeCreated(existed)
 			return nil, fmt.Errorf("create cgroup %s: %w", path, err)
 		}
 		return &v2{m: m, path: path}, nil
 	}
 	cg, err := cgroup1.New(cgroup1.StaticPath(path), res)
 	if err != nil {
+		removeCreated(existed)
 		return nil, fmt.Errorf("create cgroup %s: %w", path, err)
 	}
 	return &v1{cg: cg, path: path}, nil
@@ -101,6 +106,45 @@ func Load(path string) (Manager, error) {
 		return nil, fmt.Errorf("load cgroup %s: %w", path, err)
 	}
 	return &v1{cg: cg, path: path}, nil
+}
+
+// existingDirs maps the directory of path and of each of its parents, in
+// every hierarchy under /sys/fs/cgroup (or the v2 root itself), to whether
+// it exists now. Deepest directories come last.
+func existingDirs(path string) []dirState {
+	var roots []string
+	if cgroups.Mode() == cgroups.Unified {
+		roots = []string{"/sys/fs/cgroup"}
+	} else if entries, err := os.ReadDir("/sys/fs/cgroup"); err == nil {
+		for _, e := range entries {
+			roots = append(roots, filepath.Join("/sys/fs/cgroup", e.Name()))
+		}
+	}
+	var out []dirState
+	for _, root := range roots {
+		p := root
+		for _, part := range strings.Split(strings.Trim(path, "/"), "/") {
+			p = filepath.Join(p, part)
+			_, err := os.Stat(p)
+			out = append(out, dirState{path: p, existed: err == nil})
+		}
+	}
+	return out
+}
+
+type dirState struct {
+	path    string
+	existed bool
+}
+
+// removeCreated removes, deepest first, the directories that did not exist
+// before; rmdir leaves any that processes or children now use.
+func removeCreated(dirs []dirState) {
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if !dirs[i].existed {
+			_ = os.Remove(dirs[i].path)
+		}
+	}
 }
 
 func withDefaultDevices(res *specs.LinuxResources) *specs.LinuxResources {
