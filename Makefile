@@ -12,7 +12,7 @@ export CGO_ENABLED
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
 MODULE   := github.com/hostnet-dev/hostnet
-LDFLAGS  := -X $(MODULE)/shim/manager.Version=$(VERSION) \
+LDFLAGS  := -s -w -X $(MODULE)/shim/manager.Version=$(VERSION) \
             -X $(MODULE)/shim/manager.Revision=$(REVISION) \
             -X $(MODULE)/runtime/cli.Version=$(VERSION)
 GOBUILD  := $(GO) build -trimpath -ldflags '$(LDFLAGS)'
