@@ -21,7 +21,7 @@ BINARIES := containerd-shim-hostnet-v1 hostnet-runc
 # Unit tests: the packages that exist in this checkout.
 UNIT_PKGS := $(foreach d,spec shim runtime,$(if $(wildcard $(d)),./$(d)/...))
 
-# Benchmark iterations per runtime (go test -benchtime=Nx).
+# Benchmark runs per contender of each timed step.
 BENCH_RUNS ?= 20
 
 .PHONY: all build install test unit integration bench clean lint demo setup help
@@ -32,7 +32,7 @@ help:
 	@echo "build        build bin/containerd-shim-hostnet-v1 and bin/hostnet-runc"
 	@echo "install      install them into \$$(DESTDIR)\$$(PREFIX)/bin ($(DESTDIR)$(PREFIX)/bin)"
 	@echo "test         unit tests, then integration tests against a private containerd (root)"
-	@echo "bench        hostnet vs runc: ctr run lifecycle and --version start-up (root)"
+	@echo "bench        hostnet vs runc, crun and CNI: tables, $(BENCH_OUT)/results.json, chart.svg (root)"
 	@echo "lint         gofmt and go vet"
 	@echo "setup        install what is missing: Debian packages, containerd v2.4.2 (root)"
 	@echo "demo         setup, then a host-network container on a private containerd (root)"
@@ -57,11 +57,16 @@ integration: build
 	HOSTNET_BIN_DIR=$(BINDIR) HOSTNET_RUNC=$(BINDIR)/hostnet-runc \
 		$(GO) test -v -count=1 -timeout 20m ./integration/ ./integration/ociruntime/
 
+# runc v1.5.2, the benchmark's anchor, built once from the Go module proxy.
+RUNC_152 ?= /var/cache/hostnet/runc-v1.5.2/bin/runc
+BENCH_OUT ?= bench-results
+BENCH_ARGS ?=
+
 bench: build
-	HOSTNET_BIN_DIR=$(BINDIR) $(GO) test -run '^$$' -bench . -benchtime $(BENCH_RUNS)x -count 1 -timeout 30m ./integration/bench/
-	@if command -v hyperfine >/dev/null && command -v runc >/dev/null; then \
-		hyperfine -N --warmup 5 --runs 50 '$(BINDIR)/hostnet-runc --version' 'runc --version'; \
-	fi
+	@test -x $(RUNC_152) || { mkdir -p $(dir $(RUNC_152)) && \
+		CGO_ENABLED=1 GOBIN=$(dir $(RUNC_152)) $(GO) install -tags 'seccomp urfave_cli_no_docs' github.com/opencontainers/runc@v1.5.2; }
+	$(GO) build -o $(BINDIR)/hostnet-bench ./integration/bench/cmd/hostnet-bench
+	$(BINDIR)/hostnet-bench -bin $(BINDIR) -runc $(RUNC_152) -n $(BENCH_RUNS) -out $(BENCH_OUT) $(BENCH_ARGS)
 
 lint:
 	@out=$$(gofmt -l .); \

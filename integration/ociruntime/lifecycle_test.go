@@ -166,3 +166,22 @@ func TestMalformedConfig(t *testing.T) {
 	}
 	e.assertGone()
 }
+
+// oom_score_adj is applied, and sysctls are written before /proc/sys turns
+// read-only (CRI sets both). A score below zero would need CAP_SYS_RESOURCE,
+// which not every test machine grants even to root.
+func TestOOMScoreAndSysctls(t *testing.T) {
+	e := newEnv(t, "sh", "-c", "cat /proc/self/oom_score_adj /proc/sys/kernel/shm_rmid_forced")
+	score := 500
+	e.spec.Process.OOMScoreAdj = &score
+	e.spec.Linux.Sysctl = map[string]string{"kernel.shm_rmid_forced": "1"}
+	e.spec.Linux.ReadonlyPaths = append(e.spec.Linux.ReadonlyPaths, "/proc/sys")
+	e.writeSpec()
+	out, err := exec.Command(runtimeBin, "--root", e.root, "--log", e.log, "--log-format", "json", "run", "--bundle", e.bundle, e.id).Output()
+	if err != nil {
+		t.Fatalf("%v: %s", err, e.lastError())
+	}
+	if got := strings.Fields(string(out)); len(got) != 2 || got[0] != "500" || got[1] != "1" {
+		t.Errorf("oom_score_adj and shm_rmid_forced = %q, want 500 and 1", out)
+	}
+}

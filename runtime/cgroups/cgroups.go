@@ -48,80 +48,135 @@ var ErrNotExist = errors.New("cgroup does not exist")
 // DefaultPath is the cgroup runc uses when the spec names none.
 func DefaultPath(id string) string { return "/" + id }
 
-// ValidatePath rejects systemd-style "slice:prefix:name" paths, which need
-// the systemd driver, and relative paths.
-func ValidatePath(p string) error {
+// Paths is where a container's cgroup is: the path inside each v1 hierarchy
+// (keyed by subsystem name as containerd/cgroups names it), or under "" on
+// cgroup v2. It is resolved once at create and kept in the container's
+// state, so every later command finds the same cgroup whatever cgroup it
+// runs in itself.
+type Paths map[string]string
+
+// Resolve turns a spec's cgroupsPath into Paths. An absolute path is used
+// as is in every hierarchy; a relative one is placed under the caller's own
+// cgroup in each hierarchy, as runc does. systemd-style "slice:prefix:name"
+// paths need the systemd driver, which is not implemented.
+func Resolve(p string) (Paths, error) {
 	if strings.Contains(p, ":") {
-		return fmt.Errorf("cgroupsPath %q looks like a systemd cgroup path, but the systemd cgroup driver is not supported", p)
+		return nil, fmt.Errorf("cgroupsPath %q looks like a systemd cgroup path, but the systemd cgroup driver is not supported", p)
 	}
-	if !strings.HasPrefix(p, "/") {
-		return fmt.Errorf("cgroupsPath %q must be absolute", p)
+	if p == "" {
+		return nil, errors.New("cgroupsPath is empty")
 	}
-	return nil
+	own, unified, err := cgroups.ParseCgroupFileUnified("/proc/self/cgroup")
+	if err != nil {
+		return nil, fmt.Errorf("read own cgroup: %w", err)
+	}
+	if cgroups.Mode() == cgroups.Unified {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(unified, p)
+		}
+		return Paths{"": filepath.Clean(p)}, nil
+	}
+	paths := Paths{}
+	for name, parent := range own {
+		name = strings.TrimPrefix(name, "name=")
+		if filepath.IsAbs(p) {
+			paths[name] = filepath.Clean(p)
+		} else {
+			paths[name] = filepath.Join(parent, p)
+		}
+	}
+	return paths, nil
 }
 
-// New creates the cgroup at path and applies resources. The default device
-// nodes are always allowed, whatever the spec's device rules deny.
-func New(path string, res *specs.LinuxResources) (Manager, error) {
-	if err := ValidatePath(path); err != nil {
+// v1Path looks each subsystem up in the resolved paths.
+func (p Paths) v1Path(name cgroup1.Name) (string, error) {
+	if v, ok := p[string(name)]; ok {
+		return v, nil
+	}
+	return "", cgroup1.ErrControllerNotActive
+}
+
+// New creates the cgroup and applies resources. The default device nodes
+// are always allowed, whatever the spec's device rules deny. Resources for a
+// controller the host does not have are an error, not silently dropped.
+func New(paths Paths, res *specs.LinuxResources) (Manager, error) {
+	if err := checkControllers(paths, res); err != nil {
 		return nil, err
 	}
 	res = withDefaultDevices(res)
 	// A limit the kernel refuses fails creation half-way, with directories
 	// made in some hierarchies: remember what existed to remove the rest.
-	existed := existingDirs(path)
-	if cgroups.Mode() == cgroups.Unified {
-		m, err := cgroup2.NewManager("/sys/fs/cgroup", path, cgroup2.ToResources(res))
+	existed := existingDirs(paths)
+	if v2path, ok := paths[""]; ok {
+		m, err := cgroup2.NewManager("/sys/fs/cgroup", v2path, cgroup2.ToResources(res))
 		if err != nil {
 			removeCreated(existed)
-			return nil, fmt.Errorf("create cgroup %s: %w", path, err)
+			return nil, fmt.Errorf("create cgroup %s: %w", v2path, err)
 		}
-		return &v2{m: m, path: path}, nil
+		return &v2{m: m, path: v2path}, nil
 	}
-	cg, err := cgroup1.New(cgroup1.StaticPath(path), res)
+	cg, err := cgroup1.New(paths.v1Path, res)
 	if err != nil {
 		removeCreated(existed)
-		return nil, fmt.Errorf("create cgroup %s: %w", path, err)
+		return nil, fmt.Errorf("create cgroup %s: %w", paths, err)
 	}
-	return &v1{cg: cg, path: path}, nil
+	return &v1{cg: cg, paths: paths}, nil
 }
 
 // Load opens an existing cgroup.
-func Load(path string) (Manager, error) {
-	if cgroups.Mode() == cgroups.Unified {
-		m, err := cgroup2.Load(path)
+func Load(paths Paths) (Manager, error) {
+	if v2path, ok := paths[""]; ok {
+		m, err := cgroup2.Load(v2path)
 		if err != nil {
-			return nil, fmt.Errorf("load cgroup %s: %w", path, err)
+			return nil, fmt.Errorf("load cgroup %s: %w", v2path, err)
 		}
 		if _, err := m.Procs(false); err != nil {
 			return nil, ErrNotExist
 		}
-		return &v2{m: m, path: path}, nil
+		return &v2{m: m, path: v2path}, nil
 	}
-	cg, err := cgroup1.Load(cgroup1.StaticPath(path))
+	cg, err := cgroup1.Load(paths.v1Path)
 	if errors.Is(err, cgroup1.ErrCgroupDeleted) {
 		return nil, ErrNotExist
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load cgroup %s: %w", path, err)
+		return nil, fmt.Errorf("load cgroup %s: %w", paths, err)
 	}
-	return &v1{cg: cg, path: path}, nil
+	return &v1{cg: cg, paths: paths}, nil
 }
 
-// existingDirs maps the directory of path and of each of its parents, in
-// every hierarchy under /sys/fs/cgroup (or the v2 root itself), to whether
-// it exists now. Deepest directories come last.
-func existingDirs(path string) []dirState {
-	var roots []string
-	if cgroups.Mode() == cgroups.Unified {
-		roots = []string{"/sys/fs/cgroup"}
-	} else if entries, err := os.ReadDir("/sys/fs/cgroup"); err == nil {
-		for _, e := range entries {
-			roots = append(roots, filepath.Join("/sys/fs/cgroup", e.Name()))
+// checkControllers refuses limits for controllers this host lacks, as runc
+// does, instead of running the container without them.
+func checkControllers(paths Paths, res *specs.LinuxResources) error {
+	if res == nil {
+		return nil
+	}
+	if _, v2 := paths[""]; v2 {
+		return nil // cgroup2.NewManager reports missing controllers itself
+	}
+	need := map[string]bool{
+		"net_cls":  res.Network != nil && res.Network.ClassID != nil,
+		"net_prio": res.Network != nil && len(res.Network.Priorities) > 0,
+		"hugetlb":  len(res.HugepageLimits) > 0,
+		"rdma":     len(res.Rdma) > 0,
+	}
+	for name, needed := range need {
+		if _, ok := paths[name]; needed && !ok {
+			return fmt.Errorf("the spec sets %s limits, but the %s cgroup controller is not mounted on this host", name, name)
 		}
 	}
+	return nil
+}
+
+// existingDirs records, for the cgroup's directory and each of its parents
+// in every hierarchy, whether it exists now. Deepest directories come last.
+func existingDirs(paths Paths) []dirState {
 	var out []dirState
-	for _, root := range roots {
+	for name, path := range paths {
+		root := "/sys/fs/cgroup"
+		if name != "" {
+			root = mountPoint(name)
+		}
 		p := root
 		for _, part := range strings.Split(strings.Trim(path, "/"), "/") {
 			p = filepath.Join(p, part)
@@ -131,6 +186,10 @@ func existingDirs(path string) []dirState {
 	}
 	return out
 }
+
+// mountPoint is where a v1 hierarchy is mounted; containerd/cgroups expects
+// /sys/fs/cgroup/<name> too.
+func mountPoint(name string) string { return filepath.Join("/sys/fs/cgroup", name) }
 
 type dirState struct {
 	path    string
@@ -195,8 +254,8 @@ func drain(m Manager) error {
 }
 
 type v1 struct {
-	cg   cgroup1.Cgroup
-	path string
+	cg    cgroup1.Cgroup
+	paths Paths
 }
 
 func (c *v1) Add(pid int) error {
@@ -240,7 +299,11 @@ func (c *v1) MountPaths() map[string]string {
 		if p, ok := s.(pather); ok {
 			// Path("/") is the hierarchy's mount point, named like the
 			// directory the container expects under /sys/fs/cgroup.
-			paths[filepath.Base(p.Path("/"))] = p.Path(c.path)
+			path, err := c.paths.v1Path(s.Name())
+			if err != nil {
+				continue
+			}
+			paths[filepath.Base(p.Path("/"))] = p.Path(path)
 		}
 	}
 	return paths
@@ -282,4 +345,17 @@ func (c *v2) Delete() error {
 
 func (c *v2) MountPaths() map[string]string {
 	return map[string]string{"": "/sys/fs/cgroup" + c.path}
+}
+
+// String shows the path once when every hierarchy uses the same one.
+func (p Paths) String() string {
+	var first string
+	for _, v := range p {
+		if first == "" {
+			first = v
+		} else if v != first {
+			return fmt.Sprint(map[string]string(p))
+		}
+	}
+	return first
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/hostnet-dev/hostnet/runtime/cgroups"
 	"github.com/hostnet-dev/hostnet/runtime/hooks"
 	"github.com/hostnet-dev/hostnet/runtime/initproc"
+	"github.com/hostnet-dev/hostnet/runtime/rootfs"
 )
 
 // CreateOpts are the flags of `create`.
@@ -41,7 +42,7 @@ func Create(root, id string, o CreateOpts) (err error) {
 	if err != nil {
 		return err
 	}
-	rootfs, err := RootfsPath(bundle, s)
+	rootPath, err := RootfsPath(bundle, s)
 	if err != nil {
 		return err
 	}
@@ -49,7 +50,8 @@ func Create(root, id string, o CreateOpts) (err error) {
 	if cgPath == "" {
 		cgPath = cgroups.DefaultPath(id)
 	}
-	if err := cgroups.ValidatePath(cgPath); err != nil {
+	cgPaths, err := cgroups.Resolve(cgPath)
+	if err != nil {
 		return err
 	}
 
@@ -77,12 +79,23 @@ func Create(root, id string, o CreateOpts) (err error) {
 	if err := unix.Mkfifo(fifo, 0o622); err != nil {
 		return fmt.Errorf("create exec fifo: %w", err)
 	}
-	cg, err := cgroups.New(cgPath, s.Linux.Resources)
+	// In a user namespace the init is an unprivileged uid on the host; the
+	// fifo must be its own to open, as runc does.
+	if uid, gid := hostID(s.Linux.UIDMappings, 0), hostID(s.Linux.GIDMappings, 0); uid != 0 || gid != 0 {
+		if err := os.Chown(fifo, uid, gid); err != nil {
+			return fmt.Errorf("chown exec fifo: %w", err)
+		}
+	}
+	cg, err := cgroups.New(cgPaths, s.Linux.Resources)
 	if err != nil {
 		return err
 	}
 	undo = append(undo, func() { cg.Delete() })
 
+	hostMountNS := !hasNamespace(s, specs.MountNamespace)
+	if hostMountNS {
+		undo = append(undo, func() { _ = rootfs.Unmount(rootPath) })
+	}
 	so := initSpawnOpts(s)
 	so.dir, so.fifo, so.consoleSocket, so.preserveFds = bundle, fifo, o.ConsoleSocket, o.PreserveFds
 	p, err := spawn(so)
@@ -93,7 +106,10 @@ func Create(root, id string, o CreateOpts) (err error) {
 	undo = append(undo, p.kill)
 	pid := p.cmd.Process.Pid
 	if err := cg.Add(pid); err != nil {
-		return fmt.Errorf("add init %d to cgroup %s: %w", pid, cgPath, err)
+		return fmt.Errorf("add init %d to cgroup %s: %w", pid, cgPaths, err)
+	}
+	if err := p.setOOMScoreAdj(s.Process.OOMScoreAdj); err != nil {
+		return err
 	}
 	state := &specs.State{Version: s.Version, ID: id, Status: specs.StateCreating, Pid: pid, Bundle: bundle, Annotations: s.Annotations}
 	runtimeHooks := func() error {
@@ -106,7 +122,7 @@ func Create(root, id string, o CreateOpts) (err error) {
 		// The spec requires poststop hooks after a failed create hook too.
 		undo = append(undo, func() { _ = hooks.Run("poststop", s.Hooks.Poststop, state) })
 	}
-	boot := initproc.Bootstrap{Spec: s, Rootfs: rootfs, NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring, CgroupPaths: cg.MountPaths(), State: state}
+	boot := initproc.Bootstrap{Spec: s, Rootfs: rootPath, NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring, CgroupPaths: cg.MountPaths(), State: state}
 	if err := p.handshake(boot, runtimeHooks); err != nil {
 		return err
 	}
@@ -116,9 +132,9 @@ func Create(root, id string, o CreateOpts) (err error) {
 		return fmt.Errorf("read start time of init %d: %w", pid, err)
 	}
 	c := &Container{Dir: dir, State: State{
-		ID: id, Bundle: bundle, Rootfs: rootfs, InitPid: pid, InitStart: start,
-		Created: time.Now().UTC(), CgroupPath: cgPath, Annotations: s.Annotations,
-		OCIVersion: s.Version, Hooks: s.Hooks, Seccomp: s.Linux.Seccomp,
+		ID: id, Bundle: bundle, Rootfs: rootPath, InitPid: pid, InitStart: start,
+		Created: time.Now().UTC(), Cgroup: cgPaths, Annotations: s.Annotations,
+		OCIVersion: s.Version, Hooks: s.Hooks, Seccomp: s.Linux.Seccomp, HostMountNS: hostMountNS,
 	}}
 	if err := c.save(); err != nil {
 		return fmt.Errorf("save state: %w", err)
@@ -130,4 +146,24 @@ func Create(root, id string, o CreateOpts) (err error) {
 	}
 	// The init outlives us; whoever is its subreaper (the shim) reaps it.
 	return p.cmd.Process.Release()
+}
+
+func hasNamespace(s *specs.Spec, t specs.LinuxNamespaceType) bool {
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type == t {
+			return true
+		}
+	}
+	return false
+}
+
+// hostID maps a container id to the host's through the spec's mappings;
+// without a mapping the ids are the same.
+func hostID(mappings []specs.LinuxIDMapping, id uint32) int {
+	for _, m := range mappings {
+		if id >= m.ContainerID && id < m.ContainerID+m.Size {
+			return int(m.HostID + id - m.ContainerID)
+		}
+	}
+	return int(id)
 }

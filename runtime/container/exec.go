@@ -58,7 +58,7 @@ func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
 			joins = append(joins, specs.LinuxNamespace{Type: t, Path: c.nsPath(t)})
 		}
 	}
-	cg, err := cgroups.Load(c.CgroupPath)
+	cg, err := cgroups.Load(c.Cgroup)
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w", c.ID, err)
 	}
@@ -75,7 +75,11 @@ func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
 	pid := p.cmd.Process.Pid
 	if err := cg.Add(pid); err != nil {
 		p.kill()
-		return nil, fmt.Errorf("add process %d to cgroup %s: %w", pid, c.CgroupPath, err)
+		return nil, fmt.Errorf("add process %d to cgroup %s: %w", pid, c.Cgroup, err)
+	}
+	if err := p.setOOMScoreAdj(o.Process.OOMScoreAdj); err != nil {
+		p.kill()
+		return nil, err
 	}
 	spec := &specs.Spec{Process: o.Process, Linux: &specs.Linux{Seccomp: c.Seccomp}}
 	if err := p.handshake(initproc.Bootstrap{Exec: true, Spec: spec}, nil); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hostnet-dev/hostnet/runtime/cgroups"
 	"github.com/hostnet-dev/hostnet/runtime/hooks"
+	"github.com/hostnet-dev/hostnet/runtime/rootfs"
 )
 
 // Start lets a created container's init exec the user's program.
@@ -98,7 +99,7 @@ func (c *Container) openFifo(path string) (*os.File, error) {
 // Signal sends sig to the init, or with all to every process in the cgroup.
 func (c *Container) Signal(sig unix.Signal, all bool) error {
 	if all {
-		cg, err := cgroups.Load(c.CgroupPath)
+		cg, err := cgroups.Load(c.Cgroup)
 		if err != nil {
 			return fmt.Errorf("container %s: %w", c.ID, err)
 		}
@@ -134,11 +135,11 @@ func (c *Container) Delete(force bool) error {
 	if processAlive(c.InitPid, c.InitStart) {
 		_ = unix.Kill(c.InitPid, unix.SIGKILL)
 	}
-	if cg, err := cgroups.Load(c.CgroupPath); err == nil {
+	if cg, err := cgroups.Load(c.Cgroup); err == nil {
 		// Thaw first: a frozen process cannot die.
 		_ = cg.Thaw()
 		if err := cg.Delete(); err != nil {
-			return fmt.Errorf("remove cgroup %s: %w", c.CgroupPath, err)
+			return fmt.Errorf("remove cgroup %s: %w", c.Cgroup, err)
 		}
 	} else if !errors.Is(err, cgroups.ErrNotExist) {
 		return err
@@ -146,6 +147,11 @@ func (c *Container) Delete(force bool) error {
 	for deadline := time.Now().Add(5 * time.Second); processAlive(c.InitPid, c.InitStart); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("init %d did not exit after SIGKILL", c.InitPid)
+		}
+	}
+	if c.HostMountNS {
+		if err := rootfs.Unmount(c.Rootfs); err != nil {
+			return err
 		}
 	}
 	if err := os.RemoveAll(c.Dir); err != nil {
@@ -170,7 +176,7 @@ func RemoveStale(root, id string) error {
 
 // Pids lists the container's processes.
 func (c *Container) Pids() ([]int, error) {
-	cg, err := cgroups.Load(c.CgroupPath)
+	cg, err := cgroups.Load(c.Cgroup)
 	if errors.Is(err, cgroups.ErrNotExist) {
 		return []int{}, nil
 	}
@@ -185,7 +191,7 @@ func (c *Container) Pause() error {
 	if st := c.Status(); st != Running {
 		return fmt.Errorf("container not running: %s", st)
 	}
-	cg, err := cgroups.Load(c.CgroupPath)
+	cg, err := cgroups.Load(c.Cgroup)
 	if err != nil {
 		return err
 	}
@@ -197,7 +203,7 @@ func (c *Container) Resume() error {
 	if st := c.Status(); st != Paused {
 		return fmt.Errorf("container not paused: %s", st)
 	}
-	cg, err := cgroups.Load(c.CgroupPath)
+	cg, err := cgroups.Load(c.Cgroup)
 	if err != nil {
 		return err
 	}

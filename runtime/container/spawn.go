@@ -65,6 +65,9 @@ func initSpawnOpts(s *specs.Spec) spawnOpts {
 			attr.Cloneflags |= cloneFlags[ns.Type]
 			attr.UidMappings = idMaps(s.Linux.UIDMappings)
 			attr.GidMappings = idMaps(s.Linux.GIDMappings)
+			// Become root of the new user namespace before exec, or the
+			// exec would drop every capability the init needs to set up.
+			attr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
 		default:
 			// The cgroup and time namespaces (absent from cloneFlags) are
 			// unshared by the init: the cgroup one once it sits in its
@@ -186,6 +189,20 @@ func (p *initProcess) handshake(b initproc.Bootstrap, runtimeHooks func() error)
 			return fmt.Errorf("unable to start container process: %s", r.Error)
 		}
 	}
+}
+
+// setOOMScoreAdj is written by the parent, from the host's /proc and with
+// all of its privileges: a negative score needs CAP_SYS_RESOURCE, which a
+// container's init may not hold.
+func (p *initProcess) setOOMScoreAdj(score *int) error {
+	if score == nil {
+		return nil
+	}
+	path := "/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/oom_score_adj"
+	if err := os.WriteFile(path, []byte(strconv.Itoa(*score)), 0); err != nil {
+		return fmt.Errorf("set oom_score_adj %d: %w", *score, err)
+	}
+	return nil
 }
 
 // kill stops a process that never became ready and reaps it.

@@ -70,8 +70,9 @@ func Validate(s *specs.Spec) error {
 			return errors.New("joining an existing time namespace by path is not supported")
 		}
 	}
-	if !seen[specs.MountNamespace] {
-		return errors.New("a mount namespace is required")
+	if !seen[specs.MountNamespace] && s.Root.Readonly {
+		// The remount would hit a mount the host shares.
+		return errors.New("root.readonly needs a mount namespace of the container's own")
 	}
 	for _, m := range s.Mounts {
 		if !filepath.IsAbs(m.Destination) {

@@ -32,7 +32,7 @@ func TestLoadSpec(t *testing.T) {
 		{"empty args", `{"ociVersion":"1.0.0","process":{"args":[],"cwd":"/"},"root":{"path":"r"},"linux":{}}`, "process.args must not be empty"},
 		{"relative cwd", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"tmp"},"root":{"path":"r"},"linux":{}}`, `process.cwd "tmp" must be an absolute path`},
 		{"no root", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"linux":{}}`, "root.path must be set"},
-		{"no mount ns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"pid"}]}}`, "a mount namespace is required"},
+		{"read-only root in the host's mount ns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r","readonly":true},"linux":{"namespaces":[{"type":"pid"}]}}`, "root.readonly needs a mount namespace"},
 		{"unknown ns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"mount"},{"type":"bogus"}]}}`, `namespace type "bogus" is not supported`},
 		{"duplicate ns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"mount"},{"type":"mount"}]}}`, "listed twice"},
 		{"join userns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"mount"},{"type":"user","path":"/proc/1/ns/user"}]}}`, "joining an existing user namespace"},

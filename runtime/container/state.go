@@ -40,10 +40,13 @@ type State struct {
 	InitPid     int               `json:"initPid"`
 	InitStart   uint64            `json:"initStart"` // guards against pid reuse
 	Created     time.Time         `json:"created"`
-	CgroupPath  string            `json:"cgroupPath"`
+	Cgroup      cgroups.Paths     `json:"cgroup"`
 	Annotations map[string]string `json:"annotations,omitempty"`
 	OCIVersion  string            `json:"ociVersion"`
 	Hooks       *specs.Hooks      `json:"hooks,omitempty"`
+	// HostMountNS containers leave their mounts in the host's namespace,
+	// which delete removes.
+	HostMountNS bool `json:"hostMountNS,omitempty"`
 	// Seccomp applies to processes exec'd into the container too.
 	Seccomp *specs.LinuxSeccomp `json:"seccomp,omitempty"`
 }
@@ -94,7 +97,7 @@ func (c *Container) Status() string {
 	if _, err := os.Lstat(filepath.Join(c.Dir, fifoName)); err == nil {
 		return Created
 	}
-	if frozen(c.CgroupPath) {
+	if frozen(c.Cgroup) {
 		return Paused
 	}
 	return Running
@@ -152,8 +155,8 @@ func List(root string) ([]*Container, error) {
 	return out, nil
 }
 
-func frozen(cgroupPath string) bool {
-	m, err := cgroups.Load(cgroupPath)
+func frozen(paths cgroups.Paths) bool {
+	m, err := cgroups.Load(paths)
 	if err != nil {
 		return false
 	}

@@ -140,9 +140,7 @@ func prepare(b *Bootstrap, ch *channel) (*program, error) {
 	// Device nodes and mount points get exactly the modes asked for.
 	unix.Umask(0)
 
-	if !hasNamespace(s, specs.MountNamespace) {
-		return nil, errors.New("the container must have its own mount namespace")
-	}
+	hostMountNS := !hasNamespace(s, specs.MountNamespace)
 	if newNamespace(s, specs.NetworkNamespace) {
 		if err := bringUpLoopback(); err != nil {
 			return nil, err
@@ -173,6 +171,10 @@ func prepare(b *Bootstrap, ch *channel) (*program, error) {
 		CgroupPaths: b.CgroupPaths,
 		UserNS:      hasNamespace(s, specs.UserNamespace),
 		Console:     proc.Terminal,
+		HostMountNS: hostMountNS,
+	}
+	if s.Linux.MountLabel != "" && !selinuxEnabled() {
+		return nil, fmt.Errorf("SELinux mount label %q is set but SELinux is not enabled on this host", s.Linux.MountLabel)
 	}
 	if err := rootfs.Prepare(cfg); err != nil {
 		return nil, err
@@ -189,7 +191,10 @@ func prepare(b *Bootstrap, ch *channel) (*program, error) {
 		}
 	}
 	pivot := rootfs.PivotRoot
-	if b.NoPivot {
+	switch {
+	case hostMountNS:
+		pivot = rootfs.Chroot
+	case b.NoPivot:
 		pivot = rootfs.MoveRoot
 	}
 	if err := pivot(b.Rootfs); err != nil {
@@ -200,20 +205,17 @@ func prepare(b *Bootstrap, ch *channel) (*program, error) {
 			return nil, fmt.Errorf("set up console: %w", err)
 		}
 	}
+	// Before Finalize: /proc/sys is usually among the read-only paths.
+	if err := applySysctls(s.Linux.Sysctl); err != nil {
+		return nil, err
+	}
 	if err := rootfs.Finalize(s); err != nil {
 		return nil, err
 	}
 	if err := setHostname(s); err != nil {
 		return nil, err
 	}
-	if err := applySysctls(s.Linux.Sysctl); err != nil {
-		return nil, err
-	}
-	if proc.OOMScoreAdj != nil {
-		if err := writeProcFile("/proc/self/oom_score_adj", strconv.Itoa(*proc.OOMScoreAdj)); err != nil {
-			return nil, err
-		}
-	}
+
 	return finishProcess(b)
 }
 
@@ -285,6 +287,9 @@ func finishProcess(b *Bootstrap) (*program, error) {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return nil, fmt.Errorf("set no_new_privs: %w", err)
 		}
+	}
+	if err := applyLSM(proc.ApparmorProfile, proc.SelinuxLabel); err != nil {
+		return nil, err
 	}
 	umask := 0o022
 	if proc.User.Umask != nil {

@@ -27,6 +27,10 @@ type Config struct {
 	UserNS bool
 	// Console creates /dev/console for a pty to be mounted on later.
 	Console bool
+	// HostMountNS is set when the container shares the host's mount
+	// namespace: the mounts are then the host's, so the host's propagation
+	// is left alone and Unmount must remove them at delete.
+	HostMountNS bool
 }
 
 // Prepare mounts the container's filesystems under c.Rootfs. The caller must
@@ -39,10 +43,12 @@ func Prepare(c *Config) error {
 	if !ok {
 		return fmt.Errorf("invalid rootfsPropagation %q", c.Spec.Linux.RootfsPropagation)
 	}
-	if err := unix.Mount("", "/", "", prop, ""); err != nil {
+	if c.HostMountNS {
+		// Not ours to change: keep the host's propagation.
+	} else if err := unix.Mount("", "/", "", prop, ""); err != nil {
 		return fmt.Errorf("set propagation of / : %w", err)
 	}
-	if prop&unix.MS_SHARED != 0 {
+	if prop&unix.MS_SHARED != 0 && !c.HostMountNS {
 		// pivot_root refuses a new root whose parent mount is shared.
 		if err := makeParentMountPrivate(c.Rootfs); err != nil {
 			return err
@@ -228,6 +234,23 @@ func makeParentMountPrivate(path string) error {
 	}
 	if err := unix.Mount("", longest, "", unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make %s private: %w", longest, err)
+	}
+	return nil
+}
+
+// Unmount removes every mount at or below rootfs, deepest first. Containers
+// sharing the host's mount namespace leave their mounts on the host, and
+// delete (or a failed create) must take them away.
+func Unmount(rootfs string) error {
+	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(rootfs))
+	if err != nil {
+		return fmt.Errorf("read mountinfo: %w", err)
+	}
+	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i].Mountpoint) > len(mounts[j].Mountpoint) })
+	for _, m := range mounts {
+		if err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("unmount %s: %w", m.Mountpoint, err)
+		}
 	}
 	return nil
 }

@@ -59,6 +59,18 @@ func MoveRoot(rootfs string) error {
 	return unix.Chdir("/")
 }
 
+// Chroot enters rootfs for a container sharing the host's mount namespace,
+// where pivot_root would move the host's own root.
+func Chroot(rootfs string) error {
+	if err := unix.Chdir(rootfs); err != nil {
+		return fmt.Errorf("chdir to rootfs: %w", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("chroot %s: %w", rootfs, err)
+	}
+	return unix.Chdir("/")
+}
+
 // Finalize applies what must happen inside the new root: masked paths,
 // read-only paths and a read-only root.
 func Finalize(s *specs.Spec) error {

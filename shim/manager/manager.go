@@ -32,7 +32,9 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go/features"
 	"golang.org/x/sys/unix"
 
+	"github.com/hostnet-dev/hostnet/shim/config"
 	"github.com/hostnet-dev/hostnet/shim/network"
+	"github.com/hostnet-dev/hostnet/shim/process"
 	"github.com/hostnet-dev/hostnet/shim/runtime"
 )
 
@@ -58,9 +60,18 @@ func (m manager) Name() string {
 	return m.name
 }
 
-// Start launches the shim server for one container and returns the address
-// containerd connects to. One shim serves one container: hostnet does not
-// group containers into shared shims.
+// groupAnnotations name the shim a container shares with others, first match
+// winning: containerd's grouping annotation, then the CRI's pod sandbox. A
+// container that has neither gets a shim of its own.
+var groupAnnotations = []string{
+	"io.containerd.runc.v2.group",
+	"io.kubernetes.cri.sandbox-id",
+}
+
+// Start launches the shim server for a container and returns the address
+// containerd connects to. Containers of one group (a pod) share a shim: the
+// socket's path is derived from the group, and if that group's shim already
+// serves, its address is returned instead of starting another.
 func (m manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_ *bootapi.BootstrapResult, retErr error) {
 	id := params.GetInstanceID()
 	grpcAddress := params.GetContainerdGrpcAddress()
@@ -68,17 +79,22 @@ func (m manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_ 
 	if socketDir == "" {
 		socketDir = filepath.Join(defaults.DefaultStateDir, "s")
 	}
+	// containerd runs `start` in the container's bundle.
+	group, err := groupID(".", id)
+	if err != nil {
+		return nil, err
+	}
 
 	// A path socket, never an abstract one: a host-network container shares
 	// the host's abstract socket namespace and could connect to it.
-	address, err := shim.CreateSocketAddress(ctx, socketDir, grpcAddress, id, false)
+	address, err := shim.CreateSocketAddress(ctx, socketDir, grpcAddress, group, false)
 	if err != nil {
 		return nil, err
 	}
 	l, err := listen(address)
 	if err != nil {
 		if errors.Is(err, errdefs.ErrAlreadyExists) {
-			// The shim for this container is already serving.
+			// The group's shim is serving: the container joins it.
 			return result(address), nil
 		}
 		return nil, err
@@ -99,7 +115,9 @@ func (m manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_ 
 	defer sock.Close()
 
 	debug := params.GetLogLevel() <= bootapi.LogLevel_LOG_LEVEL_DEBUG
-	cmd, err := serverCommand(ctx, id, grpcAddress, debug)
+	// The server is named after its group: pkg/shim derives the socket it
+	// removes on exit from -id.
+	cmd, err := serverCommand(ctx, group, grpcAddress, debug)
 	if err != nil {
 		return nil, err
 	}
@@ -120,6 +138,26 @@ func (m manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_ 
 		return nil, fmt.Errorf("failed to adjust OOM score of shim server: %w", err)
 	}
 	return result(address), nil
+}
+
+// groupID returns the shim group of the container id whose bundle is dir.
+func groupID(dir, id string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return "", fmt.Errorf("failed to read OCI spec of %s: %w", id, err)
+	}
+	var spec struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return "", fmt.Errorf("failed to parse OCI spec of %s: %w", id, err)
+	}
+	for _, a := range groupAnnotations {
+		if g := spec.Annotations[a]; g != "" {
+			return g, nil
+		}
+	}
+	return id, nil
 }
 
 func result(address string) *bootapi.BootstrapResult {
@@ -177,33 +215,49 @@ func serverCommand(ctx context.Context, id, grpcAddress string, debug bool) (*ex
 }
 
 // Stop cleans up the container of a shim that is gone: containerd runs
-// `shim delete` in the bundle. The container cannot have been waited for,
-// so its exit is reported as SIGKILL.
+// `shim delete` in the bundle. It reports the exit the shim recorded, else
+// SIGKILL's, as the runtime's forced delete kills what is left.
 func (m manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 	bundle, err := bundlePath(ctx)
 	if err != nil {
 		return shim.StopStatus{}, err
 	}
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return shim.StopStatus{}, err
+	}
+	logger := log.G(ctx).WithField("id", id)
+	netCfg := config.Defaults().Network
 	cfg, err := runtime.ReadConfig(bundle)
 	switch {
 	case err == nil:
+		// Kills every process left in the container's cgroup.
 		if err := runtime.New(bundle, cfg).Delete(ctx, id, true); err != nil {
-			log.G(ctx).WithError(err).WithField("id", id).Warn("failed to delete container from runtime")
+			logger.WithError(err).Warn("failed to delete container from runtime")
 		}
-		ns, _ := namespaces.Namespace(ctx)
-		req := network.Request{Bundle: bundle, ID: id, Namespace: ns, Config: cfg.Hostnet.Network}
-		if err := network.Teardown(ctx, req); err != nil {
-			log.G(ctx).WithError(err).WithField("id", id).Warn("failed to tear down network")
-		}
+		netCfg = cfg.Hostnet.Network
 	case errors.Is(err, os.ErrNotExist):
 		// The shim died before it asked the runtime for anything.
 	default:
-		log.G(ctx).WithError(err).Warn("cannot tell which runtime created the container")
+		logger.WithError(err).Warn("cannot tell which runtime created the container")
+	}
+	killedAt := time.Now()
+	// Teardown works from the state the network setup left in the bundle,
+	// so it needs no more than the defaults if the runtime config is gone.
+	req := network.Request{Bundle: bundle, ID: id, Namespace: ns, Config: netCfg}
+	if err := network.Teardown(ctx, req); err != nil {
+		logger.WithError(err).Warn("failed to tear down network")
 	}
 	if err := mount.UnmountRecursive(filepath.Join(bundle, "rootfs"), 0); err != nil {
-		log.G(ctx).WithError(err).Warn("failed to unmount rootfs")
+		logger.WithError(err).Warn("failed to unmount rootfs")
 	}
 	removeDeadSocket(ctx, bundle)
+
+	if e, err := process.ReadExit(bundle); err == nil {
+		return shim.StopStatus{Pid: e.Pid, ExitStatus: e.Status, ExitedAt: e.Timestamp}, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		logger.WithError(err).Warn("failed to read recorded exit status")
+	}
 	pid, err := runc.ReadPidFile(filepath.Join(bundle, "init.pid"))
 	if err != nil {
 		pid = 0
@@ -211,7 +265,7 @@ func (m manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 	return shim.StopStatus{
 		Pid:        pid,
 		ExitStatus: 128 + int(unix.SIGKILL),
-		ExitedAt:   time.Now(),
+		ExitedAt:   killedAt,
 	}, nil
 }
 

@@ -53,12 +53,19 @@ type attachment struct {
 	Ports      []spec.PortMapping `json:"ports,omitempty"`
 }
 
+// criContainerType is the annotation containerd's CRI sets to "sandbox" or
+// "container".
+const criContainerType = "io.kubernetes.cri.container-type"
+
 // prepareBridge attaches the container to the bridge and rewrites its
 // spec to join the namespace. On failure everything done is undone.
 func prepareBridge(r Request, path string, s *specs.Spec, before []byte, explicit bool, ports []spec.PortMapping, res *Result) (retErr error) {
 	if ns, ok := spec.NetworkNamespace(s); ok && ns.Path != "" {
-		if !explicit {
-			return nil // a pod's netns, joined by path: not ours to replace
+		// A pod's netns, joined by path, is not ours to replace. A CRI app
+		// container inherits the pod's annotations, so it also asks for
+		// bridge: it joins its sandbox, which bridge mode attached already.
+		if !explicit || s.Annotations[criContainerType] == "container" {
+			return nil
 		}
 		return invalid(fmt.Errorf("bridge network mode cannot be used with a spec that joins network namespace %s", ns.Path))
 	}

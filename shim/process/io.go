@@ -17,16 +17,23 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/fifo"
 	runc "github.com/containerd/go-runc"
+	"github.com/containerd/log"
 )
 
+// loggerExitTimeout is how long a logging binary gets to exit once its input
+// is closed, and again after SIGTERM.
+const loggerExitTimeout = 5 * time.Second
+
 // IO connects a process's stdio, as containerd hands it to the shim (fifo
-// paths or a file:// URI), to what the runtime gives the process: pipes, or
-// a pseudo-terminal whose master the runtime sends over a console socket.
+// paths, file:// URIs or a logging binary's binary:// URI), to what the
+// runtime gives the process: pipes, or a pseudo-terminal whose master the
+// runtime sends over a console socket.
 //
 // Use: NewIO, pass it to the runtime with ApplyCreate or ApplyExec, Start
 // once the runtime returned, Shutdown when the process exits, Close when it
 // is deleted.
 type IO struct {
+	id      string // the container's, for logging binaries
 	sio     stdio.Stdio
 	epoller *console.Epoller
 
@@ -41,15 +48,27 @@ type IO struct {
 	stdinIn   io.Closer
 
 	copying sync.WaitGroup // output copies still running
+	stdinWG sync.WaitGroup // the stdin copy
 	mu      sync.Mutex
 	closers []io.Closer
+	logger  *logger
 	closed  bool
 }
 
-// NewIO prepares stdio for a process. uid and gid own the pipes given to the
-// process; epoller multiplexes terminals and must outlive the process.
-func NewIO(sio stdio.Stdio, uid, gid int, epoller *console.Epoller) (_ *IO, retErr error) {
-	i := &IO{sio: sio, epoller: epoller}
+// NewIO prepares stdio for a process of container id. uid and gid own the
+// pipes given to the process; epoller multiplexes terminals and must outlive
+// the process.
+func NewIO(id string, sio stdio.Stdio, uid, gid int, epoller *console.Epoller) (_ *IO, retErr error) {
+	i := &IO{id: id, sio: sio, epoller: epoller}
+	if sio.Stdout != "" {
+		u, err := parseTarget(sio.Stdout)
+		if err != nil {
+			return nil, err
+		}
+		if isBinary(u) && sio.Stdin != "" && !sio.Terminal {
+			return nil, fmt.Errorf("stdin cannot be used with logging binary %s: %w", u.Path, errdefs.ErrInvalidArgument)
+		}
+	}
 	var err error
 	switch {
 	case sio.Terminal:
@@ -61,9 +80,6 @@ func NewIO(sio stdio.Stdio, uid, gid int, epoller *console.Epoller) (_ *IO, retE
 			return nil, fmt.Errorf("failed to open null io: %w", err)
 		}
 	default:
-		if _, _, err := outputTarget(sio.Stdout); err != nil {
-			return nil, err
-		}
 		i.pipes, err = runc.NewPipeIO(uid, gid, func(o *runc.IOOption) {
 			o.OpenStdin = sio.Stdin != ""
 			o.OpenStdout = sio.Stdout != ""
@@ -106,19 +122,15 @@ func (i *IO) Start(ctx context.Context) error {
 	if i.sio.IsNull() {
 		return nil
 	}
-	if i.sio.Stdout != "" {
-		w, err := i.openOutput(ctx, i.sio.Stdout)
-		if err != nil {
-			return err
-		}
-		i.copyOut(w, i.pipes.Stdout())
+	stdout, stderr, err := i.openOutputs(ctx, true)
+	if err != nil {
+		return err
 	}
-	if i.sio.Stderr != "" {
-		w, err := i.openOutput(ctx, i.sio.Stderr)
-		if err != nil {
-			return err
-		}
-		i.copyOut(w, i.pipes.Stderr())
+	if stdout != nil {
+		i.copyOut(stdout, i.pipes.Stdout())
+	}
+	if stderr != nil {
+		i.copyOut(stderr, i.pipes.Stderr())
 	}
 	if i.sio.Stdin != "" {
 		return i.startStdin(ctx, i.pipes.Stdin())
@@ -141,13 +153,13 @@ func (i *IO) startConsole(ctx context.Context) error {
 	i.console = ec
 	i.mu.Unlock()
 	i.addCloser(ec)
-	if i.sio.Stdout != "" {
-		// A terminal has one output stream; stderr is merged into it.
-		w, err := i.openOutput(ctx, i.sio.Stdout)
-		if err != nil {
-			return err
-		}
-		i.copyOut(w, ec)
+	// A terminal has one output stream; stderr is merged into it.
+	stdout, _, err := i.openOutputs(ctx, false)
+	if err != nil {
+		return err
+	}
+	if stdout != nil {
+		i.copyOut(stdout, ec)
 	}
 	if i.sio.Stdin != "" {
 		return i.startStdin(ctx, ec)
@@ -155,7 +167,48 @@ func (i *IO) startConsole(ctx context.Context) error {
 	return nil
 }
 
+// openOutputs opens where the process's stdout and, if wanted, stderr go;
+// either is nil if the process has none. One logging binary takes both.
+func (i *IO) openOutputs(ctx context.Context, wantStderr bool) (stdout, stderr io.WriteCloser, err error) {
+	if i.sio.Stdout == "" && (!wantStderr || i.sio.Stderr == "") {
+		return nil, nil, nil
+	}
+	if u, err := parseTarget(i.sio.Stdout); err == nil && isBinary(u) {
+		l, err := startLogger(ctx, u, i.id)
+		if err != nil {
+			return nil, nil, err
+		}
+		i.mu.Lock()
+		i.logger = l
+		i.mu.Unlock()
+		if !wantStderr {
+			l.Stderr.Close()
+			return l.Stdout, nil, nil
+		}
+		return l.Stdout, l.Stderr, nil
+	}
+	if i.sio.Stdout != "" {
+		if stdout, err = i.openOutput(ctx, i.sio.Stdout); err != nil {
+			return nil, nil, err
+		}
+	}
+	if wantStderr && i.sio.Stderr != "" {
+		if stderr, err = i.openOutput(ctx, i.sio.Stderr); err != nil {
+			if stdout != nil {
+				stdout.Close()
+			}
+			return nil, nil, err
+		}
+	}
+	return stdout, stderr, nil
+}
+
 func (i *IO) startStdin(ctx context.Context, dst io.WriteCloser) error {
+	// containerd/fifo closes a fifo whose context ends before its
+	// asynchronous open is noticed, even for these non-blocking opens: the
+	// caller's timeout must not reach them, or the process may see EOF at
+	// once or lose stdin when the client closes its end.
+	ctx = context.WithoutCancel(ctx)
 	in, err := fifo.OpenFifo(ctx, i.sio.Stdin, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return fmt.Errorf("failed to open stdin fifo %s: %w", i.sio.Stdin, err)
@@ -168,7 +221,9 @@ func (i *IO) startStdin(ctx context.Context, dst io.WriteCloser) error {
 	i.mu.Lock()
 	i.stdinIn, i.stdinHold = in, hold
 	i.mu.Unlock()
+	i.stdinWG.Add(1)
 	go func() {
+		defer i.stdinWG.Done()
 		_, _ = io.Copy(dst, in)
 		// With a terminal, dst is the console, which must stay open for
 		// output; the process sees EOF when the client sends ^D instead.
@@ -247,6 +302,7 @@ func (i *IO) Close(timeout time.Duration) {
 	i.closed = true
 	closers := append(i.closers, i.stdinIn, i.stdinHold)
 	i.stdinIn, i.stdinHold, i.closers = nil, nil, nil
+	l := i.logger
 	i.mu.Unlock()
 
 	i.Shutdown()
@@ -262,6 +318,12 @@ func (i *IO) Close(timeout time.Duration) {
 		}
 	}
 	<-drained
+	i.stdinWG.Wait()
+	if l != nil {
+		if err := l.close(loggerExitTimeout); err != nil {
+			log.L.WithError(err).WithField("id", i.id).Warn("failed to stop logging binary")
+		}
+	}
 }
 
 func (i *IO) addCloser(c io.Closer) {
@@ -270,56 +332,60 @@ func (i *IO) addCloser(c io.Closer) {
 	i.closers = append(i.closers, c)
 }
 
-// openOutput opens where the process's output goes: a fifo containerd's
-// client reads, or a file for file:// URIs.
+// openOutput opens where an output stream goes: a fifo containerd's client
+// reads, or a file for file:// URIs.
 func (i *IO) openOutput(ctx context.Context, target string) (io.WriteCloser, error) {
-	path, isFile, err := outputTarget(target)
+	u, err := parseTarget(target)
 	if err != nil {
 		return nil, err
 	}
-	if isFile {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if u.Scheme == "file" {
+		if err := os.MkdirAll(filepath.Dir(u.Path), 0o755); err != nil {
 			return nil, err
 		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		f, err := os.OpenFile(u.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 		if err != nil {
-			return nil, fmt.Errorf("failed to open log file %s: %w", path, err)
+			return nil, fmt.Errorf("failed to open log file %s: %w", u.Path, err)
 		}
 		return f, nil
 	}
 	// Open a read end first so that opening the write end never blocks and
 	// writes never fail with EPIPE while the client is (re)connecting.
-	r, err := fifo.OpenFifo(ctx, path, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
+	r, err := fifo.OpenFifo(ctx, u.Path, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, fmt.Errorf("failed to open fifo %s: %w", path, err)
+		return nil, fmt.Errorf("failed to open fifo %s: %w", u.Path, err)
 	}
-	w, err := fifo.OpenFifo(ctx, path, syscall.O_WRONLY, 0)
+	w, err := fifo.OpenFifo(ctx, u.Path, syscall.O_WRONLY, 0)
 	if err != nil {
 		r.Close()
-		return nil, fmt.Errorf("failed to open fifo %s: %w", path, err)
+		return nil, fmt.Errorf("failed to open fifo %s: %w", u.Path, err)
 	}
 	return &pairCloser{WriteCloser: w, other: r}, nil
 }
 
-// outputTarget parses a stdout/stderr target: a plain fifo path, fifo:// or
-// file://. Logging binaries (binary://) are not supported yet.
-func outputTarget(target string) (path string, isFile bool, err error) {
+// parseTarget parses a stdout/stderr target: a plain fifo path, fifo://,
+// file://, or a logging binary's binary:// or binary-v2://. A plain path
+// comes back as a fifo:// URI.
+func parseTarget(target string) (*url.URL, error) {
 	u, err := url.Parse(target)
 	if err != nil {
-		return "", false, fmt.Errorf("invalid stdio target %q: %w", target, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("invalid stdio target %q: %w", target, errdefs.ErrInvalidArgument)
 	}
 	switch u.Scheme {
-	case "", "fifo":
-		if u.Scheme == "" {
-			return target, false, nil
-		}
-		return u.Path, false, nil
-	case "file":
-		return u.Path, true, nil
-	case "binary", "binary-v2":
-		return "", false, fmt.Errorf("stdio logging binaries (%s) are not supported by the hostnet shim: %w", target, errdefs.ErrNotImplemented)
+	case "":
+		return &url.URL{Scheme: "fifo", Path: target}, nil
+	case "fifo", "file", "binary", "binary-v2":
+	default:
+		return nil, fmt.Errorf("unknown stdio scheme %q in %q: %w", u.Scheme, target, errdefs.ErrInvalidArgument)
 	}
-	return "", false, fmt.Errorf("unknown stdio scheme %q: %w", u.Scheme, errdefs.ErrInvalidArgument)
+	if u.Host != "" || !filepath.IsAbs(u.Path) {
+		return nil, fmt.Errorf("stdio target %q must name an absolute path: %w", target, errdefs.ErrInvalidArgument)
+	}
+	return u, nil
+}
+
+func isBinary(u *url.URL) bool {
+	return u.Scheme == "binary" || u.Scheme == "binary-v2"
 }
 
 // pairCloser writes to a fifo and closes its held-open read end with it.

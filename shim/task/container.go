@@ -40,6 +40,7 @@ type container struct {
 	netReq network.Request // to tear down what the network mode set up
 	rootfs string          // mounted by the shim; empty if the client mounted it
 	init   *process.Process
+	oom    *oomWatcher // nil if the cgroup cannot be watched
 	// sharedPidNS containers have no pid namespace of their own, so the
 	// init's exit does not kill the processes it leaves behind.
 	sharedPidNS bool
@@ -111,7 +112,7 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 	}
 
 	sio := stdio.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
-	pio, err := process.NewIO(sio, cfg.IoUID, cfg.IoGID, epoller)
+	pio, err := process.NewIO(r.ID, sio, cfg.IoUID, cfg.IoGID, epoller)
 	if err != nil {
 		return nil, err
 	}
@@ -225,7 +226,7 @@ func (c *container) startExec(ctx context.Context, e *execProcess, epoller *cons
 	if st := e.State(); st != process.Created {
 		return fmt.Errorf("exec %s is %s: %w", e.ID, st, errdefs.ErrFailedPrecondition)
 	}
-	pio, err := process.NewIO(e.Stdio, c.rt.IoUID, c.rt.IoGID, epoller)
+	pio, err := process.NewIO(c.id, e.Stdio, c.rt.IoUID, c.rt.IoGID, epoller)
 	if err != nil {
 		return err
 	}
@@ -312,6 +313,9 @@ func (c *container) deleteInit(ctx context.Context) error {
 	var errs []error
 	if err := c.rt.Delete(ctx, c.id, false); err != nil {
 		errs = append(errs, err)
+	}
+	if c.oom != nil {
+		c.oom.close()
 	}
 	if err := c.unmountRootfs(ctx); err != nil {
 		errs = append(errs, err)

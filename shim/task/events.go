@@ -164,6 +164,17 @@ func (s *service) handleInitExit(c *container, e runc.Exit) {
 	for _, ep := range live {
 		<-ep.Exited()
 	}
+	if c.oom != nil {
+		c.oom.flush()
+	}
+	if e.Timestamp.IsZero() {
+		e.Timestamp = time.Now()
+	}
+	// Recorded for `shim delete`, should the shim die before containerd
+	// has the exit.
+	if err := process.WriteExit(c.bundle, e); err != nil {
+		log.G(s.context).WithError(err).WithField("id", c.id).Warn("failed to record exit status")
+	}
 	s.publishExit(c, c.init, e)
 }
 

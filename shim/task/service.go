@@ -25,6 +25,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	runc "github.com/containerd/go-runc"
+	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -135,11 +136,16 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 		}
 		return nil, errgrpc.ToGRPC(err)
 	}
+	pid := c.init.Pid()
+	// Watched from creation on, as a container can run out of memory
+	// before it is started; reported once TaskCreate is out.
+	if c.oom, err = watchOOM(c.id, pid, s.send); err != nil {
+		log.G(ctx).WithError(err).WithField("id", c.id).Warn("OOM kills of container will not be reported")
+	}
 	s.mu.Lock()
 	s.containers[r.ID] = c
 	s.mu.Unlock()
 
-	pid := c.init.Pid()
 	s.send(&eventstypes.TaskCreate{
 		ContainerID: r.ID,
 		Bundle:      r.Bundle,
@@ -152,6 +158,9 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 		},
 		Pid: uint32(pid),
 	})
+	if c.oom != nil {
+		c.oom.start()
+	}
 	s.track(w, c, c.init)
 	return &taskAPI.CreateTaskResponse{Pid: uint32(pid)}, nil
 }
@@ -435,9 +444,14 @@ func (s *service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (*ptyp
 	return empty, nil
 }
 
-// Checkpoint is not supported.
+// Checkpoint is not supported. It is a failed precondition rather than
+// NotImplemented, like every request the shim refuses, so that clients do
+// not take it for an older task API.
 func (s *service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskRequest) (*ptypes.Empty, error) {
-	return nil, errgrpc.ToGRPCf(errdefs.ErrNotImplemented, "checkpoint is not supported by the hostnet shim")
+	if _, err := s.get(r.ID); err != nil {
+		return nil, err
+	}
+	return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "checkpointing container %s: checkpoint is not supported by the hostnet shim", r.ID)
 }
 
 // Update changes the container's resource limits.

@@ -47,6 +47,11 @@ type Config struct {
 	RuntimeRoots []string
 	// StartTimeout bounds how long Start waits for the socket; 30s if zero.
 	StartTimeout time.Duration
+	// ConfigVersion is the version of the configuration file to write: 3
+	// for containerd 2.x, 2 for containerd 1.x (which has no CRI runtime
+	// entry for hostnet then: the CRI plugin is disabled). Zero asks the
+	// binary (`containerd --version`).
+	ConfigVersion int
 }
 
 // Daemon is a running private containerd.
@@ -66,15 +71,18 @@ type Daemon struct {
 
 	runtimeRoots []string
 
-	ctr   string
-	env   []string
-	cmd   *exec.Cmd
-	exitc chan error
-	log   *os.File
+	ctr          string
+	env          []string
+	containerd   string
+	configPath   string
+	startTimeout time.Duration
+	cmd          *exec.Cmd
+	exitc        chan error
+	log          *os.File
 }
 
-// Start creates a temporary directory, writes a config version 3 file into
-// it and starts containerd. On error nothing is left behind.
+// Start creates a temporary directory, writes a configuration file into it
+// (version 3, or 2 for containerd 1.x) and starts containerd. On error nothing is left behind.
 func Start(ctx context.Context, cfg Config) (_ *Daemon, retErr error) {
 	if cfg.Namespace == "" {
 		cfg.Namespace = fmt.Sprintf("hostnet-test-%d", os.Getpid())
@@ -123,30 +131,67 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, retErr error) {
 			return nil, err
 		}
 	}
+	if cfg.ConfigVersion == 0 {
+		cfg.ConfigVersion = configVersionFor(containerd)
+	}
 	configPath := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(configPath, []byte(d.config()), 0o600); err != nil {
+	cfgText := d.config()
+	if cfg.ConfigVersion < 3 {
+		cfgText = d.configV2()
+	}
+	if err := os.WriteFile(configPath, []byte(cfgText), 0o600); err != nil {
 		return nil, err
 	}
 	if d.log, err = os.Create(d.LogPath); err != nil {
 		return nil, err
 	}
-
-	d.cmd = exec.Command(containerd, "--config", configPath)
-	d.cmd.Env = d.env
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	// Own process group, so a Ctrl-C meant for `go test` does not kill the
-	// daemon before Stop has cleaned up after it.
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := d.cmd.Start(); err != nil {
+	d.containerd, d.configPath, d.startTimeout = containerd, configPath, cfg.StartTimeout
+	if err := d.launch(); err != nil {
 		return nil, err
 	}
-	d.exitc = make(chan error, 1)
-	go func() { d.exitc <- d.cmd.Wait() }()
-
 	if err := d.waitReady(ctx, cfg.StartTimeout); err != nil {
 		return nil, fmt.Errorf("containerd did not come up: %w\n%s", err, d.LogTail(30))
 	}
 	return d, nil
+}
+
+// launch starts the containerd process on d's configuration.
+func (d *Daemon) launch() error {
+	cmd := exec.Command(d.containerd, "--config", d.configPath)
+	cmd.Env = d.env
+	cmd.Stdout, cmd.Stderr = d.log, d.log
+	// Own process group, so a Ctrl-C meant for `go test` does not kill the
+	// daemon before Stop has cleaned up after it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exitc := make(chan error, 1)
+	go func() { exitc <- cmd.Wait() }()
+	d.cmd, d.exitc = cmd, exitc
+	return nil
+}
+
+// Restart stops containerd by its pid with SIGTERM, leaving the shims and
+// their tasks running, and starts it again on the same configuration (root,
+// state, sockets), then waits until it serves. Clients connected before
+// reconnect on their own. Shims that containerd started before the restart
+// are reloaded from its state directory.
+func (d *Daemon) Restart(ctx context.Context) error {
+	if d.cmd == nil || d.cmd.Process == nil || d.exited() {
+		return errors.New("containerd is not running")
+	}
+	if err := d.stopDaemon(); err != nil {
+		return err
+	}
+	fmt.Fprintf(d.log, "\n=== hostnet test harness: restarting containerd (was pid %d) ===\n", d.cmd.Process.Pid)
+	if err := d.launch(); err != nil {
+		return err
+	}
+	if err := d.waitReady(ctx, d.startTimeout); err != nil {
+		return fmt.Errorf("containerd did not come back up: %w\n%s", err, d.LogTail(30))
+	}
+	return nil
 }
 
 // config renders the daemon's configuration: private paths, the hostnet
@@ -178,6 +223,61 @@ func (d *Daemon) config() string {
 		"  runtime_type = " + q(HostnetRuntime),
 		"",
 	}, "\n")
+}
+
+// configV2 renders the same private configuration in version 2, for
+// containerd 1.x. The CRI plugin is disabled: its version 2 configuration
+// differs and the tests drive containerd through ctr and the client.
+func (d *Daemon) configV2() string {
+	q := func(s string) string { return "'" + s + "'" }
+	return strings.Join([]string{
+		"version = 2",
+		"root = " + q(d.Root),
+		"state = " + q(d.State),
+		"disabled_plugins = ['io.containerd.nri.v1.nri', 'io.containerd.grpc.v1.cri']",
+		"",
+		"[grpc]",
+		"  address = " + q(d.Address),
+		"",
+		"[ttrpc]",
+		"  address = " + q(d.Address+".ttrpc"),
+		"",
+		"[debug]",
+		"  address = " + q(filepath.Join(d.Dir, "debug.sock")),
+		"  level = 'info'",
+		"",
+		"[plugins.'io.containerd.internal.v1.opt']",
+		"  path = " + q(filepath.Join(d.Dir, "opt")),
+		"",
+	}, "\n")
+}
+
+// Version returns the major version `containerd --version` reports for the
+// binary, or 0 if it cannot tell. Output looks like
+// "containerd github.com/containerd/containerd/v2 v2.4.2 <commit>" or, from
+// Debian, "containerd github.com/containerd/containerd 1.6.20~ds1 ...".
+func Version(containerd string) (major int, full string) {
+	out, err := exec.Command(containerd, "--version").Output()
+	if err != nil {
+		return 0, ""
+	}
+	fields := strings.Fields(string(out))
+	for _, f := range fields[min(2, len(fields)):] {
+		v := strings.TrimPrefix(f, "v")
+		if m, _, ok := strings.Cut(v, "."); ok {
+			if n, err := strconv.Atoi(m); err == nil {
+				return n, f
+			}
+		}
+	}
+	return 0, strings.TrimSpace(string(out))
+}
+
+func configVersionFor(containerd string) int {
+	if major, _ := Version(containerd); major == 1 {
+		return 2
+	}
+	return 3
 }
 
 func (d *Daemon) waitReady(ctx context.Context, timeout time.Duration) error {

@@ -11,6 +11,7 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -46,7 +47,16 @@ func run() int {
 		keep      = flag.Bool("keep", false, "keep each test's directory (bundles are removed by the tests themselves)")
 		artifacts = flag.String("artifacts", "", "copy each run's stdout.tap, stderr.txt, calls.log and runtime.log here")
 	)
+	noSeccomp := flag.Bool("no-seccomp", false, "diagnostic: remove linux.seccomp from each config.json before `create`, for both runtimes (shows what fails besides seccomp; not for the gate)")
+	stripFile := flag.String("strip-seccomp-file", "", "internal: remove linux.seccomp from this config.json and exit")
 	flag.Parse()
+	if *stripFile != "" {
+		if err := stripSeccomp(*stripFile); err != nil {
+			fmt.Fprintf(os.Stderr, "oci-conformance: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "oci-conformance: "+format+"\n", args...) }
 
 	suite, err := BuildSuite(*gobin, *cache, *module, *version, *rebuild, logf)
@@ -132,6 +142,14 @@ func run() int {
 	rep.HostFindings = sweepSuiteCgroups()
 	handleInterrupts()
 	runner := &Runner{Suite: suite, Reaper: reaper, WorkDir: wd, Timeout: *timeout, Keep: *keep, Artifacts: *artifacts}
+	if *noSeccomp {
+		if runner.StripSeccomp, err = os.Executable(); err != nil {
+			logf("%v", err)
+			return 2
+		}
+		rep.NoSeccomp = true
+		logf("-no-seccomp: linux.seccomp is removed from every config.json before create (diagnostic run)")
+	}
 	for i, t := range tests {
 		tr := TestResult{Name: t, Results: map[string]RunResult{}}
 		line := fmt.Sprintf("[%2d/%d] %-34s", i+1, len(tests), t)
@@ -193,4 +211,32 @@ func run() int {
 	}
 	logf("OK: %s passes every test runc passes", testName)
 	return 0
+}
+
+// stripSeccomp removes linux.seccomp from a bundle's config.json, keeping
+// everything else as it was.
+func stripSeccomp(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var cfg map[string]json.RawMessage
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	var linux map[string]json.RawMessage
+	if raw, ok := cfg["linux"]; !ok || json.Unmarshal(raw, &linux) != nil {
+		return nil
+	}
+	if _, ok := linux["seccomp"]; !ok {
+		return nil
+	}
+	delete(linux, "seccomp")
+	if cfg["linux"], err = json.Marshal(linux); err != nil {
+		return err
+	}
+	if b, err = json.Marshal(cfg); err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
 }

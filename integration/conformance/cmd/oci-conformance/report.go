@@ -46,6 +46,8 @@ type Report struct {
 	// Improvements: tests the runtime under test passes and runc does not.
 	Improvements []string  `json:"improvements"`
 	HostFindings []Finding `json:"host_findings,omitempty"`
+	// NoSeccomp: a -no-seccomp diagnostic run.
+	NoSeccomp bool `json:"no_seccomp,omitempty"`
 }
 
 func (rep *Report) finish() {
@@ -121,6 +123,9 @@ func (rep *Report) writeMarkdown(w io.Writer) {
 		rep.Started.UTC().Format(time.RFC3339), time.Duration(rep.Seconds*float64(time.Second)).Round(time.Second))
 	for _, rt := range rep.Runtimes {
 		fmt.Fprintf(w, "- %s: `%s` (%s)\n", rt.Name, rt.Path, rt.Version)
+	}
+	if rep.NoSeccomp {
+		fmt.Fprintf(w, "\n**Diagnostic run (-no-seccomp): linux.seccomp was removed from every config.json before create, for both runtimes.**\n")
 	}
 	fmt.Fprintf(w, "\nSubtest columns are TAP `ok` / `not ok` / `# skip` counts.\n\n")
 
@@ -251,16 +256,31 @@ func (rep *Report) writeMarkdown(w io.Writer) {
 	}
 }
 
-// firstError is the first error-level message in a run's runtime log.
+// firstError picks the runtime error that explains a failed run: the first
+// error-level message of the runtime's log that the test also printed, in
+// its stderr or in a failing subtest's diagnostics. Errors the test provoked
+// on purpose ("state" without an id, ...) and checked with an "ok" appear in
+// neither. Falls back to the first error, then to the verdict.
 func firstError(r RunResult) string {
+	var msgs []string
 	for _, l := range r.RuntimeLog {
 		var e struct{ Level, Msg string }
 		if json.Unmarshal([]byte(l), &e) == nil && (e.Level == "error" || e.Level == "fatal") && e.Msg != "" {
-			if strings.Contains(e.Msg, "container id cannot be empty") {
-				continue // the create test's deliberate call without an id
-			}
-			return e.Msg
+			msgs = append(msgs, e.Msg)
 		}
+	}
+	var failing strings.Builder
+	for _, f := range r.TAP.Failures {
+		failing.WriteString(f.Detail + "\n")
+	}
+	for _, m := range msgs {
+		quoted, _ := json.Marshal(m)
+		if strings.Contains(r.Stderr, m) || strings.Contains(failing.String(), strings.Trim(string(quoted), `"`)) {
+			return m
+		}
+	}
+	if len(msgs) > 0 {
+		return msgs[0]
 	}
 	return "(no runtime error) " + r.Reason
 }

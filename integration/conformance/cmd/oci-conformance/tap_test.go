@@ -49,6 +49,7 @@ func TestVerdict(t *testing.T) {
 		{"short", RunResult{TAP: ParseTAP("1..3\nok 1\n")}, Fail},
 		{"timeout", RunResult{TimedOut: true, TAP: ParseTAP("ok 1\n1..1\n")}, Fail},
 		{"empty", RunResult{TAP: ParseTAP("")}, Fail},
+		{"hook test success", RunResult{TAP: ParseTAP("TAP version 13\n1..0\n")}, Pass},
 		{"two streams", RunResult{TAP: ParseTAP("TAP version 13\n1..2\nok 1\nok 2\nTAP version 13\n1..0\n")}, Pass},
 		{"error without subtests", RunResult{TAP: ParseTAP("TAP version 13\n  ---\n  {\n    \"error\": \"hooks MUST\"\n  }\n  ...\n1..0\n")}, Fail},
 		{"yaml after ok", RunResult{TAP: ParseTAP("TAP version 13\nok 1 - x\n  ---\n  {\n    \"error\": \"exit status 1\"\n  }\n  ...\n1..1\n")}, Pass},

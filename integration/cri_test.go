@@ -1,0 +1,822 @@
+package integration
+
+// The Kubernetes path: a private containerd with its CRI plugin configured
+// for the runtime handler "hostnet", driven over CRI's gRPC API the way the
+// kubelet drives it (k8s.io/cri-api), with a pause image built here and a
+// CNI network of Debian's plugins private to the test.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/errdefs"
+	"github.com/vishvananda/netlink"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/hostnet-dev/hostnet/integration/internal/daemon"
+	"github.com/hostnet-dev/hostnet/integration/internal/image"
+	"github.com/hostnet-dev/hostnet/spec"
+)
+
+// criPauseImage is the sandbox image's reference. The .invalid domain can
+// never be pulled from: the test imports it before any pod runs.
+const criPauseImage = "hostnet.invalid/pause:test"
+
+// criCNIBinDir holds Debian's containernetworking-plugins.
+const criCNIBinDir = "/usr/lib/cni"
+
+// criEnv is the CRI-enabled containerd of TestCRI and the test's network.
+type criEnv struct {
+	d   *daemon.Daemon
+	rt  runtimeapi.RuntimeServiceClient
+	img runtimeapi.ImageServiceClient
+	// ctr is a containerd client in the CRI namespace, to read the specs
+	// CRI generated.
+	ctr *client.Client
+
+	netName string       // CNI network name
+	bridge  string       // CNI bridge, created by the bridge plugin
+	subnet  netip.Prefix // CNI subnet
+	// hostnetSubnet is hostnet's own bridge-mode subnet for this test.
+	hostnetSubnet netip.Prefix
+	gateway       netip.Addr // the bridge's address
+	ipamDir       string     // host-local's dataDir
+	cgroupParent  string     // below /<d.Namespace>, removed by d.Stop
+	hostNetNS     string     // readlink /proc/self/ns/net of the test
+	// strict keeps containerd's CRI defaults that hostnet-runc cannot run
+	// yet: a sandbox oom_score_adj of -998, and the unprivileged port and
+	// ICMP sysctls in every pod with its own netns.
+	strict bool
+}
+
+// TestCRI runs pods through containerd's CRI plugin with the hostnet
+// runtime handler: a hostNetwork pod, a pod on a CNI network, and pods
+// whose hostnet annotation reaches the shim through pod_annotations.
+func TestCRI(t *testing.T) {
+	if testRuntime != daemon.HostnetRuntime {
+		t.Skip("the CRI runtime handler under test is hostnet's")
+	}
+	e := startCRIEnv(t)
+	t.Run("HostNetworkPod", e.testHostNetworkPod)
+	t.Run("PodNetwork", e.testPodNetwork)
+	t.Run("Annotations", func(t *testing.T) {
+		t.Run("NoneKeepsPodNetwork", e.testAnnotationNone)
+		t.Run("HostOverridesPodNetwork", e.testAnnotationHost)
+		t.Run("InvalidRejected", e.testAnnotationInvalid)
+		t.Run("BridgeRejectedForPodNetwork", e.testAnnotationBridge)
+		t.Run("BridgeForNodeNetworkPod", e.testBridgePod)
+	})
+}
+
+func startCRIEnv(t *testing.T) *criEnv {
+	t.Helper()
+	for _, p := range []string{"bridge", "host-local", "portmap", "loopback"} {
+		if _, err := os.Stat(filepath.Join(criCNIBinDir, p)); err != nil {
+			t.Fatalf("CNI plugin %s missing (apt-get install containernetworking-plugins): %v", p, err)
+		}
+	}
+	pid := os.Getpid()
+	hostNetNS, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &criEnv{
+		netName:   fmt.Sprintf("hostnet-cri-%d", pid),
+		bridge:    fmt.Sprintf("hncri%d", pid%100000),
+		subnet:    netip.MustParsePrefix(fmt.Sprintf("10.235.%d.0/24", pid%200)),
+		ipamDir:   t.TempDir(),
+		hostNetNS: hostNetNS,
+	}
+	e.gateway = e.subnet.Addr().Next()
+	e.strict = os.Getenv("HOSTNET_CRI_STRICT") != ""
+
+	// The CNI bridge plugin leaves its bridge behind; so may a failed
+	// hostnet bridge-mode attach. Registered first, so it runs after the
+	// daemon's Stop.
+	hostnetBridge := fmt.Sprintf("hncrb%d", pid%100000)
+	e.hostnetSubnet = netip.MustParsePrefix(fmt.Sprintf("10.237.%d.0/24", pid%200))
+	t.Cleanup(func() {
+		for _, name := range []string{e.bridge, hostnetBridge} {
+			if link, err := netlink.LinkByName(name); err == nil {
+				if err := netlink.LinkDel(link); err != nil {
+					t.Errorf("delete bridge %s: %v", name, err)
+				}
+			}
+		}
+		removeCNICache(t, e.netName)
+	})
+
+	confDir := t.TempDir()
+	conflist := map[string]any{
+		"cniVersion": "1.0.0",
+		"name":       e.netName,
+		"plugins": []any{
+			map[string]any{
+				"type":      "bridge",
+				"bridge":    e.bridge,
+				"isGateway": true,
+				// No masquerading: the pod talks to its bridge only, and
+				// the host's iptables stay untouched.
+				"ipMasq":      false,
+				"hairpinMode": true,
+				"ipam": map[string]any{
+					"type":    "host-local",
+					"dataDir": e.ipamDir,
+					"ranges":  [][]map[string]string{{{"subnet": e.subnet.String(), "gateway": e.gateway.String()}}},
+				},
+			},
+			// No pod asks for port mappings, so portmap adds no rule.
+			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}},
+		},
+	}
+	data, err := json.MarshalIndent(conflist, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(confDir, "10-hostnet-cri.conflist"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	ns := fmt.Sprintf("hostnet-cri-%d", pid)
+	e.cgroupParent = "/" + ns
+	d, err := daemon.StartCRI(ctx, daemon.Config{BinDir: binDir, Namespace: ns}, daemon.CRIConfig{
+		SandboxImage:   criPauseImage,
+		CNIBinDirs:     []string{criCNIBinDir},
+		CNIConfDir:     confDir,
+		PodAnnotations: []string{"hostnet.containerd.io/*"},
+		// Workarounds for hostnet-runc, which fails what runc does with
+		// CRI's defaults: it writes the spec's sysctls after making
+		// /proc/sys read-only ("set sysctl
+		// net.ipv4.ip_unprivileged_port_start: ... read-only file
+		// system"), and oom_score_adj from the container's init without
+		// CAP_SYS_RESOURCE ("write /proc/self/oom_score_adj: permission
+		// denied" for the sandbox's -998). HOSTNET_CRI_STRICT=1 runs with
+		// containerd's defaults instead.
+		RestrictOOMScoreAdj:   !e.strict,
+		NoUnprivilegedSysctls: !e.strict,
+		// For pods that ask for bridge mode: a bridge and IPAM private to
+		// the test.
+		HostnetConfig: fmt.Sprintf("[network.bridge]\nname = %q\nsubnet = %q\nstate_dir = %q\n",
+			hostnetBridge, e.hostnetSubnet.String(), t.TempDir()),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.d = d
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last lines of %s:\n%s", d.LogPath, d.LogTail(60))
+		}
+		if err := d.Stop(); err != nil {
+			t.Errorf("stop CRI containerd: %v", err)
+		}
+	})
+
+	// Images: the pause image from a static Go program, and busybox.
+	work := t.TempDir()
+	pause := filepath.Join(work, "pause")
+	repo, err := daemon.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := exec.CommandContext(ctx, goTool(), "build", "-o", pause, "./integration/testdata/pause")
+	build.Dir = repo
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build pause: %v\n%s", err, out)
+	}
+	pauseTar, busyboxTar := filepath.Join(work, "pause.tar"), filepath.Join(work, "busybox.tar")
+	if _, err := image.WriteStaticFile(pauseTar, image.StaticOptions{Binary: pause, Name: criPauseImage}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := image.WriteFile(busyboxTar, image.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, archive := range []string{pauseTar, busyboxTar} {
+		if err := d.ImportImageIn(ctx, daemon.CRINamespace, archive); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	conn, err := grpc.NewClient("unix://"+d.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	e.rt = runtimeapi.NewRuntimeServiceClient(conn)
+	e.img = runtimeapi.NewImageServiceClient(conn)
+	if e.ctr, err = client.New(d.Address, client.WithDefaultNamespace(daemon.CRINamespace)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.ctr.Close() })
+
+	e.waitReady(ctx, t)
+	return e
+}
+
+// waitReady waits until CRI reports runtime and network ready (the CNI
+// config is loaded) and lists both images, so that no RunPodSandbox can
+// try to pull.
+func (e *criEnv) waitReady(ctx context.Context, t *testing.T) {
+	t.Helper()
+	var why string
+	for {
+		why = ""
+		st, err := e.rt.Status(ctx, &runtimeapi.StatusRequest{})
+		if err != nil {
+			why = err.Error()
+		} else {
+			for _, c := range st.GetStatus().GetConditions() {
+				// Other conditions, such as deprecation warnings (cgroup
+				// v1), do not keep pods from running.
+				if (c.Type == runtimeapi.RuntimeReady || c.Type == runtimeapi.NetworkReady) && !c.Status {
+					why += fmt.Sprintf("%s: %s %s; ", c.Type, c.Reason, c.Message)
+				}
+			}
+		}
+		for _, ref := range []string{criPauseImage, image.DefaultName} {
+			if why != "" {
+				break
+			}
+			resp, err := e.img.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+			if err != nil {
+				why = err.Error()
+			} else if resp.GetImage() == nil {
+				why = "CRI does not list image " + ref
+			}
+		}
+		if why == "" {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("CRI not ready: %s", why)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// goTool is the go command that runs this test, for building the pause
+// program.
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "/usr/local/go/bin/go"
+}
+
+// removeCNICache removes what libcni cached for the test's network in its
+// default cache directory, should a CNI DEL not have run.
+func removeCNICache(t *testing.T, netName string) {
+	for _, dir := range []string{"/var/lib/cni/results", "/var/lib/cni/cache/results"} {
+		files, _ := filepath.Glob(filepath.Join(dir, netName+"-*"))
+		for _, f := range files {
+			if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("remove CNI cache %s: %v", f, err)
+			}
+		}
+	}
+}
+
+func criCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// pod is a pod sandbox run through CRI, with its containers.
+type pod struct {
+	e          *criEnv
+	id         string
+	config     *runtimeapi.PodSandboxConfig
+	containers []string
+}
+
+// runPod runs a pod sandbox with the hostnet handler. The cleanup stops
+// and removes it (and so its containers) if the test did not.
+func (e *criEnv) runPod(t *testing.T, hostNetwork bool, annotations map[string]string) *pod {
+	t.Helper()
+	cfg := e.podConfig(t, hostNetwork, annotations)
+	resp, err := e.rt.RunPodSandbox(criCtx(t), &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: daemon.CRIHandler})
+	if err != nil {
+		t.Fatalf("RunPodSandbox: %v", err)
+	}
+	p := &pod{e: e, id: resp.PodSandboxId, config: cfg}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if _, err := e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.id}); err != nil && status.Code(err) != codes.NotFound {
+			t.Errorf("cleanup: StopPodSandbox %s: %v", p.id, err)
+		}
+		if _, err := e.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.id}); err != nil && status.Code(err) != codes.NotFound {
+			t.Errorf("cleanup: RemovePodSandbox %s: %v", p.id, err)
+		}
+	})
+	return p
+}
+
+// podConfig is what the kubelet would send for a pod with one container:
+// unique metadata, a cgroup parent below the daemon's test tree, a DNS
+// config that points at loopback only (nothing here resolves names), and
+// the network namespace mode hostNetwork asks for.
+func (e *criEnv) podConfig(t *testing.T, hostNetwork bool, annotations map[string]string) *runtimeapi.PodSandboxConfig {
+	name := strings.Trim(notIDChars.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
+	name = fmt.Sprintf("%s-%d", name, idSeq.Add(1))
+	if len(name) > 63 {
+		name = name[len(name)-63:]
+	}
+	netMode := runtimeapi.NamespaceMode_POD
+	hostname := name
+	if hostNetwork {
+		netMode, hostname = runtimeapi.NamespaceMode_NODE, ""
+	}
+	return &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Uid: name + "-uid", Namespace: "hostnet-test"},
+		Hostname:     hostname,
+		LogDirectory: t.TempDir(),
+		DnsConfig:    &runtimeapi.DNSConfig{Servers: []string{"127.0.0.1"}, Options: []string{"ndots:1"}},
+		Labels:       map[string]string{"app": "hostnet-cri-test"},
+		Annotations:  annotations,
+		Linux: &runtimeapi.LinuxPodSandboxConfig{
+			CgroupParent: e.cgroupParent + "/pod-" + name,
+			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{Network: netMode, Pid: runtimeapi.NamespaceMode_CONTAINER, Ipc: runtimeapi.NamespaceMode_POD},
+			},
+		},
+	}
+}
+
+// startContainer creates and starts a busybox container in the pod that
+// sleeps until SIGTERM, and waits until CRI reports it running.
+func (p *pod) startContainer(t *testing.T, name string) string {
+	t.Helper()
+	ctx := criCtx(t)
+	resp, err := p.e.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+		PodSandboxId: p.id,
+		Config: &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: name},
+			Image:    &runtimeapi.ImageSpec{Image: image.DefaultName},
+			// sh as pid 1 ignores SIGTERM without a handler.
+			Command: []string{"sh", "-c", `trap "exit 0" TERM; sleep 1000 & wait`},
+			LogPath: name + ".log",
+			Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+				NamespaceOptions: p.config.Linux.SecurityContext.NamespaceOptions,
+			}},
+		},
+		SandboxConfig: p.config,
+	})
+	if err != nil {
+		t.Fatalf("CreateContainer: %v", err)
+	}
+	id := resp.ContainerId
+	p.containers = append(p.containers, id)
+	if _, err := p.e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
+		t.Fatalf("StartContainer: %v", err)
+	}
+	st, err := p.e.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+	if err != nil {
+		t.Fatalf("ContainerStatus: %v", err)
+	}
+	if s := st.GetStatus(); s.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING || s.GetMetadata().GetName() != name {
+		t.Fatalf("ContainerStatus after start: state %v, name %q; want RUNNING %q", s.GetState(), s.GetMetadata().GetName(), name)
+	}
+	return id
+}
+
+// exec runs a command in a container with ExecSync and returns stdout; it
+// fails the test on a non-zero exit.
+func (p *pod) exec(t *testing.T, id string, cmd ...string) string {
+	t.Helper()
+	resp, err := p.e.rt.ExecSync(criCtx(t), &runtimeapi.ExecSyncRequest{ContainerId: id, Cmd: cmd, Timeout: 30})
+	if err != nil {
+		t.Fatalf("ExecSync %v: %v", cmd, err)
+	}
+	if resp.ExitCode != 0 {
+		t.Fatalf("ExecSync %v: exit %d, stderr %q", cmd, resp.ExitCode, resp.Stderr)
+	}
+	return strings.TrimSpace(string(resp.Stdout))
+}
+
+// podTrace is what a pod holds on the host while it runs.
+type podTrace struct {
+	ids      []string // sandbox and container ids
+	shims    map[string]int
+	cgroups  []string
+	netnsDir string // path of the pod's netns, "" for hostNetwork
+}
+
+// trace records the pod's shims, cgroups and netns while it runs.
+func (p *pod) trace(t *testing.T) podTrace {
+	t.Helper()
+	tr := podTrace{ids: append([]string{p.id}, p.containers...), shims: map[string]int{}}
+	shims, err := p.e.d.ShimPids()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range tr.ids {
+		if pid, ok := shims[id]; ok {
+			tr.shims[id] = pid
+		}
+		c, err := p.e.ctr.LoadContainer(t.Context(), id)
+		if err != nil {
+			t.Fatalf("containerd has no container %s: %v", id, err)
+		}
+		s, err := c.Spec(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Linux != nil && s.Linux.CgroupsPath != "" {
+			if !strings.HasPrefix(s.Linux.CgroupsPath, p.e.cgroupParent+"/") {
+				t.Errorf("%s: cgroupsPath %s not below %s", id, s.Linux.CgroupsPath, p.e.cgroupParent)
+			}
+			if !cgroupExists(t, s.Linux.CgroupsPath) {
+				t.Errorf("running %s has no cgroup %s", id, s.Linux.CgroupsPath)
+			}
+			tr.cgroups = append(tr.cgroups, s.Linux.CgroupsPath)
+		}
+		if id == p.id {
+			if ns, ok := spec.NetworkNamespace(s); ok {
+				tr.netnsDir = ns.Path
+			}
+		}
+	}
+	if len(tr.shims) == 0 {
+		t.Fatalf("no shim serves pod %s (shims: %v)", p.id, shims)
+	}
+	t.Logf("pod %.12s: shims %v, cgroups %v, netns %q", p.id, tr.shims, tr.cgroups, tr.netnsDir)
+	return tr
+}
+
+// stopAndRemove takes the pod down the way the kubelet does: each
+// container stopped (SIGTERM, which it obeys) and removed, then the
+// sandbox stopped and removed.
+func (p *pod) stopAndRemove(t *testing.T) {
+	t.Helper()
+	ctx := criCtx(t)
+	for _, id := range p.containers {
+		if _, err := p.e.rt.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id, Timeout: 30}); err != nil {
+			t.Fatalf("StopContainer %s: %v", id, err)
+		}
+		st, err := p.e.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+		if err != nil {
+			t.Fatalf("ContainerStatus %s: %v", id, err)
+		}
+		if s := st.GetStatus(); s.GetState() != runtimeapi.ContainerState_CONTAINER_EXITED || s.GetExitCode() != 0 {
+			t.Errorf("after StopContainer: state %v exit %d reason %q, want EXITED 0 (SIGTERM obeyed)", s.GetState(), s.GetExitCode(), s.GetReason())
+		}
+		if _, err := p.e.rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+			t.Fatalf("RemoveContainer %s: %v", id, err)
+		}
+	}
+	if _, err := p.e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.id}); err != nil {
+		t.Fatalf("StopPodSandbox: %v", err)
+	}
+	if _, err := p.e.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.id}); err != nil {
+		t.Fatalf("RemovePodSandbox: %v", err)
+	}
+}
+
+// assertGone checks that a removed pod left nothing: no CRI or containerd
+// record, task bundle, runtime state, mount, shim, cgroup or netns.
+func (e *criEnv) assertGone(t *testing.T, tr podTrace) {
+	t.Helper()
+	ctx := criCtx(t)
+	pods, err := e.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrs, err := e.rt.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range tr.ids {
+		if slices.ContainsFunc(pods.Items, func(s *runtimeapi.PodSandbox) bool { return s.Id == id }) ||
+			slices.ContainsFunc(ctrs.Containers, func(c *runtimeapi.Container) bool { return c.Id == id }) {
+			t.Errorf("CRI still lists %s", id)
+		}
+		if _, err := e.ctr.LoadContainer(ctx, id); !errdefs.IsNotFound(err) {
+			t.Errorf("containerd still has container %s (err=%v)", id, err)
+		}
+		bundle := filepath.Join(e.d.State, "io.containerd.runtime.v2.task", daemon.CRINamespace, id)
+		if _, err := os.Stat(bundle); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("task bundle %s still exists (err=%v)", bundle, err)
+		}
+		assertNoMounts(t, id)
+	}
+	// hostnet-runc's state root is in the daemon's directory.
+	_ = filepath.WalkDir(filepath.Join(e.d.Dir, "hostnet-runc"), func(p string, de fs.DirEntry, err error) error {
+		if err == nil && slices.Contains(tr.ids, de.Name()) {
+			t.Errorf("runtime state %s still exists", p)
+		}
+		return nil
+	})
+	for id, pid := range tr.shims {
+		if !daemon.WaitGone(pid, 10*time.Second) {
+			t.Errorf("shim pid %d of %s still running", pid, id)
+		}
+	}
+	if shims, err := e.d.ShimPids(); err != nil {
+		t.Error(err)
+	} else {
+		for _, id := range tr.ids {
+			if pid, ok := shims[id]; ok {
+				t.Errorf("shim pid %d still serves %s", pid, id)
+			}
+		}
+	}
+	for _, cg := range tr.cgroups {
+		if cgroupExists(t, cg) {
+			t.Errorf("cgroup %s still exists", cg)
+		}
+	}
+	if tr.netnsDir != "" {
+		if _, err := os.Stat(tr.netnsDir); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("pod netns %s still exists (err=%v)", tr.netnsDir, err)
+		}
+	}
+	mountinfo, _ := os.ReadFile("/proc/self/mountinfo")
+	for line := range strings.Lines(string(mountinfo)) {
+		if strings.Contains(line, "nsfs") && strings.Contains(line, e.d.Dir) {
+			t.Errorf("netns mount left: %s", strings.TrimSpace(line))
+		}
+	}
+}
+
+// assertNetworkClean checks that no pod is left on the CNI network: no
+// veth on its bridge, no host-local lease, no libcni cache entry.
+func (e *criEnv) assertNetworkClean(t *testing.T) {
+	t.Helper()
+	if br, err := netlink.LinkByName(e.bridge); err == nil {
+		links, _ := netlink.LinkList()
+		for _, l := range links {
+			if l.Attrs().MasterIndex == br.Attrs().Index {
+				t.Errorf("veth %s still on bridge %s", l.Attrs().Name, e.bridge)
+			}
+		}
+	}
+	leases, _ := os.ReadDir(filepath.Join(e.ipamDir, e.netName))
+	for _, l := range leases {
+		if _, err := netip.ParseAddr(l.Name()); err == nil {
+			t.Errorf("host-local lease %s left in %s", l.Name(), e.ipamDir)
+		}
+	}
+	for _, dir := range []string{"/var/lib/cni/results", "/var/lib/cni/cache/results"} {
+		if left, _ := filepath.Glob(filepath.Join(dir, e.netName+"-*")); len(left) > 0 {
+			t.Errorf("libcni cache entries left: %v", left)
+		}
+	}
+}
+
+// annotationsOf returns the OCI annotations containerd recorded for id.
+func (e *criEnv) annotationsOf(t *testing.T, id string) map[string]string {
+	t.Helper()
+	c, err := e.ctr.LoadContainer(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Spec(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Annotations
+}
+
+// testHostNetworkPod: a hostNetwork pod with the hostnet handler shares the
+// node's network namespace and hostname, and goes away without a trace.
+func (e *criEnv) testHostNetworkPod(t *testing.T) {
+	p := e.runPod(t, true, nil)
+	id := p.startContainer(t, "app")
+	tr := p.trace(t)
+
+	if got := p.exec(t, id, "readlink", "/proc/self/ns/net"); got != e.hostNetNS {
+		t.Errorf("container netns %s, host %s; want the host's", got, e.hostNetNS)
+	}
+	node, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.exec(t, id, "hostname"); got != node {
+		t.Errorf("hostname in the container %q, want the node's %q", got, node)
+	}
+	if got := p.exec(t, id, "cat", "/etc/hostname"); got != node {
+		t.Errorf("/etc/hostname in the container %q, want the node's %q", got, node)
+	}
+	// hostnet adds the host's resolv.conf only where the spec mounts none:
+	// CRI's, from the pod's DNS config, must win.
+	if got := p.exec(t, id, "cat", "/etc/resolv.conf"); !strings.Contains(got, "nameserver 127.0.0.1") {
+		t.Errorf("/etc/resolv.conf is not the pod's DNS config:\n%s", got)
+	}
+	st, err := e.rt.PodSandboxStatus(criCtx(t), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := st.GetStatus(); s.GetState() != runtimeapi.PodSandboxState_SANDBOX_READY ||
+		s.GetLinux().GetNamespaces().GetOptions().GetNetwork() != runtimeapi.NamespaceMode_NODE || s.GetRuntimeHandler() != daemon.CRIHandler {
+		t.Errorf("PodSandboxStatus: state %v, network %v, handler %q; want READY, NODE, %q",
+			s.GetState(), s.GetLinux().GetNamespaces().GetOptions().GetNetwork(), s.GetRuntimeHandler(), daemon.CRIHandler)
+	}
+	if tr.netnsDir != "" {
+		t.Errorf("hostNetwork sandbox spec joins netns %s", tr.netnsDir)
+	}
+
+	p.stopAndRemove(t)
+	e.assertGone(t, tr)
+}
+
+// testPodNetwork: a normal pod with the hostnet handler keeps the network
+// CRI and CNI give it. Its containers join the sandbox's netns by path and
+// hostnet's default host mode leaves that alone: eth0 with an address on
+// the test's CNI bridge, reachable from the bridge.
+func (e *criEnv) testPodNetwork(t *testing.T) {
+	p := e.runPod(t, false, nil)
+	id := p.startContainer(t, "app")
+	tr := p.trace(t)
+	e.assertOnPodNetwork(t, p, id, tr)
+
+	p.stopAndRemove(t)
+	e.assertGone(t, tr)
+	e.assertNetworkClean(t)
+}
+
+// assertOnPodNetwork checks that container id is in the pod's own netns,
+// the one CNI attached to the test's bridge.
+func (e *criEnv) assertOnPodNetwork(t *testing.T, p *pod, id string, tr podTrace) {
+	t.Helper()
+	if tr.netnsDir == "" {
+		t.Fatal("the sandbox spec joins no netns by path")
+	}
+	netns := p.exec(t, id, "readlink", "/proc/self/ns/net")
+	if netns == e.hostNetNS {
+		t.Errorf("container is in the host's netns %s; want the pod's", netns)
+	}
+	// The sandbox's netns, as pinned by CRI, is the container's.
+	var pinned syscall.Stat_t
+	if err := syscall.Stat(tr.netnsDir, &pinned); err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("net:[%d]", pinned.Ino); netns != want {
+		t.Errorf("container netns %s, pod's pinned netns %s (%s)", netns, want, tr.netnsDir)
+	}
+	addr := eth0Addr(t, p.exec(t, id, "ip", "-o", "-4", "addr", "show", "dev", "eth0"))
+	if !e.subnet.Contains(addr) || addr == e.gateway {
+		t.Errorf("eth0 address %s, want one in %s other than the gateway", addr, e.subnet)
+	}
+	t.Logf("container netns %s (host %s), eth0 %s", netns, e.hostNetNS, addr)
+	st, err := e.rt.PodSandboxStatus(criCtx(t), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ip := st.GetStatus().GetNetwork().GetIp(); ip != addr.String() {
+		t.Errorf("PodSandboxStatus IP %q, eth0 has %s", ip, addr)
+	}
+	// Traffic to the test's own bridge only.
+	p.exec(t, id, "ping", "-c", "1", "-W", "5", e.gateway.String())
+}
+
+// testAnnotationNone: with pod_annotations = ["hostnet.containerd.io/*"],
+// a pod annotation reaches the OCI specs of the sandbox and its
+// containers, so the shim sees it. "none" means "leave the spec's
+// namespaces as they are", and CRI's spec joins the pod's netns: the
+// container keeps its CNI network.
+func (e *criEnv) testAnnotationNone(t *testing.T) {
+	p := e.runPod(t, false, map[string]string{spec.NetworkAnnotation: string(spec.ModeNone), "unrelated.example.com/x": "y"})
+	id := p.startContainer(t, "app")
+	tr := p.trace(t)
+	for _, cid := range tr.ids {
+		ann := e.annotationsOf(t, cid)
+		if got := ann[spec.NetworkAnnotation]; got != string(spec.ModeNone) {
+			t.Errorf("%s: OCI annotation %s = %q, want %q", cid, spec.NetworkAnnotation, got, spec.ModeNone)
+		}
+		if _, ok := ann["unrelated.example.com/x"]; ok {
+			t.Errorf("%s: an annotation outside pod_annotations reached the OCI spec", cid)
+		}
+	}
+	e.assertOnPodNetwork(t, p, id, tr)
+	p.stopAndRemove(t)
+	e.assertGone(t, tr)
+	e.assertNetworkClean(t)
+}
+
+// testAnnotationHost: an explicit "host" annotation is hostnet's "force
+// host networking": the shim drops even a netns joined by path, so a
+// hostNetwork=false pod's sandbox and containers run in the node's netns,
+// although CRI and CNI still set up (and later tear down) the pod netns
+// and report its address.
+//
+// With containerd's default enable_unprivileged_ports/_icmp, CRI puts
+// net.ipv4 sysctls in the spec of such a pod, and the shim refuses them in
+// host mode, where they would change the node's settings.
+func (e *criEnv) testAnnotationHost(t *testing.T) {
+	if e.strict {
+		e.assertRunPodRejected(t, string(spec.ModeHost), "net.ipv4.ip_unprivileged_port_start", "not allowed in host network mode")
+		return
+	}
+	p := e.runPod(t, false, map[string]string{spec.NetworkAnnotation: string(spec.ModeHost)})
+	id := p.startContainer(t, "app")
+	tr := p.trace(t)
+	if got := p.exec(t, id, "readlink", "/proc/self/ns/net"); got != e.hostNetNS {
+		t.Errorf("container netns %s; with %s=host want the host's %s", got, spec.NetworkAnnotation, e.hostNetNS)
+	}
+	if tr.netnsDir == "" {
+		t.Error("CRI's sandbox spec should still name the pod netns")
+	}
+	p.stopAndRemove(t)
+	e.assertGone(t, tr)
+	e.assertNetworkClean(t)
+}
+
+// testAnnotationInvalid: an invalid mode fails RunPodSandbox with the
+// shim's error, which names the annotation, and leaves nothing behind.
+func (e *criEnv) testAnnotationInvalid(t *testing.T) {
+	e.assertRunPodRejected(t, "bogus", spec.NetworkAnnotation, `invalid network mode "bogus"`)
+}
+
+// testAnnotationBridge: hostnet's bridge mode gives a container a netns of
+// its own, but CRI's sandbox spec of a hostNetwork=false pod joins the pod
+// netns CNI set up, by path. The shim refuses to replace it (an explicit
+// mode is not silently ignored): RunPodSandbox fails with InvalidArgument
+// and CRI cleans up, CNI included.
+// testBridgePod: a pod without a CNI network (NODE) asking for bridge mode
+// gets hostnet's bridge: the sandbox is attached in-process, and its app
+// containers, which inherit the annotation, join the sandbox's netns.
+func (e *criEnv) testBridgePod(t *testing.T) {
+	p := e.runPod(t, true, map[string]string{spec.NetworkAnnotation: string(spec.ModeBridge)})
+	id := p.startContainer(t, "app")
+	tr := p.trace(t)
+	if netns := p.exec(t, id, "readlink", "/proc/self/ns/net"); netns == e.hostNetNS {
+		t.Errorf("container is in the host's netns; want the sandbox's bridged one")
+	}
+	addr := eth0Addr(t, p.exec(t, id, "ip", "-o", "-4", "addr", "show", "dev", "eth0"))
+	if !e.hostnetSubnet.Contains(addr) {
+		t.Errorf("eth0 address %s, want one in hostnet's bridge subnet %s", addr, e.hostnetSubnet)
+	}
+	// Traffic to the test's own bridge only.
+	p.exec(t, id, "ping", "-c", "1", "-W", "5", e.hostnetSubnet.Addr().Next().String())
+	p.stopAndRemove(t)
+	e.assertGone(t, tr)
+}
+
+func (e *criEnv) testAnnotationBridge(t *testing.T) {
+	e.assertRunPodRejected(t, string(spec.ModeBridge), "bridge network mode cannot be used with a spec that joins network namespace")
+}
+
+// assertRunPodRejected runs a hostNetwork=false pod whose network
+// annotation is mode and checks that RunPodSandbox fails with
+// InvalidArgument, an error containing every one of want, and leaves no
+// sandbox, shim or CNI attachment behind.
+func (e *criEnv) assertRunPodRejected(t *testing.T, mode string, want ...string) {
+	t.Helper()
+	cfg := e.podConfig(t, false, map[string]string{spec.NetworkAnnotation: mode})
+	ctx := criCtx(t)
+	resp, err := e.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: daemon.CRIHandler})
+	if err == nil {
+		_, _ = e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: resp.PodSandboxId})
+		_, _ = e.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: resp.PodSandboxId})
+		t.Fatalf("RunPodSandbox with %s=%s succeeded", spec.NetworkAnnotation, mode)
+	}
+	if status.Code(err) != codes.InvalidArgument {
+		t.Errorf("RunPodSandbox: code %v, want InvalidArgument", status.Code(err))
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("RunPodSandbox error does not say %q: %v", w, err)
+		}
+	}
+	t.Logf("RunPodSandbox: %v", err)
+	pods, err := e.rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range pods.Items {
+		if s.Metadata.GetName() == cfg.Metadata.Name {
+			t.Errorf("failed sandbox %s still listed (state %v)", s.Id, s.State)
+		}
+	}
+	shims, err := e.d.ShimPids()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(shims) > 0 {
+		t.Errorf("shims left after the failed RunPodSandbox: %v", shims)
+	}
+	e.assertNetworkClean(t)
+}

@@ -1,0 +1,228 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// CRINamespace is the containerd namespace the CRI plugin keeps its images,
+// sandboxes and containers in.
+const CRINamespace = "k8s.io"
+
+// CRIHandler is the runtime handler (a RuntimeClass's handler) StartCRI
+// registers for the hostnet shim.
+const CRIHandler = "hostnet"
+
+// CRIConfig is what StartCRI adds to the daemon's configuration so that
+// containerd's CRI plugin can run pods with the hostnet runtime, without
+// touching anything outside the daemon's directory and the test's own
+// paths.
+type CRIConfig struct {
+	// SandboxImage is the pause image reference (pinned_images.sandbox).
+	// Import it with ImportImageIn(CRINamespace, ...) before the first
+	// RunPodSandbox: containerd pulls a missing sandbox image.
+	SandboxImage string
+	// CNIBinDirs and CNIConfDir are where CRI finds CNI plugins and network
+	// configurations (cni.bin_dirs, cni.conf_dir).
+	CNIBinDirs []string
+	CNIConfDir string
+	// PodAnnotations are the pod annotations CRI passes through to the OCI
+	// specs of the pod's sandbox and containers (the runtime's
+	// pod_annotations), e.g. "hostnet.containerd.io/*".
+	PodAnnotations []string
+	// HostnetConfig is hostnet's TOML configuration, given to the shim as
+	// the runtime's options.ConfigPath. StartCRI writes it into the daemon's
+	// directory and appends a [runtime] table that puts hostnet-runc's
+	// state there too, so it must not have one itself.
+	HostnetConfig string
+	// RestrictOOMScoreAdj keeps CRI from giving containers an OOM score
+	// adjustment below containerd's own (restrict_oom_score_adj); by
+	// default a pod's sandbox asks for -998.
+	RestrictOOMScoreAdj bool
+	// NoUnprivilegedSysctls turns off the net.ipv4.ip_unprivileged_port_start
+	// and net.ipv4.ping_group_range sysctls CRI puts in the spec of every
+	// pod with its own netns (enable_unprivileged_ports/_icmp).
+	NoUnprivilegedSysctls bool
+}
+
+// StartCRI is Start with containerd's CRI plugin configured for the
+// hostnet runtime handler CRIHandler: CNI from cri's directories, network
+// namespaces pinned under the daemon's state directory, no AppArmor or
+// SELinux, the sandbox image of cri and the runtime's pod_annotations and
+// options (ConfigPath). The CRI gRPC service is served on Address, next to
+// containerd's own API. cfg.Namespace names the cgroup tree Stop removes:
+// give pods a cgroup parent below /<cfg.Namespace>, never "k8s.io".
+func StartCRI(ctx context.Context, cfg Config, cri CRIConfig) (_ *Daemon, retErr error) {
+	if cfg.Namespace == "" || cfg.Namespace == CRINamespace {
+		return nil, fmt.Errorf("daemon: StartCRI needs a private Namespace for its cgroup tree, not %q", cfg.Namespace)
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 30 * time.Second
+	}
+	containerd, err := lookPath(cfg.Containerd, "containerd")
+	if err != nil {
+		return nil, err
+	}
+	ctr, err := lookPath(cfg.Ctr, "ctr")
+	if err != nil {
+		return nil, err
+	}
+	binDir, err := filepath.Abs(cfg.BinDir)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "hostnet-cri-")
+	if err != nil {
+		return nil, err
+	}
+	runtimeRoot := filepath.Join(dir, "hostnet-runc")
+	d := &Daemon{
+		Dir:       dir,
+		Root:      filepath.Join(dir, "root"),
+		State:     filepath.Join(dir, "state"),
+		Address:   filepath.Join(dir, "containerd.sock"),
+		FIFODir:   filepath.Join(dir, "fifo"),
+		LogPath:   filepath.Join(dir, "containerd.log"),
+		Namespace: cfg.Namespace,
+
+		runtimeRoots: append(cfg.RuntimeRoots, runtimeRoot),
+		ctr:          ctr,
+		env:          append(withoutEnv(os.Environ(), "PATH", "CONTAINERD_ADDRESS", "CONTAINERD_NAMESPACE"), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH")),
+	}
+	defer func() {
+		if retErr != nil {
+			retErr = errors.Join(retErr, d.Stop())
+		}
+	}()
+	for _, p := range []string{d.Root, d.State, d.FIFODir, runtimeRoot} {
+		if err := os.MkdirAll(p, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	hostnetConfig := filepath.Join(dir, "hostnet.toml")
+	body := strings.TrimRight(cri.HostnetConfig, "\n") + "\n\n[runtime]\nroot = " + tomlString(runtimeRoot) + "\n"
+	if err := os.WriteFile(hostnetConfig, []byte(body), 0o644); err != nil {
+		return nil, err
+	}
+	configPath := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(configPath, []byte(d.criConfig(cri, hostnetConfig)), 0o600); err != nil {
+		return nil, err
+	}
+	if d.log, err = os.Create(d.LogPath); err != nil {
+		return nil, err
+	}
+	d.cmd = exec.Command(containerd, "--config", configPath)
+	d.cmd.Env = d.env
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := d.cmd.Start(); err != nil {
+		return nil, err
+	}
+	d.exitc = make(chan error, 1)
+	go func() { d.exitc <- d.cmd.Wait() }()
+	if err := d.waitReady(ctx, cfg.StartTimeout); err != nil {
+		return nil, fmt.Errorf("containerd did not come up: %w\n%s", err, d.LogTail(30))
+	}
+	return d, nil
+}
+
+// criConfig renders a config version 3 file like config, plus the CRI
+// plugins' settings.
+func (d *Daemon) criConfig(cri CRIConfig, hostnetConfig string) string {
+	q := tomlString
+	list := func(ss []string) string {
+		quoted := make([]string, len(ss))
+		for i, s := range ss {
+			quoted[i] = q(s)
+		}
+		return "[" + strings.Join(quoted, ", ") + "]"
+	}
+	return strings.Join([]string{
+		"version = 3",
+		"root = " + q(d.Root),
+		"state = " + q(d.State),
+		"disabled_plugins = ['io.containerd.nri.v1.nri']",
+		"",
+		"[grpc]",
+		"  address = " + q(d.Address),
+		"",
+		"[ttrpc]",
+		"  address = " + q(d.Address+".ttrpc"),
+		"",
+		"[debug]",
+		"  address = " + q(filepath.Join(d.Dir, "debug.sock")),
+		"  level = 'info'",
+		"",
+		"[plugins.'io.containerd.internal.v1.opt']",
+		"  path = " + q(filepath.Join(d.Dir, "opt")),
+		"",
+		"[plugins.'io.containerd.cri.v1.images']",
+		"  snapshotter = 'overlayfs'",
+		"  [plugins.'io.containerd.cri.v1.images'.pinned_images]",
+		"    sandbox = " + q(cri.SandboxImage),
+		"  [plugins.'io.containerd.cri.v1.images'.registry]",
+		// No hosts.toml anywhere: nothing configures a mirror.
+		"    config_path = " + q(filepath.Join(d.Dir, "certs.d")),
+		"",
+		"[plugins.'io.containerd.cri.v1.runtime']",
+		"  enable_selinux = false",
+		"  disable_apparmor = true",
+		// CRI's pod netns mounts live under the daemon's state, not /var/run/netns.
+		"  netns_mounts_under_state_dir = true",
+		fmt.Sprintf("  restrict_oom_score_adj = %t", cri.RestrictOOMScoreAdj),
+		fmt.Sprintf("  enable_unprivileged_ports = %t", !cri.NoUnprivilegedSysctls),
+		fmt.Sprintf("  enable_unprivileged_icmp = %t", !cri.NoUnprivilegedSysctls),
+		"  [plugins.'io.containerd.cri.v1.runtime'.cni]",
+		"    bin_dirs = " + list(cri.CNIBinDirs),
+		"    conf_dir = " + q(cri.CNIConfDir),
+		"    max_conf_num = 1",
+		"  [plugins.'io.containerd.cri.v1.runtime'.containerd]",
+		"    default_runtime_name = " + q(CRIHandler),
+		"    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes." + CRIHandler + "]",
+		"      runtime_type = " + q(HostnetRuntime),
+		"      pod_annotations = " + list(cri.PodAnnotations),
+		"      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes." + CRIHandler + ".options]",
+		"        ConfigPath = " + q(hostnetConfig),
+		"",
+		"[plugins.'io.containerd.grpc.v1.cri']",
+		"  disable_tcp_service = true",
+		"  stream_server_address = '127.0.0.1'",
+		"  stream_server_port = '0'",
+		"",
+	}, "\n")
+}
+
+// tomlString quotes s as a TOML literal string.
+func tomlString(s string) string { return "'" + s + "'" }
+
+// CtrIn is Ctr in containerd namespace ns instead of d.Namespace.
+func (d *Daemon) CtrIn(ctx context.Context, ns string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, d.ctr, append([]string{"--address", d.Address, "--namespace", ns}, args...)...)
+	cmd.Env = d.env
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
+// ImportImageIn imports an OCI archive into namespace ns with `ctr images
+// import`, with the label CRI gives the images it manages, so that CRI
+// lists and uses it like a pulled image.
+func (d *Daemon) ImportImageIn(ctx context.Context, ns, archive string) error {
+	args := []string{"images", "import", "--label", "io.cri-containerd.image=managed", archive}
+	cmd := d.CtrIn(ctx, ns, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return &CtrError{Args: args, Err: err, Stderr: stderr.String()}
+	}
+	return nil
+}
