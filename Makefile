@@ -24,7 +24,7 @@ UNIT_PKGS := $(foreach d,spec shim runtime,$(if $(wildcard $(d)),./$(d)/...))
 # Benchmark runs per contender of each timed step.
 BENCH_RUNS ?= 20
 
-.PHONY: all build install test unit integration bench clean lint demo setup help
+.PHONY: all build install test unit integration conformance bench clean lint demo setup help
 
 all: build
 
@@ -32,6 +32,7 @@ help:
 	@echo "build        build bin/containerd-shim-hostnet-v1 and bin/hostnet-runc"
 	@echo "install      install them into \$$(DESTDIR)\$$(PREFIX)/bin ($(DESTDIR)$(PREFIX)/bin)"
 	@echo "test         unit tests, then integration tests against a private containerd (root)"
+	@echo "conformance  OCI runtime-tools validation suite, hostnet-runc vs runc (root)"
 	@echo "bench        hostnet vs runc, crun and CNI: tables, $(BENCH_OUT)/results.json, chart.svg (root)"
 	@echo "lint         gofmt and go vet"
 	@echo "setup        install what is missing: Debian packages, containerd v2.4.2 (root)"
@@ -61,6 +62,12 @@ integration: build
 RUNC_152 ?= /var/cache/hostnet/runc-v1.5.2/bin/runc
 BENCH_OUT ?= bench-results
 BENCH_ARGS ?=
+
+# The OCI runtime-tools validation suite, hostnet-runc vs runc (root); fails
+# if hostnet-runc fails a test runc passes.
+conformance: build
+	$(GO) run ./integration/conformance/cmd/oci-conformance -hostnet-runc $(BINDIR)/hostnet-runc \
+		-md $(BINDIR)/conformance.md -json $(BINDIR)/conformance.json
 
 bench: build
 	@test -x $(RUNC_152) || { mkdir -p $(dir $(RUNC_152)) && \
