@@ -185,3 +185,19 @@ func TestOOMScoreAndSysctls(t *testing.T) {
 		t.Errorf("oom_score_adj and shm_rmid_forced = %q, want 500 and 1", out)
 	}
 }
+
+// start must succeed for a program that exits at once: by the time start
+// checks on the init, it may already have run.
+func TestStartShortLivedProcess(t *testing.T) {
+	e := newEnv(t, "true")
+	for i := 0; i < 30; i++ {
+		if _, err := e.create(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.rt("start", e.id); err != nil {
+			t.Fatalf("round %d: %v (%s)", i, err, e.lastError())
+		}
+		e.mustRT("delete", "--force", e.id)
+	}
+	e.assertGone()
+}

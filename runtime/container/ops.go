@@ -38,6 +38,9 @@ func (c *Container) Start() error {
 		return fmt.Errorf("read exec fifo: %w", err)
 	}
 	if len(data) == 0 {
+		if !processAlive(c.InitPid, c.InitStart) {
+			return errors.New("cannot start a container whose init has exited")
+		}
 		return errors.New("cannot start an already running container")
 	}
 	if err := os.Remove(fifo); err != nil {
@@ -63,8 +66,10 @@ func (c *Container) hookState(status specs.ContainerState) *specs.State {
 }
 
 // openFifo opens the exec fifo for reading, which blocks until the init
-// opens it for writing; if the init dies first it never will, so its
-// liveness is checked while waiting.
+// opens it for writing. An init that died first never will: then a writer
+// of our own unblocks the open, and the empty read tells. The liveness check
+// cannot decide alone: a short-lived program may already have run and
+// exited by the time it looks.
 func (c *Container) openFifo(path string) (*os.File, error) {
 	type result struct {
 		f   *os.File
@@ -85,12 +90,16 @@ func (c *Container) openFifo(path string) (*os.File, error) {
 			}
 			return r.f, nil
 		case <-tick.C:
-			if !processAlive(c.InitPid, c.InitStart) {
-				// Unblock the goroutine's open with a writer of our own.
-				if w, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0); err == nil {
-					w.Close()
+			if processAlive(c.InitPid, c.InitStart) {
+				continue
+			}
+			if w, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0); err == nil {
+				r := <-done
+				w.Close()
+				if r.err != nil {
+					return nil, fmt.Errorf("open exec fifo: %w", r.err)
 				}
-				return nil, errors.New("cannot start a container whose init has exited")
+				return r.f, nil
 			}
 		}
 	}

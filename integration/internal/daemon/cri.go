@@ -3,7 +3,6 @@ package daemon
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -60,78 +59,24 @@ type CRIConfig struct {
 // options (ConfigPath). The CRI gRPC service is served on Address, next to
 // containerd's own API. cfg.Namespace names the cgroup tree Stop removes:
 // give pods a cgroup parent below /<cfg.Namespace>, never "k8s.io".
-func StartCRI(ctx context.Context, cfg Config, cri CRIConfig) (_ *Daemon, retErr error) {
+func StartCRI(ctx context.Context, cfg Config, cri CRIConfig) (*Daemon, error) {
 	if cfg.Namespace == "" || cfg.Namespace == CRINamespace {
 		return nil, fmt.Errorf("daemon: StartCRI needs a private Namespace for its cgroup tree, not %q", cfg.Namespace)
 	}
-	if cfg.StartTimeout == 0 {
-		cfg.StartTimeout = 30 * time.Second
-	}
-	containerd, err := lookPath(cfg.Containerd, "containerd")
-	if err != nil {
-		return nil, err
-	}
-	ctr, err := lookPath(cfg.Ctr, "ctr")
-	if err != nil {
-		return nil, err
-	}
-	binDir, err := filepath.Abs(cfg.BinDir)
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "hostnet-cri-")
-	if err != nil {
-		return nil, err
-	}
-	runtimeRoot := filepath.Join(dir, "hostnet-runc")
-	d := &Daemon{
-		Dir:       dir,
-		Root:      filepath.Join(dir, "root"),
-		State:     filepath.Join(dir, "state"),
-		Address:   filepath.Join(dir, "containerd.sock"),
-		FIFODir:   filepath.Join(dir, "fifo"),
-		LogPath:   filepath.Join(dir, "containerd.log"),
-		Namespace: cfg.Namespace,
-
-		runtimeRoots: append(cfg.RuntimeRoots, runtimeRoot),
-		ctr:          ctr,
-		env:          append(withoutEnv(os.Environ(), "PATH", "CONTAINERD_ADDRESS", "CONTAINERD_NAMESPACE"), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH")),
-	}
-	defer func() {
-		if retErr != nil {
-			retErr = errors.Join(retErr, d.Stop())
+	return start(ctx, cfg, "hostnet-cri-", func(d *Daemon) (string, error) {
+		// hostnet-runc's state lives in the daemon's directory too.
+		runtimeRoot := filepath.Join(d.Dir, "hostnet-runc")
+		if err := os.MkdirAll(runtimeRoot, 0o700); err != nil {
+			return "", err
 		}
-	}()
-	for _, p := range []string{d.Root, d.State, d.FIFODir, runtimeRoot} {
-		if err := os.MkdirAll(p, 0o700); err != nil {
-			return nil, err
+		d.runtimeRoots = append(d.runtimeRoots, runtimeRoot)
+		hostnetConfig := filepath.Join(d.Dir, "hostnet.toml")
+		body := strings.TrimRight(cri.HostnetConfig, "\n") + "\n\n[runtime]\nroot = " + tomlString(runtimeRoot) + "\n"
+		if err := os.WriteFile(hostnetConfig, []byte(body), 0o644); err != nil {
+			return "", err
 		}
-	}
-	hostnetConfig := filepath.Join(dir, "hostnet.toml")
-	body := strings.TrimRight(cri.HostnetConfig, "\n") + "\n\n[runtime]\nroot = " + tomlString(runtimeRoot) + "\n"
-	if err := os.WriteFile(hostnetConfig, []byte(body), 0o644); err != nil {
-		return nil, err
-	}
-	configPath := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(configPath, []byte(d.criConfig(cri, hostnetConfig)), 0o600); err != nil {
-		return nil, err
-	}
-	if d.log, err = os.Create(d.LogPath); err != nil {
-		return nil, err
-	}
-	d.cmd = exec.Command(containerd, "--config", configPath)
-	d.cmd.Env = d.env
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := d.cmd.Start(); err != nil {
-		return nil, err
-	}
-	d.exitc = make(chan error, 1)
-	go func() { d.exitc <- d.cmd.Wait() }()
-	if err := d.waitReady(ctx, cfg.StartTimeout); err != nil {
-		return nil, fmt.Errorf("containerd did not come up: %w\n%s", err, d.LogTail(30))
-	}
-	return d, nil
+		return d.criConfig(cri, hostnetConfig), nil
+	})
 }
 
 // criConfig renders a config version 3 file like config, plus the CRI
@@ -145,32 +90,14 @@ func (d *Daemon) criConfig(cri CRIConfig, hostnetConfig string) string {
 		}
 		return "[" + strings.Join(quoted, ", ") + "]"
 	}
-	return strings.Join([]string{
-		"version = 3",
-		"root = " + q(d.Root),
-		"state = " + q(d.State),
-		"disabled_plugins = ['io.containerd.nri.v1.nri']",
-		"",
-		"[grpc]",
-		"  address = " + q(d.Address),
-		"",
-		"[ttrpc]",
-		"  address = " + q(d.Address+".ttrpc"),
-		"",
-		"[debug]",
-		"  address = " + q(filepath.Join(d.Dir, "debug.sock")),
-		"  level = 'info'",
-		"",
-		"[plugins.'io.containerd.internal.v1.opt']",
-		"  path = " + q(filepath.Join(d.Dir, "opt")),
-		"",
+	return strings.Join(append(d.baseConfig(3, nriPlugin),
 		"[plugins.'io.containerd.cri.v1.images']",
 		"  snapshotter = 'overlayfs'",
 		"  [plugins.'io.containerd.cri.v1.images'.pinned_images]",
-		"    sandbox = " + q(cri.SandboxImage),
+		"    sandbox = "+q(cri.SandboxImage),
 		"  [plugins.'io.containerd.cri.v1.images'.registry]",
 		// No hosts.toml anywhere: nothing configures a mirror.
-		"    config_path = " + q(filepath.Join(d.Dir, "certs.d")),
+		"    config_path = "+q(filepath.Join(d.Dir, "certs.d")),
 		"",
 		"[plugins.'io.containerd.cri.v1.runtime']",
 		"  enable_selinux = false",
@@ -181,27 +108,24 @@ func (d *Daemon) criConfig(cri CRIConfig, hostnetConfig string) string {
 		fmt.Sprintf("  enable_unprivileged_ports = %t", !cri.NoUnprivilegedSysctls),
 		fmt.Sprintf("  enable_unprivileged_icmp = %t", !cri.NoUnprivilegedSysctls),
 		"  [plugins.'io.containerd.cri.v1.runtime'.cni]",
-		"    bin_dirs = " + list(cri.CNIBinDirs),
-		"    conf_dir = " + q(cri.CNIConfDir),
+		"    bin_dirs = "+list(cri.CNIBinDirs),
+		"    conf_dir = "+q(cri.CNIConfDir),
 		"    max_conf_num = 1",
 		"  [plugins.'io.containerd.cri.v1.runtime'.containerd]",
-		"    default_runtime_name = " + q(CRIHandler),
-		"    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes." + CRIHandler + "]",
-		"      runtime_type = " + q(HostnetRuntime),
-		"      pod_annotations = " + list(cri.PodAnnotations),
-		"      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes." + CRIHandler + ".options]",
-		"        ConfigPath = " + q(hostnetConfig),
+		"    default_runtime_name = "+q(CRIHandler),
+		"    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes."+CRIHandler+"]",
+		"      runtime_type = "+q(HostnetRuntime),
+		"      pod_annotations = "+list(cri.PodAnnotations),
+		"      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes."+CRIHandler+".options]",
+		"        ConfigPath = "+q(hostnetConfig),
 		"",
 		"[plugins.'io.containerd.grpc.v1.cri']",
 		"  disable_tcp_service = true",
 		"  stream_server_address = '127.0.0.1'",
 		"  stream_server_port = '0'",
 		"",
-	}, "\n")
+	), "\n")
 }
-
-// tomlString quotes s as a TOML literal string.
-func tomlString(s string) string { return "'" + s + "'" }
 
 // CtrIn is Ctr in containerd namespace ns instead of d.Namespace.
 func (d *Daemon) CtrIn(ctx context.Context, ns string, args ...string) *exec.Cmd {

@@ -84,9 +84,13 @@ type Daemon struct {
 // Start creates a temporary directory, writes a configuration file into it
 // (version 3, or 2 for containerd 1.x) and starts containerd. On error nothing is left behind.
 func Start(ctx context.Context, cfg Config) (_ *Daemon, retErr error) {
-	if cfg.Namespace == "" {
-		cfg.Namespace = fmt.Sprintf("hostnet-test-%d", os.Getpid())
-	}
+	return start(ctx, cfg, "hostnet-containerd-", nil)
+}
+
+// start creates the daemon's directory and configuration and starts it.
+// render writes the configuration; nil picks the plain one for the binary's
+// version.
+func start(ctx context.Context, cfg Config, prefix string, render func(*Daemon) (string, error)) (_ *Daemon, retErr error) {
 	if cfg.StartTimeout == 0 {
 		cfg.StartTimeout = 30 * time.Second
 	}
@@ -103,7 +107,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, retErr error) {
 		return nil, err
 	}
 
-	dir, err := os.MkdirTemp("", "hostnet-containerd-")
+	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -131,13 +135,21 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, retErr error) {
 			return nil, err
 		}
 	}
-	if cfg.ConfigVersion == 0 {
-		cfg.ConfigVersion = configVersionFor(containerd)
+	if render == nil {
+		if cfg.ConfigVersion == 0 {
+			cfg.ConfigVersion = configVersionFor(containerd)
+		}
+		render = func(d *Daemon) (string, error) {
+			if cfg.ConfigVersion < 3 {
+				return d.configV2(), nil
+			}
+			return d.config(), nil
+		}
 	}
 	configPath := filepath.Join(dir, "config.toml")
-	cfgText := d.config()
-	if cfg.ConfigVersion < 3 {
-		cfgText = d.configV2()
+	cfgText, err := render(d)
+	if err != nil {
+		return nil, err
 	}
 	if err := os.WriteFile(configPath, []byte(cfgText), 0o600); err != nil {
 		return nil, err
@@ -194,17 +206,19 @@ func (d *Daemon) Restart(ctx context.Context) error {
 	return nil
 }
 
-// config renders the daemon's configuration: private paths, the hostnet
-// runtime registered for CRI, and no plugin that would reach outside Dir.
-func (d *Daemon) config() string {
-	q := func(s string) string { return "'" + s + "'" }
-	return strings.Join([]string{
-		"version = 3",
+// baseConfig is what every configuration of the daemon shares: private
+// paths, sockets and no plugin that would reach outside Dir.
+func (d *Daemon) baseConfig(version int, disabled ...string) []string {
+	q := tomlString
+	quoted := make([]string, len(disabled))
+	for i, p := range disabled {
+		quoted[i] = q(p)
+	}
+	return []string{
+		fmt.Sprintf("version = %d", version),
 		"root = " + q(d.Root),
 		"state = " + q(d.State),
-		// NRI listens on a fixed socket under /var/run: leave it to the
-		// system's containerd.
-		"disabled_plugins = ['io.containerd.nri.v1.nri']",
+		"disabled_plugins = [" + strings.Join(quoted, ", ") + "]",
 		"",
 		"[grpc]",
 		"  address = " + q(d.Address),
@@ -219,38 +233,32 @@ func (d *Daemon) config() string {
 		"[plugins.'io.containerd.internal.v1.opt']",
 		"  path = " + q(filepath.Join(d.Dir, "opt")),
 		"",
+	}
+}
+
+// nriPlugin listens on a fixed socket under /var/run: it is left to the
+// system's containerd.
+const nriPlugin = "io.containerd.nri.v1.nri"
+
+// config renders the daemon's configuration, with the hostnet runtime
+// registered for CRI.
+func (d *Daemon) config() string {
+	return strings.Join(append(d.baseConfig(3, nriPlugin),
 		"[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.hostnet]",
-		"  runtime_type = " + q(HostnetRuntime),
+		"  runtime_type = "+tomlString(HostnetRuntime),
 		"",
-	}, "\n")
+	), "\n")
 }
 
 // configV2 renders the same private configuration in version 2, for
 // containerd 1.x. The CRI plugin is disabled: its version 2 configuration
 // differs and the tests drive containerd through ctr and the client.
 func (d *Daemon) configV2() string {
-	q := func(s string) string { return "'" + s + "'" }
-	return strings.Join([]string{
-		"version = 2",
-		"root = " + q(d.Root),
-		"state = " + q(d.State),
-		"disabled_plugins = ['io.containerd.nri.v1.nri', 'io.containerd.grpc.v1.cri']",
-		"",
-		"[grpc]",
-		"  address = " + q(d.Address),
-		"",
-		"[ttrpc]",
-		"  address = " + q(d.Address+".ttrpc"),
-		"",
-		"[debug]",
-		"  address = " + q(filepath.Join(d.Dir, "debug.sock")),
-		"  level = 'info'",
-		"",
-		"[plugins.'io.containerd.internal.v1.opt']",
-		"  path = " + q(filepath.Join(d.Dir, "opt")),
-		"",
-	}, "\n")
+	return strings.Join(d.baseConfig(2, nriPlugin, "io.containerd.grpc.v1.cri"), "\n")
 }
+
+// tomlString quotes s as a TOML literal string.
+func tomlString(s string) string { return "'" + s + "'" }
 
 // Version returns the major version `containerd --version` reports for the
 // binary, or 0 if it cannot tell. Output looks like

@@ -24,7 +24,6 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
-	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -100,59 +99,7 @@ func Build(w io.Writer, opts Options) (Result, error) {
 		return Result{}, err
 	}
 	configDesc := descriptor(ocispec.MediaTypeImageConfig, config)
-
-	manifest, err := json.Marshal(ocispec.Manifest{
-		Versioned: specs.Versioned{SchemaVersion: 2},
-		MediaType: ocispec.MediaTypeImageManifest,
-		Config:    configDesc,
-		Layers:    []ocispec.Descriptor{layerDesc},
-	})
-	if err != nil {
-		return Result{}, err
-	}
-	manifestDesc := descriptor(ocispec.MediaTypeImageManifest, manifest)
-	manifestDesc.Platform = &platform
-
-	tag := opts.Name
-	if i := strings.LastIndex(tag, ":"); i > strings.LastIndex(tag, "/") {
-		tag = tag[i+1:]
-	}
-	indexEntry := manifestDesc
-	indexEntry.Annotations = map[string]string{
-		// containerd's importer names the image after this annotation.
-		"io.containerd.image.name": opts.Name,
-		ocispec.AnnotationRefName:  tag,
-	}
-	index, err := json.Marshal(ocispec.Index{
-		Versioned: specs.Versioned{SchemaVersion: 2},
-		MediaType: ocispec.MediaTypeImageIndex,
-		Manifests: []ocispec.Descriptor{indexEntry},
-	})
-	if err != nil {
-		return Result{}, err
-	}
-	layout, err := json.Marshal(ocispec.ImageLayout{Version: ocispec.ImageLayoutVersion})
-	if err != nil {
-		return Result{}, err
-	}
-
-	tw := newTarWriter(w)
-	tw.dir("blobs")
-	tw.dir("blobs/sha256")
-	for _, blob := range [][]byte{layer, config, manifest} {
-		tw.file(path.Join("blobs/sha256", digest.FromBytes(blob).Encoded()), 0o644, blob)
-	}
-	tw.file(ocispec.ImageIndexFile, 0o644, index)
-	tw.file(ocispec.ImageLayoutFile, 0o644, layout)
-	if err := tw.close(); err != nil {
-		return Result{}, err
-	}
-	return Result{
-		Name:     opts.Name,
-		Manifest: manifestDesc,
-		Config:   configDesc.Digest,
-		Layer:    layerDesc.Digest,
-	}, nil
+	return writeLayout(w, opts.Name, platform, configDesc, config, layerDesc, layer)
 }
 
 func descriptor(mediaType string, blob []byte) ocispec.Descriptor {

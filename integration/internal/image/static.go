@@ -107,6 +107,7 @@ func writeLayout(w io.Writer, name string, platform ocispec.Platform, configDesc
 	}
 	indexEntry := manifestDesc
 	indexEntry.Annotations = map[string]string{
+		// containerd's importer names the image after this annotation.
 		"io.containerd.image.name": name,
 		ocispec.AnnotationRefName:  tag,
 	}
