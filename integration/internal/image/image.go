@@ -55,12 +55,18 @@ type Result struct {
 // WriteFile builds the image and writes it as an OCI image-layout tar to
 // path, replacing any previous file atomically.
 func WriteFile(path string, opts Options) (Result, error) {
+	return writeAtomic(path, func(w io.Writer) (Result, error) { return Build(w, opts) })
+}
+
+// writeAtomic writes what build produces to a temp file beside path and
+// renames it over path.
+func writeAtomic(path string, build func(io.Writer) (Result, error)) (Result, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".mkimage-*")
 	if err != nil {
 		return Result{}, err
 	}
 	defer os.Remove(tmp.Name())
-	res, err := Build(tmp, opts)
+	res, err := build(tmp)
 	if err != nil {
 		tmp.Close()
 		return Result{}, err

@@ -29,20 +29,7 @@ type StaticOptions struct {
 // as an OCI image-layout tar to path, replacing any previous file
 // atomically.
 func WriteStaticFile(path string, opts StaticOptions) (Result, error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".mkimage-*")
-	if err != nil {
-		return Result{}, err
-	}
-	defer os.Remove(tmp.Name())
-	res, err := BuildStatic(tmp, opts)
-	if err != nil {
-		tmp.Close()
-		return Result{}, err
-	}
-	if err := tmp.Close(); err != nil {
-		return Result{}, err
-	}
-	return res, os.Rename(tmp.Name(), path)
+	return writeAtomic(path, func(w io.Writer) (Result, error) { return BuildStatic(w, opts) })
 }
 
 // BuildStatic writes an OCI image-layout tar stream to w whose only layer
