@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/hostnet-dev/hostnet/shim/network/bridge"
@@ -68,6 +69,15 @@ func prepareBridge(r Request, path string, s *specs.Spec, before []byte, explici
 			return nil
 		}
 		return invalid(fmt.Errorf("bridge network mode cannot be used with a spec that joins network namespace %s", ns.Path))
+	}
+	// A host process already listening on a published port would be
+	// shadowed by the DNAT rule without a word: refuse, naming it.
+	hostPorts := make([]spec.PortMapping, len(ports))
+	for i, p := range ports {
+		hostPorts[i] = spec.PortMapping{ContainerPort: p.HostPort, Protocol: p.Protocol}
+	}
+	if err := checkPortsFree("/proc", hostPorts); err != nil {
+		return fmt.Errorf("%v: %w", err, errdefs.ErrAlreadyExists)
 	}
 	cfg := r.Config.Bridge
 	key := r.Namespace + "/" + r.ID

@@ -283,6 +283,20 @@ func TestBridgeModeFailuresUndo(t *testing.T) {
 		checkNothingLeftFor(t, r)
 	}
 
+	// A host process listening on the published port is named, not shadowed.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy := ln.Addr().(*net.TCPAddr).Port
+	r := bridgeBundle(t, n, "hostbusy", fmt.Sprintf("%d:80", busy))
+	_, err = Prepare(context.Background(), r)
+	ln.Close()
+	if want := fmt.Sprintf("port %d/tcp is already in use on the host by pid %d", busy, os.Getpid()); !errors.Is(err, errdefs.ErrAlreadyExists) || !strings.Contains(err.Error(), want) {
+		t.Errorf("host listener on the published port: err = %v, want %q", err, want)
+	}
+	checkNothingLeftFor(t, r)
+
 	// A port conflict fails in the last step, after the lease, netns and
 	// veth exist: all of them must go.
 	if err := Teardown(context.Background(), first); err != nil {
@@ -296,8 +310,8 @@ func TestBridgeModeFailuresUndo(t *testing.T) {
 	if _, err := Prepare(context.Background(), holder); err != nil {
 		t.Fatal(err)
 	}
-	r := bridgeBundle(t, n, "conflict", fmt.Sprintf("%d:81", hostPort))
-	_, err := Prepare(context.Background(), r)
+	r = bridgeBundle(t, n, "conflict", fmt.Sprintf("%d:81", hostPort))
+	_, err = Prepare(context.Background(), r)
 	if !errors.Is(err, errdefs.ErrAlreadyExists) || !strings.Contains(err.Error(), "already published by container test/holder") {
 		t.Errorf("port conflict: %v", err)
 	}

@@ -110,7 +110,7 @@ func prepareHost(s *specs.Spec, explicit bool, ports []spec.PortMapping, cfg con
 	if len(ports) > 0 {
 		res.Warnings = append(res.Warnings, spec.PublishedPortsWarning)
 		if err := checkPortsFree("/proc", ports); err != nil {
-			return fmt.Errorf("%v: %w", err, errdefs.ErrAlreadyExists)
+			return fmt.Errorf("%v: a host network mode container binds the host's ports directly: %w", err, errdefs.ErrAlreadyExists)
 		}
 	}
 	spec.AddHostFiles(s, spec.HostFiles)

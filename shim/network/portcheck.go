@@ -28,7 +28,7 @@ func checkPortsFree(procRoot string, ports []spec.PortMapping) error {
 		if pid, comm, ok := socketOwner(procRoot, inodes); ok {
 			holder = fmt.Sprintf(" by pid %d (%s)", pid, comm)
 		}
-		return fmt.Errorf("port %d/%s is already in use on the host%s: a host network mode container binds the host's ports directly", p.ContainerPort, p.Protocol, holder)
+		return fmt.Errorf("port %d/%s is already in use on the host%s", p.ContainerPort, p.Protocol, holder)
 	}
 	return nil
 }
