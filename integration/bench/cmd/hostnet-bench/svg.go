@@ -19,7 +19,7 @@ func (res *Results) SVG(w io.Writer) {
 		titleH  = 40
 		gap     = 18
 	)
-	height := 60
+	height := 74
 	for _, t := range res.Tables {
 		height += titleH + rowH*len(t.Rows) + gap
 	}
@@ -27,8 +27,11 @@ func (res *Results) SVG(w io.Writer) {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">`+"\n", width, height, width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="#ffffff"/>`+"\n")
 	fmt.Fprintf(&b, `<text x="10" y="22" font-size="15" font-weight="bold">hostnet vs runc / CNI: ratio to the anchor (same run)</text>`+"\n")
-	fmt.Fprintf(&b, `<text x="10" y="40" font-size="11" fill="#555">%s</text>`+"\n", html.EscapeString(res.Machine.Line()))
-	y := 60
+	// Two lines: the machine, then the versions, so neither is cut off.
+	machine, versions, _ := strings.Cut(res.Machine.Line(), "; ")
+	fmt.Fprintf(&b, `<text x="10" y="40" font-size="11" fill="#555">%s</text>`+"\n", html.EscapeString(machine))
+	fmt.Fprintf(&b, `<text x="10" y="54" font-size="11" fill="#555">%s</text>`+"\n", html.EscapeString(versions))
+	y := 74
 	for _, t := range res.Tables {
 		maxR := 1.0
 		for _, r := range t.Rows {
