@@ -67,6 +67,14 @@ func NetworkNamespace(s *specs.Spec) (specs.LinuxNamespace, bool) {
 	return specs.LinuxNamespace{}, false
 }
 
+// HasNamespace reports whether the spec lists a namespace of type t, new or
+// joined by path.
+func HasNamespace(s *specs.Spec, t specs.LinuxNamespaceType) bool {
+	return s.Linux != nil && slices.ContainsFunc(s.Linux.Namespaces, func(ns specs.LinuxNamespace) bool {
+		return ns.Type == t
+	})
+}
+
 // ApplyHostNetwork makes the container share the host's network namespace.
 //
 // Only a request for a *new* network namespace is removed. An entry that joins

@@ -89,3 +89,13 @@ func TestModeFor(t *testing.T) {
 		})
 	}
 }
+
+func TestHasNamespace(t *testing.T) {
+	s := nsSpec(specs.LinuxNamespace{Type: specs.PIDNamespace}, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: "/proc/1/ns/net"})
+	if !HasNamespace(s, specs.PIDNamespace) || !HasNamespace(s, specs.NetworkNamespace) || HasNamespace(s, specs.UserNamespace) {
+		t.Error("HasNamespace does not match the spec's entries")
+	}
+	if HasNamespace(&specs.Spec{}, specs.PIDNamespace) {
+		t.Error("a spec without a linux section has no namespaces")
+	}
+}

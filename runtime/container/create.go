@@ -15,6 +15,8 @@ import (
 	"github.com/hostnet-dev/hostnet/runtime/hooks"
 	"github.com/hostnet-dev/hostnet/runtime/initproc"
 	"github.com/hostnet-dev/hostnet/runtime/rootfs"
+
+	"github.com/hostnet-dev/hostnet/spec"
 )
 
 // CreateOpts are the flags of `create`.
@@ -92,7 +94,7 @@ func Create(root, id string, o CreateOpts) (err error) {
 	}
 	undo = append(undo, func() { cg.Delete() })
 
-	hostMountNS := !hasNamespace(s, specs.MountNamespace)
+	hostMountNS := !spec.HasNamespace(s, specs.MountNamespace)
 	if hostMountNS {
 		undo = append(undo, func() { _ = rootfs.Unmount(rootPath) })
 	}
@@ -146,15 +148,6 @@ func Create(root, id string, o CreateOpts) (err error) {
 	}
 	// The init outlives us; whoever is its subreaper (the shim) reaps it.
 	return p.cmd.Process.Release()
-}
-
-func hasNamespace(s *specs.Spec, t specs.LinuxNamespaceType) bool {
-	for _, ns := range s.Linux.Namespaces {
-		if ns.Type == t {
-			return true
-		}
-	}
-	return false
 }
 
 // hostID maps a container id to the host's through the spec's mappings;

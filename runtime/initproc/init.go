@@ -16,6 +16,8 @@ import (
 	"github.com/hostnet-dev/hostnet/runtime/hooks"
 	"github.com/hostnet-dev/hostnet/runtime/rootfs"
 	"github.com/hostnet-dev/hostnet/runtime/seccomp"
+
+	"github.com/hostnet-dev/hostnet/spec"
 )
 
 // Main runs the container init and never returns on success: the process
@@ -140,13 +142,13 @@ func prepare(b *Bootstrap, ch *channel) (*program, error) {
 	// Device nodes and mount points get exactly the modes asked for.
 	unix.Umask(0)
 
-	hostMountNS := !hasNamespace(s, specs.MountNamespace)
+	hostMountNS := !spec.HasNamespace(s, specs.MountNamespace)
 	if newNamespace(s, specs.NetworkNamespace) {
 		if err := bringUpLoopback(); err != nil {
 			return nil, err
 		}
 	}
-	if hasNamespace(s, specs.TimeNamespace) {
+	if spec.HasNamespace(s, specs.TimeNamespace) {
 		if err := enterTimeNamespace(s.Linux.TimeOffsets); err != nil {
 			return nil, err
 		}
@@ -169,7 +171,7 @@ func prepare(b *Bootstrap, ch *channel) (*program, error) {
 		Rootfs:      b.Rootfs,
 		Spec:        s,
 		CgroupPaths: b.CgroupPaths,
-		UserNS:      hasNamespace(s, specs.UserNamespace),
+		UserNS:      spec.HasNamespace(s, specs.UserNamespace),
 		Console:     proc.Terminal,
 		HostMountNS: hostMountNS,
 	}
@@ -307,15 +309,6 @@ func finishProcess(b *Bootstrap) (*program, error) {
 	return &program{path: path, args: proc.Args, env: env, seccomp: filter}, nil
 }
 
-func hasNamespace(s *specs.Spec, t specs.LinuxNamespaceType) bool {
-	for _, ns := range s.Linux.Namespaces {
-		if ns.Type == t {
-			return true
-		}
-	}
-	return false
-}
-
 // newNamespace reports whether the container gets a fresh namespace of type
 // t, rather than sharing the host's or joining one by path.
 func newNamespace(s *specs.Spec, t specs.LinuxNamespaceType) bool {
@@ -353,7 +346,7 @@ func setHostname(s *specs.Spec) error {
 	if s.Hostname == "" && s.Domainname == "" {
 		return nil
 	}
-	if !hasNamespace(s, specs.UTSNamespace) {
+	if !spec.HasNamespace(s, specs.UTSNamespace) {
 		return errors.New("unable to set hostname without a private UTS namespace")
 	}
 	if s.Hostname != "" {

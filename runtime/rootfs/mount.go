@@ -12,6 +12,8 @@ import (
 	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/hostnet-dev/hostnet/spec"
 )
 
 // Config describes the root filesystem to build.
@@ -140,7 +142,7 @@ func bindMount(root *os.File, source, dest string, opts MountOptions) error {
 func mountCgroup(root *os.File, c *Config, m specs.Mount, opts MountOptions) error {
 	ro := opts.Flags & unix.MS_RDONLY
 	if host, ok := c.CgroupPaths[""]; ok {
-		if hasNamespace(c.Spec, specs.CgroupNamespace) {
+		if spec.HasNamespace(c.Spec, specs.CgroupNamespace) {
 			return withTarget(root, m.Destination, true, func(target string) error {
 				return unix.Mount("cgroup2", target, "cgroup2", opts.Flags, "")
 			})
@@ -210,15 +212,6 @@ func openTarget(root *os.File, dest string, dir bool) (*os.File, error) {
 
 func procFd(f *os.File) string {
 	return "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
-}
-
-func hasNamespace(s *specs.Spec, t specs.LinuxNamespaceType) bool {
-	for _, ns := range s.Linux.Namespaces {
-		if ns.Type == t {
-			return true
-		}
-	}
-	return false
 }
 
 func makeParentMountPrivate(path string) error {

@@ -84,6 +84,11 @@ func serve(t *testing.T, nsPath, name string, port int) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	answer(t, ln, name)
+}
+
+// answer writes name to every connection ln accepts until the test ends.
+func answer(t *testing.T, ln net.Listener, name string) {
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -212,17 +217,7 @@ func serveHost(t *testing.T, addr netip.AddrPort) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintln(c, "host")
-			c.Close()
-		}
-	}()
+	answer(t, ln, "host")
 }
 
 // checkNothingLeft verifies that the requests left no veth, netns mount,
