@@ -131,9 +131,9 @@ func TestCreateErrorsLeaveNothing(t *testing.T) {
 		{"cgroup limit the kernel refuses", func(e *env) {
 			e.spec.Linux.Resources = &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: "4096-4097"}}
 		}, "cpuset"},
-		{"systemd cgroup path", func(e *env) {
+		{"systemd cgroup path with the cgroupfs driver", func(e *env) {
 			e.spec.Linux.CgroupsPath = "system.slice:hostnet:" + e.id
-		}, "systemd cgroup driver is not supported"},
+		}, "is a systemd unit path: use the systemd cgroup driver"},
 		{"invalid rlimit", func(e *env) {
 			e.spec.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_BOGUS"}}
 		}, `unknown rlimit type "RLIMIT_BOGUS"`},

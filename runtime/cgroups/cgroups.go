@@ -1,6 +1,6 @@
 // Package cgroups places a container in its control group and tears it down,
 // on cgroup v1 (this includes hybrid hosts) and v2, through
-// containerd/cgroups/v3. Only the cgroupfs driver is implemented.
+// containerd/cgroups/v3, with the cgroupfs driver or the systemd one.
 package cgroups
 
 import (
@@ -58,10 +58,10 @@ type Paths map[string]string
 // Resolve turns a spec's cgroupsPath into Paths. An absolute path is used
 // as is in every hierarchy; a relative one is placed under the caller's own
 // cgroup in each hierarchy, as runc does. systemd-style "slice:prefix:name"
-// paths need the systemd driver, which is not implemented.
+// paths need the systemd driver (ResolveUnit).
 func Resolve(p string) (Paths, error) {
-	if strings.Contains(p, ":") {
-		return nil, fmt.Errorf("cgroupsPath %q looks like a systemd cgroup path, but the systemd cgroup driver is not supported", p)
+	if strings.Count(p, ":") == 2 {
+		return nil, fmt.Errorf("cgroupsPath %q is a systemd unit path: use the systemd cgroup driver (--systemd-cgroup, or SystemdCgroup = true in containerd)", p)
 	}
 	if p == "" {
 		return nil, errors.New("cgroupsPath is empty")
@@ -173,11 +173,7 @@ func checkControllers(paths Paths, res *specs.LinuxResources) error {
 func existingDirs(paths Paths) []dirState {
 	var out []dirState
 	for name, path := range paths {
-		root := "/sys/fs/cgroup"
-		if name != "" {
-			root = mountPoint(name)
-		}
-		p := root
+		p := hierarchyRoot(name)
 		for _, part := range strings.Split(strings.Trim(path, "/"), "/") {
 			p = filepath.Join(p, part)
 			_, err := os.Stat(p)

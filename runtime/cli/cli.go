@@ -98,10 +98,6 @@ func Main(args []string) int {
 		return 1
 	}
 	g := &globals{root: *root, log: log, systemdCgroup: *systemd}
-	if g.systemdCgroup && (name == "create" || name == "run") {
-		report(log, errors.New("the systemd cgroup driver is not supported yet: configure containerd with SystemdCgroup = false"))
-		return 1
-	}
 	if err := cmd.run(g, fs.Args()[1:]); err != nil {
 		var ex exitError
 		if errors.As(err, &ex) {

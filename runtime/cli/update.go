@@ -131,7 +131,7 @@ func runUpdate(g *globals, args []string) error {
 	// Device rules are fixed at create: a resources document sent back
 	// from `state` must not re-open /dev access.
 	r.Devices = nil
-	cg, err := cgroups.Load(c.Cgroup)
+	cg, err := c.LoadCgroup()
 	if err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}
@@ -158,7 +158,7 @@ func runEvents(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	cg, err := cgroups.Load(c.Cgroup)
+	cg, err := c.LoadCgroup()
 	if err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}

@@ -27,6 +27,9 @@ type CreateOpts struct {
 	NoPivot       bool
 	NoNewKeyring  bool
 	PreserveFds   int
+	// SystemdCgroup makes systemd create the cgroup as a transient unit;
+	// cgroupsPath is then "slice:prefix:name".
+	SystemdCgroup bool
 }
 
 // Create sets a container up to the point where only exec remains: its init
@@ -48,11 +51,7 @@ func Create(root, id string, o CreateOpts) (err error) {
 	if err != nil {
 		return err
 	}
-	cgPath := s.Linux.CgroupsPath
-	if cgPath == "" {
-		cgPath = cgroups.DefaultPath(id)
-	}
-	cgPaths, err := cgroups.Resolve(cgPath)
+	cgUnit, cgPaths, err := resolveCgroup(s.Linux.CgroupsPath, id, o.SystemdCgroup)
 	if err != nil {
 		return err
 	}
@@ -88,7 +87,12 @@ func Create(root, id string, o CreateOpts) (err error) {
 			return fmt.Errorf("chown exec fifo: %w", err)
 		}
 	}
-	cg, err := cgroups.New(cgPaths, s.Linux.Resources)
+	var cg cgroups.Manager
+	if cgUnit != nil {
+		cg, err = cgroups.NewSystemd(*cgUnit, cgPaths, s.Linux.Resources)
+	} else {
+		cg, err = cgroups.New(cgPaths, s.Linux.Resources)
+	}
 	if err != nil {
 		return err
 	}
@@ -135,7 +139,7 @@ func Create(root, id string, o CreateOpts) (err error) {
 	}
 	c := &Container{Dir: dir, State: State{
 		ID: id, Bundle: bundle, Rootfs: rootPath, InitPid: pid, InitStart: start,
-		Created: time.Now().UTC(), Cgroup: cgPaths, Annotations: s.Annotations,
+		Created: time.Now().UTC(), Cgroup: cgPaths, CgroupUnit: cgUnit, Annotations: s.Annotations,
 		OCIVersion: s.Version, Hooks: s.Hooks, Seccomp: s.Linux.Seccomp, HostMountNS: hostMountNS,
 	}}
 	if err := c.save(); err != nil {
@@ -148,6 +152,24 @@ func Create(root, id string, o CreateOpts) (err error) {
 	}
 	// The init outlives us; whoever is its subreaper (the shim) reaps it.
 	return p.cmd.Process.Release()
+}
+
+// resolveCgroup finds where the container's cgroup goes: a systemd unit
+// and its paths with the systemd driver, else paths alone.
+func resolveCgroup(cgroupsPath, id string, systemd bool) (*cgroups.Unit, cgroups.Paths, error) {
+	if systemd {
+		u, err := cgroups.ParseSystemdPath(cgroupsPath, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		paths, err := cgroups.ResolveUnit(u)
+		return &u, paths, err
+	}
+	if cgroupsPath == "" {
+		cgroupsPath = cgroups.DefaultPath(id)
+	}
+	paths, err := cgroups.Resolve(cgroupsPath)
+	return nil, paths, err
 }
 
 // hostID maps a container id to the host's through the spec's mappings;

@@ -10,7 +10,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/hostnet-dev/hostnet/runtime/cgroups"
 	"github.com/hostnet-dev/hostnet/runtime/initproc"
 )
 
@@ -58,7 +57,7 @@ func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
 			joins = append(joins, specs.LinuxNamespace{Type: t, Path: c.nsPath(t)})
 		}
 	}
-	cg, err := cgroups.Load(c.Cgroup)
+	cg, err := c.LoadCgroup()
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w", c.ID, err)
 	}

@@ -108,7 +108,7 @@ func (c *Container) openFifo(path string) (*os.File, error) {
 // Signal sends sig to the init, or with all to every process in the cgroup.
 func (c *Container) Signal(sig unix.Signal, all bool) error {
 	if all {
-		cg, err := cgroups.Load(c.Cgroup)
+		cg, err := c.LoadCgroup()
 		if err != nil {
 			return fmt.Errorf("container %s: %w", c.ID, err)
 		}
@@ -144,7 +144,7 @@ func (c *Container) Delete(force bool) error {
 	if processAlive(c.InitPid, c.InitStart) {
 		_ = unix.Kill(c.InitPid, unix.SIGKILL)
 	}
-	if cg, err := cgroups.Load(c.Cgroup); err == nil {
+	if cg, err := c.LoadCgroup(); err == nil {
 		// Thaw first: a frozen process cannot die.
 		_ = cg.Thaw()
 		if err := cg.Delete(); err != nil {
@@ -185,7 +185,7 @@ func RemoveStale(root, id string) error {
 
 // Pids lists the container's processes.
 func (c *Container) Pids() ([]int, error) {
-	cg, err := cgroups.Load(c.Cgroup)
+	cg, err := c.LoadCgroup()
 	if errors.Is(err, cgroups.ErrNotExist) {
 		return []int{}, nil
 	}
@@ -200,7 +200,7 @@ func (c *Container) Pause() error {
 	if st := c.Status(); st != Running {
 		return fmt.Errorf("container not running: %s", st)
 	}
-	cg, err := cgroups.Load(c.Cgroup)
+	cg, err := c.LoadCgroup()
 	if err != nil {
 		return err
 	}
@@ -212,7 +212,7 @@ func (c *Container) Resume() error {
 	if st := c.Status(); st != Paused {
 		return fmt.Errorf("container not paused: %s", st)
 	}
-	cg, err := cgroups.Load(c.Cgroup)
+	cg, err := c.LoadCgroup()
 	if err != nil {
 		return err
 	}

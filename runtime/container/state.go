@@ -34,13 +34,16 @@ const (
 
 // State is what the runtime persists about a container.
 type State struct {
-	ID          string            `json:"id"`
-	Bundle      string            `json:"bundle"`
-	Rootfs      string            `json:"rootfs"`
-	InitPid     int               `json:"initPid"`
-	InitStart   uint64            `json:"initStart"` // guards against pid reuse
-	Created     time.Time         `json:"created"`
-	Cgroup      cgroups.Paths     `json:"cgroup"`
+	ID        string        `json:"id"`
+	Bundle    string        `json:"bundle"`
+	Rootfs    string        `json:"rootfs"`
+	InitPid   int           `json:"initPid"`
+	InitStart uint64        `json:"initStart"` // guards against pid reuse
+	Created   time.Time     `json:"created"`
+	Cgroup    cgroups.Paths `json:"cgroup"`
+	// CgroupUnit is the systemd unit that owns the cgroup, when the
+	// systemd driver created it.
+	CgroupUnit  *cgroups.Unit     `json:"cgroupUnit,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
 	OCIVersion  string            `json:"ociVersion"`
 	Hooks       *specs.Hooks      `json:"hooks,omitempty"`
@@ -97,7 +100,7 @@ func (c *Container) Status() string {
 	if _, err := os.Lstat(filepath.Join(c.Dir, fifoName)); err == nil {
 		return Created
 	}
-	if frozen(c.Cgroup) {
+	if c.frozen() {
 		return Paused
 	}
 	return Running
@@ -155,12 +158,20 @@ func List(root string) ([]*Container, error) {
 	return out, nil
 }
 
-func frozen(paths cgroups.Paths) bool {
-	m, err := cgroups.Load(paths)
+func (c *Container) frozen() bool {
+	m, err := c.LoadCgroup()
 	if err != nil {
 		return false
 	}
 	return m.Frozen()
+}
+
+// LoadCgroup opens the container's cgroup with the driver that created it.
+func (c *Container) LoadCgroup() (cgroups.Manager, error) {
+	if c.CgroupUnit != nil {
+		return cgroups.LoadSystemd(*c.CgroupUnit, c.Cgroup)
+	}
+	return cgroups.Load(c.Cgroup)
 }
 
 // processStart returns the start time of pid (field 22 of /proc/pid/stat)

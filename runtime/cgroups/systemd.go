@@ -1,0 +1,281 @@
+package cgroups
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	systemd "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/godbus/dbus/v5"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// The systemd driver, as runc's: systemd creates the container's cgroup as
+// a transient unit and keeps its limits as unit properties; the limits are
+// then also written to cgroupfs, which is where hierarchies systemd does not
+// manage (freezer, cpuset, net_cls... on v1) get them, and the init joins
+// every hierarchy. Later commands work on cgroupfs and only talk to systemd
+// to change the unit's properties (update) or stop it (delete).
+
+// jobTimeout bounds how long a unit start or stop may take.
+const jobTimeout = 30 * time.Second
+
+func connect(ctx context.Context) (*systemd.Conn, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("the systemd cgroup driver needs root: rootless containers are not supported")
+	}
+	conn, err := systemd.NewWithContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect to systemd over D-Bus (is systemd the init of this host?): %w", err)
+	}
+	return conn, nil
+}
+
+// NewSystemd prepares the unit for a container. Nothing is created until
+// Add places the init: systemd only starts a scope with a process in it.
+func NewSystemd(u Unit, paths Paths, res *specs.LinuxResources) (Manager, error) {
+	if err := checkControllers(paths, res); err != nil {
+		return nil, err
+	}
+	res = withDefaultDevices(res)
+	// Fail now, with nothing made, if the properties cannot be expressed.
+	// An unreachable systemd shows at Add, whose failure create undoes.
+	if _, err := unitProperties(u, 0, res, isV2(paths)); err != nil {
+		return nil, err
+	}
+	return &systemdCgroup{unit: u, paths: paths, res: res}, nil
+}
+
+// LoadSystemd opens the cgroup of a container the systemd driver created.
+// The unit may be gone while cgroupfs directories remain (systemd removes
+// its own hierarchies' directories when the scope empties): Delete still
+// removes the rest.
+func LoadSystemd(u Unit, paths Paths) (Manager, error) {
+	inner, err := Load(paths)
+	if err != nil && !errors.Is(err, ErrNotExist) {
+		return nil, err
+	}
+	if inner == nil && !anyDirExists(paths) {
+		return nil, ErrNotExist
+	}
+	return &systemdCgroup{unit: u, paths: paths, inner: inner}, nil
+}
+
+type systemdCgroup struct {
+	unit  Unit
+	paths Paths
+	res   *specs.LinuxResources // set until the unit is started
+	inner Manager               // the cgroupfs view, once the unit exists
+}
+
+func isV2(paths Paths) bool { _, ok := paths[""]; return ok }
+
+// Add starts the unit with pid in it on the first call, then applies the
+// limits through cgroupfs and joins pid to every hierarchy.
+func (c *systemdCgroup) Add(pid int) error {
+	if c.inner == nil {
+		if err := c.startUnit(pid); err != nil {
+			return err
+		}
+		inner, err := New(c.paths, c.res)
+		if err != nil {
+			_ = c.stopUnit()
+			_ = c.removeDirs()
+			return err
+		}
+		c.inner = inner
+	}
+	if err := c.inner.Add(pid); err != nil {
+		return err
+	}
+	if p, ok := c.paths[unifiedKey]; ok {
+		procs := filepath.Join(hierarchyRoot(unifiedKey), p, "cgroup.procs")
+		if err := os.WriteFile(procs, []byte(strconv.Itoa(pid)), 0); err != nil {
+			return fmt.Errorf("join %d to %s: %w", pid, procs, err)
+		}
+	}
+	return nil
+}
+
+func (c *systemdCgroup) startUnit(pid int) error {
+	props, err := unitProperties(c.unit, pid, c.res, isV2(c.paths))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), jobTimeout)
+	defer cancel()
+	conn, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	done := make(chan string, 1)
+	if _, err := conn.StartTransientUnitContext(ctx, c.unit.Name, "replace", props, done); err != nil {
+		var derr dbus.Error
+		if errors.As(err, &derr) && derr.Name == "org.freedesktop.systemd1.UnitExists" {
+			return fmt.Errorf("start systemd unit %s: a unit of that name already exists (is another container using the same cgroupsPath?)", c.unit.Name)
+		}
+		return fmt.Errorf("start systemd unit %s: %w", c.unit.Name, err)
+	}
+	select {
+	case result := <-done:
+		if result != "done" {
+			c.resetFailed(conn)
+			return fmt.Errorf("start systemd unit %s: job %s", c.unit.Name, result)
+		}
+	case <-ctx.Done():
+		return fmt.Errorf("start systemd unit %s: no answer from systemd in %s", c.unit.Name, jobTimeout)
+	}
+	return nil
+}
+
+// stopUnit stops the unit and forgets a failed state, so that its name can
+// be used again. A unit systemd already dropped is not an error.
+func (c *systemdCgroup) stopUnit() error {
+	ctx, cancel := context.WithTimeout(context.Background(), jobTimeout)
+	defer cancel()
+	conn, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	done := make(chan string, 1)
+	if _, err := conn.StopUnitContext(ctx, c.unit.Name, "replace", done); err != nil {
+		var derr dbus.Error
+		if errors.As(err, &derr) && derr.Name == "org.freedesktop.systemd1.NoSuchUnit" {
+			return nil
+		}
+		return fmt.Errorf("stop systemd unit %s: %w", c.unit.Name, err)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("stop systemd unit %s: no answer from systemd in %s", c.unit.Name, jobTimeout)
+	}
+	c.resetFailed(conn)
+	return nil
+}
+
+func (c *systemdCgroup) resetFailed(conn *systemd.Conn) {
+	_ = conn.ResetFailedUnitContext(context.Background(), c.unit.Name)
+}
+
+// removeDirs removes the container's own directory in every hierarchy;
+// the slices above it belong to systemd.
+func (c *systemdCgroup) removeDirs() error {
+	var errs []error
+	for name, p := range c.paths {
+		dir := filepath.Join(hierarchyRoot(name), p)
+		if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", dir, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func anyDirExists(paths Paths) bool {
+	for name, p := range paths {
+		if _, err := os.Stat(filepath.Join(hierarchyRoot(name), p)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *systemdCgroup) Pids() ([]int, error) {
+	if c.inner == nil {
+		return []int{}, nil
+	}
+	return c.inner.Pids()
+}
+
+func (c *systemdCgroup) Freeze() error {
+	if c.inner == nil {
+		return ErrNotExist
+	}
+	return c.inner.Freeze()
+}
+
+func (c *systemdCgroup) Thaw() error {
+	if c.inner == nil {
+		return nil
+	}
+	return c.inner.Thaw()
+}
+
+func (c *systemdCgroup) Frozen() bool { return c.inner != nil && c.inner.Frozen() }
+
+// Update changes the unit's properties first, so that systemd's copy of
+// the limits never lags behind cgroupfs, then cgroupfs itself.
+func (c *systemdCgroup) Update(res *specs.LinuxResources) error {
+	if c.inner == nil {
+		return ErrNotExist
+	}
+	props, err := resourceProperties(res, isV2(c.paths))
+	if err != nil {
+		return err
+	}
+	if len(props) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), jobTimeout)
+		defer cancel()
+		conn, err := connect(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if err := conn.SetUnitPropertiesContext(ctx, c.unit.Name, true, props...); err != nil {
+			return fmt.Errorf("set properties of systemd unit %s: %w", c.unit.Name, err)
+		}
+	}
+	return c.inner.Update(res)
+}
+
+func (c *systemdCgroup) Stats() (*Stats, error) {
+	if c.inner == nil {
+		return nil, ErrNotExist
+	}
+	return c.inner.Stats()
+}
+
+func (c *systemdCgroup) OOMKills() (uint64, error) {
+	if c.inner == nil {
+		return 0, ErrNotExist
+	}
+	return c.inner.OOMKills()
+}
+
+// Delete kills what is left, stops the unit and removes the directories
+// systemd did not.
+func (c *systemdCgroup) Delete() error {
+	if c.inner != nil {
+		if err := drain(c.inner); err != nil {
+			return err
+		}
+	}
+	if c.inner == nil && c.res != nil {
+		return nil // never started: nothing was created
+	}
+	if err := c.stopUnit(); err != nil {
+		return err
+	}
+	return c.removeDirs()
+}
+
+func (c *systemdCgroup) MountPaths() map[string]string {
+	if c.inner == nil {
+		return map[string]string{}
+	}
+	return c.inner.MountPaths()
+}
+
+// hierarchyRoot is where a hierarchy's root is mounted: "" is cgroup v2.
+func hierarchyRoot(name string) string {
+	if name == "" {
+		return "/sys/fs/cgroup"
+	}
+	return mountPoint(name)
+}
