@@ -25,9 +25,11 @@ if ! command -v go >/dev/null; then
 fi
 
 # Debian packages: runtimes to compare with, busybox for the test image,
-# networking tools, libseccomp, and benchmark tools.
+# networking tools, libseccomp, benchmark tools, and systemd with
+# util-linux's unshare/nsenter (the systemd cgroup driver's tests boot
+# systemd in a sandbox; it is not made this host's init).
 packages=(runc crun containernetworking-plugins busybox-static iptables nftables
-	iproute2 libseccomp-dev hyperfine iperf3 git make ca-certificates)
+	iproute2 libseccomp-dev hyperfine iperf3 git make ca-certificates systemd util-linux)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

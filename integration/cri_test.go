@@ -32,6 +32,7 @@ import (
 
 	"github.com/hostnet-dev/hostnet/integration/internal/daemon"
 	"github.com/hostnet-dev/hostnet/integration/internal/image"
+	"github.com/hostnet-dev/hostnet/integration/internal/systemdbox"
 	"github.com/hostnet-dev/hostnet/spec"
 )
 
@@ -60,6 +61,11 @@ type criEnv struct {
 	ipamDir       string     // host-local's dataDir
 	cgroupParent  string     // below /<d.Namespace>, removed by d.Stop
 	hostNetNS     string     // readlink /proc/self/ns/net of the test
+	// box, when set, is the systemd sandbox containerd runs in, with
+	// hostnet's systemd cgroup driver; base is the directory bound into it
+	// that holds every file containerd and the CNI plugins use.
+	box  *systemdbox.Box
+	base string
 	// strict keeps containerd's CRI defaults that hostnet-runc cannot run
 	// yet: a sandbox oom_score_adj of -998, and the unprivileged port and
 	// ICMP sysctls in every pod with its own netns.
@@ -73,7 +79,7 @@ func TestCRI(t *testing.T) {
 	if testRuntime != daemon.HostnetRuntime {
 		t.Skip("the CRI runtime handler under test is hostnet's")
 	}
-	e := startCRIEnv(t)
+	e := startCRIEnv(t, false)
 	t.Run("HostNetworkPod", e.testHostNetworkPod)
 	t.Run("PodNetwork", e.testPodNetwork)
 	t.Run("Annotations", func(t *testing.T) {
@@ -85,7 +91,11 @@ func TestCRI(t *testing.T) {
 	})
 }
 
-func startCRIEnv(t *testing.T) *criEnv {
+// startCRIEnv starts a CRI-enabled containerd; with systemd, inside a
+// sandbox whose init is systemd, and hostnet configured with
+// [runtime] systemd_cgroup = true as for a kubelet with the systemd cgroup
+// driver.
+func startCRIEnv(t *testing.T, systemd bool) *criEnv {
 	t.Helper()
 	for _, p := range []string{"bridge", "host-local", "portmap", "loopback"} {
 		if _, err := os.Stat(filepath.Join(criCNIBinDir, p)); err != nil {
@@ -101,9 +111,19 @@ func startCRIEnv(t *testing.T) *criEnv {
 		netName:   fmt.Sprintf("hostnet-cri-%d", pid),
 		bridge:    fmt.Sprintf("hncri%d", pid%100000),
 		subnet:    netip.MustParsePrefix(fmt.Sprintf("10.235.%d.0/24", pid%200)),
-		ipamDir:   t.TempDir(),
 		hostNetNS: hostNetNS,
 	}
+	if systemd {
+		// Short: containerd's socket paths must fit in sun_path.
+		base, err := os.MkdirTemp("", "hn-cri-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(base) })
+		e.base = base
+		e.box = systemdbox.Start(t, base, binDir)
+	}
+	e.ipamDir = e.tempDir(t)
 	e.gateway = e.subnet.Addr().Next()
 	e.strict = os.Getenv("HOSTNET_CRI_STRICT") != ""
 
@@ -123,7 +143,7 @@ func startCRIEnv(t *testing.T) *criEnv {
 		removeCNICache(t, e.netName)
 	})
 
-	confDir := t.TempDir()
+	confDir := e.tempDir(t)
 	conflist := map[string]any{
 		"cniVersion": "1.0.0",
 		"name":       e.netName,
@@ -158,7 +178,11 @@ func startCRIEnv(t *testing.T) *criEnv {
 	defer cancel()
 	ns := fmt.Sprintf("hostnet-cri-%d", pid)
 	e.cgroupParent = "/" + ns
-	d, err := daemon.StartCRI(ctx, daemon.Config{BinDir: binDir, Namespace: ns}, daemon.CRIConfig{
+	dcfg := daemon.Config{BinDir: binDir, Namespace: ns}
+	if e.box != nil {
+		dcfg.TempDir, dcfg.Command = e.base, e.box.Command
+	}
+	d, err := daemon.StartCRI(ctx, dcfg, daemon.CRIConfig{
 		SandboxImage:   criPauseImage,
 		CNIBinDirs:     []string{criCNIBinDir},
 		CNIConfDir:     confDir,
@@ -176,7 +200,8 @@ func startCRIEnv(t *testing.T) *criEnv {
 		// For pods that ask for bridge mode: a bridge and IPAM private to
 		// the test.
 		HostnetConfig: fmt.Sprintf("[network.bridge]\nname = %q\nsubnet = %q\nstate_dir = %q\n",
-			hostnetBridge, e.hostnetSubnet.String(), t.TempDir()),
+			hostnetBridge, e.hostnetSubnet.String(), e.tempDir(t)),
+		SystemdCgroup: systemd,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -192,7 +217,7 @@ func startCRIEnv(t *testing.T) *criEnv {
 	})
 
 	// Images: the pause image from a static Go program, and busybox.
-	work := t.TempDir()
+	work := e.tempDir(t)
 	pause := filepath.Join(work, "pause")
 	repo, err := daemon.RepoRoot()
 	if err != nil {
@@ -352,17 +377,43 @@ func (e *criEnv) podConfig(t *testing.T, hostNetwork bool, annotations map[strin
 	return &runtimeapi.PodSandboxConfig{
 		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Uid: name + "-uid", Namespace: "hostnet-test"},
 		Hostname:     hostname,
-		LogDirectory: t.TempDir(),
+		LogDirectory: e.tempDir(t),
 		DnsConfig:    &runtimeapi.DNSConfig{Servers: []string{"127.0.0.1"}, Options: []string{"ndots:1"}},
 		Labels:       map[string]string{"app": "hostnet-cri-test"},
 		Annotations:  annotations,
 		Linux: &runtimeapi.LinuxPodSandboxConfig{
-			CgroupParent: e.cgroupParent + "/pod-" + name,
+			CgroupParent: e.podCgroupParent(name),
 			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
 				NamespaceOptions: &runtimeapi.NamespaceOption{Network: netMode, Pid: runtimeapi.NamespaceMode_CONTAINER, Ipc: runtimeapi.NamespaceMode_POD},
 			},
 		},
 	}
+}
+
+// podCgroupParent is the cgroup parent the kubelet gives a pod: a
+// directory below the test's tree with the cgroupfs driver, the pod's
+// slice with the systemd driver (a dash in a slice name nests, so the
+// kubelet writes the uid's dashes as underscores).
+func (e *criEnv) podCgroupParent(name string) string {
+	if e.box != nil {
+		uid := strings.ReplaceAll(name, "-", "_")
+		return "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod" + uid + ".slice"
+	}
+	return e.cgroupParent + "/pod-" + name
+}
+
+// tempDir is a new directory that containerd can use: t.TempDir(), or one
+// below the directory bound into the systemd sandbox.
+func (e *criEnv) tempDir(t *testing.T) string {
+	t.Helper()
+	if e.base == "" {
+		return t.TempDir()
+	}
+	dir, err := os.MkdirTemp(e.base, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // startContainer creates and starts a busybox container in the pod that

@@ -25,6 +25,11 @@ type env struct {
 	bundle string
 	id     string
 	spec   *specs.Spec
+	// inside, when set, wraps every runtime command (to run it in a
+	// systemd sandbox).
+	inside func(name string, args ...string) *exec.Cmd
+	// global flags before the command, e.g. --systemd-cgroup.
+	global []string
 }
 
 // newEnv prepares a bundle running args in the shared busybox root, with a
@@ -69,7 +74,11 @@ func (e *env) writeSpec() {
 // to files, not pipes: a created container's init inherits stdio and keeps it
 // open, so reading a pipe to EOF would wait for the container to exit.
 func (e *env) rt(args ...string) (string, error) {
-	cmd := exec.Command(runtimeBin, append([]string{"--root", e.root, "--log", e.log, "--log-format", "json"}, args...)...)
+	argv := append(append([]string{"--root", e.root, "--log", e.log, "--log-format", "json"}, e.global...), args...)
+	cmd := exec.Command(runtimeBin, argv...)
+	if e.inside != nil {
+		cmd = e.inside(runtimeBin, argv...)
+	}
 	stdout, err := os.CreateTemp(e.t.TempDir(), "stdout")
 	if err != nil {
 		return "", err

@@ -52,6 +52,11 @@ type Bridge struct {
 type Runtime struct {
 	Binary string `toml:"binary"`
 	Root   string `toml:"root"`
+	// SystemdCgroup runs the runtime with --systemd-cgroup, as runc's
+	// SystemdCgroup option does: needed under CRI when the kubelet uses
+	// the systemd cgroup driver (cgroupsPath "slice:prefix:name"), since
+	// CRI sends hostnet this document, not runc's options.
+	SystemdCgroup bool `toml:"systemd_cgroup"`
 }
 
 // Defaults are what an empty document means.

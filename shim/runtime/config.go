@@ -63,7 +63,7 @@ func ConfigFromOptions(opts typeurl.Any, namespace string) (Config, error) {
 	return Config{
 		Binary:        binary,
 		Root:          filepath.Join(root, namespace),
-		SystemdCgroup: o.SystemdCgroup,
+		SystemdCgroup: o.SystemdCgroup || hn.Runtime.SystemdCgroup,
 		NoPivotRoot:   o.NoPivotRoot,
 		NoNewKeyring:  o.NoNewKeyring,
 		IoUID:         int(o.IoUid),

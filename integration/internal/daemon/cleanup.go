@@ -35,12 +35,16 @@ func (d *Daemon) Stop() error {
 		errs = append(errs, d.deleteAll())
 		errs = append(errs, d.stopDaemon())
 	}
-	errs = append(errs, d.killLeftoverProcesses())
+	if d.command == nil {
+		errs = append(errs, d.killLeftoverProcesses())
+	}
 	if d.log != nil {
 		d.log.Close()
 	}
 	errs = append(errs, d.unmountAll())
-	errs = append(errs, d.removeCgroups())
+	if d.command == nil {
+		errs = append(errs, d.removeCgroups())
+	}
 	for _, root := range d.runtimeRoots {
 		errs = append(errs, os.RemoveAll(filepath.Join(root, d.Namespace)))
 	}

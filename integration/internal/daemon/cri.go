@@ -50,6 +50,9 @@ type CRIConfig struct {
 	// and net.ipv4.ping_group_range sysctls CRI puts in the spec of every
 	// pod with its own netns (enable_unprivileged_ports/_icmp).
 	NoUnprivilegedSysctls bool
+	// SystemdCgroup sets hostnet's [runtime] systemd_cgroup, as a node
+	// whose kubelet uses the systemd cgroup driver needs.
+	SystemdCgroup bool
 }
 
 // StartCRI is Start with containerd's CRI plugin configured for the
@@ -72,6 +75,9 @@ func StartCRI(ctx context.Context, cfg Config, cri CRIConfig) (*Daemon, error) {
 		d.runtimeRoots = append(d.runtimeRoots, runtimeRoot)
 		hostnetConfig := filepath.Join(d.Dir, "hostnet.toml")
 		body := strings.TrimRight(cri.HostnetConfig, "\n") + "\n\n[runtime]\nroot = " + tomlString(runtimeRoot) + "\n"
+		if cri.SystemdCgroup {
+			body += "systemd_cgroup = true\n"
+		}
 		if err := os.WriteFile(hostnetConfig, []byte(body), 0o644); err != nil {
 			return "", err
 		}

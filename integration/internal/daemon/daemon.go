@@ -47,6 +47,14 @@ type Config struct {
 	RuntimeRoots []string
 	// StartTimeout bounds how long Start waits for the socket; 30s if zero.
 	StartTimeout time.Duration
+	// TempDir is where the daemon's directory is created; os.TempDir() if
+	// empty.
+	TempDir string
+	// Command, when set, runs containerd through it (e.g. into a sandbox's
+	// namespaces). Its processes then have pids of another namespace and
+	// its mounts and cgroups are the sandbox's: Stop leaves them to the
+	// sandbox's teardown.
+	Command func(name string, args ...string) *exec.Cmd
 	// ConfigVersion is the version of the configuration file to write: 3
 	// for containerd 2.x, 2 for containerd 1.x (which has no CRI runtime
 	// entry for hostnet then: the CRI plugin is disabled). Zero asks the
@@ -70,6 +78,7 @@ type Daemon struct {
 	Namespace string
 
 	runtimeRoots []string
+	command      func(name string, args ...string) *exec.Cmd
 
 	ctr          string
 	env          []string
@@ -107,7 +116,7 @@ func start(ctx context.Context, cfg Config, prefix string, render func(*Daemon) 
 		return nil, err
 	}
 
-	dir, err := os.MkdirTemp("", prefix)
+	dir, err := os.MkdirTemp(cfg.TempDir, prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -121,6 +130,7 @@ func start(ctx context.Context, cfg Config, prefix string, render func(*Daemon) 
 		Namespace: cfg.Namespace,
 
 		runtimeRoots: cfg.RuntimeRoots,
+		command:      cfg.Command,
 		ctr:          ctr,
 		env:          append(withoutEnv(os.Environ(), "PATH", "CONTAINERD_ADDRESS", "CONTAINERD_NAMESPACE"), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH")),
 	}
@@ -170,6 +180,9 @@ func start(ctx context.Context, cfg Config, prefix string, render func(*Daemon) 
 // launch starts the containerd process on d's configuration.
 func (d *Daemon) launch() error {
 	cmd := exec.Command(d.containerd, "--config", d.configPath)
+	if d.command != nil {
+		cmd = d.command(d.containerd, "--config", d.configPath)
+	}
 	cmd.Env = d.env
 	cmd.Stdout, cmd.Stderr = d.log, d.log
 	// Own process group, so a Ctrl-C meant for `go test` does not kill the
