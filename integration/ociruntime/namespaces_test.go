@@ -1,10 +1,12 @@
 package ociruntime
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -39,10 +41,10 @@ func TestHostMountNamespace(t *testing.T) {
 	e.assertGone()
 }
 
-// A user namespace with mappings: the process is root inside, an unmapped
-// uid outside, and the init keeps the capabilities it needs to set up.
-func TestUserNamespace(t *testing.T) {
-	e := newEnv(t, "sh", "-c", "id -u; cat /proc/self/uid_map")
+// withUserNamespace gives the container a user namespace mapping its ids
+// 0-65535 to the host's 100000-165535.
+func withUserNamespace(t *testing.T, e *env) {
+	t.Helper()
 	e.spec.Linux.Namespaces = append(e.spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
 	e.spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
 	e.spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
@@ -52,14 +54,23 @@ func TestUserNamespace(t *testing.T) {
 		return m.Destination == "/sys/fs/cgroup"
 	})
 	// The mapped root is an unprivileged uid on the host: it must be able
-	// to reach the bundle and the root filesystem.
-	for _, leaf := range []string{e.bundle, rootfsDir} {
-		for dir := leaf; dir != os.TempDir() && dir != "/"; dir = filepath.Dir(dir) {
-			if err := os.Chmod(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
+	// to reach the root filesystem. The bundle stays in a 0700 directory:
+	// the init inherits its working directory there, as runc's does.
+	for dir := rootfsDir; dir != os.TempDir() && dir != "/"; dir = filepath.Dir(dir) {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
 		}
 	}
+	if err := os.Chmod(filepath.Dir(e.bundle), 0o700); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A user namespace with mappings: the process is root inside, an unmapped
+// uid outside, and the init keeps the capabilities it needs to set up.
+func TestUserNamespace(t *testing.T) {
+	e := newEnv(t, "sh", "-c", "id -u; cat /proc/self/uid_map")
+	withUserNamespace(t, e)
 	out, err := e.runOutput()
 	if err != nil {
 		t.Fatalf("%v: %s", err, e.lastError())
@@ -112,4 +123,68 @@ func TestRelativeCgroupPath(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("cgroup %s left behind: %v", dir, err)
 	}
+}
+
+// exec joins the container's user namespace too (from a raw fork: Go
+// cannot setns into a user namespace), as the namespace's root unless the
+// process asks for another user, with the caps of the spec and nothing
+// more.
+func TestExecUserNamespace(t *testing.T) {
+	e := newEnv(t, "sleep", "1000")
+	withUserNamespace(t, e)
+	if _, err := e.create(); err != nil {
+		t.Fatalf("%v: %s", err, e.lastError())
+	}
+	e.mustRT("start", e.id)
+	init := e.state().Pid
+	wantNS, _ := os.Readlink("/proc/" + strconv.Itoa(init) + "/ns/user")
+
+	out, err := e.rt("exec", e.id, "sh", "-c", "readlink /proc/self/ns/user; id -u; id -g; cat /proc/self/uid_map; grep CapEff /proc/self/status")
+	if err != nil {
+		t.Fatalf("%v: %s", err, e.lastError())
+	}
+	f := strings.Fields(out)
+	if len(f) < 8 || f[0] != wantNS || f[1] != "0" || f[2] != "0" || f[4] != "100000" {
+		t.Fatalf("exec'd process: %q, want user namespace %s, uid and gid 0, mapped to 100000", out, wantNS)
+	}
+	initCaps, _ := os.ReadFile("/proc/" + strconv.Itoa(init) + "/status")
+	if want := capEff(string(initCaps)); f[len(f)-1] != want {
+		t.Errorf("exec'd CapEff %s, want the init's %s", f[len(f)-1], want)
+	}
+
+	// Another user, and the host sees it as the mapped uid.
+	proc := filepath.Join(t.TempDir(), "process.json")
+	p := *e.spec.Process
+	p.User = specs.User{UID: 1000, GID: 1000}
+	p.Args = []string{"sh", "-c", "id -u; sleep 1000"}
+	data, _ := json.Marshal(p)
+	if err := os.WriteFile(proc, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pidFile := filepath.Join(t.TempDir(), "exec.pid")
+	if _, err := e.rt("exec", "--detach", "--pid-file", pidFile, "--process", proc, e.id); err != nil {
+		t.Fatalf("%v: %s", err, e.lastError())
+	}
+	raw, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, err := os.ReadFile("/proc/" + string(raw) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(status), "\nUid:\t101000\t101000\t101000\t101000\n") {
+		t.Errorf("exec'd process as uid 1000: host status\n%s\nwant host uid 101000", status)
+	}
+	e.mustRT("delete", "--force", e.id)
+	e.assertGone()
+}
+
+func capEff(status string) string {
+	for _, line := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }

@@ -110,7 +110,7 @@ func Create(root, id string, o CreateOpts) (err error) {
 	}
 	defer p.sync.Close()
 	undo = append(undo, p.kill)
-	pid := p.cmd.Process.Pid
+	pid := p.proc.Pid
 	if err := cg.Add(pid); err != nil {
 		return fmt.Errorf("add init %d to cgroup %s: %w", pid, cgPaths, err)
 	}
@@ -151,7 +151,7 @@ func Create(root, id string, o CreateOpts) (err error) {
 		}
 	}
 	// The init outlives us; whoever is its subreaper (the shim) reaps it.
-	return p.cmd.Process.Release()
+	return p.proc.Release()
 }
 
 // resolveCgroup finds where the container's cgroup goes: a systemd unit

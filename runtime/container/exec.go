@@ -44,8 +44,11 @@ func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
 	default:
 		return nil, fmt.Errorf("cannot exec in a %s container", st)
 	}
-	if differs, err := c.nsDiffers(specs.UserNamespace); err != nil || differs {
-		return nil, errors.New("exec into a container with its own user namespace is not supported yet")
+	userns := ""
+	if differs, err := c.nsDiffers(specs.UserNamespace); err != nil {
+		return nil, err
+	} else if differs {
+		userns = c.nsPath(specs.UserNamespace)
 	}
 	var joins []specs.LinuxNamespace
 	for _, t := range execJoinOrder {
@@ -66,12 +69,13 @@ func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
 		preserveFds:   o.PreserveFds,
 		attr:          &syscall.SysProcAttr{Setsid: o.Process.Terminal},
 		joins:         joins,
+		userns:        userns,
 	})
 	if err != nil {
 		return nil, err
 	}
 	defer p.sync.Close()
-	pid := p.cmd.Process.Pid
+	pid := p.proc.Pid
 	if err := cg.Add(pid); err != nil {
 		p.kill()
 		return nil, fmt.Errorf("add process %d to cgroup %s: %w", pid, c.Cgroup, err)
@@ -90,7 +94,7 @@ func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
 			return nil, fmt.Errorf("write pid file %s: %w", o.PidFile, err)
 		}
 	}
-	return p.cmd.Process, nil
+	return p.proc, nil
 }
 
 func (c *Container) nsPath(t specs.LinuxNamespaceType) string {

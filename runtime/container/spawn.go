@@ -44,11 +44,14 @@ type spawnOpts struct {
 	preserveFds   int
 	attr          *syscall.SysProcAttr
 	joins         []specs.LinuxNamespace // entered with setns before the fork
+	// userns, when set, is a user namespace the child joins after the
+	// fork (forkIntoUserNS); only attr.Setsid applies then.
+	userns string
 }
 
 // initProcess is a started init and the parent's end of its sync socket.
 type initProcess struct {
-	cmd  *exec.Cmd
+	proc *os.Process
 	sync *os.File
 	fds  initproc.Fds
 }
@@ -104,13 +107,17 @@ func spawn(o spawnOpts) (*initProcess, error) {
 		return nil, err
 	}
 
-	// Caller's fds 3..3+n-1 keep their numbers; ours follow.
+	// Caller's fds 3..3+n-1 keep their numbers; ours follow. A raw fork
+	// into a user namespace passes every fd under its own number instead.
 	var extra []*os.File
 	for i := 0; i < o.preserveFds; i++ {
 		extra = append(extra, os.NewFile(uintptr(3+i), "preserved-"+strconv.Itoa(3+i)))
 	}
 	next := func(f *os.File) int {
 		extra = append(extra, f)
+		if o.userns != "" {
+			return int(f.Fd())
+		}
 		return 2 + len(extra)
 	}
 	fds := initproc.Fds{Preserved: o.preserveFds, ConsoleSocket: -1, ExecFifo: -1}
@@ -142,17 +149,35 @@ func spawn(o spawnOpts) (*initProcess, error) {
 		Path:        "/proc/self/fd/" + strconv.Itoa(selfFd),
 		Args:        []string{"hostnet-runc", initproc.Command},
 		Env:         []string{initproc.SyncFdEnv + "=" + strconv.Itoa(syncFd), "GOMAXPROCS=1"},
-		Dir:         o.dir,
 		Stdin:       os.Stdin,
 		Stdout:      os.Stdout,
 		Stderr:      os.Stderr,
 		ExtraFiles:  extra,
 		SysProcAttr: o.attr,
 	}
-	if err := startIn(cmd, o.joins); err != nil {
+	var userns *os.File
+	if o.userns != "" {
+		if userns, err = os.Open(o.userns); err != nil {
+			return fail(fmt.Errorf("open user namespace: %w", err))
+		}
+		defer userns.Close()
+	}
+	var proc *os.Process
+	err = inNamespaces(o.joins, o.dir, func() error {
+		if userns != nil {
+			proc, err = forkIntoUserNS(userns, cmd.Path, cmd.Args, cmd.Env, o.attr != nil && o.attr.Setsid, extra)
+			return err
+		}
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("start container init: %w", err)
+		}
+		proc = cmd.Process
+		return nil
+	})
+	if err != nil {
 		return fail(err)
 	}
-	return &initProcess{cmd: cmd, sync: parentEnd, fds: fds}, nil
+	return &initProcess{proc: proc, sync: parentEnd, fds: fds}, nil
 }
 
 // handshake sends the bootstrap and waits for the process to be ready,
@@ -166,8 +191,11 @@ func (p *initProcess) handshake(b initproc.Bootstrap, runtimeHooks func() error)
 	for {
 		var r initproc.Reply
 		if err := dec.Decode(&r); err != nil {
-			p.cmd.Process.Kill()
-			werr := p.cmd.Wait()
+			p.proc.Kill()
+			st, werr := p.proc.Wait()
+			if werr == nil {
+				werr = fmt.Errorf("%s", st)
+			}
 			return fmt.Errorf("unable to start container process: init exited before it was ready (%v)", werr)
 		}
 		switch {
@@ -198,7 +226,7 @@ func (p *initProcess) setOOMScoreAdj(score *int) error {
 	if score == nil {
 		return nil
 	}
-	path := "/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/oom_score_adj"
+	path := "/proc/" + strconv.Itoa(p.proc.Pid) + "/oom_score_adj"
 	if err := os.WriteFile(path, []byte(strconv.Itoa(*score)), 0); err != nil {
 		return fmt.Errorf("set oom_score_adj %d: %w", *score, err)
 	}
@@ -207,8 +235,8 @@ func (p *initProcess) setOOMScoreAdj(score *int) error {
 
 // kill stops a process that never became ready and reaps it.
 func (p *initProcess) kill() {
-	p.cmd.Process.Kill()
-	p.cmd.Wait()
+	p.proc.Kill()
+	p.proc.Wait()
 }
 
 func idMaps(in []specs.LinuxIDMapping) []syscall.SysProcIDMap {
@@ -219,28 +247,37 @@ func idMaps(in []specs.LinuxIDMapping) []syscall.SysProcIDMap {
 	return out
 }
 
-// startIn forks cmd from a thread that has joined the given namespaces.
-func startIn(cmd *exec.Cmd, joins []specs.LinuxNamespace) error {
-	if len(joins) == 0 {
-		return startErr(cmd.Start())
+// inNamespaces runs start, which forks, on a thread that has joined the
+// given namespaces and has dir as its working directory. The child inherits
+// the directory instead of changing to it (cmd.Dir): in a new user
+// namespace it would do so as the mapped root, an unprivileged uid on the
+// host that may not be allowed into the bundle, while runc's child simply
+// keeps its parent's.
+func inNamespaces(joins []specs.LinuxNamespace, dir string, start func() error) error {
+	if len(joins) == 0 && dir == "" {
+		return start()
 	}
 	errc := make(chan error, 1)
 	go func() {
 		// Deliberately no UnlockOSThread: the thread dies with this goroutine.
 		runtime.LockOSThread()
 		errc <- func() error {
+			// A working directory and a mount namespace of the thread's
+			// own need an fs struct of its own.
+			if err := unix.Unshare(unix.CLONE_FS); err != nil {
+				return fmt.Errorf("unshare fs: %w", err)
+			}
 			for _, ns := range joins {
-				if ns.Type == specs.MountNamespace {
-					// setns into a mount namespace needs an fs struct of our own.
-					if err := unix.Unshare(unix.CLONE_FS); err != nil {
-						return fmt.Errorf("unshare fs: %w", err)
-					}
-				}
 				if err := joinNamespace(ns); err != nil {
 					return err
 				}
 			}
-			return startErr(cmd.Start())
+			if dir != "" {
+				if err := unix.Chdir(dir); err != nil {
+					return fmt.Errorf("chdir to bundle %s: %w", dir, err)
+				}
+			}
+			return start()
 		}()
 	}()
 	return <-errc
@@ -254,13 +291,6 @@ func joinNamespace(ns specs.LinuxNamespace) error {
 	defer unix.Close(fd)
 	if err := unix.Setns(fd, joinFlags[ns.Type]); err != nil {
 		return fmt.Errorf("join %s namespace %s: %w", ns.Type, ns.Path, err)
-	}
-	return nil
-}
-
-func startErr(err error) error {
-	if err != nil {
-		return fmt.Errorf("start container init: %w", err)
 	}
 	return nil
 }

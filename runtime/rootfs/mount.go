@@ -100,9 +100,17 @@ func mountOne(root *os.File, c *Config, m specs.Mount) error {
 			return err
 		}
 	default:
-		if err := withTarget(root, m.Destination, true, func(target string) error {
+		err := withTarget(root, m.Destination, true, func(target string) error {
 			return unix.Mount(m.Source, target, m.Type, opts.Flags, opts.Data)
-		}); err != nil {
+		})
+		if m.Type == "sysfs" && errors.Is(err, unix.EPERM) && spec.HasNamespace(c.Spec, specs.UserNamespace) {
+			// A user namespace may only mount sysfs for a network
+			// namespace it owns (not the host's, nor one the shim made):
+			// bind the /sys we see instead, with the same flags, as runc
+			// does. Masked and read-only paths apply to it as usual.
+			err = bindMount(root, "/sys", m.Destination, MountOptions{Flags: opts.Flags | unix.MS_REC})
+		}
+		if err != nil {
 			return err
 		}
 	}
