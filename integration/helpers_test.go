@@ -126,8 +126,14 @@ type background struct {
 // task is running. The test's cleanup kills it if the test did not.
 func startCtrRun(t *testing.T, id string, args ...string) *background {
 	t.Helper()
+	return startCtrRunFlags(t, nil, id, args...)
+}
+
+// startCtrRunFlags is startCtrRun with extra `ctr run` flags.
+func startCtrRunFlags(t *testing.T, flags []string, id string, args ...string) *background {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	bg := &background{cmd: testDaemon.Ctr(ctx, ctrRunArgs([]string{"--rm"}, id, args...)...), done: make(chan struct{})}
+	bg := &background{cmd: testDaemon.Ctr(ctx, ctrRunArgs(append([]string{"--rm"}, flags...), id, args...)...), done: make(chan struct{})}
 	bg.cmd.Stdout, bg.cmd.Stderr = &bg.stdout, &bg.stderr
 	if err := bg.cmd.Start(); err != nil {
 		cancel()

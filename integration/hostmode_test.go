@@ -129,3 +129,20 @@ func TestShimSocketUnreachableFromContainer(t *testing.T) {
 	mustCtr(t, "tasks", "kill", "--signal", "SIGKILL", id)
 	bg.wait(t, time.Minute)
 }
+
+// TestUserNamespaceExec: `ctr run --uidmap/--gidmap` gives a host-network
+// container its own user namespace; `ctr tasks exec` lands in it, as the
+// namespace's root (an unprivileged uid on the host).
+func TestUserNamespaceExec(t *testing.T) {
+	id := newID(t)
+	startCtrRunFlags(t, []string{"--uidmap", "0:200000:65536", "--gidmap", "0:200000:65536"}, id, "sleep", "1000")
+	out := mustCtr(t, "tasks", "exec", "--exec-id", "probe", id, "sh", "-c", "id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user; readlink /proc/1/ns/user")
+	f := strings.Fields(out)
+	if len(f) != 6 || f[0] != "0" || f[1] != "0" || f[2] != "200000" || f[4] != f[5] {
+		t.Errorf("exec'd process: %q, want uid 0 mapped to 200000, in the init's user namespace", out)
+	}
+	own, _ := os.Readlink("/proc/self/ns/user")
+	if len(f) == 6 && f[4] == own {
+		t.Errorf("exec'd process is in the host's user namespace %s", own)
+	}
+}

@@ -140,8 +140,14 @@ func start(ctx context.Context, cfg Config, prefix string, render func(*Daemon) 
 		}
 	}()
 
+	// 0711 as containerd makes its root and state: the root user of a
+	// container's user namespace is an unprivileged uid on the host and
+	// must be able to walk to the bundle.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return nil, err
+	}
 	for _, p := range []string{d.Root, d.State, d.FIFODir} {
-		if err := os.MkdirAll(p, 0o700); err != nil {
+		if err := os.MkdirAll(p, 0o711); err != nil {
 			return nil, err
 		}
 	}
