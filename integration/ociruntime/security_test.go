@@ -215,3 +215,35 @@ func TestSeccomp(t *testing.T) {
 		t.Error("mkdir succeeded despite the profile")
 	}
 }
+
+// A container root with CAP_SYS_ADMIN (in the host's user namespace, or in
+// its own, which owns its mount namespace) may mount over /proc. exec must
+// not then run whatever the container put at /proc/self/fd/N in place of
+// the runtime's init, with the runtime's privileges: the init is exec'd
+// through its descriptor.
+func TestExecIgnoresFakeProc(t *testing.T) {
+	for _, userns := range []bool{false, true} {
+		t.Run(map[bool]string{false: "host user namespace", true: "own user namespace"}[userns], func(t *testing.T) {
+			e := newEnv(t, "sleep", "1000")
+			if userns {
+				withUserNamespace(t, e)
+			}
+			caps := append(slices.Clone(e.spec.Process.Capabilities.Bounding), "CAP_SYS_ADMIN")
+			e.spec.Process.Capabilities.Bounding, e.spec.Process.Capabilities.Effective, e.spec.Process.Capabilities.Permitted = caps, caps, caps
+			if _, err := e.create(); err != nil {
+				t.Fatalf("%v: %s", err, e.lastError())
+			}
+			e.mustRT("start", e.id)
+			init := e.state().Pid
+			fake := `mount -t tmpfs fake /proc && mkdir -p /proc/self/fd && for i in $(seq 0 64); do printf '#!/bin/sh\ntouch /dev/shm/pwned\n' >/proc/self/fd/$i; chmod +x /proc/self/fd/$i; done`
+			if _, err := e.rt("exec", e.id, "sh", "-c", fake); err != nil {
+				t.Fatalf("set up the fake /proc: %v: %s", err, e.lastError())
+			}
+			_, err := e.rt("exec", e.id, "true")
+			t.Logf("exec with a fake /proc: %v (%s)", err, e.lastError())
+			if _, serr := os.Stat("/proc/" + strconv.Itoa(init) + "/root/dev/shm/pwned"); serr == nil {
+				t.Fatal("exec ran the container's fake /proc/self/fd/N instead of the runtime's init")
+			}
+		})
+	}
+}

@@ -69,6 +69,7 @@ func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
 		preserveFds:   o.PreserveFds,
 		attr:          &syscall.SysProcAttr{Setsid: o.Process.Terminal},
 		joins:         joins,
+		raw:           true,
 		userns:        userns,
 	})
 	if err != nil {

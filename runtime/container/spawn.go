@@ -2,6 +2,7 @@ package container
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -44,8 +45,10 @@ type spawnOpts struct {
 	preserveFds   int
 	attr          *syscall.SysProcAttr
 	joins         []specs.LinuxNamespace // entered with setns before the fork
-	// userns, when set, is a user namespace the child joins after the
-	// fork (forkIntoUserNS); only attr.Setsid applies then.
+	// raw forks with forkExec, which execs the init by descriptor and can
+	// join userns, a user namespace, after the fork; only attr.Setsid
+	// applies then.
+	raw    bool
 	userns string
 }
 
@@ -108,14 +111,18 @@ func spawn(o spawnOpts) (*initProcess, error) {
 	}
 
 	// Caller's fds 3..3+n-1 keep their numbers; ours follow. A raw fork
-	// into a user namespace passes every fd under its own number instead.
+	// passes every fd under its own number instead.
+	raw := o.raw && rawForkSupported
+	if o.userns != "" && !raw {
+		return fail(errors.New("exec into a container's user namespace is not supported on this architecture"))
+	}
 	var extra []*os.File
 	for i := 0; i < o.preserveFds; i++ {
 		extra = append(extra, os.NewFile(uintptr(3+i), "preserved-"+strconv.Itoa(3+i)))
 	}
 	next := func(f *os.File) int {
 		extra = append(extra, f)
-		if o.userns != "" {
+		if raw {
 			return int(f.Fd())
 		}
 		return 2 + len(extra)
@@ -164,8 +171,8 @@ func spawn(o spawnOpts) (*initProcess, error) {
 	}
 	var proc *os.Process
 	err = inNamespaces(o.joins, o.dir, func() error {
-		if userns != nil {
-			proc, err = forkIntoUserNS(userns, cmd.Path, cmd.Args, cmd.Env, o.attr != nil && o.attr.Setsid, extra)
+		if raw {
+			proc, err = forkExec(userns, self, cmd.Args, cmd.Env, o.attr != nil && o.attr.Setsid, extra)
 			return err
 		}
 		if err := cmd.Start(); err != nil {
@@ -313,6 +320,14 @@ func sealedExecutable() (*os.File, error) {
 	if err := copyFile(mem, src); err != nil {
 		mem.Close()
 		return nil, fmt.Errorf("copy own executable to memfd: %w", err)
+	}
+	// Execute-only: the kernel makes a process exec'd from a file it
+	// cannot read non-dumpable and keeps its mm in the host's user
+	// namespace, so nothing in the container can ptrace the init or read
+	// its memory while it sets up (the CVE-2016-9962 class).
+	if err := mem.Chmod(0o111); err != nil {
+		mem.Close()
+		return nil, fmt.Errorf("chmod memfd: %w", err)
 	}
 	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
 	if _, err := unix.FcntlInt(mem.Fd(), unix.F_ADD_SEALS, seals); err != nil {

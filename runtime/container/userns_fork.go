@@ -1,29 +1,42 @@
+//go:build linux && (amd64 || arm64 || riscv64 || ppc64le || loong64)
+
 package container
 
 import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"runtime"
 	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// Joining a user namespace needs a single-threaded caller (setns(2):
-// EINVAL otherwise), which a Go program never is; runc has a C constructor
-// (nsexec) for it. hostnet-runc stays pure Go: it forks with a raw clone(2),
-// whose child is single-threaded, and that child runs only the nosplit code
-// below (raw system calls, no allocation, no scheduler) until execve. The
-// other namespaces are joined by the parent thread before the fork, as for
-// every exec, so the child only joins the user namespace, becomes its root
-// and execs the init from the sealed memfd.
+// exec starts its process from a raw clone(2), for two reasons:
+//   - Joining a user namespace needs a single-threaded caller (setns(2):
+//     EINVAL otherwise), which a Go program never is; runc has a C
+//     constructor (nsexec) for it. The child of a raw clone is
+//     single-threaded.
+//   - The child runs in the container's mount namespace, where a container
+//     with CAP_SYS_ADMIN (in the host's user namespace or its own) may have
+//     mounted over /proc: the init must be exec'd through its descriptor
+//     (execveat), which os/exec cannot do, never through /proc/self/fd/N.
+// The child runs only the nosplit code below (raw system calls, no
+// allocation, no scheduler) until the exec. The other namespaces are joined
+// by the parent thread before the fork, so the child only joins the user
+// namespace, if any, becomes its root, and execs the sealed init.
+
+// rawForkSupported: the raw clone's arguments are checked for these
+// architectures.
+const rawForkSupported = true
 
 // userForkArgs is everything the child needs, prepared by the parent:
 // after the fork the child may not allocate.
 type userForkArgs struct {
-	userns  int // fd of the user namespace to join
-	path    *byte
+	userns  int // fd of the user namespace to join, or -1
+	exe     int // fd of the sealed init binary, exec'd with execveat
+	empty   *byte
 	argv    []*byte
 	envp    []*byte
 	setsid  bool
@@ -32,14 +45,19 @@ type userForkArgs struct {
 	oldMask uint64 // the signal mask to exec with
 }
 
-// forkIntoUserNS starts the init in the user namespace userns (opened
-// before the calling thread joined the container's mount namespace, where
-// /proc is the container's), from the calling thread (which must be locked
-// and in the other namespaces already), and returns it once it has exec'd.
-func forkIntoUserNS(userns *os.File, path string, argv, env []string, setsid bool, keep []*os.File) (*os.Process, error) {
-	a := &userForkArgs{userns: int(userns.Fd())}
+// forkExec starts the init exe from the calling thread (which is in the
+// container's other namespaces already), in the user namespace userns if
+// not nil (opened before the thread joined the container's mount
+// namespace, where /proc is the container's), and returns it once it has
+// exec'd.
+func forkExec(userns, exe *os.File, argv, env []string, setsid bool, keep []*os.File) (*os.Process, error) {
+	a := &userForkArgs{userns: -1, exe: int(exe.Fd())}
+	where := "the container"
+	if userns != nil {
+		a.userns, where = int(userns.Fd()), "user namespace "+userns.Name()
+	}
 	var err error
-	if a.path, err = syscall.BytePtrFromString(path); err != nil {
+	if a.empty, err = syscall.BytePtrFromString(""); err != nil {
 		return nil, err
 	}
 	if a.argv, err = syscall.SlicePtrFromStrings(argv); err != nil {
@@ -59,6 +77,12 @@ func forkIntoUserNS(userns *os.File, path string, argv, env []string, setsid boo
 	defer unix.Close(p[0])
 	a.errPipe = p[1]
 
+	// The mask and the namespaces are this thread's; no fd may be made
+	// inheritable by another goroutine's fork meanwhile.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	syscall.ForkLock.Lock()
+	defer syscall.ForkLock.Unlock()
 	// No Go signal handler may run in the child: block every signal on
 	// this thread across the fork; the child restores the mask at exec.
 	all := ^uint64(0)
@@ -68,6 +92,10 @@ func forkIntoUserNS(userns *os.File, path string, argv, env []string, setsid boo
 	}
 	pid, e := forkExecInUserNS(a)
 	syscall.RawSyscall6(syscall.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&a.oldMask)), 0, 8, 0, 0)
+	// The fds passed by number must stay open until the fork is done.
+	runtime.KeepAlive(keep)
+	runtime.KeepAlive(exe)
+	runtime.KeepAlive(userns) // nil is fine
 	unix.Close(p[1])
 	if e != 0 {
 		return nil, fmt.Errorf("fork: %w", e)
@@ -75,15 +103,20 @@ func forkIntoUserNS(userns *os.File, path string, argv, env []string, setsid boo
 
 	// EOF: the pipe closed on exec. Else the step and errno that failed.
 	var report [8]byte
-	n, _ := readFull(p[0], report[:])
-	if n == 0 {
+	n, rerr := readFull(p[0], report[:])
+	if n == 0 && rerr == nil {
 		return os.FindProcess(pid)
 	}
 	var ws unix.WaitStatus
+	if n != len(report) {
+		unix.Kill(pid, unix.SIGKILL)
+		unix.Wait4(pid, &ws, 0, nil)
+		return nil, fmt.Errorf("start process in %s: read child's report: %d bytes, %v", where, n, rerr)
+	}
 	unix.Wait4(pid, &ws, 0, nil)
 	step := forkSteps[binary.LittleEndian.Uint32(report[:4])]
 	errno := syscall.Errno(binary.LittleEndian.Uint32(report[4:]))
-	return nil, fmt.Errorf("start process in user namespace %s: %s: %w", userns.Name(), step, errno)
+	return nil, fmt.Errorf("start process in %s: %s: %w", where, step, errno)
 }
 
 func readFull(fd int, buf []byte) (int, error) {
@@ -104,10 +137,11 @@ func readFull(fd int, buf []byte) (int, error) {
 // forkSteps name what the child was doing when it failed.
 var forkSteps = map[uint32]string{
 	1: "join the user namespace", 2: "become its root group", 3: "become its root user",
-	4: "setsid", 5: "pass descriptors", 7: "execve",
+	4: "setsid", 5: "pass descriptors", 7: "execveat",
 }
 
-// forkExecInUserNS forks; the child joins the user namespace and execs.
+// forkExecInUserNS forks; the child joins the user namespace, if any, and
+// execs.
 // It returns the child's pid in the parent. Everything after the clone runs
 // in the child on a copy of this goroutine's stack, with no other thread:
 // only raw system calls on memory prepared beforehand.
@@ -124,21 +158,23 @@ func forkExecInUserNS(a *userForkArgs) (int, syscall.Errno) {
 	}
 	// Child.
 	var step uint32
-	if _, _, e = syscall.RawSyscall(unix.SYS_SETNS, uintptr(a.userns), unix.CLONE_NEWUSER, 0); e != 0 {
-		step = 1
-		goto fail
-	}
-	// The namespace's root, with every capability in it: an exec as any
-	// other uid would drop them. Host groups are dropped where the
-	// namespace allows setgroups; the init sets the process's own groups.
-	syscall.RawSyscall(syscall.SYS_SETGROUPS, 0, 0, 0)
-	if _, _, e = syscall.RawSyscall(syscall.SYS_SETRESGID, 0, 0, 0); e != 0 {
-		step = 2
-		goto fail
-	}
-	if _, _, e = syscall.RawSyscall(syscall.SYS_SETRESUID, 0, 0, 0); e != 0 {
-		step = 3
-		goto fail
+	if a.userns >= 0 {
+		if _, _, e = syscall.RawSyscall(unix.SYS_SETNS, uintptr(a.userns), unix.CLONE_NEWUSER, 0); e != 0 {
+			step = 1
+			goto fail
+		}
+		// The namespace's root, with every capability in it: an exec as
+		// any other uid would drop them. Host groups are dropped where the
+		// namespace allows setgroups; the init sets the process's own.
+		syscall.RawSyscall(syscall.SYS_SETGROUPS, 0, 0, 0)
+		if _, _, e = syscall.RawSyscall(syscall.SYS_SETRESGID, 0, 0, 0); e != 0 {
+			step = 2
+			goto fail
+		}
+		if _, _, e = syscall.RawSyscall(syscall.SYS_SETRESUID, 0, 0, 0); e != 0 {
+			step = 3
+			goto fail
+		}
 	}
 	if a.setsid {
 		if _, _, e = syscall.RawSyscall(syscall.SYS_SETSID, 0, 0, 0); e != 0 {
@@ -154,8 +190,8 @@ func forkExecInUserNS(a *userForkArgs) (int, syscall.Errno) {
 	}
 	resetSignalHandlers()
 	syscall.RawSyscall6(syscall.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&a.oldMask)), 0, 8, 0, 0)
-	_, _, e = syscall.RawSyscall(syscall.SYS_EXECVE, uintptr(unsafe.Pointer(a.path)),
-		uintptr(unsafe.Pointer(&a.argv[0])), uintptr(unsafe.Pointer(&a.envp[0])))
+	_, _, e = syscall.RawSyscall6(unix.SYS_EXECVEAT, uintptr(a.exe), uintptr(unsafe.Pointer(a.empty)),
+		uintptr(unsafe.Pointer(&a.argv[0])), uintptr(unsafe.Pointer(&a.envp[0])), unix.AT_EMPTY_PATH, 0)
 	step = 7
 fail:
 	var msg [8]byte

@@ -27,6 +27,10 @@ func Main() {
 	// Capabilities, no_new_privs and the uid are per-thread until execve,
 	// which keeps only the calling thread: all of it must happen on one.
 	runtime.LockOSThread()
+	// Not dumpable until the user's program replaces us (execve resets
+	// it): no process in the container may ptrace the init or open its
+	// /proc files, which hold host descriptors, while it sets up.
+	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	fd, err := strconv.Atoi(os.Getenv(SyncFdEnv))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hostnet-runc init: must be started by hostnet-runc create")
