@@ -111,6 +111,10 @@ func TestSystemdCgroupDriver(t *testing.T) {
 		t.Errorf("ps = %v (%v), want [%d]", ps, err, pid)
 	}
 
+	// A delegated container may make cgroups below its own, also in the
+	// hierarchies systemd does not manage; delete removes them.
+	box.Run("mkdir", "/sys/fs/cgroup/freezer"+cgPath+"/sub", "/sys/fs/cgroup/memory"+cgPath+"/sub")
+
 	e.mustRT("kill", e.id, "KILL")
 	e.waitStatus(specs.StateStopped)
 	e.mustRT("delete", e.id)
@@ -122,6 +126,14 @@ func TestSystemdCgroupDriver(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(e.root, e.id)); !os.IsNotExist(err) {
 		t.Errorf("state of %s left after delete (%v)", e.id, err)
+	}
+	// The unit's name is free again.
+	if _, err := e.create(); err != nil {
+		t.Fatalf("create again with the same unit: %v (log: %s)", err, e.lastError())
+	}
+	e.mustRT("delete", "--force", e.id)
+	if left := box.LeftCgroups(cgPath); left != "" {
+		t.Errorf("cgroups left after delete --force of a created container:\n%s", left)
 	}
 }
 

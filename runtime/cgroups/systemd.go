@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	systemd "github.com/coreos/go-systemd/v22/dbus"
@@ -51,16 +53,14 @@ func NewSystemd(u Unit, paths Paths, res *specs.LinuxResources) (Manager, error)
 }
 
 // LoadSystemd opens the cgroup of a container the systemd driver created.
-// The unit may be gone while cgroupfs directories remain (systemd removes
-// its own hierarchies' directories when the scope empties): Delete still
-// removes the rest.
+// Its directories may be gone, all (systemd removes a scope's when it
+// empties, every one on v2) or some, while the unit is still loaded (a
+// failed one stays until reset): Delete still stops and resets the unit
+// and removes what is left, so the name can be used again.
 func LoadSystemd(u Unit, paths Paths) (Manager, error) {
 	inner, err := Load(paths)
 	if err != nil && !errors.Is(err, ErrNotExist) {
 		return nil, err
-	}
-	if inner == nil && !anyDirExists(paths) {
-		return nil, ErrNotExist
 	}
 	return &systemdCgroup{unit: u, paths: paths, inner: inner}, nil
 }
@@ -113,24 +113,63 @@ func (c *systemdCgroup) startUnit(pid int) error {
 		return err
 	}
 	defer conn.Close()
+	props = forVersion(conn, props)
 	done := make(chan string, 1)
-	if _, err := conn.StartTransientUnitContext(ctx, c.unit.Name, "replace", props, done); err != nil {
-		var derr dbus.Error
-		if errors.As(err, &derr) && derr.Name == "org.freedesktop.systemd1.UnitExists" {
+	_, err = conn.StartTransientUnitContext(ctx, c.unit.Name, "replace", props, done)
+	if isDBusError(err, "org.freedesktop.systemd1.UnitExists") {
+		// A failed unit of a container of the same name stays loaded
+		// until reset, as runc found; an active one is another
+		// container's and the retry fails the same way.
+		c.resetFailed(conn)
+		_, err = conn.StartTransientUnitContext(ctx, c.unit.Name, "replace", props, done)
+		if isDBusError(err, "org.freedesktop.systemd1.UnitExists") {
 			return fmt.Errorf("start systemd unit %s: a unit of that name already exists (is another container using the same cgroupsPath?)", c.unit.Name)
 		}
+	}
+	if err != nil {
 		return fmt.Errorf("start systemd unit %s: %w", c.unit.Name, err)
 	}
+	// From here the unit may exist: any failure stops it again.
 	select {
 	case result := <-done:
 		if result != "done" {
-			c.resetFailed(conn)
+			_ = c.stopUnit()
 			return fmt.Errorf("start systemd unit %s: job %s", c.unit.Name, result)
 		}
 	case <-ctx.Done():
+		_ = c.stopUnit()
 		return fmt.Errorf("start systemd unit %s: no answer from systemd in %s", c.unit.Name, jobTimeout)
 	}
 	return nil
+}
+
+func isDBusError(err error, name string) bool {
+	var derr dbus.Error
+	return errors.As(err, &derr) && derr.Name == name
+}
+
+// forVersion drops properties the running systemd is too old for (it
+// would refuse the whole unit): CPUQuotaPeriodUSec came in systemd 242.
+func forVersion(conn *systemd.Conn, props []systemd.Property) []systemd.Property {
+	v, err := conn.GetManagerProperty("Version")
+	if err != nil {
+		return props
+	}
+	// A quoted D-Bus string such as "252.38-1~deb12u1".
+	digits := strings.FieldsFunc(v, func(r rune) bool { return r < '0' || r > '9' })
+	if len(digits) == 0 {
+		return props
+	}
+	if major, _ := strconv.Atoi(digits[0]); major >= 242 {
+		return props
+	}
+	out := props[:0:0]
+	for _, p := range props {
+		if p.Name != "CPUQuotaPeriodUSec" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // stopUnit stops the unit and forgets a failed state, so that its name can
@@ -145,8 +184,7 @@ func (c *systemdCgroup) stopUnit() error {
 	defer conn.Close()
 	done := make(chan string, 1)
 	if _, err := conn.StopUnitContext(ctx, c.unit.Name, "replace", done); err != nil {
-		var derr dbus.Error
-		if errors.As(err, &derr) && derr.Name == "org.freedesktop.systemd1.NoSuchUnit" {
+		if isDBusError(err, "org.freedesktop.systemd1.NoSuchUnit") {
 			return nil
 		}
 		return fmt.Errorf("stop systemd unit %s: %w", c.unit.Name, err)
@@ -164,26 +202,18 @@ func (c *systemdCgroup) resetFailed(conn *systemd.Conn) {
 	_ = conn.ResetFailedUnitContext(context.Background(), c.unit.Name)
 }
 
-// removeDirs removes the container's own directory in every hierarchy;
-// the slices above it belong to systemd.
+// removeDirs removes the container's own directory in every hierarchy,
+// with the sub-cgroups a delegated container may have made below it; the
+// slices above it belong to systemd.
 func (c *systemdCgroup) removeDirs() error {
 	var errs []error
 	for name, p := range c.paths {
 		dir := filepath.Join(hierarchyRoot(name), p)
-		if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := removeTree(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", dir, err))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func anyDirExists(paths Paths) bool {
-	for name, p := range paths {
-		if _, err := os.Stat(filepath.Join(hierarchyRoot(name), p)); err == nil {
-			return true
-		}
-	}
-	return false
 }
 
 func (c *systemdCgroup) Pids() ([]int, error) {
@@ -227,7 +257,7 @@ func (c *systemdCgroup) Update(res *specs.LinuxResources) error {
 			return err
 		}
 		defer conn.Close()
-		if err := conn.SetUnitPropertiesContext(ctx, c.unit.Name, true, props...); err != nil {
+		if err := conn.SetUnitPropertiesContext(ctx, c.unit.Name, true, forVersion(conn, props)...); err != nil {
 			return fmt.Errorf("set properties of systemd unit %s: %w", c.unit.Name, err)
 		}
 	}
@@ -278,4 +308,32 @@ func hierarchyRoot(name string) string {
 		return "/sys/fs/cgroup"
 	}
 	return mountPoint(name)
+}
+
+// removeTree removes a cgroup directory and the cgroups below it, deepest
+// first, retrying briefly while the last processes are still leaving.
+func removeTree(dir string) error {
+	var err error
+	for i := 0; i < 50; i++ {
+		if err = removeTreeOnce(dir); err == nil || errors.Is(err, os.ErrNotExist) || !errors.Is(err, syscall.EBUSY) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return err
+}
+
+func removeTreeOnce(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := removeTreeOnce(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	return os.Remove(dir)
 }

@@ -60,30 +60,22 @@ func resourceProperties(res *specs.LinuxResources, v2 bool) ([]systemd.Property,
 	if res == nil {
 		return props, nil
 	}
-	if m := res.Memory; m != nil && m.Limit != nil {
-		name := "MemoryLimit"
-		if v2 {
-			name = "MemoryMax"
-		}
-		props = append(props, prop(name, limitValue(*m.Limit)))
+	var err error
+	if v2 {
+		props, err = v2Properties(res)
+	} else {
+		props = v1Properties(res)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if c := res.CPU; c != nil {
-		if c.Shares != nil && *c.Shares != 0 {
-			if v2 {
-				props = append(props, prop("CPUWeight", sharesToWeight(*c.Shares)))
-			} else {
-				props = append(props, prop("CPUShares", *c.Shares))
-			}
-		}
 		if c.Quota != nil && *c.Quota != 0 {
 			props = append(props, prop("CPUQuotaPerSecUSec", quotaPerSec(*c.Quota, c.Period)))
 		}
 		if c.Period != nil && *c.Period != 0 {
 			props = append(props, prop("CPUQuotaPeriodUSec", *c.Period))
 		}
-	}
-	if b := res.BlockIO; b != nil && b.Weight != nil && *b.Weight != 0 && !v2 {
-		props = append(props, prop("BlockIOWeight", uint64(*b.Weight)))
 	}
 	if p := res.Pids; p != nil && p.Limit != nil && *p.Limit != 0 {
 		props = append(props, prop("TasksMax", limitValue(*p.Limit)))
@@ -96,6 +88,94 @@ func resourceProperties(res *specs.LinuxResources, v2 bool) ([]systemd.Property,
 		props = append(props, dp...)
 	}
 	return props, nil
+}
+
+// v1Properties: on v1 systemd manages memory, cpu, blkio and pids only.
+func v1Properties(res *specs.LinuxResources) []systemd.Property {
+	var props []systemd.Property
+	if m := res.Memory; m != nil && m.Limit != nil {
+		props = append(props, prop("MemoryLimit", limitValue(*m.Limit)))
+	}
+	if c := res.CPU; c != nil && c.Shares != nil && *c.Shares != 0 {
+		props = append(props, prop("CPUShares", *c.Shares))
+	}
+	if b := res.BlockIO; b != nil && b.Weight != nil && *b.Weight != 0 {
+		props = append(props, prop("BlockIOWeight", uint64(*b.Weight)))
+	}
+	return props
+}
+
+// v2Properties: on v2 a delegated unit has every controller enabled and
+// systemd rewrites each from its properties, so each limit it knows must
+// be one (the low and swap limits, cpusets, IO weight included).
+func v2Properties(res *specs.LinuxResources) ([]systemd.Property, error) {
+	var props []systemd.Property
+	if m := res.Memory; m != nil {
+		if m.Limit != nil {
+			props = append(props, prop("MemoryMax", limitValue(*m.Limit)))
+		}
+		if m.Reservation != nil && *m.Reservation != 0 {
+			props = append(props, prop("MemoryLow", limitValue(*m.Reservation)))
+		}
+		// The spec's swap is memory+swap; systemd's is swap alone.
+		if m.Swap != nil {
+			switch {
+			case *m.Swap < 0:
+				props = append(props, prop("MemorySwapMax", uint64(math.MaxUint64)))
+			case m.Limit != nil && *m.Limit > 0 && *m.Swap >= *m.Limit:
+				props = append(props, prop("MemorySwapMax", uint64(*m.Swap-*m.Limit)))
+			}
+		}
+	}
+	if c := res.CPU; c != nil {
+		if c.Shares != nil && *c.Shares != 0 {
+			props = append(props, prop("CPUWeight", sharesToWeight(*c.Shares)))
+		}
+		for name, list := range map[string]string{"AllowedCPUs": c.Cpus, "AllowedMemoryNodes": c.Mems} {
+			if list == "" {
+				continue
+			}
+			bits, err := listToBits(list)
+			if err != nil {
+				return nil, fmt.Errorf("cpuset %q: %w", list, err)
+			}
+			props = append(props, prop(name, bits))
+		}
+	}
+	if b := res.BlockIO; b != nil && b.Weight != nil && *b.Weight != 0 {
+		// blkio weights are 10..1000, io weights 1..10000.
+		props = append(props, prop("IOWeight", 1+(uint64(*b.Weight)-10)*9999/990))
+	}
+	return props, nil
+}
+
+// listToBits turns a cpuset list such as "0-3,8" into the bitmask systemd
+// takes for AllowedCPUs: bit n of byte n/8 for CPU n.
+func listToBits(list string) ([]byte, error) {
+	var bits []byte
+	for _, part := range strings.Split(list, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		first, err := strconv.Atoi(lo)
+		if err != nil {
+			return nil, err
+		}
+		last := first
+		if isRange {
+			if last, err = strconv.Atoi(hi); err != nil {
+				return nil, err
+			}
+		}
+		if first < 0 || last < first || last > 1<<16 {
+			return nil, fmt.Errorf("bad range %q", part)
+		}
+		for n := first; n <= last; n++ {
+			for len(bits) <= n/8 {
+				bits = append(bits, 0)
+			}
+			bits[n/8] |= 1 << (n % 8)
+		}
+	}
+	return bits, nil
 }
 
 // limitValue maps the spec's -1 (unlimited) to systemd's infinity.

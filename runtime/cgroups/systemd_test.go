@@ -103,8 +103,30 @@ func TestResourceProperties(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := propMap(t, v2)
-	if got["MemoryMax"] != uint64(64<<20) || got["CPUWeight"] != uint64(20) || got["BlockIOWeight"] != nil {
-		t.Errorf("v2 properties = %v, want MemoryMax, CPUWeight 20 and no BlockIOWeight", got)
+	if got["MemoryMax"] != uint64(64<<20) || got["CPUWeight"] != uint64(20) || got["BlockIOWeight"] != nil || got["IOWeight"] != uint64(2930) {
+		t.Errorf("v2 properties = %v, want MemoryMax, CPUWeight 20, IOWeight 2930 and no BlockIOWeight", got)
+	}
+	// v2 limits systemd would otherwise reset on its next re-apply.
+	res.Memory.Reservation, res.Memory.Swap = i64(32<<20), i64(96<<20)
+	res.CPU.Cpus, res.CPU.Mems = "0-2,9", "0"
+	v2, err = resourceProperties(res, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = propMap(t, v2)
+	for name, want := range map[string]any{
+		"MemoryLow": uint64(32 << 20), "MemorySwapMax": uint64(32 << 20),
+		"AllowedCPUs": []byte{0x07, 0x02}, "AllowedMemoryNodes": []byte{0x01},
+	} {
+		if !reflect.DeepEqual(got[name], want) {
+			t.Errorf("v2 %s = %v, want %v", name, got[name], want)
+		}
+	}
+	if v1, _ := resourceProperties(res, false); propMap(t, v1)["AllowedCPUs"] != nil {
+		t.Error("v1 properties carry AllowedCPUs, which systemd does not manage there")
+	}
+	if _, err := listToBits("3-1"); err == nil {
+		t.Error(`listToBits("3-1") succeeded`)
 	}
 	// systemd keeps the quota in whole percent: never round down.
 	if q := quotaPerSec(1234, u64(100000)); q != 20000 {
