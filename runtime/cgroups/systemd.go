@@ -26,6 +26,19 @@ import (
 // jobTimeout bounds how long a unit start or stop may take.
 const jobTimeout = 30 * time.Second
 
+// withSystemd runs fn with a connection to systemd, all of it bounded by
+// jobTimeout. The connection is tied to the context: it closes with it.
+func withSystemd(fn func(ctx context.Context, conn *systemd.Conn) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), jobTimeout)
+	defer cancel()
+	conn, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return fn(ctx, conn)
+}
+
 func connect(ctx context.Context) (*systemd.Conn, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the systemd cgroup driver needs root: rootless containers are not supported")
@@ -106,16 +119,14 @@ func (c *systemdCgroup) startUnit(pid int) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), jobTimeout)
-	defer cancel()
-	conn, err := connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	props = forVersion(conn, props)
+	return withSystemd(func(ctx context.Context, conn *systemd.Conn) error {
+		return c.start(ctx, conn, forVersion(conn, props))
+	})
+}
+
+func (c *systemdCgroup) start(ctx context.Context, conn *systemd.Conn, props []systemd.Property) error {
 	done := make(chan string, 1)
-	_, err = conn.StartTransientUnitContext(ctx, c.unit.Name, "replace", props, done)
+	_, err := conn.StartTransientUnitContext(ctx, c.unit.Name, "replace", props, done)
 	if isDBusError(err, "org.freedesktop.systemd1.UnitExists") {
 		// A failed unit of a container of the same name stays loaded
 		// until reset, as runc found; an active one is another
@@ -175,13 +186,10 @@ func forVersion(conn *systemd.Conn, props []systemd.Property) []systemd.Property
 // stopUnit stops the unit and forgets a failed state, so that its name can
 // be used again. A unit systemd already dropped is not an error.
 func (c *systemdCgroup) stopUnit() error {
-	ctx, cancel := context.WithTimeout(context.Background(), jobTimeout)
-	defer cancel()
-	conn, err := connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
+	return withSystemd(c.stop)
+}
+
+func (c *systemdCgroup) stop(ctx context.Context, conn *systemd.Conn) error {
 	done := make(chan string, 1)
 	if _, err := conn.StopUnitContext(ctx, c.unit.Name, "replace", done); err != nil {
 		if isDBusError(err, "org.freedesktop.systemd1.NoSuchUnit") {
@@ -250,14 +258,9 @@ func (c *systemdCgroup) Update(res *specs.LinuxResources) error {
 		return err
 	}
 	if len(props) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), jobTimeout)
-		defer cancel()
-		conn, err := connect(ctx)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		if err := conn.SetUnitPropertiesContext(ctx, c.unit.Name, true, forVersion(conn, props)...); err != nil {
+		if err := withSystemd(func(ctx context.Context, conn *systemd.Conn) error {
+			return conn.SetUnitPropertiesContext(ctx, c.unit.Name, true, forVersion(conn, props)...)
+		}); err != nil {
 			return fmt.Errorf("set properties of systemd unit %s: %w", c.unit.Name, err)
 		}
 	}

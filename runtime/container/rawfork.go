@@ -31,9 +31,9 @@ import (
 // architectures.
 const rawForkSupported = true
 
-// userForkArgs is everything the child needs, prepared by the parent:
+// rawForkArgs is everything the child needs, prepared by the parent:
 // after the fork the child may not allocate.
-type userForkArgs struct {
+type rawForkArgs struct {
 	userns  int // fd of the user namespace to join, or -1
 	exe     int // fd of the sealed init binary, exec'd with execveat
 	empty   *byte
@@ -51,7 +51,7 @@ type userForkArgs struct {
 // namespace, where /proc is the container's), and returns it once it has
 // exec'd.
 func forkExec(userns, exe *os.File, argv, env []string, setsid bool, keep []*os.File) (*os.Process, error) {
-	a := &userForkArgs{userns: -1, exe: int(exe.Fd())}
+	a := &rawForkArgs{userns: -1, exe: int(exe.Fd())}
 	where := "the container"
 	if userns != nil {
 		a.userns, where = int(userns.Fd()), "user namespace "+userns.Name()
@@ -90,7 +90,7 @@ func forkExec(userns, exe *os.File, argv, env []string, setsid bool, keep []*os.
 		unix.Close(p[1])
 		return nil, fmt.Errorf("block signals: %w", e)
 	}
-	pid, e := forkExecInUserNS(a)
+	pid, e := rawForkExec(a)
 	syscall.RawSyscall6(syscall.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&a.oldMask)), 0, 8, 0, 0)
 	// The fds passed by number must stay open until the fork is done.
 	runtime.KeepAlive(keep)
@@ -140,7 +140,7 @@ var forkSteps = map[uint32]string{
 	4: "setsid", 5: "pass descriptors", 7: "execveat",
 }
 
-// forkExecInUserNS forks; the child joins the user namespace, if any, and
+// rawForkExec forks; the child joins the user namespace, if any, and
 // execs.
 // It returns the child's pid in the parent. Everything after the clone runs
 // in the child on a copy of this goroutine's stack, with no other thread:
@@ -148,7 +148,7 @@ var forkSteps = map[uint32]string{
 //
 //go:norace
 //go:nosplit
-func forkExecInUserNS(a *userForkArgs) (int, syscall.Errno) {
+func rawForkExec(a *rawForkArgs) (int, syscall.Errno) {
 	r, _, e := syscall.RawSyscall6(syscall.SYS_CLONE, uintptr(syscall.SIGCHLD), 0, 0, 0, 0, 0)
 	if e != 0 {
 		return 0, e
