@@ -76,6 +76,19 @@ for b in "${bins[@]}"; do
 	ln -sfn "$HOSTNET_CACHE/bin/$b" "$target"
 done
 
+# runc v1.5.2, the reference the tests and `make bench` compare hostnet-runc
+# with (Debian's runc is 1.1.5), built once with seccomp support.
+RUNC_VERSION=${RUNC_VERSION:-v1.5.2}
+RUNC_CACHE=/var/cache/hostnet/runc-${RUNC_VERSION}
+if [[ ! -x $RUNC_CACHE/bin/runc ]]; then
+	log "building runc ${RUNC_VERSION} into ${RUNC_CACHE}/bin"
+	mkdir -p "$RUNC_CACHE/bin"
+	GOBIN=$RUNC_CACHE/bin CGO_ENABLED=1 go install -tags 'seccomp urfave_cli_no_docs' \
+		"github.com/opencontainers/runc@${RUNC_VERSION}"
+else
+	log "runc ${RUNC_VERSION} present in ${RUNC_CACHE}/bin"
+fi
+
 log "building hostnet"
 make -C "$REPO" build
 log "done: $(containerd --version | head -1)"
