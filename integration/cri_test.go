@@ -121,7 +121,7 @@ func startCRIEnv(t *testing.T, systemd bool) *criEnv {
 		}
 		t.Cleanup(func() { os.RemoveAll(base) })
 		e.base = base
-		e.box = systemdbox.Start(t, base, binDir)
+		e.box = systemdbox.Start(t, base, binDir, containerdDir(t))
 	}
 	e.ipamDir = e.tempDir(t)
 	e.gateway = e.subnet.Addr().Next()

@@ -40,7 +40,7 @@ func TestSystemdCgroupThroughContainerd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(parent) })
-	box := systemdbox.Start(t, parent, binDir)
+	box := systemdbox.Start(t, parent, binDir, containerdDir(t))
 	d, err := daemon.Start(ctx, daemon.Config{
 		BinDir:    binDir,
 		Namespace: fmt.Sprintf("hostnet-sd-%d", os.Getpid()),
@@ -197,4 +197,15 @@ func TestCRISystemdCgroup(t *testing.T) {
 			t.Errorf("cgroups left after RemovePodSandbox:\n%s", left)
 		}
 	}
+}
+
+// containerdDir is the directory the systemd sandbox must see to run the
+// containerd binary the daemon harness picks.
+func containerdDir(t *testing.T) string {
+	t.Helper()
+	dir, err := daemon.ContainerdDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

@@ -455,6 +455,9 @@ func (d *Daemon) LogTail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// lookPath finds a tool and resolves symlinks, so the path also works in a
+// sandbox that sees the tool's real directory but not the link (setup.sh
+// links /usr/local/bin/containerd into /var/cache/hostnet).
 func lookPath(given, name string) (string, error) {
 	if given != "" {
 		name = given
@@ -463,7 +466,17 @@ func lookPath(given, name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s not found (run contrib/setup.sh): %w", name, err)
 	}
-	return p, nil
+	return filepath.EvalSymlinks(p)
+}
+
+// ContainerdDir is the real directory of the containerd binary Start runs
+// by default: a sandbox that runs the daemon (systemdbox) must see it.
+func ContainerdDir() (string, error) {
+	p, err := lookPath("", "containerd")
+	if err != nil {
+		return "", err
+	}
+	return filepath.Dir(p), nil
 }
 
 func withoutEnv(env []string, keys ...string) []string {
