@@ -56,6 +56,13 @@ func Prepare(ctx context.Context, r Request) (Result, error) {
 	if err != nil {
 		return Result{}, invalid(err)
 	}
+	if s.Process != nil {
+		// In every mode: a misspelt name means something else to each
+		// runtime (runc drops it, others fold case).
+		if err := spec.CheckCapabilityNames(s.Process.Capabilities); err != nil {
+			return Result{}, invalid(err)
+		}
+	}
 	before, err := json.Marshal(s)
 	if err != nil {
 		return Result{}, fmt.Errorf("failed to encode OCI spec: %w", err)
