@@ -22,7 +22,7 @@ func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 func runExec(g *globals, args []string) error {
 	fs := newFlags("exec")
-	var o container.ExecOpts
+	o := container.ExecOpts{Warnf: g.log.Warnf}
 	processFile := fs.String("process", "", "JSON file with the process (a runtime-spec process)")
 	fs.StringVar(processFile, "p", "", "")
 	detach := fs.Bool("detach", false, "do not wait for the process")

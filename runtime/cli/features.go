@@ -5,8 +5,8 @@ import (
 
 	"github.com/opencontainers/runtime-spec/specs-go/features"
 
-	"github.com/hostnet-dev/hostnet/runtime/initproc"
 	"github.com/hostnet-dev/hostnet/runtime/rootfs"
+	"github.com/hostnet-dev/hostnet/spec"
 )
 
 // runFeatures prints what this runtime implements, in the runtime-spec
@@ -22,7 +22,7 @@ func runFeatures(*globals, []string) error {
 		MountOptions:  opts,
 		Linux: &features.Linux{
 			Namespaces:   []string{"cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"},
-			Capabilities: initproc.KnownCapabilities(),
+			Capabilities: spec.KnownCapabilities(),
 			Cgroup:       &features.Cgroup{V1: &yes, V2: &yes, Systemd: &yes, SystemdUser: &no},
 			Seccomp: &features.Seccomp{
 				Enabled:        &yes,

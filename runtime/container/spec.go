@@ -10,6 +10,9 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/hostnet-dev/hostnet/spec"
 )
 
 // LoadSpec reads and validates <bundle>/config.json. The errors name the file
@@ -79,7 +82,21 @@ func Validate(s *specs.Spec) error {
 			return fmt.Errorf("mount destination %q is not absolute", m.Destination)
 		}
 	}
-	return nil
+	return spec.CheckSysctls(s, isHostNetNS)
+}
+
+// isHostNetNS reports whether the network namespace at path is the
+// runtime's own, the host's, as runc does: a container joining it by path
+// would otherwise set the host's net.* sysctls.
+func isHostNetNS(path string) (bool, error) {
+	var self, ns unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
+		return false, &os.PathError{Op: "stat", Path: "/proc/self/ns/net", Err: err}
+	}
+	if err := unix.Stat(path, &ns); err != nil {
+		return false, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	return self.Dev == ns.Dev && self.Ino == ns.Ino, nil
 }
 
 // RootfsPath resolves root.path against the bundle.
