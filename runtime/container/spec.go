@@ -81,6 +81,20 @@ func Validate(s *specs.Spec) error {
 		if !filepath.IsAbs(m.Destination) {
 			return fmt.Errorf("mount destination %q is not absolute", m.Destination)
 		}
+		if len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 {
+			return fmt.Errorf("mount %s: idmapped mounts (uidMappings, gidMappings) are not supported by hostnet-runc", m.Destination)
+		}
+	}
+	// Refused rather than ignored: `features` says these are not
+	// implemented, and a container without the limit or device it asked
+	// for is not the container it asked for.
+	switch {
+	case s.Linux.IntelRdt != nil:
+		return errors.New("linux.intelRdt is specified in config, but Intel RDT is not supported by hostnet-runc")
+	case s.Linux.MemoryPolicy != nil:
+		return errors.New("linux.memoryPolicy is specified in config, but memory policies are not supported by hostnet-runc")
+	case len(s.Linux.NetDevices) > 0:
+		return errors.New("linux.netDevices is specified in config, but moving network devices is not supported by hostnet-runc")
 	}
 	return spec.CheckSysctls(s, isHostNetNS)
 }
