@@ -40,16 +40,19 @@ func ParseSysctl(key string) (Sysctl, error) {
 	return Sysctl{Dotted: dotted, Path: path}, nil
 }
 
+// swapDotsAndSlashes works on bytes: strings.Map would turn each invalid
+// UTF-8 byte into U+FFFD, and the file written would not be the key checked.
 func swapDotsAndSlashes(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch r {
+	b := []byte(s)
+	for i, c := range b {
+		switch c {
 		case '.':
-			return '/'
+			b[i] = '/'
 		case '/':
-			return '.'
+			b[i] = '.'
 		}
-		return r
-	}, s)
+	}
+	return string(b)
 }
 
 // ipcSysctls are the kernel.* sysctls of an IPC namespace; fs.mqueue.* are

@@ -19,6 +19,8 @@ func TestParseSysctl(t *testing.T) {
 		"kernel":                            {"kernel", "kernel"},
 		"net.ipv4.conf.a/b/c.arp_announce":  {"net.ipv4.conf.a/b/c.arp_announce", "net/ipv4/conf/a.b.c/arp_announce"},
 		"net/ipv4/neigh/default/gc_thresh1": {"net.ipv4.neigh.default.gc_thresh1", "net/ipv4/neigh/default/gc_thresh1"},
+		// Found by FuzzParseSysctl: bytes, not runes, are swapped.
+		"kernel.x\xff": {"kernel.x\xff", "kernel/x\xff"},
 	} {
 		got, err := ParseSysctl(key)
 		if err != nil || got != want {
