@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
@@ -79,6 +80,32 @@ func TestHardenedCapabilities(t *testing.T) {
 			t.Errorf("hardened container's bounding set %#x has CAP_NET_RAW or CAP_NET_ADMIN", bnd)
 		}
 	})
+}
+
+// Hardened applies to processes exec'd into the container too. `ctr tasks
+// exec` and CRI's exec (kubectl exec, open to the pod's author) build the
+// process from the container's spec as the client stored it, before the
+// shim dropped CAP_NET_RAW from the bundle's copy; the runtime hands an
+// exec'd process whatever its spec says.
+func TestHardenedExec(t *testing.T) {
+	requireHostnet(t)
+	cfg := filepath.Join(t.TempDir(), "hostnet.toml")
+	if err := os.WriteFile(cfg, []byte("[network]\nhardened = true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id := newID(t)
+	bg := startCtrRunFlags(t, []string{"--runtime-config-path", cfg}, id, "sleep", "1000")
+	out := mustCtr(t, "tasks", "exec", "--exec-id", "caps", id, "grep", "CapBnd", "/proc/self/status")
+	var bnd uint64
+	if _, err := fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(out, "CapBnd:")), "%x", &bnd); err != nil || bnd == 0 {
+		t.Fatalf("parse %q: %v", out, err)
+	}
+	const netRaw = 13
+	if bnd&(1<<netRaw) != 0 {
+		t.Errorf("exec'd process in a hardened host-mode container has CAP_NET_RAW (bounding set %#x)", bnd)
+	}
+	mustCtr(t, "tasks", "kill", "--signal", "SIGKILL", id)
+	bg.wait(t, time.Minute)
 }
 
 // Issue 10 item 7: in host mode a net.* sysctl spelt with a leading dot

@@ -91,13 +91,22 @@ func CheckHostSysctls(s *specs.Spec) error {
 
 // Harden removes CAP_NET_RAW and refuses CAP_NET_ADMIN, which in the host's
 // network namespace would let the container sniff or reconfigure the host.
-// Names are read with ParseCapability, as the runtime reads them; a name
-// in another spelling is refused rather than guessed at.
 func Harden(s *specs.Spec) error {
-	if s.Process == nil || s.Process.Capabilities == nil {
+	if s.Process == nil {
 		return nil
 	}
-	c := s.Process.Capabilities
+	return HardenCapabilities(s.Process.Capabilities)
+}
+
+// HardenCapabilities is Harden for one process's capabilities, also those
+// of a process exec'd into a hardened container: clients build its spec
+// from the container's as they stored it, before Harden. Names are read
+// with ParseCapability, as the runtime reads them; a name in another
+// spelling is refused rather than guessed at.
+func HardenCapabilities(c *specs.LinuxCapabilities) error {
+	if c == nil {
+		return nil
+	}
 	if err := CheckCapabilityNames(c); err != nil {
 		return err
 	}

@@ -36,6 +36,9 @@ type Result struct {
 	Mode spec.NetworkMode
 	// Warnings are for the shim's log, like Docker's published-ports one.
 	Warnings []string
+	// Hardened is set when the spec was hardened (spec.Harden): processes
+	// exec'd into the container must be too.
+	Hardened bool
 }
 
 // Prepare rewrites <bundle>/config.json for the network mode the container
@@ -113,6 +116,7 @@ func prepareHost(s *specs.Spec, explicit bool, ports []spec.PortMapping, cfg con
 		if err := spec.Harden(s); err != nil {
 			return invalid(err)
 		}
+		res.Hardened = true
 	}
 	if len(ports) > 0 {
 		res.Warnings = append(res.Warnings, spec.PublishedPortsWarning)
