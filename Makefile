@@ -24,7 +24,7 @@ UNIT_PKGS := $(foreach d,spec shim runtime,$(if $(wildcard $(d)),./$(d)/...))
 # Benchmark runs per contender of each timed step.
 BENCH_RUNS ?= 20
 
-.PHONY: all build install test unit integration conformance bench clean lint demo setup help
+.PHONY: all build install test unit integration conformance bench clean lint fuzz demo setup help
 
 all: build
 
@@ -35,6 +35,7 @@ help:
 	@echo "conformance  OCI runtime-tools validation suite, hostnet-runc vs runc (root)"
 	@echo "bench        hostnet vs runc, crun and CNI: tables, $(BENCH_OUT)/results.json, chart.svg (root)"
 	@echo "lint         gofmt and go vet"
+	@echo "fuzz         run each fuzz target for FUZZTIME ($(FUZZTIME)); corpora in testdata/fuzz"
 	@echo "setup        install what is missing: Debian packages, containerd v2.4.2 (root)"
 	@echo "demo         setup, then a host-network container on a private containerd (root)"
 	@echo "clean        remove bin/"
@@ -79,6 +80,19 @@ lint:
 	@out=$$(gofmt -l .); \
 	if [ -n "$$out" ]; then echo "gofmt -l:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+# Fuzz targets of the parsers of untrusted input, as package:Target. Each
+# runs for FUZZTIME; their corpora (testdata/fuzz) also run with `go test`.
+FUZZ_TARGETS := spec:FuzzParsePorts spec:FuzzModeFor spec:FuzzParseSysctl spec:FuzzCheckSysctls \
+	spec:FuzzCapabilityNames shim/config:FuzzParse shim/network:FuzzPrepare runtime/seccomp:FuzzCompile
+FUZZTIME ?= 5s
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz ./$$pkg $$name for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done
 
 setup:
 	contrib/setup.sh

@@ -3,10 +3,12 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/moby/sys/capability"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -63,39 +65,63 @@ func SetHostHostname(s *specs.Spec, hostname string) {
 }
 
 // CheckHostSysctls refuses net.* sysctls: in the host's network namespace
-// they would change the host.
+// they would change the host. Keys are read with ParseSysctl, the parse the
+// runtime writes with, so another spelling of a net.* key (the slash form,
+// a leading separator) cannot get past this check.
 func CheckHostSysctls(s *specs.Spec) error {
 	if s.Linux == nil {
 		return nil
 	}
+	keys := slices.Sorted(maps.Keys(s.Linux.Sysctl))
 	var bad []string
-	for k := range s.Linux.Sysctl {
-		if strings.HasPrefix(k, "net.") {
+	for _, k := range keys {
+		sc, err := ParseSysctl(k)
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(sc.Dotted, "net.") {
 			bad = append(bad, k)
 		}
 	}
 	if len(bad) == 0 {
 		return nil
 	}
-	slices.Sort(bad)
 	return fmt.Errorf("sysctls %s would change the host's network settings: they are not allowed in host network mode", strings.Join(bad, ", "))
 }
 
 // Harden removes CAP_NET_RAW and refuses CAP_NET_ADMIN, which in the host's
 // network namespace would let the container sniff or reconfigure the host.
 func Harden(s *specs.Spec) error {
-	if s.Process == nil || s.Process.Capabilities == nil {
+	if s.Process == nil {
 		return nil
 	}
-	c := s.Process.Capabilities
-	sets := []*[]string{&c.Bounding, &c.Effective, &c.Permitted, &c.Inheritable, &c.Ambient}
-	for _, set := range sets {
-		if slices.Contains(*set, "CAP_NET_ADMIN") {
-			return errors.New("CAP_NET_ADMIN is refused for host network mode containers by the hardened option")
+	return HardenCapabilities(s.Process.Capabilities)
+}
+
+// HardenCapabilities is Harden for one process's capabilities, also those
+// of a process exec'd into a hardened container: clients build its spec
+// from the container's as they stored it, before Harden. Names are read
+// with ParseCapability, as the runtime reads them; a name in another
+// spelling is refused rather than guessed at.
+func HardenCapabilities(c *specs.LinuxCapabilities) error {
+	if c == nil {
+		return nil
+	}
+	if err := CheckCapabilityNames(c); err != nil {
+		return err
+	}
+	for _, set := range CapabilitySets(c) {
+		for _, name := range *set.Names {
+			if cp, ok := ParseCapability(name); ok && cp == capability.CAP_NET_ADMIN {
+				return errors.New("CAP_NET_ADMIN is refused for host network mode containers by the hardened option")
+			}
 		}
 	}
-	for _, set := range sets {
-		*set = slices.DeleteFunc(*set, func(c string) bool { return c == "CAP_NET_RAW" })
+	for _, set := range CapabilitySets(c) {
+		*set.Names = slices.DeleteFunc(*set.Names, func(name string) bool {
+			cp, ok := ParseCapability(name)
+			return ok && cp == capability.CAP_NET_RAW
+		})
 	}
 	return nil
 }

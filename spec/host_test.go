@@ -52,6 +52,19 @@ func TestCheckHostSysctls(t *testing.T) {
 	if err := CheckHostSysctls(s); err != nil {
 		t.Errorf("kernel.* sysctl refused: %v", err)
 	}
+	// Issue 10 item 7: other spellings of a net.* key are net.* keys too.
+	for key, want := range map[string]string{
+		".net.ipv4.conf.lo.arp_announce":   "invalid sysctl name",
+		"net/ipv4/conf/lo/arp_announce":    "not allowed in host network mode",
+		"net/ipv4/conf/eth0.100/rp_filter": "not allowed in host network mode",
+		"net..ipv4.ip_forward":             "invalid sysctl name",
+		"kernel/../net/ipv4/ip_forward":    "invalid sysctl name",
+	} {
+		s := &specs.Spec{Linux: &specs.Linux{Sysctl: map[string]string{key: "1"}}}
+		if err := CheckHostSysctls(s); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want %q", key, err, want)
+		}
+	}
 }
 
 func TestHarden(t *testing.T) {
@@ -69,5 +82,13 @@ func TestHarden(t *testing.T) {
 	c.Effective = caps("CAP_NET_ADMIN")
 	if err := Harden(s); err == nil || !strings.Contains(err.Error(), "CAP_NET_ADMIN") {
 		t.Errorf("CAP_NET_ADMIN: err = %v", err)
+	}
+	// Issue 10 item 6: another spelling is refused, not let through for a
+	// runtime that folds case to grant.
+	for _, name := range []string{"CAP_net_admin", "CAP_Net_Raw", "cap_net_admin", "NET_ADMIN"} {
+		s := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Ambient: caps(name)}}}
+		if err := Harden(s); err == nil || !strings.Contains(err.Error(), "is not a capability name") {
+			t.Errorf("%s: err = %v", name, err)
+		}
 	}
 }

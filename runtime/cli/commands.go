@@ -32,7 +32,7 @@ func createFlags(name string, o *container.CreateOpts, detach *bool) *flag.FlagS
 }
 
 func runCreate(g *globals, args []string) error {
-	o := container.CreateOpts{SystemdCgroup: g.systemdCgroup}
+	o := container.CreateOpts{SystemdCgroup: g.systemdCgroup, Warnf: g.log.Warnf}
 	fs := createFlags("create", &o, new(bool))
 	id, err := parseID(fs, args, "create")
 	if err != nil {
@@ -44,7 +44,7 @@ func runCreate(g *globals, args []string) error {
 // runRun is create + start; in the foreground it waits for the container
 // and exits with its status, then deletes it.
 func runRun(g *globals, args []string) error {
-	o := container.CreateOpts{SystemdCgroup: g.systemdCgroup}
+	o := container.CreateOpts{SystemdCgroup: g.systemdCgroup, Warnf: g.log.Warnf}
 	detach := new(bool)
 	fs := createFlags("run", &o, detach)
 	id, err := parseID(fs, args, "run")

@@ -22,7 +22,7 @@ func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 func runExec(g *globals, args []string) error {
 	fs := newFlags("exec")
-	var o container.ExecOpts
+	o := container.ExecOpts{Warnf: g.log.Warnf}
 	processFile := fs.String("process", "", "JSON file with the process (a runtime-spec process)")
 	fs.StringVar(processFile, "p", "", "")
 	detach := fs.Bool("detach", false, "do not wait for the process")
@@ -40,8 +40,8 @@ func runExec(g *globals, args []string) error {
 	fs.StringVar(&o.PidFile, "pid-file", "", "file to write the process's pid to")
 	fs.StringVar(&o.ConsoleSocket, "console-socket", "", "unix socket to send the pty master to")
 	fs.IntVar(&o.PreserveFds, "preserve-fds", 0, "pass this many extra fds (from 3)")
-	fs.String("process-label", "", "ignored: SELinux is not supported")
-	fs.String("apparmor", "", "ignored: AppArmor is not supported")
+	processLabel := fs.String("process-label", "", "set the SELinux label of the process")
+	apparmor := fs.String("apparmor", "", "set the AppArmor profile of the process")
 	id, err := parseID(fs, args, "exec")
 	if err != nil {
 		return err
@@ -88,7 +88,21 @@ func runExec(g *globals, args []string) error {
 			pc.Bounding = append(pc.Bounding, caps...)
 			pc.Effective = append(pc.Effective, caps...)
 			pc.Permitted = append(pc.Permitted, caps...)
+			// As runc: ambient needs inheritable, which --cap does not
+			// add, so only when the spec already has inheritable ones.
+			if pc.Inheritable != nil {
+				pc.Ambient = append(pc.Ambient, caps...)
+			}
 		}
+	}
+	// Applied over a --process file too (runc drops them there): they can
+	// only confine the process more, and a flag that does nothing is worse
+	// than one that fails. A host without the LSM refuses them at exec.
+	if *apparmor != "" {
+		o.Process.ApparmorProfile = *apparmor
+	}
+	if *processLabel != "" {
+		o.Process.SelinuxLabel = *processLabel
 	}
 	if len(o.Process.Args) == 0 {
 		return errors.New("exec: process args must not be empty")

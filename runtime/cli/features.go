@@ -5,12 +5,17 @@ import (
 
 	"github.com/opencontainers/runtime-spec/specs-go/features"
 
-	"github.com/hostnet-dev/hostnet/runtime/initproc"
+	"github.com/hostnet-dev/hostnet/runtime/hooks"
 	"github.com/hostnet-dev/hostnet/runtime/rootfs"
+	"github.com/hostnet-dev/hostnet/runtime/seccomp"
+	"github.com/hostnet-dev/hostnet/spec"
 )
 
 // runFeatures prints what this runtime implements, in the runtime-spec
-// features format that containerd queries.
+// features format that containerd queries. Callers decide from it what to
+// trust, so each list comes from the code that implements it, and what is
+// not implemented says false (and is refused in a spec, see
+// container.Validate) rather than being left out.
 func runFeatures(*globals, []string) error {
 	yes, no := true, false
 	opts := rootfs.KnownMountOptions()
@@ -18,22 +23,31 @@ func runFeatures(*globals, []string) error {
 	return printJSON(features.Features{
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: SpecVersion,
-		Hooks:         []string{},
+		Hooks:         hooks.Names,
 		MountOptions:  opts,
 		Linux: &features.Linux{
 			Namespaces:   []string{"cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"},
-			Capabilities: initproc.KnownCapabilities(),
-			Cgroup:       &features.Cgroup{V1: &yes, V2: &yes, Systemd: &yes, SystemdUser: &no},
+			Capabilities: spec.KnownCapabilities(),
+			// rdma limits are written by containerd/cgroups, under both
+			// drivers; a user-scoped systemd is not supported.
+			Cgroup: &features.Cgroup{V1: &yes, V2: &yes, Systemd: &yes, SystemdUser: &no, Rdma: &yes},
 			Seccomp: &features.Seccomp{
 				Enabled:        &yes,
-				Actions:        []string{"SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"},
-				Operators:      []string{"SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"},
-				Archs:          []string{"SCMP_ARCH_AARCH64", "SCMP_ARCH_X32", "SCMP_ARCH_X86", "SCMP_ARCH_X86_64"},
-				KnownFlags:     []string{"SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC"},
-				SupportedFlags: []string{"SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC"},
+				Actions:        seccomp.KnownActions(),
+				Operators:      seccomp.KnownOperators(),
+				Archs:          seccomp.KnownArchs(),
+				KnownFlags:     seccomp.KnownFlags(),
+				SupportedFlags: seccomp.SupportedFlags(),
 			},
-			Apparmor: &features.Apparmor{Enabled: &no},
-			Selinux:  &features.Selinux{Enabled: &no},
+			// Compiled in, as the format means it: a profile or label is
+			// applied (initproc.applyLSM), or refused on a host without
+			// the LSM.
+			Apparmor:        &features.Apparmor{Enabled: &yes},
+			Selinux:         &features.Selinux{Enabled: &yes},
+			IntelRdt:        &features.IntelRdt{Enabled: &no},
+			MemoryPolicy:    &features.MemoryPolicy{},
+			MountExtensions: &features.MountExtensions{IDMap: &features.IDMap{Enabled: &no}},
+			NetDevices:      &features.NetDevices{Enabled: &no},
 		},
 		Annotations: map[string]string{"org.hostnet.runtime.version": Version},
 	})

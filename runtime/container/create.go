@@ -30,6 +30,16 @@ type CreateOpts struct {
 	// SystemdCgroup makes systemd create the cgroup as a transient unit;
 	// cgroupsPath is then "slice:prefix:name".
 	SystemdCgroup bool
+	// Warnf, when set, receives what runc logs as warnings.
+	Warnf func(format string, args ...any)
+}
+
+// warnUnknownCapabilities logs, with runc's words, the capability names the
+// init will skip.
+func warnUnknownCapabilities(warnf func(string, ...any), c *specs.LinuxCapabilities) {
+	if unknown := initproc.UnknownCapabilities(c); len(unknown) > 0 && warnf != nil {
+		warnf("ignoring unknown or unavailable capabilities: %v", unknown)
+	}
 }
 
 // Create sets a container up to the point where only exec remains: its init
@@ -47,6 +57,7 @@ func Create(root, id string, o CreateOpts) (err error) {
 	if err != nil {
 		return err
 	}
+	warnUnknownCapabilities(o.Warnf, s.Process.Capabilities)
 	rootPath, err := RootfsPath(bundle, s)
 	if err != nil {
 		return err

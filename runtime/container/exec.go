@@ -19,6 +19,8 @@ type ExecOpts struct {
 	PidFile       string
 	ConsoleSocket string
 	PreserveFds   int
+	// Warnf, when set, receives what runc logs as warnings.
+	Warnf func(format string, args ...any)
 }
 
 // execJoinOrder enters the mount namespace last: after it, paths resolve in
@@ -44,6 +46,7 @@ func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
 	default:
 		return nil, fmt.Errorf("cannot exec in a %s container", st)
 	}
+	warnUnknownCapabilities(o.Warnf, o.Process.Capabilities)
 	userns := ""
 	if differs, err := c.nsDiffers(specs.UserNamespace); err != nil {
 		return nil, err

@@ -10,6 +10,9 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/hostnet-dev/hostnet/spec"
 )
 
 // LoadSpec reads and validates <bundle>/config.json. The errors name the file
@@ -78,8 +81,36 @@ func Validate(s *specs.Spec) error {
 		if !filepath.IsAbs(m.Destination) {
 			return fmt.Errorf("mount destination %q is not absolute", m.Destination)
 		}
+		if len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 {
+			return fmt.Errorf("mount %s: idmapped mounts (uidMappings, gidMappings) are not supported by hostnet-runc", m.Destination)
+		}
 	}
-	return nil
+	// Refused rather than ignored: `features` says these are not
+	// implemented, and a container without the limit or device it asked
+	// for is not the container it asked for.
+	switch {
+	case s.Linux.IntelRdt != nil:
+		return errors.New("linux.intelRdt is specified in config, but Intel RDT is not supported by hostnet-runc")
+	case s.Linux.MemoryPolicy != nil:
+		return errors.New("linux.memoryPolicy is specified in config, but memory policies are not supported by hostnet-runc")
+	case len(s.Linux.NetDevices) > 0:
+		return errors.New("linux.netDevices is specified in config, but moving network devices is not supported by hostnet-runc")
+	}
+	return spec.CheckSysctls(s, isHostNetNS)
+}
+
+// isHostNetNS reports whether the network namespace at path is the
+// runtime's own, the host's, as runc does: a container joining it by path
+// would otherwise set the host's net.* sysctls.
+func isHostNetNS(path string) (bool, error) {
+	var self, ns unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
+		return false, &os.PathError{Op: "stat", Path: "/proc/self/ns/net", Err: err}
+	}
+	if err := unix.Stat(path, &ns); err != nil {
+		return false, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	return self.Dev == ns.Dev && self.Ino == ns.Ino, nil
 }
 
 // RootfsPath resolves root.path against the bundle.

@@ -37,6 +37,16 @@ func TestLoadSpec(t *testing.T) {
 		{"duplicate ns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"mount"},{"type":"mount"}]}}`, "listed twice"},
 		{"join userns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"mount"},{"type":"user","path":"/proc/1/ns/user"}]}}`, "joining an existing user namespace"},
 		{"relative mount", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"mounts":[{"destination":"tmp","type":"tmpfs"}],"linux":{"namespaces":[{"type":"mount"}]}}`, `mount destination "tmp" is not absolute`},
+		// What features reports as not implemented is refused, not ignored.
+		{"idmapped mount", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"mounts":[{"destination":"/m","type":"bind","source":"/tmp","uidMappings":[{"containerID":0,"hostID":1000,"size":1}]}],"linux":{"namespaces":[{"type":"mount"}]}}`, "idmapped mounts"},
+		{"intelRdt", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"intelRdt":{"closID":"x"}}}`, "linux.intelRdt is specified in config"},
+		{"memoryPolicy", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"memoryPolicy":{"mode":"MPOL_BIND","nodes":"0"}}}`, "linux.memoryPolicy is specified in config"},
+		{"netDevices", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"network"}],"netDevices":{"eth1":{}}}}`, "linux.netDevices is specified in config"},
+		// Issue 10 item 7: sysctls outside the container's namespaces, as runc.
+		{"host sysctl", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"ipc"},{"type":"uts"},{"type":"network"}],"sysctl":{"kernel.core_uses_pid":"1"}}}`, `sysctl "kernel.core_uses_pid" is not in a separate kernel namespace`},
+		{"net sysctl in the host netns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"sysctl":{"net/ipv4/ip_forward":"1"}}}`, `sysctl "net.ipv4.ip_forward" not allowed in host network namespace`},
+		{"net sysctl in the host netns by path", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"network","path":"/proc/self/ns/net"}],"sysctl":{"net.ipv4.ip_forward":"1"}}}`, `not allowed in host network namespace`},
+		{"leading dot sysctl", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"network"}],"sysctl":{".net.ipv4.ip_forward":"1"}}}`, `invalid sysctl name ".net.ipv4.ip_forward"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bundle := writeConfig(t, tc.body)

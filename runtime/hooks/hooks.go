@@ -14,6 +14,10 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
+// Names lists the hook types this runtime runs, in lifecycle order, as
+// `hostnet-runc features` reports them.
+var Names = []string{"prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"}
+
 // Run runs hooks in order and stops at the first failure. name is the hook
 // type (prestart, createRuntime, ...) for the error message.
 func Run(name string, hooks []specs.Hook, state *specs.State) error {

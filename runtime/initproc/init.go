@@ -366,13 +366,15 @@ func setHostname(s *specs.Spec) error {
 	return nil
 }
 
+// applySysctls writes each key to the file spec.ParseSysctl names, the
+// parse create checked the key's namespace with (spec.CheckSysctls).
 func applySysctls(sysctls map[string]string) error {
 	for key, value := range sysctls {
-		if strings.Contains(key, "/") || strings.Contains(key, "..") {
-			return fmt.Errorf("invalid sysctl name %q", key)
+		sc, err := spec.ParseSysctl(key)
+		if err != nil {
+			return err
 		}
-		path := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
-		if err := writeProcFile(path, value); err != nil {
+		if err := writeProcFile("/proc/sys/"+sc.Path, value); err != nil {
 			return fmt.Errorf("set sysctl %s: %w", key, err)
 		}
 	}

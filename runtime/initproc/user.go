@@ -5,13 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/moby/sys/capability"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/hostnet-dev/hostnet/spec"
 )
 
 // setUser switches to the spec's uid/gid and leaves exactly the spec's
@@ -76,24 +78,37 @@ func setUser(proc *specs.Process) error {
 	return nil
 }
 
-var capsByName = func() map[string]capability.Cap {
-	m := map[string]capability.Cap{}
-	for _, c := range capability.ListKnown() {
-		m["CAP_"+strings.ToUpper(c.String())] = c
-	}
-	return m
-}()
-
-// capList maps names to capabilities. Names this kernel or library does not
-// know are skipped, as runc does, so a newer spec still runs.
+// capList maps names to capabilities with the parser the shim checks
+// with: exact, case-sensitive names, as runc reads them. Names unknown to
+// the library or this kernel are skipped, as runc does, so a newer spec
+// still runs; UnknownCapabilities lists them for the warning.
 func capList(names []string) []capability.Cap {
 	last, _ := capability.LastCap()
 	out := make([]capability.Cap, 0, len(names))
 	for _, n := range names {
-		if c, ok := capsByName[strings.ToUpper(n)]; ok && c <= last {
+		if c, ok := spec.ParseCapability(n); ok && c <= last {
 			out = append(out, c)
 		}
 	}
+	return out
+}
+
+// UnknownCapabilities lists, sorted, the names in c that capList skips:
+// runc warns "ignoring unknown or unavailable capabilities" with them.
+func UnknownCapabilities(c *specs.LinuxCapabilities) []string {
+	if c == nil {
+		return nil
+	}
+	last, _ := capability.LastCap()
+	var out []string
+	for _, set := range spec.CapabilitySets(c) {
+		for _, n := range *set.Names {
+			if cp, ok := spec.ParseCapability(n); (!ok || cp > last) && !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	slices.Sort(out)
 	return out
 }
 
@@ -152,14 +167,4 @@ func withHome(env []string, uid uint32) []string {
 		}
 	}
 	return append(append([]string{}, env...), "HOME="+home)
-}
-
-// KnownCapabilities lists the capability names this runtime can apply.
-func KnownCapabilities() []string {
-	out := make([]string, 0, len(capsByName))
-	for n := range capsByName {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
 }

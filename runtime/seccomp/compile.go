@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -107,21 +108,26 @@ func Compile(s *specs.LinuxSeccomp) (*Filter, error) {
 	return &Filter{prog: prog, flags: flags, Warnings: warnings}, nil
 }
 
+// filterFlags are the spec's filter flags this package applies.
+// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV is not one: it only matters for
+// SCMP_ACT_NOTIFY, which is not supported.
+var filterFlags = map[specs.LinuxSeccompFlag]uint{
+	"SECCOMP_FILTER_FLAG_TSYNC":     unix.SECCOMP_FILTER_FLAG_TSYNC,
+	specs.LinuxSeccompFlagLog:       unix.SECCOMP_FILTER_FLAG_LOG,
+	specs.LinuxSeccompFlagSpecAllow: unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+}
+
 func parseFlags(in []specs.LinuxSeccompFlag) (uint, error) {
 	var flags uint
 	for _, f := range in {
-		switch f {
-		case "SECCOMP_FILTER_FLAG_TSYNC":
-			flags |= unix.SECCOMP_FILTER_FLAG_TSYNC
-		case specs.LinuxSeccompFlagLog:
-			flags |= unix.SECCOMP_FILTER_FLAG_LOG
-		case specs.LinuxSeccompFlagSpecAllow:
-			flags |= unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
-		case specs.LinuxSeccompFlagWaitKillableRecv:
+		v, ok := filterFlags[f]
+		switch {
+		case ok:
+			flags |= v
+		case f == specs.LinuxSeccompFlagWaitKillableRecv:
 			return 0, fmt.Errorf("seccomp: flag %s only applies to SCMP_ACT_NOTIFY, which is not supported", f)
 		default:
-			return 0, fmt.Errorf("seccomp: unknown flag %q (supported: SECCOMP_FILTER_FLAG_TSYNC, %s, %s)",
-				f, specs.LinuxSeccompFlagLog, specs.LinuxSeccompFlagSpecAllow)
+			return 0, fmt.Errorf("seccomp: unknown flag %q (supported: %s)", f, strings.Join(KnownFlags(), ", "))
 		}
 	}
 	return flags, nil

@@ -33,6 +33,24 @@ func TestMain(m *testing.M) {
 var childScenarios = map[string]func(dir string) error{
 	"enforce": childEnforce,
 	"kill":    childKill,
+	"flag":    childFlag,
+}
+
+// childFlag loads an allow-all filter with the one flag in
+// HOSTNET_SECCOMP_TEST_FLAG.
+func childFlag(string) error {
+	f, err := Compile(&specs.LinuxSeccomp{
+		DefaultAction: specs.ActAllow,
+		Flags:         []specs.LinuxSeccompFlag{specs.LinuxSeccompFlag(os.Getenv("HOSTNET_SECCOMP_TEST_FLAG"))},
+	})
+	if err != nil {
+		return err
+	}
+	if err := f.Load(); err != nil {
+		return err
+	}
+	fmt.Println("loaded")
+	return nil
 }
 
 func runChild(scenario string) int {
@@ -192,10 +210,11 @@ func requireSeccomp(t *testing.T) {
 	}
 }
 
-func startChild(t *testing.T, scenario string) (string, error) {
+func startChild(t *testing.T, scenario string, env ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+scenario, "HOSTNET_SECCOMP_TEST_DIR="+t.TempDir())
+	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

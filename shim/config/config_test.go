@@ -59,6 +59,20 @@ subnet = "10.1.0.0/24"
 gateway = "10.2.0.1"`, "outside subnet"},
 		{`[network.bridge]
 mtu = 10`, "mtu 10 is out of range"},
+		// Refused since FuzzParse states what an accepted config is; they
+		// used to pass here and fail (or misbehave) at the first bridge.
+		{`[network.bridge]
+subnet = "fd00::/64"`, "must be IPv4"},
+		{`[network.bridge]
+subnet = "10.1.0.0/24"
+gateway = "10.1.0.0"`, "is the network or broadcast address"},
+		{`[network.bridge]
+subnet = "10.1.0.0/24"
+gateway = "10.1.0.255"`, "is the network or broadcast address"},
+		{`[network.bridge]
+name = ".."`, `network.bridge.name ".." must not be`},
+		{`[network.bridge]
+name = "a/b"`, "must not be"},
 	} {
 		_, err := Parse([]byte(tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -36,6 +36,9 @@ type Result struct {
 	Mode spec.NetworkMode
 	// Warnings are for the shim's log, like Docker's published-ports one.
 	Warnings []string
+	// Hardened is set when the spec was hardened (spec.Harden): processes
+	// exec'd into the container must be too.
+	Hardened bool
 }
 
 // Prepare rewrites <bundle>/config.json for the network mode the container
@@ -55,6 +58,13 @@ func Prepare(ctx context.Context, r Request) (Result, error) {
 	ports, err := spec.PortsFor(s)
 	if err != nil {
 		return Result{}, invalid(err)
+	}
+	if s.Process != nil {
+		// In every mode: a misspelt name means something else to each
+		// runtime (runc drops it, others fold case).
+		if err := spec.CheckCapabilityNames(s.Process.Capabilities); err != nil {
+			return Result{}, invalid(err)
+		}
 	}
 	before, err := json.Marshal(s)
 	if err != nil {
@@ -106,6 +116,7 @@ func prepareHost(s *specs.Spec, explicit bool, ports []spec.PortMapping, cfg con
 		if err := spec.Harden(s); err != nil {
 			return invalid(err)
 		}
+		res.Hardened = true
 	}
 	if len(ports) > 0 {
 		res.Warnings = append(res.Warnings, spec.PublishedPortsWarning)

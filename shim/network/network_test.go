@@ -147,6 +147,15 @@ func TestPrepareHostMode(t *testing.T) {
 		{name: "net sysctl refused", mutate: func(s *specs.Spec) {
 			s.Linux.Sysctl = map[string]string{"net.ipv4.ip_forward": "1"}
 		}, wantErr: "net.ipv4.ip_forward would change the host"},
+		{name: "leading-dot net sysctl refused", mutate: func(s *specs.Spec) {
+			s.Linux.Sysctl = map[string]string{".net.ipv4.conf.lo.arp_announce": "1"}
+		}, wantErr: `invalid sysctl name ".net.ipv4.conf.lo.arp_announce"`},
+		{name: "misspelt capability refused", mutate: func(s *specs.Spec) {
+			s.Process = &specs.Process{Capabilities: &specs.LinuxCapabilities{Effective: []string{"CAP_net_admin"}}}
+		}, wantErr: `names are case-sensitive, this one is spelled "CAP_NET_ADMIN"`},
+		{name: "hardened refuses misspelt NET_ADMIN", cfg: config.Network{Hardened: true}, mutate: func(s *specs.Spec) {
+			s.Process = &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: []string{"CAP_KILL", "CAP_Net_Admin"}}}
+		}, wantErr: "is not a capability name"},
 		{name: "hardened drops NET_RAW", cfg: config.Network{Hardened: true}, mutate: func(s *specs.Spec) {
 			s.Process = &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: []string{"CAP_NET_RAW", "CAP_KILL"}}}
 		}, check: func(t *testing.T, s *specs.Spec) {

@@ -44,6 +44,8 @@ type container struct {
 	// sharedPidNS containers have no pid namespace of their own, so the
 	// init's exit does not kill the processes it leaves behind.
 	sharedPidNS bool
+	// hardened containers' exec'd processes are hardened like the init.
+	hardened bool
 
 	// execMu serializes exec starts with the init's exit, so that no exec
 	// starts once the init's exit is being published.
@@ -97,6 +99,7 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 		rt:          runtime.New(r.Bundle, cfg),
 		netReq:      netReq,
 		sharedPidNS: sharesPidNamespace(r.Bundle),
+		hardened:    netRes.Hardened,
 		execs:       make(map[string]*execProcess),
 	}
 

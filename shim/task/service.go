@@ -32,6 +32,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hostnet-dev/hostnet/shim/process"
+	hostspec "github.com/hostnet-dev/hostnet/spec"
 )
 
 var (
@@ -265,6 +266,11 @@ func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*pty
 	var spec specs.Process
 	if err := json.Unmarshal(r.Spec.GetValue(), &spec); err != nil {
 		return nil, errgrpc.ToGRPCf(errdefs.ErrInvalidArgument, "exec %s process spec: %v", r.ExecID, err)
+	}
+	if c.hardened {
+		if err := hostspec.HardenCapabilities(spec.Capabilities); err != nil {
+			return nil, errgrpc.ToGRPCf(errdefs.ErrInvalidArgument, "exec %s: %v", r.ExecID, err)
+		}
 	}
 	c.mu.Lock()
 	if _, ok := c.execs[r.ExecID]; ok {
