@@ -104,11 +104,17 @@ func New(paths Paths, res *specs.LinuxResources) (Manager, error) {
 		return nil, err
 	}
 	res = withDefaultDevices(res)
+	if err := checkDevices(res.Devices); err != nil {
+		return nil, err
+	}
 	// A limit the kernel refuses fails creation half-way, with directories
 	// made in some hierarchies: remember what existed to remove the rest.
 	existed := existingDirs(paths)
 	if v2path, ok := paths[""]; ok {
-		m, err := cgroup2.NewManager("/sys/fs/cgroup", v2path, cgroup2.ToResources(res))
+		m, err := cgroup2.NewManager("/sys/fs/cgroup", v2path, v2Resources(res))
+		if err == nil {
+			err = setDeviceFilter(filepath.Join("/sys/fs/cgroup", v2path), res.Devices)
+		}
 		if err != nil {
 			removeCreated(existed)
 			return nil, fmt.Errorf("create cgroup %s: %w", v2path, err)
@@ -200,32 +206,6 @@ func removeCreated(dirs []dirState) {
 			_ = os.Remove(dirs[i].path)
 		}
 	}
-}
-
-func withDefaultDevices(res *specs.LinuxResources) *specs.LinuxResources {
-	out := specs.LinuxResources{}
-	if res != nil {
-		out = *res
-	}
-	i64 := func(v int64) *int64 { return &v }
-	allow := func(typ string, major, minor *int64) specs.LinuxDeviceCgroup {
-		return specs.LinuxDeviceCgroup{Allow: true, Type: typ, Major: major, Minor: minor, Access: "rwm"}
-	}
-	out.Devices = append(append([]specs.LinuxDeviceCgroup{}, out.Devices...),
-		specs.LinuxDeviceCgroup{Allow: true, Type: "c", Access: "m"},
-		specs.LinuxDeviceCgroup{Allow: true, Type: "b", Access: "m"},
-		allow("c", i64(1), i64(3)),    // null
-		allow("c", i64(1), i64(5)),    // zero
-		allow("c", i64(1), i64(7)),    // full
-		allow("c", i64(1), i64(8)),    // random
-		allow("c", i64(1), i64(9)),    // urandom
-		allow("c", i64(5), i64(0)),    // tty
-		allow("c", i64(5), i64(1)),    // console
-		allow("c", i64(5), i64(2)),    // ptmx
-		allow("c", i64(136), nil),     // pts
-		allow("c", i64(10), i64(200)), // net/tun
-	)
-	return &out
 }
 
 // drain kills every process in the cgroup while it is frozen, so none can

@@ -5,7 +5,6 @@ import (
 
 	"github.com/containerd/cgroups/v3/cgroup1"
 	v1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
-	"github.com/containerd/cgroups/v3/cgroup2"
 	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
 	runc "github.com/containerd/go-runc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -26,7 +25,7 @@ func (c *v1) Stats() (*Stats, error) {
 }
 
 func (c *v2) Update(res *specs.LinuxResources) error {
-	return c.m.Update(cgroup2.ToResources(res))
+	return c.m.Update(v2Resources(res))
 }
 
 func (c *v2) Stats() (*Stats, error) {
