@@ -56,9 +56,10 @@ func DefaultPath(id string) string { return "/" + id }
 type Paths map[string]string
 
 // Resolve turns a spec's cgroupsPath into Paths. An absolute path is used
-// as is in every hierarchy; a relative one is placed under the caller's own
-// cgroup in each hierarchy, as runc does. systemd-style "slice:prefix:name"
-// paths need the systemd driver (ResolveUnit).
+// as is in every hierarchy; a relative one is placed, as runc does, under
+// the caller's own cgroup in each v1 hierarchy, and on cgroup v2 under its
+// parent. systemd-style "slice:prefix:name" paths need the systemd driver
+// (ResolveUnit).
 func Resolve(p string) (Paths, error) {
 	if strings.Count(p, ":") == 2 {
 		return nil, fmt.Errorf("cgroupsPath %q is a systemd unit path: use the systemd cgroup driver (--systemd-cgroup, or SystemdCgroup = true in containerd)", p)
@@ -72,7 +73,11 @@ func Resolve(p string) (Paths, error) {
 	}
 	if cgroups.Mode() == cgroups.Unified {
 		if !filepath.IsAbs(p) {
-			p = filepath.Join(unified, p)
+			// Under the parent of the caller's cgroup, as runc does: v2
+			// enables no controller for the children of a cgroup with
+			// processes, and the caller's (a service's, a session's)
+			// has at least the caller.
+			p = filepath.Join(filepath.Dir(unified), p)
 		}
 		return Paths{"": filepath.Clean(p)}, nil
 	}
@@ -104,6 +109,9 @@ func New(paths Paths, res *specs.LinuxResources) (Manager, error) {
 		return nil, err
 	}
 	res = withDefaultDevices(res)
+	if _, v2 := paths[""]; !v2 && len(res.Unified) > 0 {
+		return nil, errV1Unified
+	}
 	if err := checkDevices(res.Devices); err != nil {
 		return nil, err
 	}
@@ -111,9 +119,13 @@ func New(paths Paths, res *specs.LinuxResources) (Manager, error) {
 	// made in some hierarchies: remember what existed to remove the rest.
 	existed := existingDirs(paths)
 	if v2path, ok := paths[""]; ok {
-		m, err := cgroup2.NewManager("/sys/fs/cgroup", v2path, v2Resources(res))
+		err := createV2(v2path)
+		var m *cgroup2.Manager
 		if err == nil {
-			err = setDeviceFilter(filepath.Join("/sys/fs/cgroup", v2path), res.Devices)
+			m, err = cgroup2.NewManager(v2Root, v2path, v2Resources(res))
+		}
+		if err == nil {
+			err = setV2(filepath.Join(v2Root, v2path), res, false)
 		}
 		if err != nil {
 			removeCreated(existed)
