@@ -71,6 +71,7 @@ func (v runtimeVariant) runtimeOptions() any {
 var (
 	runcConfigOnce sync.Once
 	runcConfig     string
+	runcBinary     string
 	runcConfigErr  error
 )
 
@@ -87,6 +88,7 @@ func runtimeVariants(t *testing.T) []runtimeVariant {
 				return
 			}
 		}
+		runcBinary = runc
 		runcConfig = filepath.Join(testDaemon.Dir, "runtime-runc.toml")
 		runcConfigErr = os.WriteFile(runcConfig, fmt.Appendf(nil, "[runtime]\nbinary = %q\n", runc), 0o644)
 	})
@@ -95,7 +97,7 @@ func runtimeVariants(t *testing.T) []runtimeVariant {
 	}
 	return []runtimeVariant{
 		{name: "hostnet-runc", binary: filepath.Join(binDir, "hostnet-runc")},
-		{name: "runc", binary: "/usr/sbin/runc", configPath: runcConfig},
+		{name: "runc", binary: runcBinary, configPath: runcConfig},
 	}
 }
 

@@ -41,7 +41,7 @@ done
 
 work=$(mktemp -d /tmp/hostnet-cgroup2.XXXXXX)
 qemu_pid=
-cleanup() {
+stop_qemu() {
 	if [[ -n $qemu_pid ]] && kill -0 "$qemu_pid" 2>/dev/null; then
 		log "stopping QEMU (pid $qemu_pid)"
 		kill "$qemu_pid" 2>/dev/null || true
@@ -49,6 +49,9 @@ cleanup() {
 		kill -9 "$qemu_pid" 2>/dev/null || true
 		wait "$qemu_pid" 2>/dev/null || true
 	fi
+}
+cleanup() {
+	stop_qemu
 	if [[ -n ${HOSTNET_VM_KEEP:-} ]]; then
 		log "work directory kept: $work"
 	else
@@ -98,11 +101,14 @@ fi
 if want ociruntime-runc; then
 	# The cgroup v2 tests again, with runc 1.5.2 as the runtime: what
 	# hostnet-runc must match.
-	echo "ociruntime-runc ociruntime.test integration/ociruntime 600 HOSTNET_RUNC=/job/tools/runc -- $(runflag '-test.run TestCgroupV2')" >>"$plan"
+	echo "ociruntime-runc ociruntime.test integration/ociruntime 600 HOSTNET_RUNC=/job/tools/runc -- $(runflag '-test.run TestCgroupV2|TestRelativeCgroupPath')" >>"$plan"
 fi
 if want integration; then
 	(cd "$repo" && CGO_ENABLED=0 go test -c -o "$job/tests/integration.test" ./integration)
-	echo "integration integration.test integration 1500 -- -test.timeout 24m $(runflag '')" >>"$plan"
+	# Not here, to keep the lane short under TCG: the two slowest tests
+	# (3 and 0.7 minutes in the guest), which test containerd restarts and
+	# bridge-mode addressing, not cgroups; make test runs them.
+	echo "integration integration.test integration 1500 -- -test.timeout 24m -test.skip TestRestartContainerd|TestBridgeConcurrentAddresses $(runflag '')" >>"$plan"
 fi
 size=$(($(du -sm "$job" | cut -f1) + 256))
 mkfs.ext4 -q -F -L job -d "$job" "$work/job.img" "${size}M"
@@ -132,8 +138,7 @@ while kill -0 "$qemu_pid" 2>/dev/null; do
 	sleep 2
 done
 if ((timed_out)); then
-	cleanup_pid=$qemu_pid
-	kill "$cleanup_pid" 2>/dev/null || true
+	stop_qemu
 fi
 wait "$qemu_pid" 2>/dev/null || true
 qemu_pid=
@@ -171,7 +176,7 @@ if ((fail)) || ((timed_out)) || ! grep -qx done "$out/status" 2>/dev/null; then
 	fail=1
 fi
 boot=$(sed -n 's/^booted after: //p' "$out/env" 2>/dev/null || true)
-log "timings: image $t_image s, job build $t_job s, guest $t_guest s (job started ${boot:-?} s after boot)"
+log "timings: image $t_image s, job build $t_job s, guest $t_guest s (the job started ${boot:-?} after boot)"
 if ((fail)); then
 	log "FAILED"
 	exit 1
