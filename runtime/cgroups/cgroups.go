@@ -225,6 +225,11 @@ func removeCreated(dirs []dirState) {
 func drain(m Manager) error {
 	_ = m.Freeze()
 	pids, err := m.Pids()
+	if errors.Is(err, os.ErrNotExist) {
+		// Gone while being read: systemd removes a scope's cgroup as
+		// soon as its last process has died.
+		return nil
+	}
 	if err != nil {
 		_ = m.Thaw()
 		return err
