@@ -60,7 +60,7 @@ cp "$root"/boot/vmlinuz-* "$work/out/vmlinuz"
 cp "$root"/boot/initrd.img-* "$work/out/initrd"
 # A sparse 6 GiB root: the tests' containerd roots and images live in it
 # (writes go to QEMU's snapshot, never to the image).
-mkfs.ext4 -q -F -L root -d "$root" "$work/out/root.img" 6G
+mkfs.ext4 -q -F -L root -d "$root" "$work/out/root.img" 6G >&2
 touch "$work/out/ready"
 rm -rf "$dir"
 mv "$work/out" "$dir"

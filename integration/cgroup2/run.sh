@@ -111,7 +111,7 @@ if want integration; then
 	echo "integration integration.test integration 1500 -- -test.timeout 24m -test.skip TestRestartContainerd|TestBridgeConcurrentAddresses $(runflag '')" >>"$plan"
 fi
 size=$(($(du -sm "$job" | cut -f1) + 256))
-mkfs.ext4 -q -F -L job -d "$job" "$work/job.img" "${size}M"
+mkfs.ext4 -q -F -L job -d "$job" "$work/job.img" "${size}M" >/dev/null
 t_job=$(($(now) - t1))
 log "job built ($t_job s, ${size} MiB): $(wc -l <"$plan") test groups"
 
