@@ -24,7 +24,7 @@ UNIT_PKGS := $(foreach d,spec shim runtime,$(if $(wildcard $(d)),./$(d)/...))
 # Benchmark runs per contender of each timed step.
 BENCH_RUNS ?= 20
 
-.PHONY: all build install test unit integration conformance bench clean lint fuzz demo setup help
+.PHONY: all build install test unit integration test-cgroup2 conformance bench clean lint fuzz demo setup help
 
 all: build
 
@@ -32,6 +32,7 @@ help:
 	@echo "build        build bin/containerd-shim-hostnet-v1 and bin/hostnet-runc"
 	@echo "install      install them into \$$(DESTDIR)\$$(PREFIX)/bin ($(DESTDIR)$(PREFIX)/bin)"
 	@echo "test         unit tests, then integration tests against a private containerd (root)"
+	@echo "test-cgroup2 the tests in a QEMU guest with systemd and cgroup v2 (root)"
 	@echo "conformance  OCI runtime-tools validation suite, hostnet-runc vs runc (root)"
 	@echo "bench        hostnet vs runc, crun and CNI: tables, $(BENCH_OUT)/results.json, chart.svg (root)"
 	@echo "lint         gofmt and go vet"
@@ -58,6 +59,12 @@ unit:
 integration: build
 	HOSTNET_BIN_DIR=$(BINDIR) HOSTNET_RUNC=$(BINDIR)/hostnet-runc \
 		$(GO) test -v -count=1 -timeout 20m ./integration/ ./integration/ociruntime/
+
+# The cgroup v2 lane: unit, ociruntime and containerd integration tests in
+# a Debian guest under QEMU, systemd as init, cgroup v2 only (root); see
+# integration/cgroup2/run.sh.
+test-cgroup2:
+	integration/cgroup2/run.sh
 
 # runc v1.5.2, the benchmark's anchor, built once from the Go module proxy.
 RUNC_152 ?= /var/cache/hostnet/runc-v1.5.2/bin/runc

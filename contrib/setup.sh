@@ -27,9 +27,11 @@ fi
 # Debian packages: runtimes to compare with, busybox for the test image,
 # networking tools, libseccomp, benchmark tools, and systemd with
 # util-linux's unshare/nsenter (the systemd cgroup driver's tests boot
-# systemd in a sandbox; it is not made this host's init).
+# systemd in a sandbox; it is not made this host's init), and for the
+# cgroup v2 lane QEMU, mmdebstrap and e2fsprogs (integration/cgroup2).
 packages=(runc crun containernetworking-plugins busybox-static iptables nftables
-	iproute2 libseccomp-dev hyperfine iperf3 git make ca-certificates systemd util-linux)
+	iproute2 libseccomp-dev hyperfine iperf3 git make ca-certificates systemd util-linux
+	qemu-system-x86 mmdebstrap e2fsprogs)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

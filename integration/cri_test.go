@@ -218,16 +218,9 @@ func startCRIEnv(t *testing.T, systemd bool) *criEnv {
 
 	// Images: the pause image from a static Go program, and busybox.
 	work := e.tempDir(t)
-	pause := filepath.Join(work, "pause")
-	repo, err := daemon.RepoRoot()
+	pause, err := buildTestTool(ctx, "pause", work)
 	if err != nil {
 		t.Fatal(err)
-	}
-	build := exec.CommandContext(ctx, goTool(), "build", "-o", pause, "./integration/testdata/pause")
-	build.Dir = repo
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build pause: %v\n%s", err, out)
 	}
 	pauseTar, busyboxTar := filepath.Join(work, "pause.tar"), filepath.Join(work, "busybox.tar")
 	if _, err := image.WriteStaticFile(pauseTar, image.StaticOptions{Binary: pause, Name: criPauseImage}); err != nil {
@@ -307,6 +300,26 @@ func goTool() string {
 		return p
 	}
 	return "/usr/local/go/bin/go"
+}
+
+// buildTestTool builds integration/testdata/NAME into dir, or returns the
+// copy prebuilt in $HOSTNET_TEST_TOOLS (the cgroup v2 guest has no Go).
+func buildTestTool(ctx context.Context, name, dir string) (string, error) {
+	if tools := os.Getenv("HOSTNET_TEST_TOOLS"); tools != "" {
+		return filepath.Join(tools, name), nil
+	}
+	repo, err := daemon.RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, name)
+	build := exec.CommandContext(ctx, goTool(), "build", "-o", bin, "./integration/testdata/"+name)
+	build.Dir = repo
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %v\n%s", name, err, out)
+	}
+	return bin, nil
 }
 
 // removeCNICache removes what libcni cached for the test's network in its

@@ -71,6 +71,7 @@ func (v runtimeVariant) runtimeOptions() any {
 var (
 	runcConfigOnce sync.Once
 	runcConfig     string
+	runcBinary     string
 	runcConfigErr  error
 )
 
@@ -87,6 +88,7 @@ func runtimeVariants(t *testing.T) []runtimeVariant {
 				return
 			}
 		}
+		runcBinary = runc
 		runcConfig = filepath.Join(testDaemon.Dir, "runtime-runc.toml")
 		runcConfigErr = os.WriteFile(runcConfig, fmt.Appendf(nil, "[runtime]\nbinary = %q\n", runc), 0o644)
 	})
@@ -95,7 +97,7 @@ func runtimeVariants(t *testing.T) []runtimeVariant {
 	}
 	return []runtimeVariant{
 		{name: "hostnet-runc", binary: filepath.Join(binDir, "hostnet-runc")},
-		{name: "runc", binary: "/usr/sbin/runc", configPath: runcConfig},
+		{name: "runc", binary: runcBinary, configPath: runcConfig},
 	}
 }
 
@@ -595,6 +597,13 @@ func TestShimMetrics(t *testing.T) {
 			if s.Memory == nil || s.Memory.Usage == 0 {
 				t.Errorf("cgroup v2 metrics: no memory usage: %+v", s.Memory)
 			}
+			// Counted even without a limit: every controller is enabled.
+			if s.Pids == nil || s.Pids.Current != 1 {
+				t.Errorf("cgroup v2 metrics: pids %+v, want current 1 (the sleep)", s.Pids)
+			}
+			if s.CPU == nil || s.CPU.UsageUsec == 0 {
+				t.Errorf("cgroup v2 metrics: no CPU usage: %+v", s.CPU)
+			}
 		default:
 			t.Fatalf("metrics of type %T, want cgroups stats", data)
 		}
@@ -615,10 +624,16 @@ func TestShimUpdate(t *testing.T) {
 			t.Fatal(err)
 		}
 		limitFile := filepath.Join("/sys/fs/cgroup/memory", s.Linux.CgroupsPath, "memory.limit_in_bytes")
+		if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+			limitFile = filepath.Join("/sys/fs/cgroup", s.Linux.CgroupsPath, "memory.max")
+		}
 		read := func() int64 {
 			b, err := os.ReadFile(limitFile)
 			if err != nil {
-				t.Fatalf("container's memory cgroup (v1): %v", err)
+				t.Fatalf("container's memory cgroup: %v", err)
+			}
+			if strings.TrimSpace(string(b)) == "max" {
+				return -1
 			}
 			n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 			if err != nil {
@@ -851,12 +866,7 @@ var (
 func buildLogger(t *testing.T) string {
 	t.Helper()
 	loggerOnce.Do(func() {
-		loggerPath = filepath.Join(testDaemon.Dir, "test-logger")
-		cmd := exec.Command("go", "build", "-o", loggerPath, "./testdata/logger")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			loggerErr = fmt.Errorf("go build ./testdata/logger: %v\n%s", err, out)
-		}
+		loggerPath, loggerErr = buildTestTool(context.Background(), "logger", testDaemon.Dir)
 	})
 	if loggerErr != nil {
 		t.Fatal(loggerErr)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	v1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
+	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
 	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
@@ -100,9 +101,13 @@ func TestSystemdCgroupThroughContainerd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	got := box.Show(unit, "ActiveState", "ControlGroup", "MemoryLimit")
-	if got["ActiveState"] != "active" || got["ControlGroup"] != cgPath || got["MemoryLimit"] != strconv.Itoa(memLimit) {
-		t.Errorf("unit %s: %v, want active at %s with MemoryLimit=%d", unit, got, cgPath, memLimit)
+	limitProp := "MemoryLimit"
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		limitProp = "MemoryMax" // cgroup v2
+	}
+	got := box.Show(unit, "ActiveState", "ControlGroup", limitProp)
+	if got["ActiveState"] != "active" || got["ControlGroup"] != cgPath || got[limitProp] != strconv.Itoa(memLimit) {
+		t.Errorf("unit %s: %v, want active at %s with %s=%d", unit, got, cgPath, limitProp, memLimit)
 	}
 	// task.Pid is the init's pid in the sandbox's pid namespace, where the
 	// shim runs.
@@ -116,10 +121,17 @@ func TestSystemdCgroupThroughContainerd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v1, ok := data.(*v1stats.Metrics); !ok {
-		t.Errorf("metrics are %T, want cgroup v1 metrics on this host", data)
-	} else if v1.Memory == nil || v1.Memory.Usage == nil || v1.Memory.Usage.Limit != memLimit {
-		t.Errorf("metrics memory = %+v, want the scope's limit %d", v1.Memory, memLimit)
+	switch m := data.(type) {
+	case *v1stats.Metrics:
+		if m.Memory == nil || m.Memory.Usage == nil || m.Memory.Usage.Limit != memLimit {
+			t.Errorf("metrics memory = %+v, want the scope's limit %d", m.Memory, memLimit)
+		}
+	case *v2stats.Metrics:
+		if m.Memory == nil || m.Memory.UsageLimit != memLimit || m.Memory.Usage == 0 {
+			t.Errorf("metrics memory = %+v, want the scope's usage and limit %d", m.Memory, memLimit)
+		}
+	default:
+		t.Errorf("metrics are %T, want cgroup metrics", data)
 	}
 
 	spec, err := ctr.Spec(ctx)
@@ -177,7 +189,14 @@ func TestCRISystemdCgroup(t *testing.T) {
 			t.Errorf("unit %s: %v, want active at %s", unit, got, want)
 		}
 	}
-	if got := p.exec(t, cid, "cat", "/proc/self/cgroup"); !strings.Contains(got, "cri-containerd-"+cid+".scope") {
+	// On cgroup v2 the container has a cgroup namespace of its own, rooted
+	// at its scope: "0::/" is the scope, a process elsewhere shows "/..".
+	got := p.exec(t, cid, "cat", "/proc/self/cgroup")
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		if strings.TrimSpace(got) != "0::/" {
+			t.Errorf("exec'd process is in\n%s\nwant the root of the container's cgroup namespace, its scope", got)
+		}
+	} else if !strings.Contains(got, "cri-containerd-"+cid+".scope") {
 		t.Errorf("exec'd process is in\n%s\nwant the container's scope", got)
 	}
 	stats, err := e.rt.ContainerStats(criCtx(t), &runtimeapi.ContainerStatsRequest{ContainerId: cid})

@@ -101,16 +101,26 @@ func TestRelativeCgroupPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var memParent string
+	// v1: under the caller's cgroup (in the memory hierarchy here); v2:
+	// under its parent, as runc places it, since the caller's own cgroup
+	// has processes and so cannot give a child controllers.
+	var dir string
 	for _, line := range strings.Split(string(own), "\n") {
-		if parts := strings.SplitN(line, ":", 3); len(parts) == 3 && parts[1] == "memory" {
-			memParent = parts[2]
+		parts := strings.SplitN(line, ":", 3)
+		switch {
+		case len(parts) != 3:
+		case parts[1] == "memory":
+			dir = filepath.Join("/sys/fs/cgroup/memory", parts[2], rel)
+		case parts[0] == "0" && parts[1] == "" && dir == "":
+			if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+				dir = filepath.Join("/sys/fs/cgroup", filepath.Dir(parts[2]), rel)
+			}
 		}
 	}
-	if memParent == "" {
-		t.Skip("no cgroup v1 memory hierarchy")
+	if dir == "" {
+		t.Skip("no cgroup v1 memory hierarchy and no cgroup v2")
 	}
-	dir := filepath.Join("/sys/fs/cgroup/memory", memParent, rel)
+	t.Cleanup(func() { _ = os.Remove(filepath.Dir(dir)) })
 	procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 	if err != nil || strings.TrimSpace(string(procs)) == "" {
 		t.Fatalf("container not in %s: %v %q", dir, err, procs)

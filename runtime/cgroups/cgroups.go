@@ -56,9 +56,10 @@ func DefaultPath(id string) string { return "/" + id }
 type Paths map[string]string
 
 // Resolve turns a spec's cgroupsPath into Paths. An absolute path is used
-// as is in every hierarchy; a relative one is placed under the caller's own
-// cgroup in each hierarchy, as runc does. systemd-style "slice:prefix:name"
-// paths need the systemd driver (ResolveUnit).
+// as is in every hierarchy; a relative one is placed, as runc does, under
+// the caller's own cgroup in each v1 hierarchy, and on cgroup v2 under its
+// parent. systemd-style "slice:prefix:name" paths need the systemd driver
+// (ResolveUnit).
 func Resolve(p string) (Paths, error) {
 	if strings.Count(p, ":") == 2 {
 		return nil, fmt.Errorf("cgroupsPath %q is a systemd unit path: use the systemd cgroup driver (--systemd-cgroup, or SystemdCgroup = true in containerd)", p)
@@ -72,7 +73,11 @@ func Resolve(p string) (Paths, error) {
 	}
 	if cgroups.Mode() == cgroups.Unified {
 		if !filepath.IsAbs(p) {
-			p = filepath.Join(unified, p)
+			// Under the parent of the caller's cgroup, as runc does: v2
+			// enables no controller for the children of a cgroup with
+			// processes, and the caller's (a service's, a session's)
+			// has at least the caller.
+			p = filepath.Join(filepath.Dir(unified), p)
 		}
 		return Paths{"": filepath.Clean(p)}, nil
 	}
@@ -104,11 +109,24 @@ func New(paths Paths, res *specs.LinuxResources) (Manager, error) {
 		return nil, err
 	}
 	res = withDefaultDevices(res)
+	if _, v2 := paths[""]; !v2 && len(res.Unified) > 0 {
+		return nil, errV1Unified
+	}
+	if err := checkDevices(res.Devices); err != nil {
+		return nil, err
+	}
 	// A limit the kernel refuses fails creation half-way, with directories
 	// made in some hierarchies: remember what existed to remove the rest.
 	existed := existingDirs(paths)
 	if v2path, ok := paths[""]; ok {
-		m, err := cgroup2.NewManager("/sys/fs/cgroup", v2path, cgroup2.ToResources(res))
+		err := createV2(v2path)
+		var m *cgroup2.Manager
+		if err == nil {
+			m, err = cgroup2.NewManager(v2Root, v2path, v2Resources(res))
+		}
+		if err == nil {
+			err = setV2(filepath.Join(v2Root, v2path), res, false)
+		}
 		if err != nil {
 			removeCreated(existed)
 			return nil, fmt.Errorf("create cgroup %s: %w", v2path, err)
@@ -202,37 +220,16 @@ func removeCreated(dirs []dirState) {
 	}
 }
 
-func withDefaultDevices(res *specs.LinuxResources) *specs.LinuxResources {
-	out := specs.LinuxResources{}
-	if res != nil {
-		out = *res
-	}
-	i64 := func(v int64) *int64 { return &v }
-	allow := func(typ string, major, minor *int64) specs.LinuxDeviceCgroup {
-		return specs.LinuxDeviceCgroup{Allow: true, Type: typ, Major: major, Minor: minor, Access: "rwm"}
-	}
-	out.Devices = append(append([]specs.LinuxDeviceCgroup{}, out.Devices...),
-		specs.LinuxDeviceCgroup{Allow: true, Type: "c", Access: "m"},
-		specs.LinuxDeviceCgroup{Allow: true, Type: "b", Access: "m"},
-		allow("c", i64(1), i64(3)),    // null
-		allow("c", i64(1), i64(5)),    // zero
-		allow("c", i64(1), i64(7)),    // full
-		allow("c", i64(1), i64(8)),    // random
-		allow("c", i64(1), i64(9)),    // urandom
-		allow("c", i64(5), i64(0)),    // tty
-		allow("c", i64(5), i64(1)),    // console
-		allow("c", i64(5), i64(2)),    // ptmx
-		allow("c", i64(136), nil),     // pts
-		allow("c", i64(10), i64(200)), // net/tun
-	)
-	return &out
-}
-
 // drain kills every process in the cgroup while it is frozen, so none can
 // fork away, and waits until the kernel has emptied it.
 func drain(m Manager) error {
 	_ = m.Freeze()
 	pids, err := m.Pids()
+	if errors.Is(err, os.ErrNotExist) {
+		// Gone while being read: systemd removes a scope's cgroup as
+		// soon as its last process has died.
+		return nil
+	}
 	if err != nil {
 		_ = m.Thaw()
 		return err

@@ -2,10 +2,10 @@ package cgroups
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
 	v1stats "github.com/containerd/cgroups/v3/cgroup1/stats"
-	"github.com/containerd/cgroups/v3/cgroup2"
 	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
 	runc "github.com/containerd/go-runc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -15,7 +15,12 @@ import (
 // what go-runc (and so containerd's shims) parse.
 type Stats = runc.Stats
 
-func (c *v1) Update(res *specs.LinuxResources) error { return c.cg.Update(res) }
+func (c *v1) Update(res *specs.LinuxResources) error {
+	if res != nil && len(res.Unified) > 0 {
+		return errV1Unified
+	}
+	return c.cg.Update(res)
+}
 
 func (c *v1) Stats() (*Stats, error) {
 	m, err := c.cg.Stat(cgroup1.IgnoreNotExist)
@@ -26,7 +31,10 @@ func (c *v1) Stats() (*Stats, error) {
 }
 
 func (c *v2) Update(res *specs.LinuxResources) error {
-	return c.m.Update(cgroup2.ToResources(res))
+	if err := c.m.Update(v2Resources(res)); err != nil {
+		return err
+	}
+	return setV2(filepath.Join(v2Root, c.path), res, true)
 }
 
 func (c *v2) Stats() (*Stats, error) {

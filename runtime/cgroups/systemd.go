@@ -57,6 +57,12 @@ func NewSystemd(u Unit, paths Paths, res *specs.LinuxResources) (Manager, error)
 		return nil, err
 	}
 	res = withDefaultDevices(res)
+	if !isV2(paths) && len(res.Unified) > 0 {
+		return nil, errV1Unified
+	}
+	if err := checkDevices(res.Devices); err != nil {
+		return nil, err
+	}
 	// Fail now, with nothing made, if the properties cannot be expressed.
 	// An unreachable systemd shows at Add, whose failure create undoes.
 	if _, err := unitProperties(u, 0, res, isV2(paths)); err != nil {

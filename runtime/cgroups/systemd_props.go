@@ -10,6 +10,7 @@ import (
 
 	systemd "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
+	ocgroups "github.com/opencontainers/cgroups"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -146,6 +147,61 @@ func v2Properties(res *specs.LinuxResources) ([]systemd.Property, error) {
 		// blkio weights are 10..1000, io weights 1..10000.
 		props = append(props, prop("IOWeight", 1+(uint64(*b.Weight)-10)*9999/990))
 	}
+	up, err := unifiedProperties(res.Unified)
+	if err != nil {
+		return nil, err
+	}
+	return append(props, up...), nil
+}
+
+// unifiedProperties are the unified map's entries that systemd has a
+// property for, as runc converts them; systemd would reset those files to
+// its own values otherwise. The rest is only written to cgroupfs.
+func unifiedProperties(unified map[string]string) ([]systemd.Property, error) {
+	var props []systemd.Property
+	number := func(k, v string) (uint64, error) {
+		if v == "max" {
+			return math.MaxUint64, nil
+		}
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("unified resource %q value conversion error: %w", k, err)
+		}
+		return n, nil
+	}
+	names := map[string]string{
+		"memory.high": "MemoryHigh", "memory.low": "MemoryLow", "memory.min": "MemoryMin",
+		"memory.max": "MemoryMax", "memory.swap.max": "MemorySwapMax", "pids.max": "TasksMax",
+		"cpu.weight": "CPUWeight", "cpuset.cpus": "AllowedCPUs", "cpuset.mems": "AllowedMemoryNodes",
+	}
+	for k, v := range unified {
+		if strings.Contains(k, "/") {
+			return nil, fmt.Errorf("unified resource %q must be a file name (no slashes)", k)
+		}
+		if strings.IndexByte(k, '.') <= 0 {
+			return nil, fmt.Errorf("unified resource %q must be in the form CONTROLLER.PARAMETER", k)
+		}
+		v = strings.TrimSpace(v)
+		name, ok := names[k]
+		switch {
+		case !ok:
+		case k == "cpuset.cpus" || k == "cpuset.mems":
+			bits, err := listToBits(v)
+			if err != nil {
+				return nil, fmt.Errorf("unified resource %q=%q conversion error: %w", k, v, err)
+			}
+			props = append(props, prop(name, bits))
+		default:
+			n, err := number(k, v)
+			if err != nil {
+				return nil, err
+			}
+			if k == "pids.max" && n == 0 {
+				n = 1 // systemd refuses a TasksMax of 0
+			}
+			props = append(props, prop(name, n))
+		}
+	}
 	return props, nil
 }
 
@@ -204,16 +260,10 @@ func quotaPerSec(quota int64, period *uint64) uint64 {
 	return perSec
 }
 
-// sharesToWeight is the v1 shares to v2 weight conversion the OCI and
-// containerd use: [2, 262144] maps onto [1, 10000].
+// sharesToWeight is runc's v1 shares to v2 weight conversion: [2, 262144]
+// onto [1, 10000], the default 1024 onto the default 100.
 func sharesToWeight(shares uint64) uint64 {
-	if shares < 2 {
-		shares = 2
-	}
-	if shares > 262144 {
-		shares = 262144
-	}
-	return 1 + ((shares-2)*9999)/262142
+	return ocgroups.ConvertCPUSharesToCgroupV2Value(shares)
 }
 
 // deviceAllow is one entry of systemd's DeviceAllow, D-Bus type (ss).

@@ -103,8 +103,8 @@ func TestResourceProperties(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := propMap(t, v2)
-	if got["MemoryMax"] != uint64(64<<20) || got["CPUWeight"] != uint64(20) || got["BlockIOWeight"] != nil || got["IOWeight"] != uint64(2930) {
-		t.Errorf("v2 properties = %v, want MemoryMax, CPUWeight 20, IOWeight 2930 and no BlockIOWeight", got)
+	if got["MemoryMax"] != uint64(64<<20) || got["CPUWeight"] != uint64(59) || got["BlockIOWeight"] != nil || got["IOWeight"] != uint64(2930) {
+		t.Errorf("v2 properties = %v, want MemoryMax, CPUWeight 59 (runc's conversion of 512 shares), IOWeight 2930 and no BlockIOWeight", got)
 	}
 	// v2 limits systemd would otherwise reset on its next re-apply.
 	res.Memory.Reservation, res.Memory.Swap = i64(32<<20), i64(96<<20)
@@ -176,6 +176,27 @@ func TestDeviceProperties(t *testing.T) {
 		got := propMap(t, props)
 		if got["DevicePolicy"] != tc.policy || !reflect.DeepEqual(got["DeviceAllow"], tc.allow) {
 			t.Errorf("%s: DevicePolicy=%v DeviceAllow=%v, want %s %v", tc.name, got["DevicePolicy"], got["DeviceAllow"], tc.policy, tc.allow)
+		}
+	}
+}
+
+// The unified map's limits that systemd manages become unit properties, as
+// runc makes them, so that systemd does not reset them.
+func TestUnifiedProperties(t *testing.T) {
+	props, err := resourceProperties(&specs.LinuxResources{Unified: map[string]string{
+		"memory.high": "60000000", "pids.max": "max", "cpu.weight": "50", "io.max": "8:0 rbps=1",
+	}}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := propMap(t, props)
+	want := map[string]any{"MemoryHigh": uint64(60000000), "TasksMax": uint64(math.MaxUint64), "CPUWeight": uint64(50)}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("properties = %v, want %v", got, want)
+	}
+	for _, bad := range []map[string]string{{"../memory.high": "1"}, {"memoryhigh": "1"}, {"memory.high": "lots"}} {
+		if _, err := resourceProperties(&specs.LinuxResources{Unified: bad}, true); err == nil {
+			t.Errorf("unified %v accepted", bad)
 		}
 	}
 }

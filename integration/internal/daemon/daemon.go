@@ -192,8 +192,12 @@ func (d *Daemon) launch() error {
 	cmd.Env = d.env
 	cmd.Stdout, cmd.Stderr = d.log, d.log
 	// Own process group, so a Ctrl-C meant for `go test` does not kill the
-	// daemon before Stop has cleaned up after it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// daemon before Stop has cleaned up after it. (Command may have set
+	// other attributes, such as the cgroup to start in.)
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
 	if err := cmd.Start(); err != nil {
 		return err
 	}

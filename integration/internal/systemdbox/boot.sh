@@ -43,7 +43,8 @@ mount -t tmpfs tmpfs tmp
 # cgroup namespace they show the sandbox's cgroup as their root.
 mount -t tmpfs -o mode=755 cgroup sys/fs/cgroup
 if [ "$(stat -f -c %T /sys/fs/cgroup)" = cgroup2fs ]; then
-	umount sys/fs/cgroup
+	# Over the tmpfs: without it, sys/fs/cgroup is the host's cgroup2
+	# mount (from the rbind of /sys), and mounting it again there fails.
 	mount -t cgroup2 cgroup2 sys/fs/cgroup
 else
 	# Read the list first: the mounts below would show up in it.

@@ -29,6 +29,11 @@ type Box struct {
 	cgroup string // the sandbox's cgroup, below each hierarchy's root
 	boot   *exec.Cmd
 	pid    int // systemd, in the host's pid namespace
+	// commands is, on cgroup v2, a leaf cgroup inside the sandbox's where
+	// Command's processes start: inside a cgroup namespace, systemd can
+	// only move a process that is in a cgroup of that namespace (the
+	// kernel answers ENOENT for one outside).
+	commands *os.File
 }
 
 // Start boots systemd with the bind directories visible at their own paths
@@ -78,6 +83,18 @@ func Start(t *testing.T, binds ...string) *Box {
 // makeCgroup creates the sandbox's cgroup in every hierarchy; cpuset needs
 // its cpus and mems filled in before a process may join.
 func (b *Box) makeCgroup() error {
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		dir := filepath.Join("/sys/fs/cgroup", b.cgroup, "hostnet-commands")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		f, err := os.Open(dir)
+		if err != nil {
+			return err
+		}
+		b.commands = f
+		return nil
+	}
 	for _, dir := range b.cgroupDirs() {
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			return err
@@ -116,6 +133,16 @@ func (b *Box) waitRunning(timeout time.Duration) error {
 	for time.Now().Before(deadline) {
 		if b.pid == 0 {
 			b.pid = b.findInit()
+			if b.pid != 0 && b.commands != nil {
+				// unshare made the cgroup namespace in the sandbox's
+				// cgroup and stays there: out of it, or systemd cannot
+				// enable controllers in it (a cgroup v2 cgroup with
+				// processes gives its children none).
+				procs := filepath.Join(b.commands.Name(), "cgroup.procs")
+				if err := os.WriteFile(procs, []byte(strconv.Itoa(b.boot.Process.Pid)), 0); err != nil {
+					return fmt.Errorf("move unshare out of the sandbox's cgroup: %w", err)
+				}
+			}
 		}
 		if b.pid != 0 {
 			out, err := b.Command("systemctl", "is-system-running").CombinedOutput()
@@ -151,7 +178,11 @@ func (b *Box) findInit() int {
 // Command runs name inside the sandbox: its mount, pid and cgroup
 // namespaces and its root.
 func (b *Box) Command(name string, args ...string) *exec.Cmd {
-	return exec.Command("nsenter", append([]string{"-t", strconv.Itoa(b.pid), "-m", "-p", "-C", "-r", "-w", "--", name}, args...)...)
+	cmd := exec.Command("nsenter", append([]string{"-t", strconv.Itoa(b.pid), "-m", "-p", "-C", "-r", "-w", "--", name}, args...)...)
+	if b.commands != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(b.commands.Fd())}
+	}
+	return cmd
 }
 
 // Run runs a command inside and returns its trimmed output, failing the
@@ -174,6 +205,9 @@ func (b *Box) stop() {
 	if b.boot != nil && b.boot.Process != nil {
 		_ = b.boot.Process.Kill()
 		_ = b.boot.Wait()
+	}
+	if b.commands != nil {
+		b.commands.Close()
 	}
 	for _, dir := range b.cgroupDirs() {
 		if err := removeTree(dir); err != nil {
