@@ -349,15 +349,26 @@ func (i *IO) openOutput(ctx context.Context, target string) (io.WriteCloser, err
 		}
 		return f, nil
 	}
-	// Open a read end first so that opening the write end never blocks and
-	// writes never fail with EPIPE while the client is (re)connecting.
-	r, err := fifo.OpenFifo(ctx, u.Path, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
+	// The write end first, and blocking: open(2) returns once a reader has
+	// the fifo open, and that must be the client's. containerd's client
+	// (cio) opens its read end from a goroutine before it sends Create or
+	// Exec, so nothing orders that open before the process's output. Were
+	// the shim's own read end open first, its write end would open at once,
+	// and a short-lived process could write, exit and have both shim ends
+	// closed before the client's open(2) ran: the output is lost and the
+	// client's open then waits forever for a writer (`ctr tasks exec` hung
+	// in it under load, after its exec had exited). The runc shim opens in
+	// this order too; ctx bounds the wait for a client that never comes.
+	w, err := fifo.OpenFifo(ctx, u.Path, syscall.O_WRONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("failed to open fifo %s: %w", u.Path, err)
 	}
-	w, err := fifo.OpenFifo(ctx, u.Path, syscall.O_WRONLY, 0)
+	// Then a read end of our own, held so that writes do not fail with
+	// EPIPE while the client reconnects (containerd restarts, `ctr task
+	// attach`). It opens at once: a writer exists.
+	r, err := fifo.OpenFifo(ctx, u.Path, syscall.O_RDONLY, 0)
 	if err != nil {
-		r.Close()
+		w.Close()
 		return nil, fmt.Errorf("failed to open fifo %s: %w", u.Path, err)
 	}
 	return &pairCloser{WriteCloser: w, other: r}, nil
