@@ -19,6 +19,9 @@ import (
 type event struct {
 	evt       any
 	published func()
+	// flushed, instead of an event, is closed once every event queued
+	// before it has been published.
+	flushed chan struct{}
 }
 
 // send queues evt; events are published one at a time in the order sent.
@@ -42,6 +45,10 @@ func (s *service) forward(ctx context.Context) {
 	ctx = context.WithoutCancel(ctx)
 	defer s.publisher.Close()
 	publish := func(e event) {
+		if e.flushed != nil {
+			close(e.flushed)
+			return
+		}
 		if err := s.publisher.Publish(ctx, runtime.GetTopic(e.evt), e.evt); err != nil {
 			log.G(ctx).WithError(err).Error("failed to publish event")
 		}
@@ -64,6 +71,26 @@ func (s *service) forward(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// flush waits until every event queued so far has been published, or ctx
+// ends. The shim exits as soon as its shutdown callbacks return, and
+// containerd shuts it down right after the Delete that queued the
+// container's TaskDelete: without this, a shim slow to publish (a loaded
+// machine) exited with TaskDelete still queued, and it was never seen.
+func (s *service) flush(ctx context.Context) error {
+	flushed := make(chan struct{})
+	select {
+	case s.events <- event{flushed: flushed}:
+	case <-ctx.Done():
+		return nil
+	}
+	select {
+	case <-flushed:
+	case <-ctx.Done():
+		log.G(ctx).Warn("shim stops with task events not published yet")
+	}
+	return nil
 }
 
 // exitWatch buffers exits while a process's pid is not known yet, or while

@@ -84,6 +84,7 @@ func NewService(ctx context.Context, publisher shim.Publisher, sd shutdown.Servi
 		reaper.Default.Unsubscribe(s.exits)
 		return epoller.Close()
 	})
+	sd.RegisterCallback(s.flush)
 	return s, nil
 }
 
