@@ -47,10 +47,18 @@ type container struct {
 	// hardened containers' exec'd processes are hardened like the init.
 	hardened bool
 
-	// execMu serializes exec starts with the init's exit, so that no exec
-	// starts once the init's exit is being published.
-	execMu     sync.Mutex
+	// Guarded by the service's exitMu, which orders exec starts against the
+	// init's exit without being held across any runtime call.
+	//
+	// initExited is set once the init's exit is seen: no exec starts after.
 	initExited bool
+	// execsLive counts the execs being started or running whose TaskExit is
+	// not queued yet; the init's TaskExit waits for it to reach zero, as
+	// containerd expects the init's exit to be the container's last.
+	execsLive int
+	// execsDone is closed when execsLive drops to zero while the init's
+	// exit waits for that.
+	execsDone chan struct{}
 
 	mu    sync.Mutex
 	execs map[string]*execProcess
@@ -59,6 +67,9 @@ type container struct {
 type execProcess struct {
 	*process.Process
 	spec specs.Process
+	// starting is set, under the service's exitMu, while Start runs the
+	// runtime for this exec: it cannot be started twice, nor deleted.
+	starting bool
 }
 
 // createContainer prepares the bundle and has the runtime create the init
@@ -204,31 +215,9 @@ func (c *container) exec(execID string) (*execProcess, error) {
 	return e, nil
 }
 
-// liveExecs returns the execs that were started and have not exited.
-func (c *container) liveExecs() []*execProcess {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var live []*execProcess
-	for _, e := range c.execs {
-		if e.Pid() != 0 {
-			select {
-			case <-e.Exited():
-			default:
-				live = append(live, e)
-			}
-		}
-	}
-	return live
-}
-
-// startExec has the runtime start a created exec. The caller holds c.execMu.
+// startExec has the runtime start a created exec and connects its stdio.
+// The caller has marked e as starting; no lock is held.
 func (c *container) startExec(ctx context.Context, e *execProcess, epoller *console.Epoller) (retErr error) {
-	if c.initExited {
-		return fmt.Errorf("container %s init process is not running: %w", c.id, errdefs.ErrFailedPrecondition)
-	}
-	if st := e.State(); st != process.Created {
-		return fmt.Errorf("exec %s is %s: %w", e.ID, st, errdefs.ErrFailedPrecondition)
-	}
 	pio, err := process.NewIO(c.id, e.Stdio, c.rt.IoUID, c.rt.IoGID, epoller)
 	if err != nil {
 		return err
@@ -307,12 +296,16 @@ func (c *container) deleteInit(ctx context.Context) error {
 		pio.Close(ioDrainTimeout)
 	}
 	c.mu.Lock()
+	execs := make([]*execProcess, 0, len(c.execs))
 	for _, e := range c.execs {
+		execs = append(execs, e)
+	}
+	c.mu.Unlock()
+	for _, e := range execs {
 		if pio := e.IO(); pio != nil {
 			pio.Close(0)
 		}
 	}
-	c.mu.Unlock()
 	var errs []error
 	if err := c.rt.Delete(ctx, c.id, false); err != nil {
 		errs = append(errs, err)

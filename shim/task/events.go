@@ -107,12 +107,17 @@ type tracked struct {
 // watchExits starts buffering every exit. The given pids stop being tracked
 // until handed back with track.
 func (s *service) watchExits(untrack ...int) *exitWatch {
-	w := &exitWatch{}
 	s.exitMu.Lock()
 	defer s.exitMu.Unlock()
 	for _, pid := range untrack {
 		delete(s.running, pid)
 	}
+	return s.watchExitsLocked()
+}
+
+// watchExitsLocked is watchExits for a caller holding exitMu.
+func (s *service) watchExitsLocked() *exitWatch {
+	w := &exitWatch{}
 	s.watchers[w] = struct{}{}
 	return w
 }
@@ -167,29 +172,51 @@ func (s *service) handleExit(c *container, p *process.Process, e runc.Exit) {
 		pio.Shutdown()
 	}
 	if p == c.init {
+		s.exitMu.Lock()
+		c.initExited = true
+		s.exitMu.Unlock()
 		go s.handleInitExit(c, e)
 		return
 	}
 	s.publishExit(c, p, e)
+	s.execEnded(c)
+}
+
+// execEnded counts down an exec that has exited, its TaskExit queued, or
+// that failed to start without a process.
+func (s *service) execEnded(c *container) {
+	s.exitMu.Lock()
+	defer s.exitMu.Unlock()
+	c.execsLive--
+	if c.execsLive == 0 && c.execsDone != nil {
+		close(c.execsDone)
+		c.execsDone = nil
+	}
 }
 
 // handleInitExit publishes the init's exit after those of all the execs, as
-// containerd expects the init's TaskExit to be the container's last.
+// containerd expects the init's TaskExit to be the container's last. It
+// waits for the execs still starting too: one may yet get a process, which
+// startExec then kills.
 func (s *service) handleInitExit(c *container, e runc.Exit) {
-	c.execMu.Lock()
-	c.initExited = true
-	c.execMu.Unlock()
+	s.exitMu.Lock()
+	live := c.execsLive
+	var done chan struct{}
+	if live > 0 {
+		done = make(chan struct{})
+		c.execsDone = done
+	}
+	s.exitMu.Unlock()
 
-	live := c.liveExecs()
-	if c.sharedPidNS || len(live) > 0 {
+	if c.sharedPidNS || live > 0 {
 		// With its own pid namespace the kernel has killed the rest already;
 		// without, they would outlive the container.
 		if err := c.rt.Kill(s.context, c.id, int(unix.SIGKILL), true); err != nil {
 			log.G(s.context).WithError(err).WithField("id", c.id).Debug("failed to kill remaining processes")
 		}
 	}
-	for _, ep := range live {
-		<-ep.Exited()
+	if done != nil {
+		<-done
 	}
 	if c.oom != nil {
 		c.oom.flush()

@@ -193,27 +193,65 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	return &taskAPI.StartResponse{Pid: uint32(p.Pid())}, nil
 }
 
+// startExec runs a created exec. Only the bookkeeping is done under exitMu:
+// the runtime call and the stdio connection may take long (a loaded machine,
+// a slow runtime, a client slow to open its fifos), and neither other execs
+// nor the init's exit may wait for them more than they must.
 func (s *service) startExec(ctx context.Context, c *container, execID string) (*taskAPI.StartResponse, error) {
 	e, err := c.exec(execID)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	c.execMu.Lock()
-	defer c.execMu.Unlock()
-	w := s.watchExits()
-	if err := c.startExec(ctx, e, s.epoller); err != nil {
-		if pid := e.Pid(); pid != 0 {
-			// It runs without stdio: stop it, and let its exit be seen.
+	s.exitMu.Lock()
+	switch {
+	case c.initExited:
+		s.exitMu.Unlock()
+		return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "container %s init process is not running", c.id)
+	case e.starting:
+		s.exitMu.Unlock()
+		return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "exec %s is being started", execID)
+	}
+	if st := e.State(); st != process.Created {
+		s.exitMu.Unlock()
+		return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "exec %s is %s", execID, st)
+	}
+	e.starting = true
+	// Counted from now on: should the init exit while this exec starts, its
+	// TaskExit waits for this one's fate.
+	c.execsLive++
+	// Exits are buffered from before the exec's pid exists, so that one
+	// that comes before Start returns is not lost and its TaskExit cannot
+	// overtake TaskExecStarted.
+	w := s.watchExitsLocked()
+	s.exitMu.Unlock()
+
+	err = c.startExec(ctx, e, s.epoller)
+
+	s.exitMu.Lock()
+	e.starting = false
+	initExited := c.initExited
+	s.exitMu.Unlock()
+	pid := e.Pid()
+	if err != nil {
+		if pid != 0 {
+			// It runs without stdio: stop it; its exit ends its count.
 			_ = unix.Kill(pid, unix.SIGKILL)
 			s.track(w, c, e.Process)
 		} else {
 			s.unwatch(w)
+			s.execEnded(c)
 		}
 		return nil, errgrpc.ToGRPC(err)
 	}
-	s.send(&eventstypes.TaskExecStarted{ContainerID: c.id, ExecID: execID, Pid: uint32(e.Pid())})
+	if initExited {
+		// The init exited while the runtime started this exec, maybe after
+		// its exit killed what the container held: the exec must not
+		// outlive it, or the init's exit would wait for it forever.
+		_ = unix.Kill(pid, unix.SIGKILL)
+	}
+	s.send(&eventstypes.TaskExecStarted{ContainerID: c.id, ExecID: execID, Pid: uint32(pid)})
 	s.track(w, c, e.Process)
-	return &taskAPI.StartResponse{Pid: uint32(e.Pid())}, nil
+	return &taskAPI.StartResponse{Pid: uint32(pid)}, nil
 }
 
 // Delete the container once its init exited, or an exec.
@@ -223,16 +261,12 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		return nil, err
 	}
 	if r.ExecID != "" {
-		if st := p.State(); st != process.Stopped && st != process.Created {
-			return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "exec %s in container %s is %s", r.ExecID, c.id, st)
+		if err := s.deleteExec(c, r.ExecID); err != nil {
+			return nil, err
 		}
-		c.mu.Lock()
-		delete(c.execs, r.ExecID)
-		c.mu.Unlock()
 		if pio := p.IO(); pio != nil {
 			pio.Close(ioDrainTimeout)
 		}
-		_ = p.SetDeleted()
 	} else {
 		if err := c.deleteInit(ctx); err != nil {
 			return nil, errgrpc.ToGRPC(err)
@@ -256,6 +290,27 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		})
 	}
 	return resp, nil
+}
+
+// deleteExec forgets an exec that has exited or never started. Under exitMu,
+// so that it cannot be started meanwhile: startExec sees it Deleted.
+func (s *service) deleteExec(c *container, execID string) error {
+	e, err := c.exec(execID)
+	if err != nil {
+		return errgrpc.ToGRPC(err)
+	}
+	s.exitMu.Lock()
+	defer s.exitMu.Unlock()
+	if e.starting {
+		return errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "exec %s in container %s is being started", execID, c.id)
+	}
+	if err := e.SetDeleted(); err != nil {
+		return errgrpc.ToGRPC(err)
+	}
+	c.mu.Lock()
+	delete(c.execs, execID)
+	c.mu.Unlock()
+	return nil
 }
 
 // Exec records an extra process for the container; Start runs it.
