@@ -328,6 +328,11 @@ func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*pty
 			return nil, errgrpc.ToGRPCf(errdefs.ErrInvalidArgument, "exec %s: %v", r.ExecID, err)
 		}
 	}
+	// The request's flag is what the client connects its stdio for; the
+	// spec's may say otherwise (containerd passes both unchecked). As in
+	// the runc shim, the request wins, so that the runtime makes a terminal
+	// exactly when the shim waits for one on the console socket.
+	spec.Terminal = r.Terminal
 	c.mu.Lock()
 	if _, ok := c.execs[r.ExecID]; ok {
 		c.mu.Unlock()
