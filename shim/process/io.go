@@ -40,6 +40,7 @@ type IO struct {
 	pipes   runc.IO      // without a terminal
 	socket  *runc.Socket // with a terminal, until the master arrives
 	console *console.EpollConsole
+	winsize *console.WinSize // asked for before console arrived
 
 	// stdinHold is the shim's own write end of the stdin fifo. Holding it
 	// keeps the process's stdin open while containerd's client reconnects;
@@ -151,8 +152,14 @@ func (i *IO) startConsole(ctx context.Context) error {
 	}
 	i.mu.Lock()
 	i.console = ec
+	if i.winsize != nil {
+		err = ec.Resize(*i.winsize)
+	}
 	i.mu.Unlock()
 	i.addCloser(ec)
+	if err != nil {
+		return fmt.Errorf("failed to resize console: %w", err)
+	}
 	// A terminal has one output stream; stderr is merged into it.
 	stdout, _, err := i.openOutputs(ctx, false)
 	if err != nil {
@@ -259,15 +266,22 @@ func (i *IO) CloseStdin() error {
 	return hold.Close()
 }
 
-// Resize sets the terminal size; without a terminal it is an error.
+// Resize sets the terminal size. Until the runtime has sent the terminal it
+// is kept and applied once the terminal arrives; without a terminal it is an
+// error.
 func (i *IO) Resize(ws console.WinSize) error {
 	i.mu.Lock()
-	c := i.console
-	i.mu.Unlock()
-	if c == nil {
-		return fmt.Errorf("process has no terminal: %w", errdefs.ErrFailedPrecondition)
+	defer i.mu.Unlock()
+	switch {
+	case i.console != nil:
+		// Under i.mu, an ioctl: so that an older size applied by
+		// startConsole can never overwrite a newer one.
+		return i.console.Resize(ws)
+	case i.socket != nil:
+		i.winsize = &ws
+		return nil
 	}
-	return c.Resize(ws)
+	return fmt.Errorf("process has no terminal: %w", errdefs.ErrFailedPrecondition)
 }
 
 // Shutdown is called when the process exits: a terminal's output may be

@@ -234,9 +234,16 @@ func (c *container) startExec(ctx context.Context, e *execProcess, epoller *cons
 	pidFile.Close()
 	defer os.Remove(pidFile.Name())
 
+	spec := e.spec
+	if ws, ok := e.PendingWinsize(); ok {
+		// The runtime sizes the terminal before the program runs; resizing
+		// the master once the shim has it would be too late for a program
+		// that reads its size at once.
+		spec.ConsoleSize = &specs.Box{Height: uint(ws.Height), Width: uint(ws.Width)}
+	}
 	opts := &runc.ExecOpts{PidFile: pidFile.Name()}
 	pio.ApplyExec(opts)
-	if err := c.rt.Exec(ctx, c.id, e.spec, opts); err != nil {
+	if err := c.rt.Exec(ctx, c.id, spec, opts); err != nil {
 		return err
 	}
 	pid, err := runc.ReadPidFile(pidFile.Name())

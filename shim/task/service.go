@@ -345,17 +345,14 @@ func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*pty
 	return empty, nil
 }
 
-// ResizePty resizes a process's terminal.
+// ResizePty resizes a process's terminal; an exec not started yet gets the
+// size once its terminal exists.
 func (s *service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (*ptypes.Empty, error) {
 	_, p, err := s.getProcess(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
 	}
-	pio := p.IO()
-	if pio == nil {
-		return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "process %s is not started", p.ID)
-	}
-	if err := pio.Resize(console.WinSize{Width: uint16(r.Width), Height: uint16(r.Height)}); err != nil {
+	if err := p.Resize(console.WinSize{Width: uint16(r.Width), Height: uint16(r.Height)}); err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
 	return empty, nil
