@@ -139,6 +139,9 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 		return nil, errgrpc.ToGRPC(err)
 	}
 	pid := c.init.Pid()
+	if c.cgroup, err = loadCgroup(pid); err != nil {
+		log.G(ctx).WithError(err).WithField("id", c.id).Warn("metrics of container will not be reported")
+	}
 	// Watched from creation on, as a container can run out of memory
 	// before it is started; reported once TaskCreate is out.
 	if c.oom, err = watchOOM(c.id, pid, s.send); err != nil {
