@@ -92,34 +92,15 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 	if err != nil {
 		return nil, err
 	}
-	netReq := network.Request{Bundle: r.Bundle, ID: r.ID, Namespace: ns, Config: cfg.Hostnet.Network}
-	netRes, err := network.Prepare(ctx, netReq)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if retErr != nil {
-			if err := network.Teardown(context.WithoutCancel(ctx), netReq); err != nil {
-				log.G(ctx).WithError(err).WithField("id", r.ID).Warn("failed to tear down network")
-			}
-		}
-	}()
-	for _, w := range netRes.Warnings {
-		log.G(ctx).WithField("id", r.ID).Warn(w)
-	}
-	if err := runtime.WriteConfig(r.Bundle, cfg); err != nil {
-		return nil, err
-	}
 	c := &container{
-		id:          r.ID,
-		bundle:      r.Bundle,
-		rt:          runtime.New(r.Bundle, cfg),
-		netReq:      netReq,
-		sharedPidNS: sharesPidNamespace(r.Bundle),
-		hardened:    netRes.Hardened,
-		execs:       make(map[string]*execProcess),
+		id:     r.ID,
+		bundle: r.Bundle,
+		rt:     runtime.New(r.Bundle, cfg),
+		netReq: network.Request{Bundle: r.Bundle, ID: r.ID, Namespace: ns, Config: cfg.Hostnet.Network},
+		execs:  make(map[string]*execProcess),
 	}
-
+	// Mounted before the network mode is prepared, which checks the root
+	// file system for the files it mounts into it.
 	if len(r.Rootfs) > 0 {
 		if c.rootfs, err = mountRootfs(r); err != nil {
 			return nil, err
@@ -130,6 +111,26 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 			}
 		}()
 	}
+
+	netRes, err := network.Prepare(ctx, c.netReq)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			if err := network.Teardown(context.WithoutCancel(ctx), c.netReq); err != nil {
+				log.G(ctx).WithError(err).WithField("id", r.ID).Warn("failed to tear down network")
+			}
+		}
+	}()
+	for _, w := range netRes.Warnings {
+		log.G(ctx).WithField("id", r.ID).Warn(w)
+	}
+	if err := runtime.WriteConfig(r.Bundle, cfg); err != nil {
+		return nil, err
+	}
+	c.sharedPidNS = sharesPidNamespace(r.Bundle)
+	c.hardened = netRes.Hardened
 
 	sio := stdio.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
 	pio, err := process.NewIO(r.ID, sio, cfg.IoUID, cfg.IoGID, epoller)
