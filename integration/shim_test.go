@@ -70,6 +70,7 @@ func (v runtimeVariant) runtimeOptions() any {
 
 var (
 	runcConfigOnce sync.Once
+	runcBinary     string
 	runcConfig     string
 	runcConfigErr  error
 )
@@ -81,22 +82,31 @@ func runtimeVariants(t *testing.T) []runtimeVariant {
 		return []runtimeVariant{{name: "stock-shim", binary: "runc"}}
 	}
 	runcConfigOnce.Do(func() {
-		runc := "/usr/sbin/runc"
-		if _, err := os.Stat(runc); err != nil {
-			if runc, runcConfigErr = exec.LookPath("runc"); runcConfigErr != nil {
-				return
-			}
+		runcBinary, runcConfigErr = referenceRunc()
+		if runcConfigErr != nil {
+			return
 		}
 		runcConfig = filepath.Join(testDaemon.Dir, "runtime-runc.toml")
-		runcConfigErr = os.WriteFile(runcConfig, fmt.Appendf(nil, "[runtime]\nbinary = %q\n", runc), 0o644)
+		runcConfigErr = os.WriteFile(runcConfig, fmt.Appendf(nil, "[runtime]\nbinary = %q\n", runcBinary), 0o644)
 	})
 	if runcConfigErr != nil {
 		t.Fatalf("runc variant: %v", runcConfigErr)
 	}
 	return []runtimeVariant{
 		{name: "hostnet-runc", binary: filepath.Join(binDir, "hostnet-runc")},
-		{name: "runc", binary: "/usr/sbin/runc", configPath: runcConfig},
+		{name: "runc", binary: runcBinary, configPath: runcConfig},
 	}
+}
+
+// referenceRunc is the runc the runc variant runs: v1.5.2, the reference,
+// where contrib/setup.sh builds it, else Debian's, else the one on $PATH.
+func referenceRunc() (string, error) {
+	for _, p := range []string{"/var/cache/hostnet/runc-v1.5.2/bin/runc", "/usr/sbin/runc"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return exec.LookPath("runc")
 }
 
 // forEachRuntime runs f as one subtest per runtime variant.
