@@ -792,24 +792,15 @@ func stressContainer(ctx context.Context, c client.Container, id string, count f
 	// An exec that exits on its own.
 	wg.Go(func() {
 		errc <- stressOp(ctx, "exec exits", func(ctx context.Context) error {
-			p, err := task.Exec(ctx, "exits", execSpec("sh", "-c", "exit 5"), cio.NullIO)
-			if err != nil {
-				return err
-			}
-			exitc, err := p.Wait(context.Background())
+			p, exitc, err := addExec(ctx, task, "exits", execSpec("sh", "-c", "exit 5"))
 			if err != nil {
 				return err
 			}
 			if err := p.Start(ctx); err != nil {
 				return err
 			}
-			select {
-			case st := <-exitc:
-				if st.ExitCode() != 5 {
-					return fmt.Errorf("exit %d, want 5", st.ExitCode())
-				}
-			case <-ctx.Done():
-				return errors.New("no exit")
+			if err := exitStatus(ctx, exitc, 5); err != nil {
+				return err
 			}
 			_, err = p.Delete(ctx)
 			return err
@@ -824,11 +815,7 @@ func stressContainer(ctx context.Context, c client.Container, id string, count f
 		wg.Go(func() {
 			eid := fmt.Sprintf("racing-%d", i)
 			errc <- stressOp(ctx, "exec "+eid, func(ctx context.Context) error {
-				p, err := task.Exec(ctx, eid, execSpec("sleep", "1000"), cio.NullIO)
-				if err != nil {
-					return err
-				}
-				exitc, err := p.Wait(context.Background())
+				p, exitc, err := addExec(ctx, task, eid, execSpec("sleep", "1000"))
 				if err != nil {
 					return err
 				}
@@ -836,10 +823,8 @@ func stressContainer(ctx context.Context, c client.Container, id string, count f
 					_, derr := p.Delete(ctx)
 					return derr
 				}
-				select {
-				case <-exitc:
-				case <-ctx.Done():
-					return errors.New("an exec started as the init died never exited")
+				if err := exitStatus(ctx, exitc, -1); err != nil {
+					return fmt.Errorf("started as the init died: %w", err)
 				}
 				_, err = p.Delete(ctx)
 				return err
@@ -878,13 +863,35 @@ func stressContainer(ctx context.Context, c client.Container, id string, count f
 	})
 }
 
-// execAndKill starts exec eid, kills it and deletes it.
-func execAndKill(ctx context.Context, task client.Task, eid string, spec *specs.Process) error {
+// addExec adds exec eid, without stdio, to task and waits for its exit.
+func addExec(ctx context.Context, task client.Task, eid string, spec *specs.Process) (client.Process, <-chan client.ExitStatus, error) {
 	p, err := task.Exec(ctx, eid, spec, cio.NullIO)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	exitc, err := p.Wait(context.Background())
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, exitc, nil
+}
+
+// exitStatus waits for an exit with status want, any if want is -1.
+func exitStatus(ctx context.Context, exitc <-chan client.ExitStatus, want int) error {
+	select {
+	case st := <-exitc:
+		if want >= 0 && st.ExitCode() != uint32(want) {
+			return fmt.Errorf("exit %d, want %d", st.ExitCode(), want)
+		}
+		return nil
+	case <-ctx.Done():
+		return errors.New("the exec never exited")
+	}
+}
+
+// execAndKill starts exec eid, kills it and deletes it.
+func execAndKill(ctx context.Context, task client.Task, eid string, spec *specs.Process) error {
+	p, exitc, err := addExec(ctx, task, eid, spec)
 	if err != nil {
 		return err
 	}
@@ -894,13 +901,8 @@ func execAndKill(ctx context.Context, task client.Task, eid string, spec *specs.
 	if err := p.Kill(ctx, syscall.SIGKILL); err != nil {
 		return err
 	}
-	select {
-	case st := <-exitc:
-		if st.ExitCode() != 128+9 {
-			return fmt.Errorf("exit %d, want %d", st.ExitCode(), 128+9)
-		}
-	case <-ctx.Done():
-		return errors.New("killed exec never exited")
+	if err := exitStatus(ctx, exitc, 128+9); err != nil {
+		return err
 	}
 	_, err = p.Delete(ctx)
 	return err
