@@ -31,6 +31,7 @@ import (
 	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
 	"github.com/containerd/console"
 	eventstypes "github.com/containerd/containerd/api/events"
+	"github.com/containerd/containerd/api/types"
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
@@ -413,8 +414,9 @@ func TestShimPauseResume(t *testing.T) {
 		task, _ := startTask(t, c, cio.NullIO)
 		counterFile := filepath.Join(testDaemon.TaskDir(id), "rootfs", "tmp", "counter")
 		counter := func() int {
-			// A write may be caught between truncate and write.
-			for range 50 {
+			// A write may be caught between truncate and write, and the
+			// first one waits for the shell to start, slow under load.
+			for range 1000 {
 				b, _ := os.ReadFile(counterFile)
 				if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
 					return n
@@ -579,9 +581,18 @@ func TestShimMetrics(t *testing.T) {
 		ctx := t.Context()
 		id := newID(t)
 		_, task, _ := startSleeper(t, v, id)
-		m, err := task.Metrics(ctx)
-		if err != nil {
-			t.Fatal(err)
+		// `start` returns before the runtime's init has exec'd sleep, and
+		// pids.current counts its threads until then.
+		var m *types.Metric
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			var err error
+			if m, err = task.Metrics(ctx); err != nil {
+				t.Fatal(err)
+			}
+			data, err := typeurl.UnmarshalAny(m.Data)
+			if s, ok := data.(*v1stats.Metrics); err != nil || !ok || s.Pids == nil || s.Pids.Current == 1 || time.Now().After(deadline) {
+				break
+			}
 		}
 		if m.ID != id {
 			t.Errorf("metrics of %q, want %q", m.ID, id)
