@@ -31,6 +31,7 @@ import (
 	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
 	"github.com/containerd/console"
 	eventstypes "github.com/containerd/containerd/api/events"
+	"github.com/containerd/containerd/api/types"
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
@@ -70,6 +71,7 @@ func (v runtimeVariant) runtimeOptions() any {
 
 var (
 	runcConfigOnce sync.Once
+	runcBinary     string
 	runcConfig     string
 	runcBinary     string
 	runcConfigErr  error
@@ -82,15 +84,13 @@ func runtimeVariants(t *testing.T) []runtimeVariant {
 		return []runtimeVariant{{name: "stock-shim", binary: "runc"}}
 	}
 	runcConfigOnce.Do(func() {
-		runc := "/usr/sbin/runc"
-		if _, err := os.Stat(runc); err != nil {
-			if runc, runcConfigErr = exec.LookPath("runc"); runcConfigErr != nil {
-				return
-			}
+		runcBinary, runcConfigErr = referenceRunc()
+		if runcConfigErr != nil {
+			return
 		}
 		runcBinary = runc
 		runcConfig = filepath.Join(testDaemon.Dir, "runtime-runc.toml")
-		runcConfigErr = os.WriteFile(runcConfig, fmt.Appendf(nil, "[runtime]\nbinary = %q\n", runc), 0o644)
+		runcConfigErr = os.WriteFile(runcConfig, fmt.Appendf(nil, "[runtime]\nbinary = %q\n", runcBinary), 0o644)
 	})
 	if runcConfigErr != nil {
 		t.Fatalf("runc variant: %v", runcConfigErr)
@@ -99,6 +99,17 @@ func runtimeVariants(t *testing.T) []runtimeVariant {
 		{name: "hostnet-runc", binary: filepath.Join(binDir, "hostnet-runc")},
 		{name: "runc", binary: runcBinary, configPath: runcConfig},
 	}
+}
+
+// referenceRunc is the runc the runc variant runs: v1.5.2, the reference,
+// where contrib/setup.sh builds it, else Debian's, else the one on $PATH.
+func referenceRunc() (string, error) {
+	for _, p := range []string{"/var/cache/hostnet/runc-v1.5.2/bin/runc", "/usr/sbin/runc"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return exec.LookPath("runc")
 }
 
 // forEachRuntime runs f as one subtest per runtime variant.
@@ -405,8 +416,9 @@ func TestShimPauseResume(t *testing.T) {
 		task, _ := startTask(t, c, cio.NullIO)
 		counterFile := filepath.Join(testDaemon.TaskDir(id), "rootfs", "tmp", "counter")
 		counter := func() int {
-			// A write may be caught between truncate and write.
-			for range 50 {
+			// A write may be caught between truncate and write, and the
+			// first one waits for the shell to start, slow under load.
+			for range 1000 {
 				b, _ := os.ReadFile(counterFile)
 				if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
 					return n
@@ -571,9 +583,18 @@ func TestShimMetrics(t *testing.T) {
 		ctx := t.Context()
 		id := newID(t)
 		_, task, _ := startSleeper(t, v, id)
-		m, err := task.Metrics(ctx)
-		if err != nil {
-			t.Fatal(err)
+		// `start` returns before the runtime's init has exec'd sleep, and
+		// pids.current counts its threads until then.
+		var m *types.Metric
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			var err error
+			if m, err = task.Metrics(ctx); err != nil {
+				t.Fatal(err)
+			}
+			data, err := typeurl.UnmarshalAny(m.Data)
+			if s, ok := data.(*v1stats.Metrics); err != nil || !ok || s.Pids == nil || s.Pids.Current == 1 || time.Now().After(deadline) {
+				break
+			}
 		}
 		if m.ID != id {
 			t.Errorf("metrics of %q, want %q", m.ID, id)

@@ -107,6 +107,15 @@ func runExec(g *globals, args []string) error {
 	if len(o.Process.Args) == 0 {
 		return errors.New("exec: process args must not be empty")
 	}
+	// As runc: only a detached process with a terminal sends it over the
+	// console socket. Connecting to it without one would leave the caller
+	// waiting on the socket for a terminal that never comes.
+	switch {
+	case *detach && o.Process.Terminal && o.ConsoleSocket == "":
+		return errors.New("cannot allocate tty if runc will detach without setting console socket")
+	case (!*detach || !o.Process.Terminal) && o.ConsoleSocket != "":
+		return errors.New("cannot use console socket if runc will not detach or allocate tty")
+	}
 	proc, err := c.Exec(o)
 	if err != nil {
 		return err

@@ -36,6 +36,7 @@ import (
 	"github.com/hostnet-dev/hostnet/shim/network"
 	"github.com/hostnet-dev/hostnet/shim/process"
 	"github.com/hostnet-dev/hostnet/shim/runtime"
+	"github.com/hostnet-dev/hostnet/shim/shimcgroup"
 )
 
 // RuntimeName is the name containerd knows this shim by.
@@ -133,6 +134,10 @@ func (m manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_ 
 	}()
 	// The server outlives us; reap it only if it dies while we still run.
 	go cmd.Wait()
+
+	if err := shimcgroup.Join(params, cmd.Process.Pid); err != nil {
+		return nil, err
+	}
 
 	if err := shim.AdjustOOMScore(cmd.Process.Pid); err != nil {
 		return nil, fmt.Errorf("failed to adjust OOM score of shim server: %w", err)

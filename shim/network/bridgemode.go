@@ -128,7 +128,7 @@ func prepareBridge(r Request, path string, s *specs.Spec, before []byte, explici
 	if err := writeFile(files[1].Source, resolv); err != nil {
 		return err
 	}
-	spec.AddHostFiles(s, files)
+	addHostFiles(s, r.Bundle, files, res)
 	spec.JoinNetworkNamespace(s, a.NetNS)
 	return writeSpecIfChanged(path, s, before)
 }

@@ -73,7 +73,7 @@ func Prepare(ctx context.Context, r Request) (Result, error) {
 	res := Result{Mode: mode}
 	switch mode {
 	case spec.ModeHost:
-		if err := prepareHost(s, explicit, ports, r.Config, &res); err != nil {
+		if err := prepareHost(s, r.Bundle, explicit, ports, r.Config, &res); err != nil {
 			return Result{}, err
 		}
 	case spec.ModeNone:
@@ -101,7 +101,7 @@ func Teardown(ctx context.Context, r Request) error {
 
 // prepareHost shares the host's network stack the way `docker run
 // --network host` does.
-func prepareHost(s *specs.Spec, explicit bool, ports []spec.PortMapping, cfg config.Network, res *Result) error {
+func prepareHost(s *specs.Spec, bundle string, explicit bool, ports []spec.PortMapping, cfg config.Network, res *Result) error {
 	if !spec.ApplyHostNetwork(s, explicit) {
 		if _, joined := spec.NetworkNamespace(s); joined {
 			// A pod's or another container's netns, by path: not ours to
@@ -124,7 +124,7 @@ func prepareHost(s *specs.Spec, explicit bool, ports []spec.PortMapping, cfg con
 			return fmt.Errorf("%v: a host network mode container binds the host's ports directly: %w", err, errdefs.ErrAlreadyExists)
 		}
 	}
-	spec.AddHostFiles(s, spec.HostFiles)
+	addHostFiles(s, bundle, spec.HostFiles, res)
 	if hostname, err := os.Hostname(); err == nil {
 		spec.SetHostHostname(s, hostname)
 	}

@@ -40,6 +40,7 @@ type IO struct {
 	pipes   runc.IO      // without a terminal
 	socket  *runc.Socket // with a terminal, until the master arrives
 	console *console.EpollConsole
+	winsize *console.WinSize // asked for before console arrived
 
 	// stdinHold is the shim's own write end of the stdin fifo. Holding it
 	// keeps the process's stdin open while containerd's client reconnects;
@@ -151,8 +152,14 @@ func (i *IO) startConsole(ctx context.Context) error {
 	}
 	i.mu.Lock()
 	i.console = ec
+	if i.winsize != nil {
+		err = ec.Resize(*i.winsize)
+	}
 	i.mu.Unlock()
 	i.addCloser(ec)
+	if err != nil {
+		return fmt.Errorf("failed to resize console: %w", err)
+	}
 	// A terminal has one output stream; stderr is merged into it.
 	stdout, _, err := i.openOutputs(ctx, false)
 	if err != nil {
@@ -259,15 +266,22 @@ func (i *IO) CloseStdin() error {
 	return hold.Close()
 }
 
-// Resize sets the terminal size; without a terminal it is an error.
+// Resize sets the terminal size. Until the runtime has sent the terminal it
+// is kept and applied once the terminal arrives; without a terminal it is an
+// error.
 func (i *IO) Resize(ws console.WinSize) error {
 	i.mu.Lock()
-	c := i.console
-	i.mu.Unlock()
-	if c == nil {
-		return fmt.Errorf("process has no terminal: %w", errdefs.ErrFailedPrecondition)
+	defer i.mu.Unlock()
+	switch {
+	case i.console != nil:
+		// Under i.mu, an ioctl: so that an older size applied by
+		// startConsole can never overwrite a newer one.
+		return i.console.Resize(ws)
+	case i.socket != nil:
+		i.winsize = &ws
+		return nil
 	}
-	return c.Resize(ws)
+	return fmt.Errorf("process has no terminal: %w", errdefs.ErrFailedPrecondition)
 }
 
 // Shutdown is called when the process exits: a terminal's output may be
@@ -349,15 +363,26 @@ func (i *IO) openOutput(ctx context.Context, target string) (io.WriteCloser, err
 		}
 		return f, nil
 	}
-	// Open a read end first so that opening the write end never blocks and
-	// writes never fail with EPIPE while the client is (re)connecting.
-	r, err := fifo.OpenFifo(ctx, u.Path, syscall.O_RDONLY|syscall.O_NONBLOCK, 0)
+	// The write end first, and blocking: open(2) returns once a reader has
+	// the fifo open, and that must be the client's. containerd's client
+	// (cio) opens its read end from a goroutine before it sends Create or
+	// Exec, so nothing orders that open before the process's output. Were
+	// the shim's own read end open first, its write end would open at once,
+	// and a short-lived process could write, exit and have both shim ends
+	// closed before the client's open(2) ran: the output is lost and the
+	// client's open then waits forever for a writer (`ctr tasks exec` hung
+	// in it under load, after its exec had exited). The runc shim opens in
+	// this order too; ctx bounds the wait for a client that never comes.
+	w, err := fifo.OpenFifo(ctx, u.Path, syscall.O_WRONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("failed to open fifo %s: %w", u.Path, err)
 	}
-	w, err := fifo.OpenFifo(ctx, u.Path, syscall.O_WRONLY, 0)
+	// Then a read end of our own, held so that writes do not fail with
+	// EPIPE while the client reconnects (containerd restarts, `ctr task
+	// attach`). It opens at once: a writer exists.
+	r, err := fifo.OpenFifo(ctx, u.Path, syscall.O_RDONLY, 0)
 	if err != nil {
-		r.Close()
+		w.Close()
 		return nil, fmt.Errorf("failed to open fifo %s: %w", u.Path, err)
 	}
 	return &pairCloser{WriteCloser: w, other: r}, nil

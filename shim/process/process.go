@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/containerd/console"
 	"github.com/containerd/containerd/v2/pkg/stdio"
 	"github.com/containerd/errdefs"
 )
@@ -58,6 +59,9 @@ type Process struct {
 	exitStatus int
 	exitedAt   time.Time
 	exited     chan struct{}
+	// winsize is a terminal size asked for before the process had its
+	// stdio, handed to it by SetCreated.
+	winsize *console.WinSize
 }
 
 // New returns a process in the Created state.
@@ -91,6 +95,41 @@ func (p *Process) SetCreated(pid int, pio *IO) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.pid, p.io = pid, pio
+	if p.winsize != nil && pio != nil {
+		// Only kept by pio: its terminal has not arrived yet.
+		_ = pio.Resize(*p.winsize)
+		p.winsize = nil
+	}
+}
+
+// PendingWinsize is the terminal size asked for before the process had its
+// stdio, if any.
+func (p *Process) PendingWinsize() (console.WinSize, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.winsize == nil {
+		return console.WinSize{}, false
+	}
+	return *p.winsize, true
+}
+
+// Resize sets the size of the process's terminal. A process that has no
+// stdio yet, an exec not started, keeps the size for its terminal: clients
+// (`nerdctl exec -it`, `ctr tasks exec -t`) resize before they start it.
+func (p *Process) Resize(ws console.WinSize) error {
+	if !p.Stdio.Terminal {
+		return fmt.Errorf("process %s has no terminal: %w", p.ID, errdefs.ErrFailedPrecondition)
+	}
+	p.mu.Lock()
+	pio := p.io
+	if pio == nil {
+		p.winsize = &ws
+	}
+	p.mu.Unlock()
+	if pio == nil {
+		return nil
+	}
+	return pio.Resize(ws)
 }
 
 // SetRunning moves a created process to Running.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/console"
 	"github.com/containerd/containerd/v2/pkg/stdio"
 	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
@@ -110,5 +111,23 @@ func TestExitRecord(t *testing.T) {
 	got, err := ReadExit(dir)
 	if err != nil || got.Pid != want.Pid || got.Status != want.Status || !got.Timestamp.Equal(want.Timestamp) {
 		t.Errorf("ReadExit = %+v, %v; want %+v", got, err, want)
+	}
+}
+
+func TestResizeBeforeStdio(t *testing.T) {
+	if err := New("plain", stdio.Stdio{}).Resize(console.WinSize{Width: 80, Height: 24}); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Errorf("resizing a process without a terminal: %v, want a failed precondition", err)
+	}
+	p := New("tty", stdio.Stdio{Terminal: true})
+	if _, ok := p.PendingWinsize(); ok {
+		t.Error("a new process has a pending size")
+	}
+	for _, ws := range []console.WinSize{{Width: 80, Height: 24}, {Width: 91, Height: 27}} {
+		if err := p.Resize(ws); err != nil {
+			t.Fatalf("resizing an exec not started: %v", err)
+		}
+	}
+	if ws, ok := p.PendingWinsize(); !ok || ws.Width != 91 || ws.Height != 27 {
+		t.Errorf("pending size = %+v, %v; want the last one, 91x27", ws, ok)
 	}
 }

@@ -47,10 +47,24 @@ type container struct {
 	// hardened containers' exec'd processes are hardened like the init.
 	hardened bool
 
-	// execMu serializes exec starts with the init's exit, so that no exec
-	// starts once the init's exit is being published.
-	execMu     sync.Mutex
+	// cgroup is the init's cgroup, cgroup1.Cgroup or *cgroupsv2.Manager,
+	// loaded at create: it still holds the container's statistics once the
+	// init has exited, when the init's pid no longer leads to it. Nil if it
+	// could not be loaded.
+	cgroup any
+
+	// Guarded by the service's exitMu, which orders exec starts against the
+	// init's exit without being held across any runtime call.
+	//
+	// initExited is set once the init's exit is seen: no exec starts after.
 	initExited bool
+	// execsLive counts the execs being started or running whose TaskExit is
+	// not queued yet; the init's TaskExit waits for it to reach zero, as
+	// containerd expects the init's exit to be the container's last.
+	execsLive int
+	// execsDone is closed when execsLive drops to zero while the init's
+	// exit waits for that.
+	execsDone chan struct{}
 
 	mu    sync.Mutex
 	execs map[string]*execProcess
@@ -59,6 +73,9 @@ type container struct {
 type execProcess struct {
 	*process.Process
 	spec specs.Process
+	// starting is set, under the service's exitMu, while Start runs the
+	// runtime for this exec: it cannot be started twice, nor deleted.
+	starting bool
 }
 
 // createContainer prepares the bundle and has the runtime create the init
@@ -75,34 +92,15 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 	if err != nil {
 		return nil, err
 	}
-	netReq := network.Request{Bundle: r.Bundle, ID: r.ID, Namespace: ns, Config: cfg.Hostnet.Network}
-	netRes, err := network.Prepare(ctx, netReq)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if retErr != nil {
-			if err := network.Teardown(context.WithoutCancel(ctx), netReq); err != nil {
-				log.G(ctx).WithError(err).WithField("id", r.ID).Warn("failed to tear down network")
-			}
-		}
-	}()
-	for _, w := range netRes.Warnings {
-		log.G(ctx).WithField("id", r.ID).Warn(w)
-	}
-	if err := runtime.WriteConfig(r.Bundle, cfg); err != nil {
-		return nil, err
-	}
 	c := &container{
-		id:          r.ID,
-		bundle:      r.Bundle,
-		rt:          runtime.New(r.Bundle, cfg),
-		netReq:      netReq,
-		sharedPidNS: sharesPidNamespace(r.Bundle),
-		hardened:    netRes.Hardened,
-		execs:       make(map[string]*execProcess),
+		id:     r.ID,
+		bundle: r.Bundle,
+		rt:     runtime.New(r.Bundle, cfg),
+		netReq: network.Request{Bundle: r.Bundle, ID: r.ID, Namespace: ns, Config: cfg.Hostnet.Network},
+		execs:  make(map[string]*execProcess),
 	}
-
+	// Mounted before the network mode is prepared, which checks the root
+	// file system for the files it mounts into it.
 	if len(r.Rootfs) > 0 {
 		if c.rootfs, err = mountRootfs(r); err != nil {
 			return nil, err
@@ -113,6 +111,26 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 			}
 		}()
 	}
+
+	netRes, err := network.Prepare(ctx, c.netReq)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			if err := network.Teardown(context.WithoutCancel(ctx), c.netReq); err != nil {
+				log.G(ctx).WithError(err).WithField("id", r.ID).Warn("failed to tear down network")
+			}
+		}
+	}()
+	for _, w := range netRes.Warnings {
+		log.G(ctx).WithField("id", r.ID).Warn(w)
+	}
+	if err := runtime.WriteConfig(r.Bundle, cfg); err != nil {
+		return nil, err
+	}
+	c.sharedPidNS = sharesPidNamespace(r.Bundle)
+	c.hardened = netRes.Hardened
 
 	sio := stdio.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
 	pio, err := process.NewIO(r.ID, sio, cfg.IoUID, cfg.IoGID, epoller)
@@ -204,31 +222,9 @@ func (c *container) exec(execID string) (*execProcess, error) {
 	return e, nil
 }
 
-// liveExecs returns the execs that were started and have not exited.
-func (c *container) liveExecs() []*execProcess {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var live []*execProcess
-	for _, e := range c.execs {
-		if e.Pid() != 0 {
-			select {
-			case <-e.Exited():
-			default:
-				live = append(live, e)
-			}
-		}
-	}
-	return live
-}
-
-// startExec has the runtime start a created exec. The caller holds c.execMu.
+// startExec has the runtime start a created exec and connects its stdio.
+// The caller has marked e as starting; no lock is held.
 func (c *container) startExec(ctx context.Context, e *execProcess, epoller *console.Epoller) (retErr error) {
-	if c.initExited {
-		return fmt.Errorf("container %s init process is not running: %w", c.id, errdefs.ErrFailedPrecondition)
-	}
-	if st := e.State(); st != process.Created {
-		return fmt.Errorf("exec %s is %s: %w", e.ID, st, errdefs.ErrFailedPrecondition)
-	}
 	pio, err := process.NewIO(c.id, e.Stdio, c.rt.IoUID, c.rt.IoGID, epoller)
 	if err != nil {
 		return err
@@ -245,9 +241,16 @@ func (c *container) startExec(ctx context.Context, e *execProcess, epoller *cons
 	pidFile.Close()
 	defer os.Remove(pidFile.Name())
 
+	spec := e.spec
+	if ws, ok := e.PendingWinsize(); ok {
+		// The runtime sizes the terminal before the program runs; resizing
+		// the master once the shim has it would be too late for a program
+		// that reads its size at once.
+		spec.ConsoleSize = &specs.Box{Height: uint(ws.Height), Width: uint(ws.Width)}
+	}
 	opts := &runc.ExecOpts{PidFile: pidFile.Name()}
 	pio.ApplyExec(opts)
-	if err := c.rt.Exec(ctx, c.id, e.spec, opts); err != nil {
+	if err := c.rt.Exec(ctx, c.id, spec, opts); err != nil {
 		return err
 	}
 	pid, err := runc.ReadPidFile(pidFile.Name())
@@ -307,12 +310,16 @@ func (c *container) deleteInit(ctx context.Context) error {
 		pio.Close(ioDrainTimeout)
 	}
 	c.mu.Lock()
+	execs := make([]*execProcess, 0, len(c.execs))
 	for _, e := range c.execs {
+		execs = append(execs, e)
+	}
+	c.mu.Unlock()
+	for _, e := range execs {
 		if pio := e.IO(); pio != nil {
 			pio.Close(0)
 		}
 	}
-	c.mu.Unlock()
 	var errs []error
 	if err := c.rt.Delete(ctx, c.id, false); err != nil {
 		errs = append(errs, err)

@@ -19,6 +19,9 @@ import (
 type event struct {
 	evt       any
 	published func()
+	// flushed, instead of an event, is closed once every event queued
+	// before it has been published.
+	flushed chan struct{}
 }
 
 // send queues evt; events are published one at a time in the order sent.
@@ -42,6 +45,10 @@ func (s *service) forward(ctx context.Context) {
 	ctx = context.WithoutCancel(ctx)
 	defer s.publisher.Close()
 	publish := func(e event) {
+		if e.flushed != nil {
+			close(e.flushed)
+			return
+		}
 		if err := s.publisher.Publish(ctx, runtime.GetTopic(e.evt), e.evt); err != nil {
 			log.G(ctx).WithError(err).Error("failed to publish event")
 		}
@@ -66,6 +73,26 @@ func (s *service) forward(ctx context.Context) {
 	}
 }
 
+// flush waits until every event queued so far has been published, or ctx
+// ends. The shim exits as soon as its shutdown callbacks return, and
+// containerd shuts it down right after the Delete that queued the
+// container's TaskDelete: without this, a shim slow to publish (a loaded
+// machine) exited with TaskDelete still queued, and it was never seen.
+func (s *service) flush(ctx context.Context) error {
+	flushed := make(chan struct{})
+	select {
+	case s.events <- event{flushed: flushed}:
+	case <-ctx.Done():
+		return nil
+	}
+	select {
+	case <-flushed:
+	case <-ctx.Done():
+		log.G(ctx).Warn("shim stops with task events not published yet")
+	}
+	return nil
+}
+
 // exitWatch buffers exits while a process's pid is not known yet, or while
 // its start is being published, so that its TaskExit cannot overtake that.
 type exitWatch struct {
@@ -80,12 +107,17 @@ type tracked struct {
 // watchExits starts buffering every exit. The given pids stop being tracked
 // until handed back with track.
 func (s *service) watchExits(untrack ...int) *exitWatch {
-	w := &exitWatch{}
 	s.exitMu.Lock()
 	defer s.exitMu.Unlock()
 	for _, pid := range untrack {
 		delete(s.running, pid)
 	}
+	return s.watchExitsLocked()
+}
+
+// watchExitsLocked is watchExits for a caller holding exitMu.
+func (s *service) watchExitsLocked() *exitWatch {
+	w := &exitWatch{}
 	s.watchers[w] = struct{}{}
 	return w
 }
@@ -140,29 +172,51 @@ func (s *service) handleExit(c *container, p *process.Process, e runc.Exit) {
 		pio.Shutdown()
 	}
 	if p == c.init {
+		s.exitMu.Lock()
+		c.initExited = true
+		s.exitMu.Unlock()
 		go s.handleInitExit(c, e)
 		return
 	}
 	s.publishExit(c, p, e)
+	s.execEnded(c)
+}
+
+// execEnded counts down an exec that has exited, its TaskExit queued, or
+// that failed to start without a process.
+func (s *service) execEnded(c *container) {
+	s.exitMu.Lock()
+	defer s.exitMu.Unlock()
+	c.execsLive--
+	if c.execsLive == 0 && c.execsDone != nil {
+		close(c.execsDone)
+		c.execsDone = nil
+	}
 }
 
 // handleInitExit publishes the init's exit after those of all the execs, as
-// containerd expects the init's TaskExit to be the container's last.
+// containerd expects the init's TaskExit to be the container's last. It
+// waits for the execs still starting too: one may yet get a process, which
+// startExec then kills.
 func (s *service) handleInitExit(c *container, e runc.Exit) {
-	c.execMu.Lock()
-	c.initExited = true
-	c.execMu.Unlock()
+	s.exitMu.Lock()
+	live := c.execsLive
+	var done chan struct{}
+	if live > 0 {
+		done = make(chan struct{})
+		c.execsDone = done
+	}
+	s.exitMu.Unlock()
 
-	live := c.liveExecs()
-	if c.sharedPidNS || len(live) > 0 {
+	if c.sharedPidNS || live > 0 {
 		// With its own pid namespace the kernel has killed the rest already;
 		// without, they would outlive the container.
 		if err := c.rt.Kill(s.context, c.id, int(unix.SIGKILL), true); err != nil {
 			log.G(s.context).WithError(err).WithField("id", c.id).Debug("failed to kill remaining processes")
 		}
 	}
-	for _, ep := range live {
-		<-ep.Exited()
+	if done != nil {
+		<-done
 	}
 	if c.oom != nil {
 		c.oom.flush()

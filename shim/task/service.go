@@ -84,6 +84,7 @@ func NewService(ctx context.Context, publisher shim.Publisher, sd shutdown.Servi
 		reaper.Default.Unsubscribe(s.exits)
 		return epoller.Close()
 	})
+	sd.RegisterCallback(s.flush)
 	return s, nil
 }
 
@@ -138,6 +139,9 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 		return nil, errgrpc.ToGRPC(err)
 	}
 	pid := c.init.Pid()
+	if c.cgroup, err = loadCgroup(pid); err != nil {
+		log.G(ctx).WithError(err).WithField("id", c.id).Warn("metrics of container will not be reported")
+	}
 	// Watched from creation on, as a container can run out of memory
 	// before it is started; reported once TaskCreate is out.
 	if c.oom, err = watchOOM(c.id, pid, s.send); err != nil {
@@ -192,27 +196,65 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	return &taskAPI.StartResponse{Pid: uint32(p.Pid())}, nil
 }
 
+// startExec runs a created exec. Only the bookkeeping is done under exitMu:
+// the runtime call and the stdio connection may take long (a loaded machine,
+// a slow runtime, a client slow to open its fifos), and neither other execs
+// nor the init's exit may wait for them more than they must.
 func (s *service) startExec(ctx context.Context, c *container, execID string) (*taskAPI.StartResponse, error) {
 	e, err := c.exec(execID)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	c.execMu.Lock()
-	defer c.execMu.Unlock()
-	w := s.watchExits()
-	if err := c.startExec(ctx, e, s.epoller); err != nil {
-		if pid := e.Pid(); pid != 0 {
-			// It runs without stdio: stop it, and let its exit be seen.
+	s.exitMu.Lock()
+	switch {
+	case c.initExited:
+		s.exitMu.Unlock()
+		return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "container %s init process is not running", c.id)
+	case e.starting:
+		s.exitMu.Unlock()
+		return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "exec %s is being started", execID)
+	}
+	if st := e.State(); st != process.Created {
+		s.exitMu.Unlock()
+		return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "exec %s is %s", execID, st)
+	}
+	e.starting = true
+	// Counted from now on: should the init exit while this exec starts, its
+	// TaskExit waits for this one's fate.
+	c.execsLive++
+	// Exits are buffered from before the exec's pid exists, so that one
+	// that comes before Start returns is not lost and its TaskExit cannot
+	// overtake TaskExecStarted.
+	w := s.watchExitsLocked()
+	s.exitMu.Unlock()
+
+	err = c.startExec(ctx, e, s.epoller)
+
+	s.exitMu.Lock()
+	e.starting = false
+	initExited := c.initExited
+	s.exitMu.Unlock()
+	pid := e.Pid()
+	if err != nil {
+		if pid != 0 {
+			// It runs without stdio: stop it; its exit ends its count.
 			_ = unix.Kill(pid, unix.SIGKILL)
 			s.track(w, c, e.Process)
 		} else {
 			s.unwatch(w)
+			s.execEnded(c)
 		}
 		return nil, errgrpc.ToGRPC(err)
 	}
-	s.send(&eventstypes.TaskExecStarted{ContainerID: c.id, ExecID: execID, Pid: uint32(e.Pid())})
+	if initExited {
+		// The init exited while the runtime started this exec, maybe after
+		// its exit killed what the container held: the exec must not
+		// outlive it, or the init's exit would wait for it forever.
+		_ = unix.Kill(pid, unix.SIGKILL)
+	}
+	s.send(&eventstypes.TaskExecStarted{ContainerID: c.id, ExecID: execID, Pid: uint32(pid)})
 	s.track(w, c, e.Process)
-	return &taskAPI.StartResponse{Pid: uint32(e.Pid())}, nil
+	return &taskAPI.StartResponse{Pid: uint32(pid)}, nil
 }
 
 // Delete the container once its init exited, or an exec.
@@ -222,16 +264,12 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		return nil, err
 	}
 	if r.ExecID != "" {
-		if st := p.State(); st != process.Stopped && st != process.Created {
-			return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "exec %s in container %s is %s", r.ExecID, c.id, st)
+		if err := s.deleteExec(c, r.ExecID); err != nil {
+			return nil, err
 		}
-		c.mu.Lock()
-		delete(c.execs, r.ExecID)
-		c.mu.Unlock()
 		if pio := p.IO(); pio != nil {
 			pio.Close(ioDrainTimeout)
 		}
-		_ = p.SetDeleted()
 	} else {
 		if err := c.deleteInit(ctx); err != nil {
 			return nil, errgrpc.ToGRPC(err)
@@ -257,6 +295,27 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	return resp, nil
 }
 
+// deleteExec forgets an exec that has exited or never started. Under exitMu,
+// so that it cannot be started meanwhile: startExec sees it Deleted.
+func (s *service) deleteExec(c *container, execID string) error {
+	e, err := c.exec(execID)
+	if err != nil {
+		return errgrpc.ToGRPC(err)
+	}
+	s.exitMu.Lock()
+	defer s.exitMu.Unlock()
+	if e.starting {
+		return errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "exec %s in container %s is being started", execID, c.id)
+	}
+	if err := e.SetDeleted(); err != nil {
+		return errgrpc.ToGRPC(err)
+	}
+	c.mu.Lock()
+	delete(c.execs, execID)
+	c.mu.Unlock()
+	return nil
+}
+
 // Exec records an extra process for the container; Start runs it.
 func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*ptypes.Empty, error) {
 	c, err := s.get(r.ID)
@@ -272,6 +331,11 @@ func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*pty
 			return nil, errgrpc.ToGRPCf(errdefs.ErrInvalidArgument, "exec %s: %v", r.ExecID, err)
 		}
 	}
+	// The request's flag is what the client connects its stdio for; the
+	// spec's may say otherwise (containerd passes both unchecked). As in
+	// the runc shim, the request wins, so that the runtime makes a terminal
+	// exactly when the shim waits for one on the console socket.
+	spec.Terminal = r.Terminal
 	c.mu.Lock()
 	if _, ok := c.execs[r.ExecID]; ok {
 		c.mu.Unlock()
@@ -284,17 +348,14 @@ func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*pty
 	return empty, nil
 }
 
-// ResizePty resizes a process's terminal.
+// ResizePty resizes a process's terminal; an exec not started yet gets the
+// size once its terminal exists.
 func (s *service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (*ptypes.Empty, error) {
 	_, p, err := s.getProcess(r.ID, r.ExecID)
 	if err != nil {
 		return nil, err
 	}
-	pio := p.IO()
-	if pio == nil {
-		return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "process %s is not started", p.ID)
-	}
-	if err := pio.Resize(console.WinSize{Width: uint16(r.Width), Height: uint16(r.Height)}); err != nil {
+	if err := p.Resize(console.WinSize{Width: uint16(r.Width), Height: uint16(r.Height)}); err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
 	return empty, nil
