@@ -73,7 +73,6 @@ var (
 	runcConfigOnce sync.Once
 	runcBinary     string
 	runcConfig     string
-	runcBinary     string
 	runcConfigErr  error
 )
 
@@ -88,7 +87,6 @@ func runtimeVariants(t *testing.T) []runtimeVariant {
 		if runcConfigErr != nil {
 			return
 		}
-		runcBinary = runc
 		runcConfig = filepath.Join(testDaemon.Dir, "runtime-runc.toml")
 		runcConfigErr = os.WriteFile(runcConfig, fmt.Appendf(nil, "[runtime]\nbinary = %q\n", runcBinary), 0o644)
 	})
