@@ -258,6 +258,13 @@ func (b *bridgeNet) leasesFile() string {
 // no hostnet nftables rule.
 func (b *bridgeNet) assertNothingLeft(t *testing.T) {
 	t.Helper()
+	b.assertNothingLeftIn(t, testDaemon.Namespace)
+}
+
+// assertNothingLeftIn is assertNothingLeft for the containers of another
+// daemon's namespace.
+func (b *bridgeNet) assertNothingLeftIn(t *testing.T, namespace string) {
+	t.Helper()
 	if br, err := netlink.LinkByName(b.name); err == nil {
 		links, _ := netlink.LinkList()
 		for _, l := range links {
@@ -267,17 +274,17 @@ func (b *bridgeNet) assertNothingLeft(t *testing.T) {
 		}
 	}
 	data, _ := os.ReadFile(b.leasesFile())
-	if strings.Contains(string(data), testDaemon.Namespace) {
+	if strings.Contains(string(data), namespace) {
 		t.Errorf("leases left: %s", data)
 	}
 	mountinfo, _ := os.ReadFile("/proc/self/mountinfo")
 	for line := range strings.Lines(string(mountinfo)) {
-		if strings.Contains(line, "nsfs") && strings.Contains(line, testDaemon.Namespace) {
+		if strings.Contains(line, "nsfs") && strings.Contains(line, namespace) {
 			t.Errorf("netns mount left: %s", line)
 		}
 	}
 	if out, err := exec.Command("nft", "list", "table", "ip", "hostnet").CombinedOutput(); err == nil &&
-		strings.Contains(string(out), testDaemon.Namespace) {
+		strings.Contains(string(out), namespace) {
 		t.Errorf("nftables rules left:\n%s", out)
 	}
 }
