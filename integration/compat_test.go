@@ -166,20 +166,30 @@ func (e *compatEnv) task(t *testing.T, id string) (pid int, status string, ok bo
 	return 0, "", false
 }
 
-// waitStatus polls `ctr tasks ls` until id's task has status want ("" for
-// no task at all).
+// waitStatus polls `ctr tasks ls` until id's task has status want, and
+// returns its pid.
 func (e *compatEnv) waitStatus(t *testing.T, id, want string) int {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	return e.waitStatusUnless(t, id, want, nil)
+}
+
+// waitStatusUnless is waitStatus that gives up when the `ctr run` whose
+// container it waits for returns on runErr.
+func (e *compatEnv) waitStatusUnless(t *testing.T, id, want string, runErr <-chan error) int {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
 	for {
 		pid, status, _ := e.task(t, id)
 		if status == want {
 			return pid
 		}
-		if time.Now().After(deadline) {
+		select {
+		case err := <-runErr:
+			t.Fatalf("ctr run returned while waiting for %s to be %s: %v", id, want, err)
+		case <-deadline:
 			t.Fatalf("task %s is %q, want %q", id, status, want)
+		case <-time.After(50 * time.Millisecond):
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -288,8 +298,8 @@ func (e *compatEnv) testExecPauseKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	runErr := make(chan error, 1)
-	go func() { runErr <- run.Wait() }()
-	initPid := e.waitStatus(t, id, "RUNNING")
+	go func() { runErr <- fmt.Errorf("%w: %s", run.Wait(), stderr.String()) }()
+	initPid := e.waitStatusUnless(t, id, "RUNNING", runErr)
 	shims, _ := e.d.ShimPids()
 
 	if out := e.mustCtr(t, "tasks", "exec", "--exec-id", "e1", id, "echo", "hi"); strings.TrimSpace(out) != "hi" {
@@ -313,7 +323,7 @@ func (e *compatEnv) testExecPauseKill(t *testing.T) {
 	case err := <-runErr:
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 137 {
-			t.Errorf("ctr run after SIGKILL: %v (%s), want exit status 137", err, stderr.String())
+			t.Errorf("ctr run after SIGKILL: %v, want exit status 137", err)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("ctr run did not return within 30s of SIGKILL")
