@@ -44,8 +44,9 @@ const compatCache = "/var/cache/hostnet"
 // TestCompatContainerd runs what a node admin relies on through each older
 // containerd and its own ctr: a host-mode `ctr run --rm` with its exit code,
 // exec, pause/resume, metrics and SIGKILL of a running container, bridge
-// mode, a restart of containerd under a running container, and a shim
-// killed under its container; each leaving nothing behind.
+// mode, a restart of containerd under a running container, a shim killed
+// under its container, and pods through CRI (host network, CNI network,
+// bridge mode); each leaving nothing behind.
 func TestCompatContainerd(t *testing.T) {
 	if testRuntime != daemon.HostnetRuntime {
 		t.Skip("the compatibility test is hostnet's: the stock runc shim of these releases is not installed")
@@ -126,6 +127,15 @@ func testCompat(t *testing.T, containerd, ctr string) {
 	t.Run("Bridge", e.testBridge)
 	t.Run("RestartContainerd", e.testRestart)
 	t.Run("ShimKilled", e.testShimKilled)
+	t.Run("CRI", func(t *testing.T) {
+		// Its own daemon of the release, configured as
+		// contrib/containerd-config*.toml register hostnet for Kubernetes
+		// (version 2 for containerd 1.7).
+		ce := startCRIEnvOf(t, false, containerd, ctr)
+		t.Run("HostNetworkPod", ce.testHostNetworkPod)
+		t.Run("PodNetwork", ce.testPodNetwork)
+		t.Run("BridgeForNodeNetworkPod", ce.testBridgePod)
+	})
 }
 
 // ctr runs ctr against the daemon, also from a cleanup, after t.Context()
