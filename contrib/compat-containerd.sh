@@ -50,6 +50,7 @@ for v in "${versions[@]}"; do
 		echo "compat-containerd: go mod download $module@$v gave no source directory" >&2
 		exit 1
 	fi
+	mkdir -p "$CACHE"
 	tmp=$(mktemp -d "$CACHE/.containerd-$v.XXXXXX")
 	trap 'rm -rf "$tmp"' EXIT
 	(cd "$src" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -o "$tmp/" ./cmd/containerd ./cmd/ctr)
