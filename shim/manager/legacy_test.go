@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +19,23 @@ import (
 	"github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/typeurl/v2"
 )
+
+// childShimEnv makes the test binary run Run with a fakeShim instead of
+// the tests: TestRunDispatch executes it as containerd executes a shim.
+const childShimEnv = "HOSTNET_TEST_CHILD_SHIM"
+
+// childAddress is what the child's fakeShim answers Start with.
+const childAddress = "unix:///run/containerd/s/child"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childShimEnv) == "1" {
+		Run(context.Background(), &fakeShim{
+			result: &bootapi.BootstrapResult{Version: 3, Protocol: "ttrpc", Address: childAddress},
+			record: "params.pb",
+		})
+	}
+	os.Exit(m.Run())
+}
 
 // legacyArgs is the command line containerd 1.7 and 2.0 to 2.2 run `start`
 // with (runtime/v2/shim.Command, pkg/shim.Command): containerd 2.3 runs the
@@ -86,9 +104,11 @@ func TestIsBootstrapParams(t *testing.T) {
 	}
 }
 
-// fakeShim records what Start got and answers with result.
+// fakeShim records what Start got, also in the file record if set, and
+// answers with result.
 type fakeShim struct {
 	result    *bootapi.BootstrapResult
+	record    string
 	params    *bootapi.BootstrapParams
 	namespace string
 	opts      shim.Opts
@@ -99,6 +119,15 @@ func (f *fakeShim) Start(ctx context.Context, p *bootapi.BootstrapParams) (*boot
 	f.params = p
 	f.namespace, _ = namespaces.Namespace(ctx)
 	f.opts, _ = ctx.Value(shim.OptsKey{}).(shim.Opts)
+	if f.record != "" {
+		data, err := proto.Marshal(p)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(f.record, data, 0o600); err != nil {
+			return nil, err
+		}
+	}
 	return f.result, nil
 }
 func (f *fakeShim) Stop(context.Context, string) (shim.StopStatus, error) {
@@ -196,4 +225,96 @@ func TestReplayStdin(t *testing.T) {
 	if err != nil || !bytes.Equal(got, input) {
 		t.Errorf("read %d bytes back (err %v), want the %d given", len(got), err, len(input))
 	}
+}
+
+// TestRunDispatch runs the shim binary's entry point as containerd does:
+// with containerd 2.3's BootstrapParams on stdin, pkg/shim answers with a
+// BootstrapResult; with older containerd's runtime options or nothing, the
+// legacy start answers with the bare address; with anything else, the
+// start fails naming the problem.
+func TestRunDispatch(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(t *testing.T, stdin []byte) (bundle string, stdout []byte, err error) {
+		bundle = t.TempDir()
+		args := append(legacyArgs[:len(legacyArgs)-2:len(legacyArgs)-2], "start")
+		cmd := exec.Command(self, args...)
+		cmd.Dir = bundle
+		cmd.Env = append(os.Environ(), childShimEnv+"=1", "TTRPC_ADDRESS=/run/containerd/containerd.sock.ttrpc")
+		cmd.Stdin = bytes.NewReader(stdin)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		stdout, err = cmd.Output()
+		if err != nil {
+			err = errors.Join(err, errors.New(stderr.String()))
+		}
+		return bundle, stdout, err
+	}
+	recorded := func(t *testing.T, bundle string) *bootapi.BootstrapParams {
+		t.Helper()
+		data, err := os.ReadFile(filepath.Join(bundle, "params.pb"))
+		if err != nil {
+			t.Fatalf("the manager was not started: %v", err)
+		}
+		var p bootapi.BootstrapParams
+		if err := proto.Unmarshal(data, &p); err != nil {
+			t.Fatal(err)
+		}
+		return &p
+	}
+
+	t.Run("bootstrap", func(t *testing.T) {
+		socketDir := "/run/containerd/s"
+		in, err := proto.Marshal(&bootapi.BootstrapParams{InstanceID: "c1", Namespace: "k8s.io",
+			ContainerdGrpcAddress: "/run/containerd/containerd.sock", SocketDir: &socketDir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bundle, out, err := run(t, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res bootapi.BootstrapResult
+		if err := proto.Unmarshal(out, &res); err != nil || res.GetAddress() != childAddress || res.GetVersion() != 3 {
+			t.Errorf("stdout %q is not the BootstrapResult for %s (%v)", out, childAddress, err)
+		}
+		if p := recorded(t, bundle); p.GetSocketDir() != socketDir || p.GetContainerdTtrpcAddress() != "" {
+			t.Errorf("the manager got %v, not containerd's parameters", p)
+		}
+		// pkg/shim's own start: it links the socket dir, and writes no address file.
+		if dir, err := os.Readlink(filepath.Join(bundle, "s")); err != nil || dir != socketDir {
+			t.Errorf("socket dir link: %q, %v", dir, err)
+		}
+		if _, err := os.Stat(filepath.Join(bundle, "address")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("address file written under the bootstrap protocol (err=%v)", err)
+		}
+	})
+	for name, in := range map[string][]byte{"legacy": nil, "legacy with options": runtimeOptions(t)} {
+		t.Run(name, func(t *testing.T) {
+			bundle, out, err := run(t, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(out) != childAddress {
+				t.Errorf("stdout %q, want the bare address %q", out, childAddress)
+			}
+			if p := recorded(t, bundle); p.GetContainerdTtrpcAddress() != "/run/containerd/containerd.sock.ttrpc" || p.GetInstanceID() != "c1" {
+				t.Errorf("the manager got %v", p)
+			}
+			if data, err := os.ReadFile(filepath.Join(bundle, "address")); err != nil || string(data) != childAddress {
+				t.Errorf("address file %q, %v", data, err)
+			}
+		})
+	}
+	t.Run("garbage", func(t *testing.T) {
+		bundle, _, err := run(t, []byte("not protobuf"))
+		if err == nil || !strings.Contains(err.Error(), "neither bootstrap parameters nor runtime options") {
+			t.Errorf("start with garbage on stdin: %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(bundle, "params.pb")); !errors.Is(err, os.ErrNotExist) {
+			t.Error("the manager was started with garbage on stdin")
+		}
+	})
 }
