@@ -113,17 +113,27 @@ func eth0Addr(t *testing.T, out string) netip.Addr {
 
 func TestBridgeEth0(t *testing.T) {
 	b := newBridgeNet(t)
-	out, err := b.run(t, spec.ModeBridge, newID(t), "sh", "-c", "ip -o -4 addr show dev eth0; ip route")
+	out, err := b.run(t, spec.ModeBridge, newID(t), eth0Command...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.assertEth0(t, out)
+	b.assertNothingLeft(t)
+}
+
+// eth0Command prints a container's eth0 address and routes, for assertEth0.
+var eth0Command = []string{"sh", "-c", "ip -o -4 addr show dev eth0; ip route"}
+
+// assertEth0 checks eth0Command's output: an address in the subnet, the
+// default route through the gateway.
+func (b *bridgeNet) assertEth0(t *testing.T, out string) {
+	t.Helper()
 	if addr := eth0Addr(t, out); !b.subnet.Contains(addr) || addr == b.gateway {
 		t.Errorf("eth0 has %s, want a container address in %s", addr, b.subnet)
 	}
 	if !strings.Contains(out, "default via "+b.gateway.String()) {
 		t.Errorf("no default route via %s:\n%s", b.gateway, out)
 	}
-	b.assertNothingLeft(t)
 }
 
 func TestBridgeReachability(t *testing.T) {

@@ -361,16 +361,11 @@ func (e *compatEnv) testExecPauseKill(t *testing.T) {
 func (e *compatEnv) testBridge(t *testing.T) {
 	b := newBridgeNet(t)
 	id := "compat-bridge"
-	out, err := e.ctr(t, e.runArgs(b.args(spec.ModeBridge, ""), id, "sh", "-c", "ip -o -4 addr show dev eth0; ip route")...)
+	out, err := e.ctr(t, e.runArgs(b.args(spec.ModeBridge, ""), id, eth0Command...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if addr := eth0Addr(t, out); !b.subnet.Contains(addr) || addr == b.gateway {
-		t.Errorf("eth0 has %s, want a container address in %s", addr, b.subnet)
-	}
-	if !strings.Contains(out, "default via "+b.gateway.String()) {
-		t.Errorf("no default route via %s:\n%s", b.gateway, out)
-	}
+	b.assertEth0(t, out)
 	e.assertGone(t, id)
 	b.assertNothingLeftIn(t, e.d.Namespace)
 }

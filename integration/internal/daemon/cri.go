@@ -109,15 +109,11 @@ func (d *Daemon) criConfigV2(cri CRIConfig, hostnetConfig string) (string, error
 		return "", fmt.Errorf("daemon: containerd 1.x takes one CNI bin dir, not %q", cri.CNIBinDirs)
 	}
 	const cri1 = `[plugins."io.containerd.grpc.v1.cri"`
-	return strings.Join(append(d.baseConfig(2, nriPlugin),
+	lines := append(d.baseConfig(2, nriPlugin),
 		cri1+`]`,
-		"  sandbox_image = "+q(cri.SandboxImage),
-		"  enable_selinux = false",
-		"  disable_apparmor = true",
-		"  netns_mounts_under_state_dir = true",
-		fmt.Sprintf("  restrict_oom_score_adj = %t", cri.RestrictOOMScoreAdj),
-		fmt.Sprintf("  enable_unprivileged_ports = %t", !cri.NoUnprivilegedSysctls),
-		fmt.Sprintf("  enable_unprivileged_icmp = %t", !cri.NoUnprivilegedSysctls),
+		"  sandbox_image = "+q(cri.SandboxImage))
+	lines = append(lines, criRuntimeSettings(cri)...)
+	return strings.Join(append(lines,
 		"  disable_tcp_service = true",
 		`  stream_server_address = "127.0.0.1"`,
 		`  stream_server_port = "0"`,
@@ -139,6 +135,20 @@ func (d *Daemon) criConfigV2(cri CRIConfig, hostnetConfig string) (string, error
 	), "\n"), nil
 }
 
+// criRuntimeSettings are the CRI runtime settings both configuration
+// versions spell alike, in the table of the CRI runtime plugin.
+func criRuntimeSettings(cri CRIConfig) []string {
+	return []string{
+		"  enable_selinux = false",
+		"  disable_apparmor = true",
+		// CRI's pod netns mounts live under the daemon's state, not /var/run/netns.
+		"  netns_mounts_under_state_dir = true",
+		fmt.Sprintf("  restrict_oom_score_adj = %t", cri.RestrictOOMScoreAdj),
+		fmt.Sprintf("  enable_unprivileged_ports = %t", !cri.NoUnprivilegedSysctls),
+		fmt.Sprintf("  enable_unprivileged_icmp = %t", !cri.NoUnprivilegedSysctls),
+	}
+}
+
 func tomlList(ss []string, quote func(string) string) string {
 	quoted := make([]string, len(ss))
 	for i, s := range ss {
@@ -151,13 +161,7 @@ func tomlList(ss []string, quote func(string) string) string {
 // plugins' settings.
 func (d *Daemon) criConfig(cri CRIConfig, hostnetConfig string, oneBinDir bool) (string, error) {
 	q := tomlString
-	list := func(ss []string) string {
-		quoted := make([]string, len(ss))
-		for i, s := range ss {
-			quoted[i] = q(s)
-		}
-		return "[" + strings.Join(quoted, ", ") + "]"
-	}
+	list := func(ss []string) string { return tomlList(ss, q) }
 	binDirs := "    bin_dirs = " + list(cri.CNIBinDirs)
 	if oneBinDir {
 		if len(cri.CNIBinDirs) != 1 {
@@ -165,7 +169,7 @@ func (d *Daemon) criConfig(cri CRIConfig, hostnetConfig string, oneBinDir bool) 
 		}
 		binDirs = "    bin_dir = " + q(cri.CNIBinDirs[0])
 	}
-	return strings.Join(append(d.baseConfig(3, nriPlugin),
+	lines := append(d.baseConfig(3, nriPlugin),
 		"[plugins.'io.containerd.cri.v1.images']",
 		"  snapshotter = 'overlayfs'",
 		"  [plugins.'io.containerd.cri.v1.images'.pinned_images]",
@@ -174,14 +178,9 @@ func (d *Daemon) criConfig(cri CRIConfig, hostnetConfig string, oneBinDir bool) 
 		// No hosts.toml anywhere: nothing configures a mirror.
 		"    config_path = "+q(filepath.Join(d.Dir, "certs.d")),
 		"",
-		"[plugins.'io.containerd.cri.v1.runtime']",
-		"  enable_selinux = false",
-		"  disable_apparmor = true",
-		// CRI's pod netns mounts live under the daemon's state, not /var/run/netns.
-		"  netns_mounts_under_state_dir = true",
-		fmt.Sprintf("  restrict_oom_score_adj = %t", cri.RestrictOOMScoreAdj),
-		fmt.Sprintf("  enable_unprivileged_ports = %t", !cri.NoUnprivilegedSysctls),
-		fmt.Sprintf("  enable_unprivileged_icmp = %t", !cri.NoUnprivilegedSysctls),
+		"[plugins.'io.containerd.cri.v1.runtime']")
+	lines = append(lines, criRuntimeSettings(cri)...)
+	return strings.Join(append(lines,
 		"  [plugins.'io.containerd.cri.v1.runtime'.cni]",
 		binDirs,
 		"    conf_dir = "+q(cri.CNIConfDir),
