@@ -37,7 +37,7 @@ help:
 	@echo "bench        hostnet vs runc, crun and CNI: tables, $(BENCH_OUT)/results.json, chart.svg (root)"
 	@echo "lint         gofmt and go vet"
 	@echo "fuzz         run each fuzz target for FUZZTIME ($(FUZZTIME)); corpora in testdata/fuzz"
-	@echo "setup        install what is missing: Debian packages, containerd v2.4.2 (root)"
+	@echo "setup        install what is missing: Debian packages, containerd v2.4.2 and 1.7/2.0/2.2 (root)"
 	@echo "demo         setup, then a host-network container on a private containerd (root)"
 	@echo "clean        remove bin/"
 

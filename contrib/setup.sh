@@ -6,6 +6,8 @@
 #   CONTAINERD_VERSION   containerd release built with `go install` (v2.4.2)
 #   HOSTNET_CACHE        where built containerd binaries are kept
 #                        (/var/cache/hostnet/containerd-$CONTAINERD_VERSION)
+#   HOSTNET_COMPAT_CONTAINERD  the older releases contrib/compat-containerd.sh
+#                        builds for the compatibility test
 set -euo pipefail
 
 CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
@@ -77,6 +79,10 @@ for b in "${bins[@]}"; do
 	fi
 	ln -sfn "$HOSTNET_CACHE/bin/$b" "$target"
 done
+
+# containerd 1.7, 2.0 and 2.2 (containerd and ctr only), which
+# integration/compat_test.go runs hostnet under.
+"$REPO/contrib/compat-containerd.sh"
 
 # runc v1.5.2, the reference the tests and `make bench` compare hostnet-runc
 # with (Debian's runc is 1.1.5), built once with seccomp support.

@@ -113,17 +113,27 @@ func eth0Addr(t *testing.T, out string) netip.Addr {
 
 func TestBridgeEth0(t *testing.T) {
 	b := newBridgeNet(t)
-	out, err := b.run(t, spec.ModeBridge, newID(t), "sh", "-c", "ip -o -4 addr show dev eth0; ip route")
+	out, err := b.run(t, spec.ModeBridge, newID(t), eth0Command...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.assertEth0(t, out)
+	b.assertNothingLeft(t)
+}
+
+// eth0Command prints a container's eth0 address and routes, for assertEth0.
+var eth0Command = []string{"sh", "-c", "ip -o -4 addr show dev eth0; ip route"}
+
+// assertEth0 checks eth0Command's output: an address in the subnet, the
+// default route through the gateway.
+func (b *bridgeNet) assertEth0(t *testing.T, out string) {
+	t.Helper()
 	if addr := eth0Addr(t, out); !b.subnet.Contains(addr) || addr == b.gateway {
 		t.Errorf("eth0 has %s, want a container address in %s", addr, b.subnet)
 	}
 	if !strings.Contains(out, "default via "+b.gateway.String()) {
 		t.Errorf("no default route via %s:\n%s", b.gateway, out)
 	}
-	b.assertNothingLeft(t)
 }
 
 func TestBridgeReachability(t *testing.T) {
@@ -258,6 +268,13 @@ func (b *bridgeNet) leasesFile() string {
 // no hostnet nftables rule.
 func (b *bridgeNet) assertNothingLeft(t *testing.T) {
 	t.Helper()
+	b.assertNothingLeftIn(t, testDaemon.Namespace)
+}
+
+// assertNothingLeftIn is assertNothingLeft for the containers of another
+// daemon's namespace.
+func (b *bridgeNet) assertNothingLeftIn(t *testing.T, namespace string) {
+	t.Helper()
 	if br, err := netlink.LinkByName(b.name); err == nil {
 		links, _ := netlink.LinkList()
 		for _, l := range links {
@@ -267,17 +284,17 @@ func (b *bridgeNet) assertNothingLeft(t *testing.T) {
 		}
 	}
 	data, _ := os.ReadFile(b.leasesFile())
-	if strings.Contains(string(data), testDaemon.Namespace) {
+	if strings.Contains(string(data), namespace) {
 		t.Errorf("leases left: %s", data)
 	}
 	mountinfo, _ := os.ReadFile("/proc/self/mountinfo")
 	for line := range strings.Lines(string(mountinfo)) {
-		if strings.Contains(line, "nsfs") && strings.Contains(line, testDaemon.Namespace) {
+		if strings.Contains(line, "nsfs") && strings.Contains(line, namespace) {
 			t.Errorf("netns mount left: %s", line)
 		}
 	}
 	if out, err := exec.Command("nft", "list", "table", "ip", "hostnet").CombinedOutput(); err == nil &&
-		strings.Contains(string(out), testDaemon.Namespace) {
+		strings.Contains(string(out), namespace) {
 		t.Errorf("nftables rules left:\n%s", out)
 	}
 }

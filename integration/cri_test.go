@@ -97,6 +97,13 @@ func TestCRI(t *testing.T) {
 // driver.
 func startCRIEnv(t *testing.T, systemd bool) *criEnv {
 	t.Helper()
+	return startCRIEnvOf(t, systemd, "", "")
+}
+
+// startCRIEnvOf is startCRIEnv with another containerd and ctr (PATH's if
+// empty), e.g. an older release (compat_test.go).
+func startCRIEnvOf(t *testing.T, systemd bool, containerd, ctr string) *criEnv {
+	t.Helper()
 	for _, p := range []string{"bridge", "host-local", "portmap", "loopback"} {
 		if _, err := os.Stat(filepath.Join(criCNIBinDir, p)); err != nil {
 			t.Fatalf("CNI plugin %s missing (apt-get install containernetworking-plugins): %v", p, err)
@@ -178,7 +185,7 @@ func startCRIEnv(t *testing.T, systemd bool) *criEnv {
 	defer cancel()
 	ns := fmt.Sprintf("hostnet-cri-%d", pid)
 	e.cgroupParent = "/" + ns
-	dcfg := daemon.Config{BinDir: binDir, Namespace: ns}
+	dcfg := daemon.Config{BinDir: binDir, Namespace: ns, Containerd: containerd, Ctr: ctr}
 	if e.box != nil {
 		dcfg.TempDir, dcfg.Command = e.base, e.box.Command
 	}

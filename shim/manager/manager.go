@@ -275,25 +275,36 @@ func (m manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 }
 
 // removeDeadSocket removes the socket a dead shim could not remove itself.
-// containerd records the address Start returned in the bundle's
-// bootstrap.json.
 func removeDeadSocket(ctx context.Context, bundle string) {
-	data, err := os.ReadFile(filepath.Join(bundle, "bootstrap.json"))
-	if err != nil {
+	address := shimAddress(bundle)
+	if !strings.HasPrefix(address, "unix://") {
 		return
 	}
-	var result struct {
-		Address string `json:"address"`
-	}
-	if err := json.Unmarshal(data, &result); err != nil || !strings.HasPrefix(result.Address, "unix://") {
-		return
-	}
-	if shim.CanConnect(result.Address) {
+	if shim.CanConnect(address) {
 		return // not dead after all: it will clean up after itself
 	}
-	if err := shim.RemoveSocket(result.Address); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := shim.RemoveSocket(address); err != nil && !errors.Is(err, os.ErrNotExist) {
 		log.G(ctx).WithError(err).Warn("failed to remove shim socket")
 	}
+}
+
+// shimAddress is the address Start returned for the bundle's container:
+// containerd 2.x records it in the bundle's bootstrap.json; under
+// containerd 1.7 only the `address` file legacyStart wrote has it.
+func shimAddress(bundle string) string {
+	if data, err := os.ReadFile(filepath.Join(bundle, "bootstrap.json")); err == nil {
+		var result struct {
+			Address string `json:"address"`
+		}
+		if json.Unmarshal(data, &result) == nil {
+			return result.Address
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(bundle, addressFile))
+	if err != nil {
+		return ""
+	}
+	return string(data)
 }
 
 func bundlePath(ctx context.Context) (string, error) {

@@ -9,7 +9,8 @@ import (
 )
 
 // Register adds the task service to the plugins pkg/shim loads when it
-// serves; it must be called before shim.RunShim.
+// serves, as task API v3 and v2 (taskv2.go); it must be called before
+// shim.RunShim.
 func Register() {
 	registry.Register(&plugin.Registration{
 		Type: plugins.TTRPCPlugin,
@@ -27,7 +28,11 @@ func Register() {
 			if err != nil {
 				return nil, err
 			}
-			return NewService(ic.Context, pub.(shim.Publisher), sd.(shutdown.Service))
+			svc, err := NewService(ic.Context, pub.(shim.Publisher), sd.(shutdown.Service))
+			if err != nil {
+				return nil, err
+			}
+			return taskServer{svc: svc.(*service)}, nil
 		},
 	})
 }

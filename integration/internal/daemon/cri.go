@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -66,6 +67,17 @@ func StartCRI(ctx context.Context, cfg Config, cri CRIConfig) (*Daemon, error) {
 	if cfg.Namespace == "" || cfg.Namespace == CRINamespace {
 		return nil, fmt.Errorf("daemon: StartCRI needs a private Namespace for its cgroup tree, not %q", cfg.Namespace)
 	}
+	containerd, err := lookPath(cfg.Containerd, "containerd")
+	if err != nil {
+		return nil, err
+	}
+	major, release := Version(containerd)
+	if cfg.ConfigVersion == 0 {
+		cfg.ConfigVersion = configVersionFor(containerd)
+	}
+	// containerd 2.0 reads one cni.bin_dir; 2.1 added bin_dirs and
+	// deprecated bin_dir.
+	oneBinDir := major == 2 && strings.HasPrefix(strings.TrimPrefix(release, "v"), "2.0.")
 	return start(ctx, cfg, "hostnet-cri-", func(d *Daemon) (string, error) {
 		// hostnet-runc's state lives in the daemon's directory too.
 		runtimeRoot := filepath.Join(d.Dir, "hostnet-runc")
@@ -81,22 +93,83 @@ func StartCRI(ctx context.Context, cfg Config, cri CRIConfig) (*Daemon, error) {
 		if err := os.WriteFile(hostnetConfig, []byte(body), 0o644); err != nil {
 			return "", err
 		}
-		return d.criConfig(cri, hostnetConfig), nil
+		if cfg.ConfigVersion < 3 {
+			return d.criConfigV2(cri, hostnetConfig)
+		}
+		return d.criConfig(cri, hostnetConfig, oneBinDir)
 	})
+}
+
+// criConfigV2 is criConfig in version 2, for containerd 1.x: the same
+// settings in the one CRI plugin of that version (as
+// contrib/containerd-config-v2.toml registers hostnet).
+func (d *Daemon) criConfigV2(cri CRIConfig, hostnetConfig string) (string, error) {
+	q := strconv.Quote
+	if len(cri.CNIBinDirs) != 1 {
+		return "", fmt.Errorf("daemon: containerd 1.x takes one CNI bin dir, not %q", cri.CNIBinDirs)
+	}
+	const cri1 = `[plugins."io.containerd.grpc.v1.cri"`
+	lines := append(d.baseConfig(2, nriPlugin),
+		cri1+`]`,
+		"  sandbox_image = "+q(cri.SandboxImage))
+	lines = append(lines, criRuntimeSettings(cri)...)
+	return strings.Join(append(lines,
+		"  disable_tcp_service = true",
+		`  stream_server_address = "127.0.0.1"`,
+		`  stream_server_port = "0"`,
+		"  "+cri1+`.cni]`,
+		"    bin_dir = "+q(cri.CNIBinDirs[0]),
+		"    conf_dir = "+q(cri.CNIConfDir),
+		"    max_conf_num = 1",
+		"  "+cri1+`.registry]`,
+		"    config_path = "+q(filepath.Join(d.Dir, "certs.d")),
+		"  "+cri1+`.containerd]`,
+		`    snapshotter = "overlayfs"`,
+		"    default_runtime_name = "+q(CRIHandler),
+		"    "+cri1+`.containerd.runtimes.`+CRIHandler+`]`,
+		"      runtime_type = "+q(HostnetRuntime),
+		"      pod_annotations = "+tomlList(cri.PodAnnotations, q),
+		"      "+cri1+`.containerd.runtimes.`+CRIHandler+`.options]`,
+		"        ConfigPath = "+q(hostnetConfig),
+		"",
+	), "\n"), nil
+}
+
+// criRuntimeSettings are the CRI runtime settings both configuration
+// versions spell alike, in the table of the CRI runtime plugin.
+func criRuntimeSettings(cri CRIConfig) []string {
+	return []string{
+		"  enable_selinux = false",
+		"  disable_apparmor = true",
+		// CRI's pod netns mounts live under the daemon's state, not /var/run/netns.
+		"  netns_mounts_under_state_dir = true",
+		fmt.Sprintf("  restrict_oom_score_adj = %t", cri.RestrictOOMScoreAdj),
+		fmt.Sprintf("  enable_unprivileged_ports = %t", !cri.NoUnprivilegedSysctls),
+		fmt.Sprintf("  enable_unprivileged_icmp = %t", !cri.NoUnprivilegedSysctls),
+	}
+}
+
+func tomlList(ss []string, quote func(string) string) string {
+	quoted := make([]string, len(ss))
+	for i, s := range ss {
+		quoted[i] = quote(s)
+	}
+	return "[" + strings.Join(quoted, ", ") + "]"
 }
 
 // criConfig renders a config version 3 file like config, plus the CRI
 // plugins' settings.
-func (d *Daemon) criConfig(cri CRIConfig, hostnetConfig string) string {
+func (d *Daemon) criConfig(cri CRIConfig, hostnetConfig string, oneBinDir bool) (string, error) {
 	q := tomlString
-	list := func(ss []string) string {
-		quoted := make([]string, len(ss))
-		for i, s := range ss {
-			quoted[i] = q(s)
+	list := func(ss []string) string { return tomlList(ss, q) }
+	binDirs := "    bin_dirs = " + list(cri.CNIBinDirs)
+	if oneBinDir {
+		if len(cri.CNIBinDirs) != 1 {
+			return "", fmt.Errorf("daemon: containerd 2.0 takes one CNI bin dir, not %q", cri.CNIBinDirs)
 		}
-		return "[" + strings.Join(quoted, ", ") + "]"
+		binDirs = "    bin_dir = " + q(cri.CNIBinDirs[0])
 	}
-	return strings.Join(append(d.baseConfig(3, nriPlugin),
+	lines := append(d.baseConfig(3, nriPlugin),
 		"[plugins.'io.containerd.cri.v1.images']",
 		"  snapshotter = 'overlayfs'",
 		"  [plugins.'io.containerd.cri.v1.images'.pinned_images]",
@@ -105,16 +178,11 @@ func (d *Daemon) criConfig(cri CRIConfig, hostnetConfig string) string {
 		// No hosts.toml anywhere: nothing configures a mirror.
 		"    config_path = "+q(filepath.Join(d.Dir, "certs.d")),
 		"",
-		"[plugins.'io.containerd.cri.v1.runtime']",
-		"  enable_selinux = false",
-		"  disable_apparmor = true",
-		// CRI's pod netns mounts live under the daemon's state, not /var/run/netns.
-		"  netns_mounts_under_state_dir = true",
-		fmt.Sprintf("  restrict_oom_score_adj = %t", cri.RestrictOOMScoreAdj),
-		fmt.Sprintf("  enable_unprivileged_ports = %t", !cri.NoUnprivilegedSysctls),
-		fmt.Sprintf("  enable_unprivileged_icmp = %t", !cri.NoUnprivilegedSysctls),
+		"[plugins.'io.containerd.cri.v1.runtime']")
+	lines = append(lines, criRuntimeSettings(cri)...)
+	return strings.Join(append(lines,
 		"  [plugins.'io.containerd.cri.v1.runtime'.cni]",
-		"    bin_dirs = "+list(cri.CNIBinDirs),
+		binDirs,
 		"    conf_dir = "+q(cri.CNIConfDir),
 		"    max_conf_num = 1",
 		"  [plugins.'io.containerd.cri.v1.runtime'.containerd]",
@@ -130,7 +198,7 @@ func (d *Daemon) criConfig(cri CRIConfig, hostnetConfig string) string {
 		"  stream_server_address = '127.0.0.1'",
 		"  stream_server_port = '0'",
 		"",
-	), "\n")
+	), "\n"), nil
 }
 
 // CtrIn is Ctr in containerd namespace ns instead of d.Namespace.
@@ -148,6 +216,11 @@ func (d *Daemon) CtrIn(ctx context.Context, ns string, args ...string) *exec.Cmd
 // lists and uses it like a pulled image.
 func (d *Daemon) ImportImageIn(ctx context.Context, ns, archive string) error {
 	args := []string{"images", "import", "--label", "io.cri-containerd.image=managed", archive}
+	if d.configVersion < 3 {
+		// containerd 1.x: its ctr has no --label, and its CRI lists every
+		// image of its namespace, labelled or not.
+		args = []string{"images", "import", archive}
+	}
 	cmd := d.CtrIn(ctx, ns, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

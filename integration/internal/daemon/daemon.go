@@ -88,6 +88,9 @@ type Daemon struct {
 	cmd          *exec.Cmd
 	exitc        chan error
 	log          *os.File
+
+	// configVersion is the configuration file's version: 2 for containerd 1.x.
+	configVersion int
 }
 
 // Start creates a temporary directory, writes a configuration file into it
@@ -151,10 +154,11 @@ func start(ctx context.Context, cfg Config, prefix string, render func(*Daemon) 
 			return nil, err
 		}
 	}
+	if cfg.ConfigVersion == 0 {
+		cfg.ConfigVersion = configVersionFor(containerd)
+	}
+	d.configVersion = cfg.ConfigVersion
 	if render == nil {
-		if cfg.ConfigVersion == 0 {
-			cfg.ConfigVersion = configVersionFor(containerd)
-		}
 		render = func(d *Daemon) (string, error) {
 			if cfg.ConfigVersion < 3 {
 				return d.configV2(), nil

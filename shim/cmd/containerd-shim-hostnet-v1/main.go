@@ -5,13 +5,11 @@ package main
 import (
 	"context"
 
-	"github.com/containerd/containerd/v2/pkg/shim"
-
 	"github.com/hostnet-dev/hostnet/shim/manager"
 	"github.com/hostnet-dev/hostnet/shim/task"
 )
 
 func main() {
 	task.Register()
-	shim.RunShim(context.Background(), manager.New(manager.RuntimeName))
+	manager.Run(context.Background(), manager.New(manager.RuntimeName))
 }
