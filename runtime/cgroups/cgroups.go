@@ -15,6 +15,8 @@ import (
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
+	ocgroups "github.com/opencontainers/cgroups"
+	"github.com/opencontainers/cgroups/fs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -273,9 +275,21 @@ func (c *v1) Pids() ([]int, error) {
 	return pids, nil
 }
 
-func (c *v1) Freeze() error { return c.cg.Freeze() }
-func (c *v1) Thaw() error   { return c.cg.Thaw() }
-func (c *v1) Frozen() bool  { return c.cg.State() == cgroup1.Frozen }
+// Freeze uses runc's v1 freezer (opencontainers/cgroups/fs), which retries
+// and thaws in between while the cgroup stays FREEZING: a task in the middle
+// of execve (an init exec'ing the user's program, an exec starting) cannot
+// be frozen until it finishes, and containerd/cgroups' Freeze then waits for
+// FROZEN forever. After its retries it thaws and fails instead of hanging.
+func (c *v1) Freeze() error {
+	p, err := c.paths.v1Path(cgroup1.Freezer)
+	if err != nil {
+		return fmt.Errorf("freeze: no freezer cgroup: %w", err)
+	}
+	return (&fs.FreezerGroup{}).Set(filepath.Join(mountPoint("freezer"), p), &ocgroups.Resources{Freezer: ocgroups.Frozen})
+}
+
+func (c *v1) Thaw() error  { return c.cg.Thaw() }
+func (c *v1) Frozen() bool { return c.cg.State() == cgroup1.Frozen }
 
 func (c *v1) Delete() error {
 	if err := drain(c); err != nil {
