@@ -30,6 +30,7 @@ type bridgeNet struct {
 	gateway netip.Addr
 	ipamDir string
 	config  string // path of the TOML file
+	toml    string // its [network.bridge] section
 }
 
 func newBridgeNet(t *testing.T) *bridgeNet {
@@ -45,8 +46,8 @@ func newBridgeNet(t *testing.T) *bridgeNet {
 	}
 	b.gateway = b.subnet.Addr().Next()
 	b.config = filepath.Join(t.TempDir(), "hostnet.toml")
-	toml := fmt.Sprintf("[network.bridge]\nname = %q\nsubnet = %q\nstate_dir = %q\n", b.name, b.subnet, b.ipamDir)
-	if err := os.WriteFile(b.config, []byte(toml), 0o644); err != nil {
+	b.toml = fmt.Sprintf("[network.bridge]\nname = %q\nsubnet = %q\nstate_dir = %q\n", b.name, b.subnet, b.ipamDir)
+	if err := os.WriteFile(b.config, []byte(b.toml), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -251,7 +252,8 @@ func (b *bridgeNet) leased(t *testing.T, id string) netip.Addr {
 		t.Fatal(err)
 	}
 	for addr, key := range st.Leases {
-		if key == testDaemon.Namespace+"/"+id {
+		// namespace/id@<bundle hash>; before issue 10, namespace/id.
+		if k := testDaemon.Namespace + "/" + id; key == k || strings.HasPrefix(key, k+"@") {
 			return addr
 		}
 	}

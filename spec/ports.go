@@ -108,17 +108,45 @@ type nerdctlPort struct {
 // from nerdctl's, in that order.
 func PortsFor(s *specs.Spec) ([]PortMapping, error) {
 	var out []PortMapping
+	err := eachPort(s, func(_ string, p PortMapping) error {
+		out = append(out, p)
+		return nil
+	})
+	return out, err
+}
+
+// CheckHostIPs refuses a published port whose host IP is neither
+// unspecified nor an address of the host, as binding it would: a DNAT rule
+// for another address would take the host's own connections to it (a
+// neighbour container's, a DNS server's) to the container. isHostAddr
+// answers for the host; the error names the annotation and the address.
+func CheckHostIPs(s *specs.Spec, isHostAddr func(netip.Addr) bool) error {
+	return eachPort(s, func(annotation string, p PortMapping) error {
+		if !p.HostIP.IsValid() || p.HostIP.IsUnspecified() || isHostAddr(p.HostIP) {
+			return nil
+		}
+		return fmt.Errorf("annotation %s: cannot publish port %s: host IP %s is not an address of this host", annotation, p, p.HostIP)
+	})
+}
+
+// eachPort calls fn with every port mapping s publishes and the annotation
+// it comes from.
+func eachPort(s *specs.Spec, fn func(annotation string, p PortMapping) error) error {
 	if v, ok := s.Annotations[PortsAnnotation]; ok {
 		ports, err := ParsePorts(v)
 		if err != nil {
-			return nil, fmt.Errorf("annotation %s: %w", PortsAnnotation, err)
+			return fmt.Errorf("annotation %s: %w", PortsAnnotation, err)
 		}
-		out = append(out, ports...)
+		for _, p := range ports {
+			if err := fn(PortsAnnotation, p); err != nil {
+				return err
+			}
+		}
 	}
 	if v, ok := s.Annotations[NerdctlPortsAnnotation]; ok && v != "" {
 		var np []nerdctlPort
 		if err := json.Unmarshal([]byte(v), &np); err != nil {
-			return nil, fmt.Errorf("annotation %s: %w", NerdctlPortsAnnotation, err)
+			return fmt.Errorf("annotation %s: %w", NerdctlPortsAnnotation, err)
 		}
 		for _, n := range np {
 			item := fmt.Sprintf("%d:%d/%s", n.HostPort, n.ContainerPort, n.Protocol)
@@ -127,10 +155,12 @@ func PortsFor(s *specs.Spec) ([]PortMapping, error) {
 			}
 			p, err := parsePort(item)
 			if err != nil {
-				return nil, fmt.Errorf("annotation %s: invalid port mapping %q: %w", NerdctlPortsAnnotation, item, err)
+				return fmt.Errorf("annotation %s: invalid port mapping %q: %w", NerdctlPortsAnnotation, item, err)
 			}
-			out = append(out, p)
+			if err := fn(NerdctlPortsAnnotation, p); err != nil {
+				return err
+			}
 		}
 	}
-	return out, nil
+	return nil
 }

@@ -69,3 +69,23 @@ func TestPortsForNerdctl(t *testing.T) {
 		t.Errorf("malformed nerdctl ports: err = %v", err)
 	}
 }
+
+func TestCheckHostIPs(t *testing.T) {
+	local := func(a netip.Addr) bool { return a == netip.MustParseAddr("192.0.2.1") || a.IsLoopback() }
+	for _, tc := range []struct {
+		annotations map[string]string
+		want        string
+	}{
+		{map[string]string{PortsAnnotation: "8080:80,0.0.0.0:8081:80,192.0.2.1:8082:80,127.0.0.1:8083:80"}, ""},
+		{map[string]string{PortsAnnotation: "8080:80,10.89.0.7:80:8080"},
+			"annotation hostnet.containerd.io/ports: cannot publish port 10.89.0.7:80:8080/tcp: host IP 10.89.0.7 is not an address of this host"},
+		{map[string]string{PortsAnnotation: "198.51.100.53:53:53/udp"}, "host IP 198.51.100.53 is not an address of this host"},
+		{map[string]string{NerdctlPortsAnnotation: `[{"HostPort":53,"ContainerPort":53,"Protocol":"udp","HostIP":"198.51.100.53"}]`},
+			"annotation nerdctl/ports: cannot publish port 198.51.100.53:53:53/udp"},
+	} {
+		err := CheckHostIPs(&specs.Spec{Annotations: tc.annotations}, local)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%v: err = %v, want %q", tc.annotations, err, tc.want)
+		}
+	}
+}

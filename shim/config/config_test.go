@@ -73,6 +73,16 @@ gateway = "10.1.0.255"`, "is the network or broadcast address"},
 name = ".."`, `network.bridge.name ".." must not be`},
 		{`[network.bridge]
 name = "a/b"`, "must not be"},
+		// Issue 10: a /30's broadcast address, an IPv4-mapped IPv6 subnet
+		// and an IPv6 gateway in an IPv4 subnet.
+		{`[network.bridge]
+subnet = "10.1.0.0/30"
+gateway = "10.1.0.3"`, "network.bridge.gateway 10.1.0.3 is the network or broadcast address of subnet 10.1.0.0/30"},
+		{`[network.bridge]
+subnet = "::ffff:10.1.0.0/120"`, "must be IPv4"},
+		{`[network.bridge]
+subnet = "10.1.0.0/24"
+gateway = "fd00::1"`, "outside subnet"},
 	} {
 		_, err := Parse([]byte(tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

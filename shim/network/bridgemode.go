@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/hostnet-dev/hostnet/shim/network/bridge"
@@ -41,7 +40,7 @@ var resolvConfs = []string{"/etc/resolv.conf", "/run/systemd/resolve/resolv.conf
 // can undo a half-done attach even from `shim delete` after the shim died,
 // and with the values used then, whatever the configuration says later.
 type attachment struct {
-	Key        string             `json:"key"` // containerd namespace/id
+	Key        string             `json:"key"` // see attachmentKey
 	Bridge     string             `json:"bridge"`
 	Subnet     netip.Prefix       `json:"subnet"`
 	Gateway    netip.Addr         `json:"gateway"`
@@ -52,6 +51,26 @@ type attachment struct {
 	NetNS      string             `json:"netns"`
 	Address    netip.Addr         `json:"address,omitzero"` // once leased
 	Ports      []spec.PortMapping `json:"ports,omitempty"`
+
+	// made is what this Prepare created, so that its failure undoes
+	// exactly that: an existing link, lease or rule of the same name may
+	// belong to someone else.
+	made made
+}
+
+// made records the steps of attach that changed the host.
+type made struct {
+	lease, netns, veth, rules bool
+}
+
+// attachmentKey names what a container owns on the host: its lease, its
+// nftables rules and its veth. Every containerd on the host shares these,
+// and two of them may each run a container namespace/id: the bundle path,
+// which lies in the state directory of the containerd that made it, tells
+// them apart. namespace/id stays readable for operators.
+func attachmentKey(r Request) string {
+	sum := sha256.Sum256([]byte(filepath.Clean(r.Bundle)))
+	return r.Namespace + "/" + r.ID + "@" + hex.EncodeToString(sum[:4])
 }
 
 // criContainerType is the annotation containerd's CRI sets to "sandbox" or
@@ -70,6 +89,12 @@ func prepareBridge(r Request, path string, s *specs.Spec, before []byte, explici
 		}
 		return invalid(fmt.Errorf("bridge network mode cannot be used with a spec that joins network namespace %s", ns.Path))
 	}
+	if err := nat.CheckPorts(ports); err != nil {
+		return err
+	}
+	if err := spec.CheckHostIPs(s, isHostAddr); err != nil {
+		return invalid(err)
+	}
 	// A host process already listening on a published port would be
 	// shadowed by the DNAT rule without a word: refuse, naming it.
 	hostPorts := make([]spec.PortMapping, len(ports))
@@ -77,10 +102,10 @@ func prepareBridge(r Request, path string, s *specs.Spec, before []byte, explici
 		hostPorts[i] = spec.PortMapping{ContainerPort: p.HostPort, Protocol: p.Protocol}
 	}
 	if err := checkPortsFree("/proc", hostPorts); err != nil {
-		return fmt.Errorf("%v: %w", err, errdefs.ErrAlreadyExists)
+		return taken(err, "")
 	}
 	cfg := r.Config.Bridge
-	key := r.Namespace + "/" + r.ID
+	key := attachmentKey(r)
 	a := &attachment{
 		Key:        key,
 		Bridge:     cfg.Name,
@@ -98,7 +123,7 @@ func prepareBridge(r Request, path string, s *specs.Spec, before []byte, explici
 	}
 	defer func() {
 		if retErr != nil {
-			if err := a.teardown(r.Bundle); err != nil {
+			if err := a.rollback(r.Bundle); err != nil {
 				retErr = fmt.Errorf("%w; undoing the attach also failed: %v", retErr, err)
 			}
 		}
@@ -140,12 +165,13 @@ func (a *attachment) attach() error {
 	if err != nil {
 		return err
 	}
-	if a.Address, err = alloc.Allocate(a.Key); err != nil {
+	if a.Address, a.made.lease, err = alloc.Allocate(a.Key); err != nil {
 		return err
 	}
 	if err := netns.Create(a.NetNS); err != nil {
 		return err
 	}
+	a.made.netns = true
 	br := bridge.Bridge{Name: a.Bridge, Gateway: netip.PrefixFrom(a.Gateway, a.Subnet.Bits()), MTU: a.MTU}
 	link, err := br.Ensure()
 	if err != nil {
@@ -155,29 +181,51 @@ func (a *attachment) attach() error {
 	if err := br.Attach(link, ep); err != nil {
 		return err
 	}
-	return a.NAT.Add(nat.Endpoint{Key: a.Key, Bridge: a.Bridge, Subnet: a.Subnet, Addr: a.Address, Ports: a.Ports})
+	a.made.veth = true
+	if err := a.NAT.Add(nat.Endpoint{Key: a.Key, Bridge: a.Bridge, Subnet: a.Subnet, Addr: a.Address, Ports: a.Ports}); err != nil {
+		return err
+	}
+	a.made.rules = true
+	return nil
 }
 
 // teardown undoes attach, each step idempotent, in reverse order. The
 // state file goes last, and only when every step worked, so that a later
 // Teardown can retry what failed.
 func (a *attachment) teardown(bundle string) error {
+	return a.undo(bundle, made{lease: true, netns: true, veth: true, rules: true})
+}
+
+// rollback undoes what a failed Prepare made, and nothing else.
+func (a *attachment) rollback(bundle string) error {
+	return a.undo(bundle, a.made)
+}
+
+func (a *attachment) undo(bundle string, m made) error {
 	var errs []error
-	if err := a.NAT.Remove(a.Key); err != nil {
-		errs = append(errs, err)
+	if m.rules {
+		if err := a.NAT.Remove(a.Key); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	if err := bridge.Detach(a.HostIfName); err != nil {
-		errs = append(errs, err)
+	if m.veth {
+		if err := bridge.Detach(a.HostIfName); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	if err := netns.Remove(a.NetNS); err != nil {
-		errs = append(errs, err)
+	if m.netns {
+		if err := netns.Remove(a.NetNS); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	alloc, err := ipam.New(a.IPAMDir, a.Subnet, a.Gateway)
-	if err == nil {
-		err = alloc.Release(a.Key)
-	}
-	if err != nil {
-		errs = append(errs, err)
+	if m.lease {
+		alloc, err := ipam.New(a.IPAMDir, a.Subnet, a.Gateway)
+		if err == nil {
+			err = alloc.Release(a.Key)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, name := range []string{hostsFile, resolvFile} {
 		if err := os.Remove(filepath.Join(bundle, name)); err != nil && !errors.Is(err, os.ErrNotExist) {

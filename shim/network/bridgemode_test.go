@@ -3,6 +3,7 @@ package network
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -226,7 +227,7 @@ func checkNothingLeft(t *testing.T, n config.Network, reqs ...Request) {
 	t.Helper()
 	mountinfo, _ := os.ReadFile("/proc/self/mountinfo")
 	for _, r := range reqs {
-		key := r.Namespace + "/" + r.ID
+		key := attachmentKey(r)
 		if _, err := netlink.LinkByName(hostIfName(key)); err == nil {
 			t.Errorf("%s: veth %s left", key, hostIfName(key))
 		}
@@ -317,9 +318,23 @@ func TestBridgeModeFailuresUndo(t *testing.T) {
 	checkNothingLeft(t, n, first, r)
 }
 
+// attached reads the attachment Prepare recorded in the bundle.
+func attached(t *testing.T, r Request) attachment {
+	t.Helper()
+	var a attachment
+	data, err := os.ReadFile(filepath.Join(r.Bundle, stateFile))
+	if err == nil {
+		err = json.Unmarshal(data, &a)
+	}
+	if err != nil {
+		t.Fatalf("network state of %s: %v", r.ID, err)
+	}
+	return a
+}
+
 func checkNothingLeftFor(t *testing.T, r Request) {
 	t.Helper()
-	key := r.Namespace + "/" + r.ID
+	key := attachmentKey(r)
 	if _, err := netlink.LinkByName(hostIfName(key)); err == nil {
 		t.Errorf("%s: veth left", key)
 	}

@@ -120,8 +120,12 @@ func prepareHost(s *specs.Spec, bundle string, explicit bool, ports []spec.PortM
 	}
 	if len(ports) > 0 {
 		res.Warnings = append(res.Warnings, spec.PublishedPortsWarning)
-		if err := checkPortsFree("/proc", ports); err != nil {
-			return fmt.Errorf("%v: a host network mode container binds the host's ports directly: %w", err, errdefs.ErrAlreadyExists)
+		err := checkPortsFree("/proc", ports)
+		if err == nil {
+			err = checkPortsUnpublished(ports)
+		}
+		if err != nil {
+			return taken(err, "a host network mode container binds the host's ports directly")
 		}
 	}
 	addHostFiles(s, bundle, spec.HostFiles, res)

@@ -2,14 +2,39 @@ package network
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
+	"github.com/containerd/errdefs"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/hostnet-dev/hostnet/spec"
 )
+
+// portTakenError is a port someone else holds, as opposed to a failure to
+// find out.
+type portTakenError struct{ msg string }
+
+func (e *portTakenError) Error() string { return e.msg }
+
+// taken marks a port conflict, with why, as AlreadyExists; other errors
+// are returned as they are.
+func taken(err error, why string) error {
+	var pt *portTakenError
+	if !errors.As(err, &pt) {
+		return err
+	}
+	if why != "" {
+		return fmt.Errorf("%v: %s: %w", err, why, errdefs.ErrAlreadyExists)
+	}
+	return fmt.Errorf("%v: %w", err, errdefs.ErrAlreadyExists)
+}
 
 // checkPortsFree fails when a port a host-mode container declares is already
 // bound on the host, naming the port and, when /proc shows it, the process
@@ -28,9 +53,41 @@ func checkPortsFree(procRoot string, ports []spec.PortMapping) error {
 		if pid, comm, ok := socketOwner(procRoot, inodes); ok {
 			holder = fmt.Sprintf(" by pid %d (%s)", pid, comm)
 		}
-		return fmt.Errorf("port %d/%s is already in use on the host%s", p.ContainerPort, p.Protocol, holder)
+		return &portTakenError{fmt.Sprintf("port %d/%s is already in use on the host%s", p.ContainerPort, p.Protocol, holder)}
 	}
 	return nil
+}
+
+// checkPortsUnpublished fails when a port a host-mode container declares is
+// published by a bridge-mode container: the DNAT rule would take the
+// host-mode container's clients without a word.
+func checkPortsUnpublished(ports []spec.PortMapping) error {
+	if len(ports) == 0 {
+		return nil
+	}
+	published, err := natTable.Published()
+	if err != nil {
+		return fmt.Errorf("check host ports: %w", err)
+	}
+	for _, p := range ports {
+		for _, pub := range published {
+			if pub.Mapping.HostPort == p.ContainerPort && pub.Mapping.Protocol == p.Protocol {
+				return &portTakenError{fmt.Sprintf("port %d/%s is already published by bridge network container %s (%s)",
+					p.ContainerPort, p.Protocol, pub.Owner, pub.Mapping)}
+			}
+		}
+	}
+	return nil
+}
+
+// isHostAddr reports whether addr is one of the host's: whether the
+// kernel routes it to the host itself (every address of its interfaces,
+// all of 127.0.0.0/8). That is what bind(2) requires and what the
+// publish rules' "fib daddr type local" matches. It asks the network
+// namespace of the calling thread, the host's in the shim.
+func isHostAddr(addr netip.Addr) bool {
+	routes, err := netlink.RouteGet(addr.AsSlice())
+	return err == nil && len(routes) > 0 && routes[0].Type == unix.RTN_LOCAL
 }
 
 // boundSockets returns the inodes of sockets bound to port: TCP listeners,

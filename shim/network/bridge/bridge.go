@@ -37,7 +37,10 @@ type Bridge struct {
 // never turned off again; other networks on the host may rely on it.
 // route_localnet on the bridge lets connections to 127.0.0.1 be DNATed to a
 // container: the kernel otherwise drops packets with a loopback source
-// routed out of a non-loopback device.
+// routed out of a non-loopback device, and their replies. It also lets
+// containers send to the host's loopback addresses and from them
+// (CVE-2020-8558): the nat package's guard rules, installed with the
+// first container's rules, drop that traffic again.
 func (b Bridge) Ensure() (netlink.Link, error) {
 	link, err := netlink.LinkByName(b.Name)
 	if _, notFound := err.(netlink.LinkNotFoundError); notFound {

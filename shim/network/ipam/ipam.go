@@ -68,11 +68,12 @@ func New(dir string, subnet netip.Prefix, gateway netip.Addr) (*Allocator, error
 	}, nil
 }
 
-// Allocate leases an address to key, or returns the one it already holds.
-// A full subnet is a ResourceExhausted error.
-func (a *Allocator) Allocate(key string) (netip.Addr, error) {
+// Allocate leases an address to key, or returns the one it already holds;
+// leased says which, so that a failed create releases only a lease it
+// made. A full subnet is a ResourceExhausted error.
+func (a *Allocator) Allocate(key string) (addr netip.Addr, leased bool, err error) {
 	var got netip.Addr
-	err := a.update(func(s *state) (bool, error) {
+	err = a.update(func(s *state) (bool, error) {
 		for addr, k := range s.Leases {
 			if k == key {
 				got = addr
@@ -86,10 +87,10 @@ func (a *Allocator) Allocate(key string) (netip.Addr, error) {
 		}
 		s.Leases[addr] = key
 		s.Last = addr
-		got = addr
+		got, leased = addr, true
 		return true, nil
 	})
-	return got, err
+	return got, leased, err
 }
 
 // Release frees every address leased to key. Releasing a key without a

@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 		}
 		n, _ := strconv.Atoi(os.Getenv("IPAM_TEST_CHILD_N"))
 		for i := range n {
-			addr, err := a.Allocate(fmt.Sprintf("proc%d/c%d", os.Getpid(), i))
+			addr, _, err := a.Allocate(fmt.Sprintf("proc%d/c%d", os.Getpid(), i))
 			if err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				os.Exit(1)
@@ -55,21 +55,21 @@ func TestAllocateSequential(t *testing.T) {
 	a := newAllocator(t, t.TempDir())
 	want := []string{"10.234.7.2", "10.234.7.3", "10.234.7.4"}
 	for i, w := range want {
-		got, err := a.Allocate(fmt.Sprintf("ns/c%d", i))
+		got, _, err := a.Allocate(fmt.Sprintf("ns/c%d", i))
 		if err != nil || got.String() != w {
 			t.Fatalf("Allocate #%d = %v, %v; want %s", i, got, err, w)
 		}
 	}
 	// Idempotent for a key: a retried create gets its own address back.
-	if got, err := a.Allocate("ns/c1"); err != nil || got.String() != "10.234.7.3" {
-		t.Errorf("Allocate again = %v, %v; want the key's lease 10.234.7.3", got, err)
+	if got, leased, err := a.Allocate("ns/c1"); err != nil || got.String() != "10.234.7.3" || leased {
+		t.Errorf("Allocate again = %v, %v, %v; want the key's lease 10.234.7.3, not a new one", got, leased, err)
 	}
 }
 
 func TestReleaseAndReuse(t *testing.T) {
 	a := newAllocator(t, t.TempDir())
-	first, _ := a.Allocate("ns/a")
-	if _, err := a.Allocate("ns/b"); err != nil {
+	first, _, _ := a.Allocate("ns/a")
+	if _, _, err := a.Allocate("ns/b"); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Release("ns/a"); err != nil {
@@ -83,7 +83,7 @@ func TestReleaseAndReuse(t *testing.T) {
 		t.Fatalf("leases after release = %v", leases)
 	}
 	// Next-fit: the freed address is not handed out again at once.
-	if got, _ := a.Allocate("ns/c"); got == first {
+	if got, _, _ := a.Allocate("ns/c"); got == first {
 		t.Errorf("released %s was reused immediately", got)
 	}
 }
@@ -96,7 +96,7 @@ func TestFullRange(t *testing.T) {
 	}
 	seen := map[netip.Addr]bool{}
 	for i := range 5 {
-		addr, err := a.Allocate(fmt.Sprintf("ns/c%d", i))
+		addr, _, err := a.Allocate(fmt.Sprintf("ns/c%d", i))
 		if err != nil {
 			t.Fatalf("Allocate #%d: %v", i, err)
 		}
@@ -107,26 +107,26 @@ func TestFullRange(t *testing.T) {
 			t.Errorf("reserved address %s was leased", reserved)
 		}
 	}
-	_, err = a.Allocate("ns/full")
+	_, _, err = a.Allocate("ns/full")
 	if !errors.Is(err, errdefs.ErrResourceExhausted) || !strings.Contains(err.Error(), "10.234.8.0/29") {
 		t.Fatalf("Allocate on a full subnet: %v; want resource exhausted naming the subnet", err)
 	}
 	if err := a.Release("ns/c3"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Allocate("ns/full"); err != nil {
+	if _, _, err := a.Allocate("ns/full"); err != nil {
 		t.Errorf("Allocate after a release: %v", err)
 	}
 }
 
 func TestRestartPersistence(t *testing.T) {
 	dir := t.TempDir()
-	first, _ := newAllocator(t, dir).Allocate("ns/a")
+	first, _, _ := newAllocator(t, dir).Allocate("ns/a")
 	b := newAllocator(t, dir) // as a new shim would
-	if got, _ := b.Allocate("ns/a"); got != first {
+	if got, _, _ := b.Allocate("ns/a"); got != first {
 		t.Errorf("after restart ns/a got %s, want its lease %s", got, first)
 	}
-	if got, _ := b.Allocate("ns/b"); got == first {
+	if got, _, _ := b.Allocate("ns/b"); got == first {
 		t.Errorf("after restart ns/b got ns/a's %s", got)
 	}
 }
@@ -134,7 +134,7 @@ func TestRestartPersistence(t *testing.T) {
 func TestStaleBoot(t *testing.T) {
 	dir := t.TempDir()
 	a := newAllocator(t, dir)
-	if _, err := a.Allocate("ns/a"); err != nil {
+	if _, _, err := a.Allocate("ns/a"); err != nil {
 		t.Fatal(err)
 	}
 	a.bootID = "another boot"
@@ -152,7 +152,7 @@ func TestAllocateConcurrent(t *testing.T) {
 		wg.Go(func() {
 			// An allocator each, as separate shims would have.
 			a := newAllocator(t, dir)
-			addr, err := a.Allocate(fmt.Sprintf("ns/c%d", i))
+			addr, _, err := a.Allocate(fmt.Sprintf("ns/c%d", i))
 			if err != nil {
 				t.Error(err)
 			}
@@ -214,7 +214,7 @@ func checkDistinct(t *testing.T, addrs []netip.Addr) {
 func BenchmarkAllocateRelease(b *testing.B) {
 	a := newAllocator(b, b.TempDir())
 	for b.Loop() {
-		if _, err := a.Allocate("ns/bench"); err != nil {
+		if _, _, err := a.Allocate("ns/bench"); err != nil {
 			b.Fatal(err)
 		}
 		if err := a.Release("ns/bench"); err != nil {

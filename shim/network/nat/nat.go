@@ -2,15 +2,17 @@
 // published ports, with nftables over netlink (no iptables or nft binary).
 //
 // Everything lives in one table of the ip family that no one else writes,
-// by default "ip hostnet", with three NAT base chains:
+// by default "ip hostnet", with three NAT base chains and a filter one:
 //
 //	prerouting  (nat, prerouting, dstnat):  DNAT of published ports
 //	output      (nat, output, dstnat):      the same for the host's own connections
 //	postrouting (nat, postrouting, srcnat): masquerade
+//	guard       (filter, prerouting, filter): loopback traffic from a bridge
 //
-// Every rule belongs to one container: its comment starts with the
-// container's key (containerd namespace/id), so removing a container
-// deletes exactly its rules. The table itself goes when its last rule
+// Every rule but the guard's belongs to one container: its comment starts
+// with the container's key, so removing a container deletes exactly its
+// rules. The guard's rules belong to a bridge ("bridge:<name>") and stay as
+// long as the table. The table itself goes when the last container's rule
 // does, so a host without bridge-mode containers has no hostnet ruleset.
 // Adding and removing run under a host-wide flock: between listing the
 // rules and deleting an empty table, no other shim may add one.
@@ -57,7 +59,7 @@ type Endpoint struct {
 // retried create is harmless. A host port another container publishes is
 // an AlreadyExists error naming both.
 func (t Table) Add(ep Endpoint) error {
-	if err := checkPorts(ep.Ports); err != nil {
+	if err := CheckPorts(ep.Ports); err != nil {
 		return err
 	}
 	return t.locked(func(c *nftables.Conn) error {
@@ -66,6 +68,7 @@ func (t Table) Add(ep Endpoint) error {
 		if err != nil {
 			return err
 		}
+		guarded := false
 		for _, r := range existing {
 			owner, role := parseComment(r)
 			if owner == ep.Key {
@@ -74,6 +77,7 @@ func (t Table) Add(ep Endpoint) error {
 				}
 				continue
 			}
+			guarded = guarded || owner == guardOwner(ep.Bridge)
 			if err := conflict(ep, owner, role); err != nil {
 				return err
 			}
@@ -81,6 +85,11 @@ func (t Table) Add(ep Endpoint) error {
 		c.AddTable(tbl)
 		for _, ch := range chains {
 			c.AddChain(ch)
+		}
+		if !guarded {
+			for _, r := range guardRules(ep.Bridge, chains[3]) {
+				c.AddRule(r)
+			}
 		}
 		for _, r := range rulesFor(ep, chains) {
 			c.AddRule(r)
@@ -102,15 +111,19 @@ func (t Table) Remove(key string) error {
 			return err
 		}
 		var mine []*nftables.Rule
+		others := 0 // other containers' rules
 		for _, r := range existing {
-			if owner, _ := parseComment(r); owner == key {
+			switch owner, _ := parseComment(r); {
+			case owner == key:
 				mine = append(mine, r)
+			case !isGuardOwner(owner):
+				others++
 			}
 		}
 		switch {
 		case len(existing) == 0 && !tableExists(c, t.Name):
 			return nil
-		case len(mine) == len(existing):
+		case others == 0:
 			c.DelTable(tbl)
 		default:
 			for _, r := range mine {
@@ -124,6 +137,40 @@ func (t Table) Remove(key string) error {
 		}
 		return nil
 	})
+}
+
+// Publication is a host port a container publishes.
+type Publication struct {
+	Owner   string // the container's key
+	Mapping spec.PortMapping
+}
+
+// Published lists the host ports the table's containers publish, for
+// host-mode containers that would bind one of them: the DNAT rule would
+// take their clients without a word.
+//
+// It only reads one chain, which needs no lock: a concurrent change is
+// either in the listing or not.
+func (t Table) Published() ([]Publication, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("failed to open nftables netlink connection: %w", err)
+	}
+	tbl, chains := t.objects()
+	// Every mapping has an output rule; loopback ones have no prerouting
+	// rule.
+	rules, err := listRules(c, tbl, chains[1:2])
+	if err != nil {
+		return nil, err
+	}
+	var out []Publication
+	for _, r := range rules {
+		owner, role := parseComment(r)
+		if m, ok := publishedMapping(role); ok {
+			out = append(out, Publication{Owner: owner, Mapping: m})
+		}
+	}
+	return out, nil
 }
 
 // Keys returns the owner of every rule in the table, for tests and
@@ -146,6 +193,7 @@ const (
 	chainPrerouting  = "prerouting"
 	chainOutput      = "output"
 	chainPostrouting = "postrouting"
+	chainGuard       = "guard"
 )
 
 func (t Table) objects() (*nftables.Table, []*nftables.Chain) {
@@ -157,6 +205,9 @@ func (t Table) objects() (*nftables.Table, []*nftables.Chain) {
 		chain(chainPrerouting, nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest),
 		chain(chainOutput, nftables.ChainHookOutput, nftables.ChainPriorityNATDest),
 		chain(chainPostrouting, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource),
+		// After conntrack and DNAT: replies to the host's connections to
+		// a published port on 127.0.0.1 carry their DNAT status.
+		{Name: chainGuard, Table: tbl, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityFilter},
 	}
 }
 
@@ -182,9 +233,9 @@ func listRules(c *nftables.Conn, tbl *nftables.Table, chains []*nftables.Chain) 
 	return out, nil
 }
 
-// checkPorts refuses what bridge mode cannot publish, before anything is
+// CheckPorts refuses what bridge mode cannot publish, before anything is
 // changed.
-func checkPorts(ports []spec.PortMapping) error {
+func CheckPorts(ports []spec.PortMapping) error {
 	for i, p := range ports {
 		if p.HostIP.IsValid() && !p.HostIP.Is4() {
 			return fmt.Errorf("cannot publish port %s: bridge mode publishes on IPv4 host addresses only: %w", p, errdefs.ErrInvalidArgument)
@@ -201,21 +252,30 @@ func checkPorts(ports []spec.PortMapping) error {
 // conflict reports whether a rule owned by another container publishes a
 // host port the endpoint wants.
 func conflict(ep Endpoint, owner, role string) error {
-	published, ok := strings.CutPrefix(role, rolePublish+" ")
+	theirs, ok := publishedMapping(role)
 	if !ok {
 		return nil
 	}
-	theirs, err := spec.ParsePorts(published)
-	if err != nil || len(theirs) != 1 {
-		return nil // not a comment we wrote
-	}
 	for _, p := range ep.Ports {
-		if overlaps(p, theirs[0]) {
+		if overlaps(p, theirs) {
 			return fmt.Errorf("host port %d/%s is already published by container %s (%s): %w",
-				p.HostPort, p.Protocol, owner, theirs[0], errdefs.ErrAlreadyExists)
+				p.HostPort, p.Protocol, owner, theirs, errdefs.ErrAlreadyExists)
 		}
 	}
 	return nil
+}
+
+// publishedMapping parses the role of a publish rule.
+func publishedMapping(role string) (spec.PortMapping, bool) {
+	published, ok := strings.CutPrefix(role, rolePublish+" ")
+	if !ok {
+		return spec.PortMapping{}, false
+	}
+	m, err := spec.ParsePorts(published)
+	if err != nil || len(m) != 1 {
+		return spec.PortMapping{}, false // not a comment we wrote
+	}
+	return m[0], true
 }
 
 // overlaps reports whether two mappings claim one host port: the same

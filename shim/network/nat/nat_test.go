@@ -67,9 +67,10 @@ func TestAddRemove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// a: masquerade, 2 ports x (prerouting + output), loopback, hairpin
-	if keys["test/a"] != 7 || keys["test/b"] != 1 || len(keys) != 2 {
-		t.Errorf("rules per owner = %v, want test/a 7 and test/b 1", keys)
+	// a: masquerade, 2 ports x output, 1 x prerouting (none for the
+	// loopback one), loopback, hairpin; the bridge: 3 guard rules, once.
+	if keys["test/a"] != 6 || keys["test/b"] != 1 || keys["bridge:hntbr0"] != 3 || len(keys) != 3 {
+		t.Errorf("rules per owner = %v, want test/a 6, test/b 1 and bridge:hntbr0 3", keys)
 	}
 	text, ok := listTable(t, tbl.Name)
 	if !ok {
@@ -82,16 +83,32 @@ func TestAddRemove(t *testing.T) {
 		`ip daddr 127.0.0.1 udp dport 15353 dnat to 10.234.99.2:53`,
 		`ip saddr 127.0.0.0/8 masquerade comment "test/a masquerade-loopback"`,
 		`ip saddr 10.234.99.0/24 masquerade comment "test/a masquerade-hairpin"`,
+		`iifname "hntbr0" ip saddr 127.0.0.0/8 drop comment "bridge:hntbr0 guard-loopback-source"`,
+		`iifname "hntbr0" ip daddr 127.0.0.0/8 ct status dnat accept comment "bridge:hntbr0 guard-loopback-dnat"`,
+		`iifname "hntbr0" ip daddr 127.0.0.0/8 drop comment "bridge:hntbr0 guard-loopback"`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("ruleset lacks %q", want)
 		}
 	}
+	// Only the host's own connections may reach a port published on a
+	// loopback address: no prerouting rule takes packets from the link.
+	if pre := chainText(text, "prerouting"); strings.Contains(pre, "15353") {
+		t.Errorf("a port published on 127.0.0.1 has a prerouting rule:\n%s", pre)
+	}
+	published, err := tbl.Published()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(published) != 2 || published[0].Owner != "test/a" || published[0].Mapping.String() != "18080:80/tcp" ||
+		published[1].Mapping.String() != "127.0.0.1:15353:53/udp" {
+		t.Errorf("Published() = %v", published)
+	}
 
 	if err := tbl.Remove("test/a"); err != nil {
 		t.Fatal(err)
 	}
-	if keys, _ := tbl.Keys(); len(keys) != 1 || keys["test/b"] != 1 {
+	if keys, _ := tbl.Keys(); len(keys) != 2 || keys["test/b"] != 1 || keys["bridge:hntbr0"] != 3 {
 		t.Errorf("after removing test/a: %v", keys)
 	}
 	if err := tbl.Remove("test/a"); err != nil {
@@ -106,6 +123,13 @@ func TestAddRemove(t *testing.T) {
 	if err := tbl.Remove("test/b"); err != nil {
 		t.Errorf("Remove without a table: %v", err)
 	}
+}
+
+// chainText is one chain of `nft list table` output.
+func chainText(table, name string) string {
+	_, rest, _ := strings.Cut(table, "chain "+name+" {")
+	chain, _, _ := strings.Cut(rest, "}")
+	return chain
 }
 
 func TestPortConflicts(t *testing.T) {

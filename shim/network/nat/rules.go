@@ -19,7 +19,54 @@ const (
 	roleLoopback   = "masquerade-loopback"
 	roleHairpin    = "masquerade-hairpin"
 	rolePublish    = "publish" // followed by the mapping, e.g. "publish 8080:80/tcp"
+
+	roleGuardSource = "guard-loopback-source"
+	roleGuardDNAT   = "guard-loopback-dnat"
+	roleGuardDest   = "guard-loopback"
 )
+
+// guardOwner owns a bridge's guard rules. A container key cannot contain
+// the colon.
+func guardOwner(bridge string) string { return guardPrefix + bridge }
+
+func isGuardOwner(owner string) bool { return strings.HasPrefix(owner, guardPrefix) }
+
+const guardPrefix = "bridge:"
+
+// guardRules keep what route_localnet opens on the bridge closed, as
+// kube-proxy's KUBE-FIREWALL does since CVE-2020-8558. route_localnet lets
+// the replies of the host's connections to a port published on 127.0.0.1
+// come back in through the bridge; it also lets a container send to the
+// host's loopback services, with any source. In nft syntax:
+//
+//	iifname BR ip saddr 127.0.0.0/8 drop
+//	iifname BR ip daddr 127.0.0.0/8 ct status dnat accept
+//	iifname BR ip daddr 127.0.0.0/8 drop
+//
+// Nothing legitimate comes from a container with a loopback source. The
+// only traffic to 127.0.0.0/8 that does is those replies, whose
+// connection was DNATed; unlike kube-proxy's rule, neither a loopback
+// source nor an established connection is let through, as a container
+// can forge both (127.0.0.53:53 to the host's resolver's client port).
+// A packet without conntrack ("notrack") has no status and is dropped by
+// the last rule.
+func guardRules(bridge string, ch *nftables.Chain) []*nftables.Rule {
+	rule := func(role string, exprs ...[]expr.Any) *nftables.Rule {
+		r := &nftables.Rule{Table: ch.Table, Chain: ch, UserData: userdata.AppendString(nil, userdata.TypeComment, guardOwner(bridge)+" "+role)}
+		for _, e := range exprs {
+			r.Exprs = append(r.Exprs, e...)
+		}
+		return r
+	}
+	in := ifname(expr.MetaKeyIIFNAME, bridge, expr.CmpOpEq)
+	drop := []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}
+	accept := []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}
+	return []*nftables.Rule{
+		rule(roleGuardSource, in, ipIn(offSaddr, loopback), drop),
+		rule(roleGuardDNAT, in, ipIn(offDaddr, loopback), ctDNAT(), accept),
+		rule(roleGuardDest, in, ipIn(offDaddr, loopback), drop),
+	}
+}
 
 var loopback = netip.MustParsePrefix("127.0.0.0/8")
 
@@ -32,11 +79,14 @@ var loopback = netip.MustParsePrefix("127.0.0.0/8")
 //	postrouting: oifname BR ip daddr C ct status dnat ip saddr 127.0.0.0/8 masquerade
 //	postrouting: oifname BR ip daddr C ct status dnat ip saddr S masquerade
 //
-// With a host IP, "ip daddr HOSTIP" replaces the fib match. The last two
-// give DNATed connections a source the container answers through the
-// host: 127.0.0.1 (which also needs route_localnet on the bridge), and the
-// container itself or a neighbour on the bridge, whose replies would
-// otherwise bypass the host's conntrack.
+// With a host IP, "ip daddr HOSTIP" replaces the fib match; a loopback
+// host IP has no prerouting rule, as only the host's own connections may
+// reach it (Docker once DNATed packets for 127.0.0.1 from anywhere on the
+// link). The last two give DNATed connections a source the container
+// answers through the host: 127.0.0.1 (which also needs route_localnet
+// on the bridge, see guardRules), and the container itself or a
+// neighbour on the bridge, whose replies would otherwise bypass the
+// host's conntrack.
 func rulesFor(ep Endpoint, chains []*nftables.Chain) []*nftables.Rule {
 	pre, out, post := chains[0], chains[1], chains[2]
 	rule := func(ch *nftables.Chain, role string, exprs ...[]expr.Any) *nftables.Rule {
@@ -48,7 +98,7 @@ func rulesFor(ep Endpoint, chains []*nftables.Chain) []*nftables.Rule {
 	}
 	masq := []expr.Any{&expr.Masq{}}
 	rules := []*nftables.Rule{
-		rule(post, roleMasquerade, ipAddr(offSaddr, ep.Addr), oifname(ep.Bridge, expr.CmpOpNeq), masq),
+		rule(post, roleMasquerade, ipAddr(offSaddr, ep.Addr), ifname(expr.MetaKeyOIFNAME, ep.Bridge, expr.CmpOpNeq), masq),
 	}
 	if len(ep.Ports) == 0 {
 		return rules
@@ -64,15 +114,15 @@ func rulesFor(ep Endpoint, chains []*nftables.Chain) []*nftables.Rule {
 			&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(p.ContainerPort)},
 			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2},
 		}
-		rules = append(rules,
-			rule(pre, role, match, dport(p), dnat),
-			rule(out, role, match, dport(p), dnat),
-		)
+		if !p.HostIP.IsLoopback() {
+			rules = append(rules, rule(pre, role, match, dport(p), dnat))
+		}
+		rules = append(rules, rule(out, role, match, dport(p), dnat))
 	}
-	dnated := append(oifname(ep.Bridge, expr.CmpOpEq), append(ipAddr(offDaddr, ep.Addr), ctDNAT()...)...)
+	dnated := append(ifname(expr.MetaKeyOIFNAME, ep.Bridge, expr.CmpOpEq), append(ipAddr(offDaddr, ep.Addr), ctDNAT()...)...)
 	return append(rules,
-		rule(post, roleLoopback, dnated, ipSaddrIn(loopback), masq),
-		rule(post, roleHairpin, dnated, ipSaddrIn(ep.Subnet), masq),
+		rule(post, roleLoopback, dnated, ipIn(offSaddr, loopback), masq),
+		rule(post, roleHairpin, dnated, ipIn(offSaddr, ep.Subnet), masq),
 	)
 }
 
@@ -96,23 +146,25 @@ func ipAddr(offset uint32, a netip.Addr) []expr.Any {
 	}
 }
 
-func ipSaddrIn(p netip.Prefix) []expr.Any {
+// ipIn matches the source or destination address (offset) in p.
+func ipIn(offset uint32, p netip.Prefix) []expr.Any {
 	mask := make([]byte, 4)
 	for i := range p.Bits() {
 		mask[i/8] |= 0x80 >> (i % 8)
 	}
 	return []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offSaddr, Len: 4},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.Masked().Addr().AsSlice()},
 	}
 }
 
-func oifname(name string, op expr.CmpOp) []expr.Any {
+// ifname matches the input or output interface (key) by name.
+func ifname(key expr.MetaKey, name string, op expr.CmpOp) []expr.Any {
 	data := make([]byte, unix.IFNAMSIZ)
 	copy(data, name)
 	return []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Meta{Key: key, Register: 1},
 		&expr.Cmp{Op: op, Register: 1, Data: data},
 	}
 }
