@@ -247,3 +247,160 @@ func TestExecIgnoresFakeProc(t *testing.T) {
 		})
 	}
 }
+
+// referenceRunc reports whether the runtime under test is runc itself
+// (HOSTNET_RUNC pointed at it), for checks where hostnet-runc is stricter
+// than runc or only its own error text can be matched.
+func referenceRunc(t *testing.T) bool {
+	t.Helper()
+	out, err := exec.Command(runtimeBin, "--version").Output()
+	return err == nil && strings.HasPrefix(string(out), "runc version")
+}
+
+// privateRootfs is a busybox root of the test's own, which it may change.
+func privateRootfs(t *testing.T) string {
+	t.Helper()
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := makeRootfs(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	return rootfs
+}
+
+// The init of create is exec'd through its descriptor, as exec's is: a
+// container that has joined another's mount namespace by path must not run
+// what that container put at /proc/self/fd/N, with the runtime's
+// privileges on the host.
+func TestCreateIgnoresFakeProcInJoinedMountNamespace(t *testing.T) {
+	a := newEnv(t, "sleep", "1000")
+	a.spec.Root.Path = privateRootfs(t)
+	a.spec.Root.Readonly = false
+	caps := append(slices.Clone(a.spec.Process.Capabilities.Bounding), "CAP_SYS_ADMIN")
+	a.spec.Process.Capabilities.Bounding, a.spec.Process.Capabilities.Effective, a.spec.Process.Capabilities.Permitted = caps, caps, caps
+	if _, err := a.create(); err != nil {
+		t.Fatalf("%v: %s", err, a.lastError())
+	}
+	a.mustRT("start", a.id)
+	initA := strconv.Itoa(a.state().Pid)
+
+	b := newEnv(t, "true")
+	b.id = "b" + b.id[1:] // the envs of one test share id and cgroup otherwise
+	b.spec.Linux.CgroupsPath = "/hostnet-test/" + b.id
+	// A path the host's init would chdir to in A's mount namespace: the
+	// attacker can make it exist there.
+	fake := `mkdir -p ` + b.bundle + ` && mount -t tmpfs fake /proc && mkdir -p /proc/self/fd && for i in $(seq 0 64); do printf '#!/bin/sh\n/bin/touch /dev/shm/pwned\n' >/proc/self/fd/$i; chmod +x /proc/self/fd/$i; done`
+	if _, err := a.rt("exec", a.id, "sh", "-c", fake); err != nil {
+		t.Fatalf("set up the fake /proc: %v: %s", err, a.lastError())
+	}
+	for i, ns := range b.spec.Linux.Namespaces {
+		if ns.Type == specs.MountNamespace {
+			b.spec.Linux.Namespaces[i].Path = "/proc/" + initA + "/ns/mnt"
+		}
+	}
+	_, err := b.create()
+	t.Logf("create in A's mount namespace: %v (%s)", err, b.lastError())
+	if _, serr := os.Stat("/proc/" + initA + "/root/dev/shm/pwned"); serr == nil {
+		t.Fatal("create ran the other container's fake /proc/self/fd/N instead of the runtime's init")
+	}
+}
+
+// Only stdio and the descriptors the caller declares (--preserve-fds, and
+// systemd's LISTEN_FDS) reach the container's process: a declared number
+// that the caller did not pass must not hand over whatever the runtime
+// opened under it, and the created init must keep neither the runtime's
+// sealed binary nor the caller's undeclared descriptors (a lock, say) open.
+func TestOnlyDeclaredFdsReachProcess(t *testing.T) {
+	passed, err := os.Open("/etc/hostname")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer passed.Close()
+	script := "ls -l /proc/$$/fd; echo LISTEN_FDS=$LISTEN_FDS LISTEN_PID=$LISTEN_PID; true"
+	openFds := func(out string) map[int]string {
+		fds := map[int]string{}
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 11 && f[len(f)-2] == "->" {
+				if n, err := strconv.Atoi(f[len(f)-3]); err == nil && n != 10 { // busybox sh keeps fd 10
+					fds[n] = f[len(f)-1]
+				}
+			}
+		}
+		return fds
+	}
+	// Runs the runtime with fd 3 open and the given extra environment.
+	run := func(t *testing.T, e *env, env []string, args ...string) (string, error) {
+		e.writeSpec()
+		argv := append([]string{"--root", e.root, "--log", e.log, "--log-format", "json"}, args...)
+		cmd := exec.Command("sh", append([]string{"-c", `export LISTEN_PID=$$; exec "$0" "$@"`, runtimeBin}, argv...)...)
+		cmd.Env = append(os.Environ(), env...)
+		cmd.ExtraFiles = []*os.File{passed}
+		out, err := cmd.Output()
+		return string(out), err
+	}
+
+	t.Run("undeclared", func(t *testing.T) {
+		if referenceRunc(t) {
+			t.Skip("runc 1.5.2 hands the container whatever it opened under the number (the Go runtime's cgroup file)")
+		}
+		// fd 4 is declared but not passed: it is whatever the runtime
+		// opens first.
+		e := newEnv(t, "sh", "-c", script)
+		out, err := run(t, e, nil, "run", "--preserve-fds", "2", "--bundle", e.bundle, e.id)
+		if err == nil {
+			for fd, target := range openFds(out) {
+				if fd > 3 {
+					t.Errorf("the process got fd %d -> %s, which the caller did not pass", fd, target)
+				}
+			}
+		}
+		t.Logf("--preserve-fds 2 with only fd 3 passed: %v (%s)", err, e.lastError())
+		e.assertGone()
+	})
+	t.Run("LISTEN_FDS", func(t *testing.T) {
+		e := newEnv(t, "sh", "-c", script)
+		out, err := run(t, e, []string{"LISTEN_FDS=1"}, "run", "--bundle", e.bundle, e.id)
+		if err != nil {
+			t.Fatalf("%v: %s", err, e.lastError())
+		}
+		fds := openFds(out)
+		if fds[3] != "/etc/hostname" || len(fds) != 4 {
+			t.Errorf("process fds %v, want stdio and the listen fd 3 -> /etc/hostname", fds)
+		}
+		if !strings.Contains(out, "LISTEN_FDS=1 LISTEN_PID=1") {
+			t.Errorf("process environment lacks LISTEN_FDS=1 LISTEN_PID=1: %q", out)
+		}
+	})
+	t.Run("created init", func(t *testing.T) {
+		if referenceRunc(t) {
+			t.Skip("runc's init keeps its own descriptors")
+		}
+		// Four descriptors the caller has open but does not declare.
+		e := newEnv(t, "true")
+		e.writeSpec()
+		cmd := exec.Command(runtimeBin, "--root", e.root, "--log", e.log, "--log-format", "json", "create", "--bundle", e.bundle, e.id)
+		cmd.ExtraFiles = []*os.File{passed, passed, passed, passed}
+		// A file, not a pipe: the created init keeps its stdio open.
+		out, err := os.Create(filepath.Join(t.TempDir(), "out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Run(); err != nil {
+			msg, _ := os.ReadFile(out.Name())
+			t.Fatalf("%v: %s", err, msg)
+		}
+		dir := "/proc/" + strconv.Itoa(e.state().Pid) + "/fd"
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ent := range entries {
+			target, _ := os.Readlink(filepath.Join(dir, ent.Name()))
+			if strings.Contains(target, "memfd:") || target == "/etc/hostname" {
+				t.Errorf("the created init holds fd %s -> %s", ent.Name(), target)
+			}
+		}
+	})
+}
