@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
 
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
+	"github.com/cyphar/filepath-securejoin/pathrs-lite/procfs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -64,11 +67,12 @@ func Main() {
 
 	// Block until `start` opens the fifo for reading. The descriptor is an
 	// O_PATH handle taken before pivot_root; the fifo itself stays outside.
-	fifo, err := unix.Open("/proc/self/fd/"+strconv.Itoa(b.Fds.ExecFifo), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	// It is reopened through the runtime's own procfs, not the container's.
+	fifo, err := pathrs.Reopen(os.NewFile(uintptr(b.Fds.ExecFifo), "exec.fifo"), unix.O_WRONLY|unix.O_CLOEXEC)
 	if err != nil {
 		fatal(fmt.Errorf("open exec fifo: %w", err))
 	}
-	if _, err := unix.Write(fifo, []byte{'0'}); err != nil {
+	if _, err := fifo.Write([]byte{'0'}); err != nil {
 		fatal(fmt.Errorf("write exec fifo: %w", err))
 	}
 	if b.Spec.Hooks != nil {
@@ -381,28 +385,6 @@ func applySysctls(sysctls map[string]string) error {
 	return nil
 }
 
-// writeProcFile writes to a file that must live on a real procfs: a
-// container image or volume could otherwise mount a look-alike over /proc
-// and redirect the write.
-func writeProcFile(path, value string) error {
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
-	}
-	defer unix.Close(fd)
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(fd, &st); err != nil {
-		return fmt.Errorf("statfs %s: %w", path, err)
-	}
-	if st.Type != unix.PROC_SUPER_MAGIC {
-		return fmt.Errorf("%s is not on procfs (filesystem type %#x)", path, st.Type)
-	}
-	if _, err := unix.Write(fd, []byte(value)); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
-
 // lookPath resolves the program in the container's root with its own PATH,
 // so a missing binary fails create with the name the user typed.
 func lookPath(args, env []string) (string, error) {
@@ -450,17 +432,37 @@ func executable(path string) error {
 
 // closeExtraFds marks every descriptor from first on close-on-exec, so
 // nothing of the runtime's (CVE-2024-21626) reaches the user's program.
+// close_range(2) needs no /proc; before Linux 5.11 the descriptors are
+// listed through the runtime's own procfs.
 func closeExtraFds(first int) error {
-	entries, err := os.ReadDir("/proc/self/fd")
+	err := unix.CloseRange(uint(first), math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
+	if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EINVAL) {
+		return err
+	}
+	proc, err := procfs.OpenProcRoot()
 	if err != nil {
 		return fmt.Errorf("list open fds: %w", err)
 	}
-	for _, e := range entries {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil || fd < first {
-			continue
+	defer proc.Close()
+	dir, closer, err := proc.OpenThreadSelf("fd/")
+	if err != nil {
+		return fmt.Errorf("list open fds: %w", err)
+	}
+	defer closer()
+	defer dir.Close()
+	fds, err := pathrs.Reopen(dir, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return fmt.Errorf("list open fds: %w", err)
+	}
+	defer fds.Close()
+	names, err := fds.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("list open fds: %w", err)
+	}
+	for _, name := range names {
+		if fd, err := strconv.Atoi(name); err == nil && fd >= first {
+			unix.CloseOnExec(fd)
 		}
-		unix.CloseOnExec(fd)
 	}
 	return nil
 }
