@@ -118,8 +118,8 @@ func TestMountTargetSymlinkStaysInRoot(t *testing.T) {
 	}
 }
 
-// Writes to /proc (sysctls) are refused when /proc is not a real procfs,
-// so a volume mounted over it cannot redirect them.
+// A volume mounted over /proc is refused: the runtime writes sysctls there
+// and masks its files, and only a real procfs may take them.
 func TestSysctlNeedsRealProcfs(t *testing.T) {
 	fake := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(fake, "sys", "kernel"), 0o755); err != nil {
@@ -136,7 +136,7 @@ func TestSysctlNeedsRealProcfs(t *testing.T) {
 	if _, err := e.create(); err == nil {
 		t.Fatal("a sysctl was written to a fake procfs")
 	}
-	if msg := e.lastError(); !strings.Contains(msg, "is not on procfs") {
+	if msg := e.lastError(); !strings.Contains(msg, "cannot be mounted because it is not of type proc") {
 		t.Errorf("logged error %q, want it to say /proc is not procfs", msg)
 	}
 	e.assertGone()
@@ -265,6 +265,60 @@ func privateRootfs(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return rootfs
+}
+
+// mountPoints lists the mount points the process pid sees, in its root.
+func mountPoints(t *testing.T, pid int) []string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var points []string
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		if f := strings.Fields(line); len(f) > 4 {
+			points = append(points, f[4])
+		}
+	}
+	return points
+}
+
+// CVE-2025-52881 class: a symlink in the image must not turn a spec mount
+// into one over /proc or /sys, like a writable tmpfs over /proc/sys/kernel
+// that would take the runtime's later procfs writes. A mount may only land
+// in /proc where the spec puts procfs itself (or one of the files lxcfs
+// emulates), and in /sys only where the spec names the path itself.
+func TestMountTargetResolvingIntoProcRefused(t *testing.T) {
+	for _, tc := range []struct{ name, link, inside string }{
+		{"proc", "/proc/sys/kernel", "/proc"},
+		{"sys", "/sys/kernel", "/sys"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "sys" && referenceRunc(t) {
+				t.Skip("runc 1.5.2 only guards /proc")
+			}
+			rootfs := privateRootfs(t)
+			if err := os.MkdirAll(filepath.Join(rootfs, "mnt"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(tc.link, filepath.Join(rootfs, "mnt", "x")); err != nil {
+				t.Fatal(err)
+			}
+			e := newEnv(t, "sleep", "1000")
+			e.spec.Root.Path = rootfs
+			e.spec.Mounts = append(e.spec.Mounts, specs.Mount{Destination: "/mnt/x", Type: "tmpfs", Source: "tmpfs"})
+			if _, err := e.create(); err == nil {
+				if slices.Contains(mountPoints(t, e.state().Pid), tc.link) {
+					t.Fatalf("a tmpfs was mounted over %s through the image's symlink", tc.link)
+				}
+				t.Fatalf("a mount target resolving to %s was accepted", tc.link)
+			}
+			if msg := e.lastError(); !strings.Contains(msg, tc.inside) {
+				t.Errorf("logged error %q, want it to say the target is in %s", msg, tc.inside)
+			}
+			e.assertGone()
+		})
+	}
 }
 
 // The init of create is exec'd through its descriptor, as exec's is: a
@@ -403,4 +457,32 @@ func TestOnlyDeclaredFdsReachProcess(t *testing.T) {
 			}
 		}
 	})
+}
+
+// rro makes a bind mount read-only with everything mounted below it: the
+// container must not write to the host's directory, nor to a mount inside.
+func TestRecursiveReadonlyBind(t *testing.T) {
+	host := t.TempDir()
+	sub := filepath.Join(host, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(sub, unix.MNT_DETACH) })
+	e := newEnv(t, "sh", "-c", "echo x > /mnt/top && echo wrote /mnt/top; echo x > /mnt/sub/below && echo wrote /mnt/sub/below; true")
+	e.spec.Mounts = append(e.spec.Mounts, specs.Mount{Destination: "/mnt", Type: "bind", Source: host, Options: []string{"rbind", "rro"}})
+	out, err := e.runOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, e.lastError())
+	}
+	if strings.Contains(out, "wrote") {
+		t.Errorf("the container wrote through an rro bind mount: %q", out)
+	}
+	for _, p := range []string{filepath.Join(host, "top"), filepath.Join(sub, "below")} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s was created on the host", p)
+		}
+	}
 }
