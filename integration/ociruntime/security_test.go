@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	runc "github.com/containerd/go-runc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -267,6 +268,16 @@ func privateRootfs(t *testing.T) string {
 	return rootfs
 }
 
+// bindDev replaces the spec's /dev tmpfs with a bind mount of dir, as a
+// pod author may ask for; the devpts, shm and mqueue mounts stay on top.
+func bindDev(e *env, dir string) {
+	for i, m := range e.spec.Mounts {
+		if m.Destination == "/dev" {
+			e.spec.Mounts[i] = specs.Mount{Destination: "/dev", Type: "bind", Source: dir, Options: []string{"rbind", "nosuid"}}
+		}
+	}
+}
+
 // mountPoints lists the mount points the process pid sees, in its root.
 func mountPoints(t *testing.T, pid int) []string {
 	t.Helper()
@@ -281,6 +292,67 @@ func mountPoints(t *testing.T, pid int) []string {
 		}
 	}
 	return points
+}
+
+// CVE-2025-31133: masked files are covered with the container's /dev/null.
+// A /dev bind-mounted from a directory the attacker controls can make that
+// a symlink (here to /proc/timer_list, itself masked): the masks would then
+// show the symlink's target instead of hiding it. The runtime must check,
+// by descriptor, that /dev/null is the real 1:3 character device.
+func TestMaskedPathsNeedRealDevNull(t *testing.T) {
+	dev := t.TempDir()
+	if err := os.Symlink("/proc/timer_list", filepath.Join(dev, "null")); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, "sh", "-c", "head -c 100 /proc/timer_list; head -c 100 /proc/keys; true")
+	bindDev(e, dev)
+	out, err := e.runOutput()
+	if strings.Contains(out, "Timer List") {
+		t.Fatalf("a masked path shows /proc/timer_list through the fake /dev/null: %q", out)
+	}
+	if err == nil {
+		t.Fatalf("a /dev/null that is a symlink into /proc was used to mask paths (output %q)", out)
+	}
+	if msg := e.lastError(); !referenceRunc(t) && !strings.Contains(msg, "/dev/null") {
+		t.Errorf("logged error %q, want it to name /dev/null", msg)
+	}
+	e.assertGone()
+}
+
+// CVE-2025-52565: with a terminal, the pty is bind-mounted on /dev/console.
+// A /dev from a directory the attacker controls can make /dev/console a
+// symlink into /proc: the target must be opened without following
+// symlinks and checked before anything is mounted on it.
+func TestConsoleTargetIsNotFollowed(t *testing.T) {
+	dev := t.TempDir()
+	if err := os.Symlink("/proc/uptime", filepath.Join(dev, "console")); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, "sleep", "1000")
+	e.spec.Process.Terminal = true
+	bindDev(e, dev)
+	// The directory has no null device to mask paths with.
+	e.spec.Linux.MaskedPaths = nil
+	sock, err := runc.NewConsoleSocket(filepath.Join(t.TempDir(), "console.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	go func() {
+		if master, err := sock.ReceiveMaster(); err == nil {
+			t.Cleanup(func() { master.Close() })
+		}
+	}()
+	if _, err := e.create("--console-socket", sock.Path()); err == nil {
+		if slices.Contains(mountPoints(t, e.state().Pid), "/proc/uptime") {
+			t.Fatal("the container's pty was mounted over /proc/uptime")
+		}
+		t.Fatal("a /dev/console that is a symlink into /proc was accepted")
+	}
+	if msg := e.lastError(); !referenceRunc(t) && !strings.Contains(msg, "/dev/console") {
+		t.Errorf("logged error %q, want it to name /dev/console", msg)
+	}
+	e.assertGone()
 }
 
 // CVE-2025-52881 class: a symlink in the image must not turn a spec mount

@@ -180,7 +180,6 @@ func prepare(b *Bootstrap, ch *channel) (*program, error) {
 		Spec:        s,
 		CgroupPaths: b.CgroupPaths,
 		UserNS:      spec.HasNamespace(s, specs.UserNamespace),
-		Console:     proc.Terminal,
 		HostMountNS: hostMountNS,
 	}
 	if s.Linux.MountLabel != "" && !selinuxEnabled() {

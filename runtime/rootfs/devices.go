@@ -34,12 +34,6 @@ func createDevices(r *resolver, c *Config) error {
 			return fmt.Errorf("create device %s: %w", d.Path, err)
 		}
 	}
-	if c.Console {
-		// An empty file the pty's slave is bind-mounted on after pivot_root.
-		if err := r.with("/dev/console", false, func(*target) error { return nil }); err != nil {
-			return fmt.Errorf("create /dev/console: %w", err)
-		}
-	}
 	return nil
 }
 

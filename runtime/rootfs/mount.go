@@ -26,8 +26,6 @@ type Config struct {
 	// UserNS is set when the container has its own user namespace, where
 	// mknod is not allowed and devices are bind-mounted from the host.
 	UserNS bool
-	// Console creates /dev/console for a pty to be mounted on later.
-	Console bool
 	// HostMountNS is set when the container shares the host's mount
 	// namespace: the mounts are then the host's, so the host's propagation
 	// is left alone and Unmount must remove them at delete.
