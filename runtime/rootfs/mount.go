@@ -61,10 +61,7 @@ func Prepare(c *Config) error {
 		return fmt.Errorf("open rootfs: %w", err)
 	}
 	defer root.Close()
-	r, err := newResolver(root)
-	if err != nil {
-		return err
-	}
+	r := &resolver{root: root}
 
 	devBound := false
 	for _, m := range c.Spec.Mounts {

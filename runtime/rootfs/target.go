@@ -20,15 +20,7 @@ import (
 // (CVE-2025-52881).
 type resolver struct {
 	root *os.File
-	path string // the root's real path, as /proc/self/fd shows it
-}
-
-func newResolver(root *os.File) (*resolver, error) {
-	path, err := procfs.ProcSelfFdReadlink(root)
-	if err != nil {
-		return nil, fmt.Errorf("get real path of rootfs: %w", err)
-	}
-	return &resolver{root: root, path: path}, nil
+	path string // the root's real path, as /proc/self/fd shows it; read when needed
 }
 
 // target is a resolved mount point, held open so that what was checked is
@@ -48,23 +40,60 @@ func (t *target) procFd() string { return procFd(t.File) }
 // file when dir is false) if it does not exist.
 func (r *resolver) open(dest string, dir bool) (*target, error) {
 	t := &target{dest: filepath.Clean("/" + dest), dir: dir, existed: true}
-	h, err := pathrs.OpenatInRoot(r.root, t.dest)
+	// Most targets are reached through no symlink at all: they are then
+	// exactly where the spec says, which one openat2(2) proves.
+	h, err := r.openLexical(t.dest)
 	if errors.Is(err, os.ErrNotExist) {
 		t.existed = false
-		h, err = r.create(t.dest, dir)
+		if h, err = r.create(t.dest, dir); err == nil {
+			h.Close()
+			h, err = r.openLexical(t.dest)
+		}
+	}
+	if err == nil {
+		t.File, t.rel = h, t.dest
+		return t, nil
+	}
+	if !errors.Is(err, unix.ELOOP) && !errors.Is(err, unix.EXDEV) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EAGAIN) {
+		return nil, fmt.Errorf("resolve mount target %s: %w", t.dest, err)
+	}
+	// Through a symlink (or without openat2): resolve in the root and read
+	// back where that led.
+	t.File, err = pathrs.OpenatInRoot(r.root, t.dest)
+	if errors.Is(err, os.ErrNotExist) {
+		t.existed = false
+		t.File, err = r.create(t.dest, dir)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("resolve mount target %s: %w", t.dest, err)
 	}
-	t.File = h
 	if err := r.check(t); err != nil {
-		h.Close()
+		t.Close()
 		return nil, err
 	}
 	return t, nil
 }
 
+// openLexical opens path in the root if no component of it is a symlink.
+func (r *resolver) openLexical(path string) (*os.File, error) {
+	fd, err := unix.Openat2(int(r.root.Fd()), path, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
 func (r *resolver) check(t *target) error {
+	if r.path == "" {
+		path, err := procfs.ProcSelfFdReadlink(r.root)
+		if err != nil {
+			return fmt.Errorf("get real path of rootfs: %w", err)
+		}
+		r.path = path
+	}
 	real, err := procfs.ProcSelfFdReadlink(t.File)
 	if err != nil {
 		return fmt.Errorf("get real path of mount target %s: %w", t.dest, err)
