@@ -497,6 +497,25 @@ func TestOnlyDeclaredFdsReachProcess(t *testing.T) {
 			t.Errorf("process environment lacks LISTEN_FDS=1 LISTEN_PID=1: %q", out)
 		}
 	})
+	t.Run("without close_range", func(t *testing.T) {
+		// Before Linux 5.11 the descriptors are found through procfs.
+		e := newEnv(t, "sh", "-c", script)
+		e.writeSpec()
+		self, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(self, runtimeBin, "--root", e.root, "--log", e.log, "--log-format", "json", "run", "--bundle", e.bundle, e.id)
+		cmd.Env = append(os.Environ(), enosysEnv+"=close_range")
+		cmd.ExtraFiles = []*os.File{passed}
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%v: %s", err, e.lastError())
+		}
+		if fds := openFds(string(out)); len(fds) != 3 {
+			t.Errorf("process fds %v, want stdio only", fds)
+		}
+	})
 	t.Run("created init", func(t *testing.T) {
 		if referenceRunc(t) {
 			t.Skip("runc's init keeps its own descriptors")

@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
-	"github.com/cyphar/filepath-securejoin/pathrs-lite/procfs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -49,8 +48,12 @@ func Main() {
 		os.Exit(1)
 	}
 	prep := prepare
+	var fdDir *os.File
 	if b.Exec {
 		prep = prepareExec
+	} else if fdDir, err = ownFdDir(); err != nil {
+		ch.reply(err)
+		os.Exit(1)
 	}
 	p, err := prep(&b, ch)
 	if err != nil {
@@ -67,12 +70,13 @@ func Main() {
 
 	// Block until `start` opens the fifo for reading. The descriptor is an
 	// O_PATH handle taken before pivot_root; the fifo itself stays outside.
-	// It is reopened through the runtime's own procfs, not the container's.
-	fifo, err := pathrs.Reopen(os.NewFile(uintptr(b.Fds.ExecFifo), "exec.fifo"), unix.O_WRONLY|unix.O_CLOEXEC)
+	// It is reopened through the runtime's own procfs, not the container's,
+	// with a single openat(2): a seccomp profile may be in place already.
+	fifo, err := unix.Openat(int(fdDir.Fd()), strconv.Itoa(b.Fds.ExecFifo), unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		fatal(fmt.Errorf("open exec fifo: %w", err))
 	}
-	if _, err := fifo.Write([]byte{'0'}); err != nil {
+	if _, err := unix.Write(fifo, []byte{'0'}); err != nil {
 		fatal(fmt.Errorf("write exec fifo: %w", err))
 	}
 	if b.Spec.Hooks != nil {
@@ -243,6 +247,10 @@ func prepareExec(b *Bootstrap, _ *channel) (*program, error) {
 // limits, working directory, user and capabilities, and finds the program.
 func finishProcess(b *Bootstrap) (*program, error) {
 	s, proc := b.Spec, b.Spec.Process
+	// Before a seccomp profile may refuse the system calls it takes.
+	if err := closeExtraFds(3 + b.Fds.Preserved); err != nil {
+		return nil, err
+	}
 	if err := setRlimits(proc.Rlimits); err != nil {
 		return nil, err
 	}
@@ -281,6 +289,11 @@ func finishProcess(b *Bootstrap) (*program, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Before the seccomp profile, as runc does: the procfs handles the
+	// writes go through take system calls a profile may refuse.
+	if err := applyLSM(proc.ApparmorProfile, proc.SelinuxLabel); err != nil {
+		return nil, err
+	}
 	if filter != nil && !proc.NoNewPrivileges {
 		// Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which
 		// setUser may drop: load it now, as runc does.
@@ -297,17 +310,11 @@ func finishProcess(b *Bootstrap) (*program, error) {
 			return nil, fmt.Errorf("set no_new_privs: %w", err)
 		}
 	}
-	if err := applyLSM(proc.ApparmorProfile, proc.SelinuxLabel); err != nil {
-		return nil, err
-	}
 	umask := 0o022
 	if proc.User.Umask != nil {
 		umask = int(*proc.User.Umask)
 	}
 	unix.Umask(umask)
-	if err := closeExtraFds(3 + b.Fds.Preserved); err != nil {
-		return nil, err
-	}
 	// CVE-2024-21626: a working directory inherited from the host through a
 	// leaked fd would show as unreachable; refuse to run from there.
 	if wd, err := os.Getwd(); err != nil || !strings.HasPrefix(wd, "/") {
@@ -434,20 +441,13 @@ func executable(path string) error {
 // close_range(2) needs no /proc; before Linux 5.11 the descriptors are
 // listed through the runtime's own procfs.
 func closeExtraFds(first int) error {
-	err := unix.CloseRange(uint(first), math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
-	if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EINVAL) {
-		return err
+	if unix.CloseRange(uint(first), math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC) == nil {
+		return nil
 	}
-	proc, err := procfs.OpenProcRoot()
+	dir, err := ownFdDir()
 	if err != nil {
 		return fmt.Errorf("list open fds: %w", err)
 	}
-	defer proc.Close()
-	dir, closer, err := proc.OpenThreadSelf("fd/")
-	if err != nil {
-		return fmt.Errorf("list open fds: %w", err)
-	}
-	defer closer()
 	defer dir.Close()
 	fds, err := pathrs.Reopen(dir, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {

@@ -62,3 +62,22 @@ func openProcFile(path string, flags int) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// ownFdDir opens /proc/thread-self/fd in a procfs of the runtime's own: a
+// descriptor of the init reopened through it is exactly that descriptor's
+// file, whatever the container did to its /proc.
+func ownFdDir() (*os.File, error) {
+	proc, err := procfs.OpenProcRoot()
+	if err != nil {
+		return nil, fmt.Errorf("open procfs: %w", err)
+	}
+	defer proc.Close()
+	dir, closer, err := proc.OpenThreadSelf("fd/")
+	if err != nil {
+		return nil, fmt.Errorf("open /proc/thread-self/fd: %w", err)
+	}
+	// The init stays on its thread (Main locks it for good): the closer
+	// only undoes OpenThreadSelf's own lock.
+	closer()
+	return dir, nil
+}
