@@ -39,6 +39,20 @@ func execWithoutSyscall(name string, argv []string) error {
 	return unix.Exec(argv[0], argv, os.Environ())
 }
 
+// runWithout is `run` of the env's bundle, as on a kernel without the named
+// system call.
+func (e *env) runWithout(syscall string) *exec.Cmd {
+	e.t.Helper()
+	e.writeSpec()
+	self, err := os.Executable()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cmd := exec.Command(self, runtimeBin, "--root", e.root, "--log", e.log, "--log-format", "json", "run", "--bundle", e.bundle, e.id)
+	cmd.Env = append(os.Environ(), enosysEnv+"="+syscall)
+	return cmd
+}
+
 // The features the runtime advertises list every mount option runc 1.5.2
 // knows, the recursive ones included.
 func TestFeaturesMountOptions(t *testing.T) {
@@ -64,14 +78,7 @@ func TestRecursiveReadonlyNeedsMountSetattr(t *testing.T) {
 	host := t.TempDir()
 	e := newEnv(t, "sh", "-c", "echo x > /mnt/top")
 	e.spec.Mounts = append(e.spec.Mounts, specs.Mount{Destination: "/mnt", Type: "bind", Source: host, Options: []string{"rbind", "rro"}})
-	e.writeSpec()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(self, runtimeBin, "--root", e.root, "--log", e.log, "--log-format", "json", "run", "--bundle", e.bundle, e.id)
-	cmd.Env = append(os.Environ(), enosysEnv+"=mount_setattr")
-	if out, err := cmd.CombinedOutput(); err == nil {
+	if out, err := e.runWithout("mount_setattr").CombinedOutput(); err == nil {
 		t.Fatalf("rro was accepted without mount_setattr(2): %s", out)
 	}
 	if _, err := os.Stat(filepath.Join(host, "top")); err == nil {

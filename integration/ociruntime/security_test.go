@@ -500,13 +500,7 @@ func TestOnlyDeclaredFdsReachProcess(t *testing.T) {
 	t.Run("without close_range", func(t *testing.T) {
 		// Before Linux 5.11 the descriptors are found through procfs.
 		e := newEnv(t, "sh", "-c", script)
-		e.writeSpec()
-		self, err := os.Executable()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(self, runtimeBin, "--root", e.root, "--log", e.log, "--log-format", "json", "run", "--bundle", e.bundle, e.id)
-		cmd.Env = append(os.Environ(), enosysEnv+"=close_range")
+		cmd := e.runWithout("close_range")
 		cmd.ExtraFiles = []*os.File{passed}
 		out, err := cmd.Output()
 		if err != nil {
