@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	runc "github.com/containerd/go-runc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -118,8 +119,8 @@ func TestMountTargetSymlinkStaysInRoot(t *testing.T) {
 	}
 }
 
-// Writes to /proc (sysctls) are refused when /proc is not a real procfs,
-// so a volume mounted over it cannot redirect them.
+// A volume mounted over /proc is refused: the runtime writes sysctls there
+// and masks its files, and only a real procfs may take them.
 func TestSysctlNeedsRealProcfs(t *testing.T) {
 	fake := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(fake, "sys", "kernel"), 0o755); err != nil {
@@ -136,7 +137,7 @@ func TestSysctlNeedsRealProcfs(t *testing.T) {
 	if _, err := e.create(); err == nil {
 		t.Fatal("a sysctl was written to a fake procfs")
 	}
-	if msg := e.lastError(); !strings.Contains(msg, "is not on procfs") {
+	if msg := e.lastError(); !strings.Contains(msg, "cannot be mounted because it is not of type proc") {
 		t.Errorf("logged error %q, want it to say /proc is not procfs", msg)
 	}
 	e.assertGone()
@@ -245,5 +246,328 @@ func TestExecIgnoresFakeProc(t *testing.T) {
 				t.Fatal("exec ran the container's fake /proc/self/fd/N instead of the runtime's init")
 			}
 		})
+	}
+}
+
+// referenceRunc reports whether the runtime under test is runc itself
+// (HOSTNET_RUNC pointed at it), for checks where hostnet-runc is stricter
+// than runc or only its own error text can be matched.
+func referenceRunc(t *testing.T) bool {
+	t.Helper()
+	out, err := exec.Command(runtimeBin, "--version").Output()
+	return err == nil && strings.HasPrefix(string(out), "runc version")
+}
+
+// privateRootfs is a busybox root of the test's own, which it may change.
+func privateRootfs(t *testing.T) string {
+	t.Helper()
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := makeRootfs(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	return rootfs
+}
+
+// bindDev replaces the spec's /dev tmpfs with a bind mount of dir, as a
+// pod author may ask for; the devpts, shm and mqueue mounts stay on top.
+func bindDev(e *env, dir string) {
+	for i, m := range e.spec.Mounts {
+		if m.Destination == "/dev" {
+			e.spec.Mounts[i] = specs.Mount{Destination: "/dev", Type: "bind", Source: dir, Options: []string{"rbind", "nosuid"}}
+		}
+	}
+}
+
+// mountPoints lists the mount points the process pid sees, in its root.
+func mountPoints(t *testing.T, pid int) []string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var points []string
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		if f := strings.Fields(line); len(f) > 4 {
+			points = append(points, f[4])
+		}
+	}
+	return points
+}
+
+// CVE-2025-31133: masked files are covered with the container's /dev/null.
+// A /dev bind-mounted from a directory the attacker controls can make that
+// a symlink (here to /proc/timer_list, itself masked): the masks would then
+// show the symlink's target instead of hiding it. The runtime must check,
+// by descriptor, that /dev/null is the real 1:3 character device.
+func TestMaskedPathsNeedRealDevNull(t *testing.T) {
+	dev := t.TempDir()
+	if err := os.Symlink("/proc/timer_list", filepath.Join(dev, "null")); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, "sh", "-c", "head -c 100 /proc/timer_list; head -c 100 /proc/keys; true")
+	bindDev(e, dev)
+	out, err := e.runOutput()
+	if strings.Contains(out, "Timer List") {
+		t.Fatalf("a masked path shows /proc/timer_list through the fake /dev/null: %q", out)
+	}
+	if err == nil {
+		t.Fatalf("a /dev/null that is a symlink into /proc was used to mask paths (output %q)", out)
+	}
+	if msg := e.lastError(); !referenceRunc(t) && !strings.Contains(msg, "/dev/null") {
+		t.Errorf("logged error %q, want it to name /dev/null", msg)
+	}
+	e.assertGone()
+}
+
+// CVE-2025-52565: with a terminal, the pty is bind-mounted on /dev/console.
+// A /dev from a directory the attacker controls can make /dev/console a
+// symlink into /proc: the target must be opened without following
+// symlinks and checked before anything is mounted on it.
+func TestConsoleTargetIsNotFollowed(t *testing.T) {
+	dev := t.TempDir()
+	if err := os.Symlink("/proc/uptime", filepath.Join(dev, "console")); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, "sleep", "1000")
+	e.spec.Process.Terminal = true
+	bindDev(e, dev)
+	// The directory has no null device to mask paths with.
+	e.spec.Linux.MaskedPaths = nil
+	sock, err := runc.NewConsoleSocket(filepath.Join(t.TempDir(), "console.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	go func() {
+		if master, err := sock.ReceiveMaster(); err == nil {
+			t.Cleanup(func() { master.Close() })
+		}
+	}()
+	if _, err := e.create("--console-socket", sock.Path()); err == nil {
+		if slices.Contains(mountPoints(t, e.state().Pid), "/proc/uptime") {
+			t.Fatal("the container's pty was mounted over /proc/uptime")
+		}
+		t.Fatal("a /dev/console that is a symlink into /proc was accepted")
+	}
+	if msg := e.lastError(); !referenceRunc(t) && !strings.Contains(msg, "/dev/console") {
+		t.Errorf("logged error %q, want it to name /dev/console", msg)
+	}
+	e.assertGone()
+}
+
+// CVE-2025-52881 class: a symlink in the image must not turn a spec mount
+// into one over /proc or /sys, like a writable tmpfs over /proc/sys/kernel
+// that would take the runtime's later procfs writes. A mount may only land
+// in /proc where the spec puts procfs itself (or one of the files lxcfs
+// emulates), and in /sys only where the spec names the path itself.
+func TestMountTargetResolvingIntoProcRefused(t *testing.T) {
+	for _, tc := range []struct{ name, link, inside string }{
+		{"proc", "/proc/sys/kernel", "/proc"},
+		{"sys", "/sys/kernel", "/sys"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "sys" && referenceRunc(t) {
+				t.Skip("runc 1.5.2 only guards /proc")
+			}
+			rootfs := privateRootfs(t)
+			if err := os.MkdirAll(filepath.Join(rootfs, "mnt"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(tc.link, filepath.Join(rootfs, "mnt", "x")); err != nil {
+				t.Fatal(err)
+			}
+			e := newEnv(t, "sleep", "1000")
+			e.spec.Root.Path = rootfs
+			e.spec.Mounts = append(e.spec.Mounts, specs.Mount{Destination: "/mnt/x", Type: "tmpfs", Source: "tmpfs"})
+			if _, err := e.create(); err == nil {
+				if slices.Contains(mountPoints(t, e.state().Pid), tc.link) {
+					t.Fatalf("a tmpfs was mounted over %s through the image's symlink", tc.link)
+				}
+				t.Fatalf("a mount target resolving to %s was accepted", tc.link)
+			}
+			if msg := e.lastError(); !strings.Contains(msg, tc.inside) {
+				t.Errorf("logged error %q, want it to say the target is in %s", msg, tc.inside)
+			}
+			e.assertGone()
+		})
+	}
+}
+
+// The init of create is exec'd through its descriptor, as exec's is: a
+// container that has joined another's mount namespace by path must not run
+// what that container put at /proc/self/fd/N, with the runtime's
+// privileges on the host.
+func TestCreateIgnoresFakeProcInJoinedMountNamespace(t *testing.T) {
+	a := newEnv(t, "sleep", "1000")
+	a.spec.Root.Path = privateRootfs(t)
+	a.spec.Root.Readonly = false
+	caps := append(slices.Clone(a.spec.Process.Capabilities.Bounding), "CAP_SYS_ADMIN")
+	a.spec.Process.Capabilities.Bounding, a.spec.Process.Capabilities.Effective, a.spec.Process.Capabilities.Permitted = caps, caps, caps
+	if _, err := a.create(); err != nil {
+		t.Fatalf("%v: %s", err, a.lastError())
+	}
+	a.mustRT("start", a.id)
+	initA := strconv.Itoa(a.state().Pid)
+
+	b := newEnv(t, "true")
+	b.id = "b" + b.id[1:] // the envs of one test share id and cgroup otherwise
+	b.spec.Linux.CgroupsPath = "/hostnet-test/" + b.id
+	// A path the host's init would chdir to in A's mount namespace: the
+	// attacker can make it exist there.
+	fake := `mkdir -p ` + b.bundle + ` && mount -t tmpfs fake /proc && mkdir -p /proc/self/fd && for i in $(seq 0 64); do printf '#!/bin/sh\n/bin/touch /dev/shm/pwned\n' >/proc/self/fd/$i; chmod +x /proc/self/fd/$i; done`
+	if _, err := a.rt("exec", a.id, "sh", "-c", fake); err != nil {
+		t.Fatalf("set up the fake /proc: %v: %s", err, a.lastError())
+	}
+	for i, ns := range b.spec.Linux.Namespaces {
+		if ns.Type == specs.MountNamespace {
+			b.spec.Linux.Namespaces[i].Path = "/proc/" + initA + "/ns/mnt"
+		}
+	}
+	_, err := b.create()
+	t.Logf("create in A's mount namespace: %v (%s)", err, b.lastError())
+	if _, serr := os.Stat("/proc/" + initA + "/root/dev/shm/pwned"); serr == nil {
+		t.Fatal("create ran the other container's fake /proc/self/fd/N instead of the runtime's init")
+	}
+}
+
+// Only stdio and the descriptors the caller declares (--preserve-fds, and
+// systemd's LISTEN_FDS) reach the container's process: a declared number
+// that the caller did not pass must not hand over whatever the runtime
+// opened under it, and the created init must keep neither the runtime's
+// sealed binary nor the caller's undeclared descriptors (a lock, say) open.
+func TestOnlyDeclaredFdsReachProcess(t *testing.T) {
+	passed, err := os.Open("/etc/hostname")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer passed.Close()
+	script := "ls -l /proc/$$/fd; echo LISTEN_FDS=$LISTEN_FDS LISTEN_PID=$LISTEN_PID; true"
+	openFds := func(out string) map[int]string {
+		fds := map[int]string{}
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 11 && f[len(f)-2] == "->" {
+				if n, err := strconv.Atoi(f[len(f)-3]); err == nil && n != 10 { // busybox sh keeps fd 10
+					fds[n] = f[len(f)-1]
+				}
+			}
+		}
+		return fds
+	}
+	// Runs the runtime with fd 3 open and the given extra environment.
+	run := func(t *testing.T, e *env, env []string, args ...string) (string, error) {
+		e.writeSpec()
+		argv := append([]string{"--root", e.root, "--log", e.log, "--log-format", "json"}, args...)
+		cmd := exec.Command("sh", append([]string{"-c", `export LISTEN_PID=$$; exec "$0" "$@"`, runtimeBin}, argv...)...)
+		cmd.Env = append(os.Environ(), env...)
+		cmd.ExtraFiles = []*os.File{passed}
+		out, err := cmd.Output()
+		return string(out), err
+	}
+
+	t.Run("undeclared", func(t *testing.T) {
+		if referenceRunc(t) {
+			t.Skip("runc 1.5.2 hands the container whatever it opened under the number (the Go runtime's cgroup file)")
+		}
+		// fd 4 is declared but not passed: it is whatever the runtime
+		// opens first.
+		e := newEnv(t, "sh", "-c", script)
+		out, err := run(t, e, nil, "run", "--preserve-fds", "2", "--bundle", e.bundle, e.id)
+		if err == nil {
+			for fd, target := range openFds(out) {
+				if fd > 3 {
+					t.Errorf("the process got fd %d -> %s, which the caller did not pass", fd, target)
+				}
+			}
+		}
+		t.Logf("--preserve-fds 2 with only fd 3 passed: %v (%s)", err, e.lastError())
+		e.assertGone()
+	})
+	t.Run("LISTEN_FDS", func(t *testing.T) {
+		e := newEnv(t, "sh", "-c", script)
+		out, err := run(t, e, []string{"LISTEN_FDS=1"}, "run", "--bundle", e.bundle, e.id)
+		if err != nil {
+			t.Fatalf("%v: %s", err, e.lastError())
+		}
+		fds := openFds(out)
+		if fds[3] != "/etc/hostname" || len(fds) != 4 {
+			t.Errorf("process fds %v, want stdio and the listen fd 3 -> /etc/hostname", fds)
+		}
+		if !strings.Contains(out, "LISTEN_FDS=1 LISTEN_PID=1") {
+			t.Errorf("process environment lacks LISTEN_FDS=1 LISTEN_PID=1: %q", out)
+		}
+	})
+	t.Run("without close_range", func(t *testing.T) {
+		// Before Linux 5.11 the descriptors are found through procfs.
+		e := newEnv(t, "sh", "-c", script)
+		cmd := e.runWithout("close_range")
+		cmd.ExtraFiles = []*os.File{passed}
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%v: %s", err, e.lastError())
+		}
+		if fds := openFds(string(out)); len(fds) != 3 {
+			t.Errorf("process fds %v, want stdio only", fds)
+		}
+	})
+	t.Run("created init", func(t *testing.T) {
+		if referenceRunc(t) {
+			t.Skip("runc's init keeps its own descriptors")
+		}
+		// Four descriptors the caller has open but does not declare.
+		e := newEnv(t, "true")
+		e.writeSpec()
+		cmd := exec.Command(runtimeBin, "--root", e.root, "--log", e.log, "--log-format", "json", "create", "--bundle", e.bundle, e.id)
+		cmd.ExtraFiles = []*os.File{passed, passed, passed, passed}
+		// A file, not a pipe: the created init keeps its stdio open.
+		out, err := os.Create(filepath.Join(t.TempDir(), "out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Run(); err != nil {
+			msg, _ := os.ReadFile(out.Name())
+			t.Fatalf("%v: %s", err, msg)
+		}
+		dir := "/proc/" + strconv.Itoa(e.state().Pid) + "/fd"
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ent := range entries {
+			target, _ := os.Readlink(filepath.Join(dir, ent.Name()))
+			if strings.Contains(target, "memfd:") || target == "/etc/hostname" {
+				t.Errorf("the created init holds fd %s -> %s", ent.Name(), target)
+			}
+		}
+	})
+}
+
+// rro makes a bind mount read-only with everything mounted below it: the
+// container must not write to the host's directory, nor to a mount inside.
+func TestRecursiveReadonlyBind(t *testing.T) {
+	host := t.TempDir()
+	sub := filepath.Join(host, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(sub, unix.MNT_DETACH) })
+	e := newEnv(t, "sh", "-c", "echo x > /mnt/top && echo wrote /mnt/top; echo x > /mnt/sub/below && echo wrote /mnt/sub/below; true")
+	e.spec.Mounts = append(e.spec.Mounts, specs.Mount{Destination: "/mnt", Type: "bind", Source: host, Options: []string{"rbind", "rro"}})
+	out, err := e.runOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, e.lastError())
+	}
+	if strings.Contains(out, "wrote") {
+		t.Errorf("the container wrote through an rro bind mount: %q", out)
+	}
+	for _, p := range []string{filepath.Join(host, "top"), filepath.Join(sub, "below")} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s was created on the host", p)
+		}
 	}
 }

@@ -114,7 +114,14 @@ func Create(root, id string, o CreateOpts) (err error) {
 		undo = append(undo, func() { _ = rootfs.Unmount(rootPath) })
 	}
 	so := initSpawnOpts(s)
-	so.dir, so.fifo, so.consoleSocket, so.preserveFds = bundle, fifo, o.ConsoleSocket, o.PreserveFds
+	so.dir, so.fifo, so.consoleSocket = bundle, fifo, o.ConsoleSocket
+	// Sockets passed by systemd (socket activation) come first and the
+	// process is told about them, as with runc.
+	if n := listenFds(); n > 0 {
+		s.Process.Env = append(s.Process.Env, "LISTEN_FDS="+strconv.Itoa(n), "LISTEN_PID=1")
+		so.preserveFds = n
+	}
+	so.preserveFds += o.PreserveFds
 	p, err := spawn(so)
 	if err != nil {
 		return err
@@ -192,4 +199,17 @@ func hostID(mappings []specs.LinuxIDMapping, id uint32) int {
 		}
 	}
 	return int(id)
+}
+
+// listenFds is the number of sockets systemd passed to this process, from
+// fd 3 on (sd_listen_fds(3)).
+func listenFds() int {
+	if pid, err := strconv.Atoi(os.Getenv("LISTEN_PID")); err != nil || pid != os.Getpid() {
+		return 0
+	}
+	n, err := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }

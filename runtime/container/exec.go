@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -70,9 +69,8 @@ func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
 	p, err := spawn(spawnOpts{
 		consoleSocket: o.ConsoleSocket,
 		preserveFds:   o.PreserveFds,
-		attr:          &syscall.SysProcAttr{Setsid: o.Process.Terminal},
+		setsid:        o.Process.Terminal,
 		joins:         joins,
-		raw:           true,
 		userns:        userns,
 	})
 	if err != nil {

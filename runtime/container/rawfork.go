@@ -13,92 +13,99 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// exec starts its process from a raw clone(2), for two reasons:
+// forkExec starts its process from a raw clone(2), for create and exec
+// alike (on the architectures whose clone arguments are checked here; see
+// rawfork_other.go for the rest), for two reasons:
 //   - Joining a user namespace needs a single-threaded caller (setns(2):
 //     EINVAL otherwise), which a Go program never is; runc has a C
 //     constructor (nsexec) for it. The child of a raw clone is
 //     single-threaded.
-//   - The child runs in the container's mount namespace, where a container
-//     with CAP_SYS_ADMIN (in the host's user namespace or its own) may have
-//     mounted over /proc: the init must be exec'd through its descriptor
-//     (execveat), which os/exec cannot do, never through /proc/self/fd/N.
+//   - The child may run in a mount namespace joined by path, where a
+//     container with CAP_SYS_ADMIN may have mounted over /proc: the init
+//     must be exec'd through its descriptor (execveat), which os/exec
+//     cannot do, never through /proc/self/fd/N.
 // The child runs only the nosplit code below (raw system calls, no
-// allocation, no scheduler) until the exec. The other namespaces are joined
-// by the parent thread before the fork, so the child only joins the user
-// namespace, if any, becomes its root, and execs the sealed init.
-
-// rawForkSupported: the raw clone's arguments are checked for these
-// architectures.
-const rawForkSupported = true
+// allocation, no scheduler) until the exec. The namespaces joined by path
+// are joined by the parent thread before the fork and the new ones are
+// created by the clone; the child waits for its id maps if it has a new
+// user namespace, joins the user namespace to join, if any, becomes its
+// root, and execs the sealed init.
 
 // rawForkArgs is everything the child needs, prepared by the parent:
 // after the fork the child may not allocate.
 type rawForkArgs struct {
-	userns  int // fd of the user namespace to join, or -1
-	exe     int // fd of the sealed init binary, exec'd with execveat
-	empty   *byte
-	argv    []*byte
-	envp    []*byte
-	setsid  bool
-	keep    []int  // fds to pass on: their close-on-exec flag is cleared
-	errPipe int    // write end: the child reports a failure here
-	oldMask uint64 // the signal mask to exec with
+	cloneFlags uintptr
+	mapWait    int // read end: the parent writes a byte once the id maps are set, or -1
+	userns     int // fd of the user namespace to join, or -1
+	becomeRoot bool
+	exe        int // fd of the sealed init binary, exec'd with execveat
+	empty      *byte
+	argv       []*byte
+	envp       []*byte
+	setsid     bool
+	keep       []int  // fds to pass on: their close-on-exec flag is cleared
+	errPipe    int    // write end: the child reports a failure here
+	oldMask    uint64 // the signal mask to exec with
 }
 
-// forkExec starts the init exe from the calling thread (which is in the
-// container's other namespaces already), in the user namespace userns if
-// not nil (opened before the thread joined the container's mount
-// namespace, where /proc is the container's), and returns it once it has
-// exec'd.
-func forkExec(userns, exe *os.File, argv, env []string, setsid bool, keep []*os.File) (*os.Process, error) {
-	a := &rawForkArgs{userns: -1, exe: int(exe.Fd())}
+// forkExec starts f from the calling thread (which is in the namespaces
+// to join already) and returns the process once it has exec'd.
+func forkExec(f *forkSpec) (*os.Process, error) {
+	a := &rawForkArgs{cloneFlags: f.cloneFlags, mapWait: -1, userns: -1, exe: int(f.exe.Fd())}
 	where := "the container"
-	if userns != nil {
-		a.userns, where = int(userns.Fd()), "user namespace "+userns.Name()
+	if f.userns != nil {
+		a.userns, where = int(f.userns.Fd()), "user namespace "+f.userns.Name()
 	}
+	a.becomeRoot = f.userns != nil || f.cloneFlags&unix.CLONE_NEWUSER != 0
 	var err error
 	if a.empty, err = syscall.BytePtrFromString(""); err != nil {
 		return nil, err
 	}
-	if a.argv, err = syscall.SlicePtrFromStrings(argv); err != nil {
+	if a.argv, err = syscall.SlicePtrFromStrings(f.argv); err != nil {
 		return nil, err
 	}
-	if a.envp, err = syscall.SlicePtrFromStrings(env); err != nil {
+	if a.envp, err = syscall.SlicePtrFromStrings(f.env); err != nil {
 		return nil, err
 	}
-	a.setsid = setsid
-	for _, f := range keep {
-		a.keep = append(a.keep, int(f.Fd()))
+	a.setsid = f.setsid
+	for _, k := range f.keep {
+		a.keep = append(a.keep, int(k.Fd()))
 	}
-	var p [2]int
+	var p, maps [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
 		return nil, fmt.Errorf("create pipe: %w", err)
 	}
 	defer unix.Close(p[0])
 	a.errPipe = p[1]
-
-	// The mask and the namespaces are this thread's; no fd may be made
-	// inheritable by another goroutine's fork meanwhile.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	syscall.ForkLock.Lock()
-	defer syscall.ForkLock.Unlock()
-	// No Go signal handler may run in the child: block every signal on
-	// this thread across the fork; the child restores the mask at exec.
-	all := ^uint64(0)
-	if _, _, e := syscall.RawSyscall6(syscall.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&all)), uintptr(unsafe.Pointer(&a.oldMask)), 8, 0, 0); e != 0 {
-		unix.Close(p[1])
-		return nil, fmt.Errorf("block signals: %w", e)
+	if f.cloneFlags&unix.CLONE_NEWUSER != 0 {
+		if err := unix.Pipe2(maps[:], unix.O_CLOEXEC); err != nil {
+			unix.Close(p[1])
+			return nil, fmt.Errorf("create pipe: %w", err)
+		}
+		defer unix.Close(maps[1])
+		a.mapWait = maps[0]
 	}
-	pid, e := rawForkExec(a)
-	syscall.RawSyscall6(syscall.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&a.oldMask)), 0, 8, 0, 0)
-	// The fds passed by number must stay open until the fork is done.
-	runtime.KeepAlive(keep)
-	runtime.KeepAlive(exe)
-	runtime.KeepAlive(userns) // nil is fine
+
+	pid, e := rawFork(a)
+	runtime.KeepAlive(f)
 	unix.Close(p[1])
+	if a.mapWait >= 0 {
+		unix.Close(a.mapWait)
+	}
 	if e != 0 {
 		return nil, fmt.Errorf("fork: %w", e)
+	}
+	var ws unix.WaitStatus
+	if a.mapWait >= 0 {
+		err := writeIDMaps(f, pid)
+		if err == nil {
+			_, err = unix.Write(maps[1], []byte{0})
+		}
+		if err != nil {
+			unix.Kill(pid, unix.SIGKILL)
+			unix.Wait4(pid, &ws, 0, nil)
+			return nil, err
+		}
 	}
 
 	// EOF: the pipe closed on exec. Else the step and errno that failed.
@@ -107,7 +114,6 @@ func forkExec(userns, exe *os.File, argv, env []string, setsid bool, keep []*os.
 	if n == 0 && rerr == nil {
 		return os.FindProcess(pid)
 	}
-	var ws unix.WaitStatus
 	if n != len(report) {
 		unix.Kill(pid, unix.SIGKILL)
 		unix.Wait4(pid, &ws, 0, nil)
@@ -117,6 +123,24 @@ func forkExec(userns, exe *os.File, argv, env []string, setsid bool, keep []*os.
 	step := forkSteps[binary.LittleEndian.Uint32(report[:4])]
 	errno := syscall.Errno(binary.LittleEndian.Uint32(report[4:]))
 	return nil, fmt.Errorf("start process in %s: %s: %w", where, step, errno)
+}
+
+// rawFork clones with every signal blocked on this thread, so that no Go
+// signal handler runs in the child; the child restores the mask at exec.
+func rawFork(a *rawForkArgs) (int, syscall.Errno) {
+	// The mask and the namespaces are this thread's; no fd may be made
+	// inheritable by another goroutine's fork meanwhile.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	syscall.ForkLock.Lock()
+	defer syscall.ForkLock.Unlock()
+	all := ^uint64(0)
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&all)), uintptr(unsafe.Pointer(&a.oldMask)), 8, 0, 0); e != 0 {
+		return 0, e
+	}
+	pid, e := rawForkExec(a)
+	syscall.RawSyscall6(syscall.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&a.oldMask)), 0, 8, 0, 0)
+	return pid, e
 }
 
 func readFull(fd int, buf []byte) (int, error) {
@@ -137,11 +161,11 @@ func readFull(fd int, buf []byte) (int, error) {
 // forkSteps name what the child was doing when it failed.
 var forkSteps = map[uint32]string{
 	1: "join the user namespace", 2: "become its root group", 3: "become its root user",
-	4: "setsid", 5: "pass descriptors", 7: "execveat",
+	4: "setsid", 5: "pass descriptors", 6: "wait for its id maps", 7: "execveat",
 }
 
-// rawForkExec forks; the child joins the user namespace, if any, and
-// execs.
+// rawForkExec forks; the child waits for its id maps, joins the user
+// namespace, if any, and execs.
 // It returns the child's pid in the parent. Everything after the clone runs
 // in the child on a copy of this goroutine's stack, with no other thread:
 // only raw system calls on memory prepared beforehand.
@@ -149,7 +173,7 @@ var forkSteps = map[uint32]string{
 //go:norace
 //go:nosplit
 func rawForkExec(a *rawForkArgs) (int, syscall.Errno) {
-	r, _, e := syscall.RawSyscall6(syscall.SYS_CLONE, uintptr(syscall.SIGCHLD), 0, 0, 0, 0, 0)
+	r, _, e := syscall.RawSyscall6(syscall.SYS_CLONE, a.cloneFlags|uintptr(syscall.SIGCHLD), 0, 0, 0, 0, 0)
 	if e != 0 {
 		return 0, e
 	}
@@ -158,11 +182,26 @@ func rawForkExec(a *rawForkArgs) (int, syscall.Errno) {
 	}
 	// Child.
 	var step uint32
+	if a.mapWait >= 0 {
+		var b byte
+		for {
+			r, _, e = syscall.RawSyscall(syscall.SYS_READ, uintptr(a.mapWait), uintptr(unsafe.Pointer(&b)), 1)
+			if e != syscall.EINTR {
+				break
+			}
+		}
+		if e != 0 || r != 1 {
+			step = 6
+			goto fail
+		}
+	}
 	if a.userns >= 0 {
 		if _, _, e = syscall.RawSyscall(unix.SYS_SETNS, uintptr(a.userns), unix.CLONE_NEWUSER, 0); e != 0 {
 			step = 1
 			goto fail
 		}
+	}
+	if a.becomeRoot {
 		// The namespace's root, with every capability in it: an exec as
 		// any other uid would drop them. Host groups are dropped where the
 		// namespace allows setgroups; the init sets the process's own.

@@ -5,13 +5,50 @@ package container
 import (
 	"errors"
 	"os"
+	"strconv"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// rawForkSupported is false where the raw clone(2) in forkExec has not been
-// checked (s390x swaps its arguments): exec then forks with os/exec and
-// cannot join a user namespace.
-const rawForkSupported = false
+// forkExec, where the raw clone(2) in rawfork.go has not been checked
+// (s390x swaps its arguments), starts the process with syscall.ForkExec,
+// by the /proc/self/fd path of the sealed binary (in a mount namespace
+// joined by path, that /proc is the container's), and cannot join a user
+// namespace.
+func forkExec(f *forkSpec) (*os.Process, error) {
+	if f.userns != nil {
+		return nil, errors.New("joining a container's user namespace is not supported on this architecture")
+	}
+	// Every descriptor keeps its number: stdio, the caller's and ours.
+	var files []uintptr
+	for fd := 0; fd < 3+f.preserved; fd++ {
+		files = append(files, uintptr(fd))
+	}
+	for _, k := range f.keep {
+		for len(files) <= int(k.Fd()) {
+			files = append(files, ^uintptr(0))
+		}
+		files[k.Fd()] = k.Fd()
+	}
+	attr := &syscall.SysProcAttr{Setsid: f.setsid, Cloneflags: f.cloneFlags}
+	if f.cloneFlags&syscall.CLONE_NEWUSER != 0 {
+		attr.UidMappings, attr.GidMappings = sysIDMaps(f.uidMaps), sysIDMaps(f.gidMaps)
+		attr.GidMappingsEnableSetgroups = true
+		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
+	}
+	pid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(int(f.exe.Fd())), f.argv,
+		&syscall.ProcAttr{Env: f.env, Files: files, Sys: attr})
+	if err != nil {
+		return nil, err
+	}
+	return os.FindProcess(pid)
+}
 
-func forkExec(userns, exe *os.File, argv, env []string, setsid bool, keep []*os.File) (*os.Process, error) {
-	return nil, errors.New("exec into a container's user namespace is not supported on this architecture")
+func sysIDMaps(in []specs.LinuxIDMapping) []syscall.SysProcIDMap {
+	out := make([]syscall.SysProcIDMap, len(in))
+	for i, m := range in {
+		out[i] = syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)}
+	}
+	return out
 }

@@ -2,16 +2,16 @@ package container
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
-	"syscall"
 
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
+	"github.com/cyphar/filepath-securejoin/pathrs-lite/procfs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -42,13 +42,17 @@ type spawnOpts struct {
 	dir           string // working directory before the init moves on
 	fifo          string // exec fifo; empty for exec
 	consoleSocket string
-	preserveFds   int
-	attr          *syscall.SysProcAttr
-	joins         []specs.LinuxNamespace // entered with setns before the fork
-	// raw forks with forkExec, which execs the init by descriptor and can
-	// join userns, a user namespace, after the fork; only attr.Setsid
-	// applies then.
-	raw    bool
+	// preserveFds is how many of the caller's descriptors, from 3 on, the
+	// process gets (--preserve-fds, and LISTEN_FDS for create).
+	preserveFds int
+	// cloneFlags are the namespaces the process gets new; a new user
+	// namespace gets uidMaps and gidMaps.
+	cloneFlags       uintptr
+	uidMaps, gidMaps []specs.LinuxIDMapping
+	setsid           bool
+	joins            []specs.LinuxNamespace // entered with setns before the fork
+	// userns is a user namespace the child joins after the fork: setns(2)
+	// refuses it to a multi-threaded caller.
 	userns string
 }
 
@@ -61,38 +65,45 @@ type initProcess struct {
 
 // initSpawnOpts derives clone flags and namespaces to join from the spec.
 func initSpawnOpts(s *specs.Spec) spawnOpts {
-	attr := &syscall.SysProcAttr{Setsid: true, GidMappingsEnableSetgroups: true}
-	var joins []specs.LinuxNamespace
+	o := spawnOpts{setsid: true}
 	for _, ns := range s.Linux.Namespaces {
 		switch {
 		case ns.Path != "":
-			joins = append(joins, ns)
+			o.joins = append(o.joins, ns)
 		case ns.Type == specs.UserNamespace:
-			attr.Cloneflags |= cloneFlags[ns.Type]
-			attr.UidMappings = idMaps(s.Linux.UIDMappings)
-			attr.GidMappings = idMaps(s.Linux.GIDMappings)
-			// Become root of the new user namespace before exec, or the
-			// exec would drop every capability the init needs to set up.
-			attr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
+			o.cloneFlags |= cloneFlags[ns.Type]
+			o.uidMaps, o.gidMaps = s.Linux.UIDMappings, s.Linux.GIDMappings
 		default:
 			// The cgroup and time namespaces (absent from cloneFlags) are
 			// unshared by the init: the cgroup one once it sits in its
 			// cgroup, so its root is the container's cgroup; the time one
 			// because clone(2) cannot create it.
-			attr.Cloneflags |= cloneFlags[ns.Type]
+			o.cloneFlags |= cloneFlags[ns.Type]
 		}
 	}
-	return spawnOpts{attr: attr, joins: joins}
+	return o
 }
 
-// spawn starts `hostnet-runc init` from a sealed copy of this binary.
+// spawn starts `hostnet-runc init` from a sealed copy of this binary, for
+// create and exec alike.
 //
 // New namespaces come from clone(2) flags. Namespaces joined by path are
 // entered with setns(2) on a locked OS thread just before the fork, which the
 // child inherits; that thread is never unlocked, so Go retires it afterwards
-// instead of running other goroutines in the container's namespaces. This
-// keeps the runtime pure Go, without a C constructor like runc's nsexec.
+// instead of running other goroutines in the container's namespaces. The
+// child is exec'd by descriptor (execveat), never through a /proc path
+// resolved in a mount namespace it may have joined. This keeps the runtime
+// pure Go, without a C constructor like runc's nsexec.
 func spawn(o spawnOpts) (*initProcess, error) {
+	// First, before this process opens anything under a number the caller
+	// left free.
+	if err := checkPreservedFds(o.preserveFds); err != nil {
+		return nil, err
+	}
+	// The caller's other descriptors (a lock it holds, say) stay with the
+	// caller. Before Linux 5.11 they reach the init, which keeps them from
+	// the process (initproc.closeExtraFds).
+	_ = unix.CloseRange(uint(3+o.preserveFds), math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
 	self, err := sealedExecutable()
 	if err != nil {
 		return nil, err
@@ -110,81 +121,131 @@ func spawn(o spawnOpts) (*initProcess, error) {
 		return nil, err
 	}
 
-	// Caller's fds 3..3+n-1 keep their numbers; ours follow. A raw fork
-	// passes every fd under its own number instead.
-	raw := o.raw && rawForkSupported
-	if o.userns != "" && !raw {
-		return fail(errors.New("exec into a container's user namespace is not supported on this architecture"))
-	}
-	var extra []*os.File
-	for i := 0; i < o.preserveFds; i++ {
-		extra = append(extra, os.NewFile(uintptr(3+i), "preserved-"+strconv.Itoa(3+i)))
-	}
-	next := func(f *os.File) int {
-		extra = append(extra, f)
-		if raw {
-			return int(f.Fd())
-		}
-		return 2 + len(extra)
-	}
+	// The caller's fds 3..3+n-1 are inherited as they are; ours keep
+	// their numbers, which are above those.
+	f := forkSpec{exe: self, cloneFlags: o.cloneFlags, setsid: o.setsid, preserved: o.preserveFds, keep: []*os.File{childEnd}}
 	fds := initproc.Fds{Preserved: o.preserveFds, ConsoleSocket: -1, ExecFifo: -1}
-	syncFd := next(childEnd)
 	if o.fifo != "" {
 		fifo, err := os.OpenFile(o.fifo, unix.O_PATH|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return fail(fmt.Errorf("open exec fifo: %w", err))
 		}
 		defer fifo.Close()
-		fds.ExecFifo = next(fifo)
+		fds.ExecFifo = int(fifo.Fd())
+		f.keep = append(f.keep, fifo)
 	}
 	if o.consoleSocket != "" {
 		conn, err := net.Dial("unix", o.consoleSocket)
 		if err != nil {
 			return fail(fmt.Errorf("connect to console socket %s: %w", o.consoleSocket, err))
 		}
-		f, err := conn.(*net.UnixConn).File()
+		sock, err := conn.(*net.UnixConn).File()
 		conn.Close()
 		if err != nil {
 			return fail(fmt.Errorf("console socket: %w", err))
 		}
-		defer f.Close()
-		fds.ConsoleSocket = next(f)
+		defer sock.Close()
+		fds.ConsoleSocket = int(sock.Fd())
+		f.keep = append(f.keep, sock)
 	}
-	selfFd := next(self)
-
-	cmd := &exec.Cmd{
-		Path:        "/proc/self/fd/" + strconv.Itoa(selfFd),
-		Args:        []string{"hostnet-runc", initproc.Command},
-		Env:         []string{initproc.SyncFdEnv + "=" + strconv.Itoa(syncFd), "GOMAXPROCS=1"},
-		Stdin:       os.Stdin,
-		Stdout:      os.Stdout,
-		Stderr:      os.Stderr,
-		ExtraFiles:  extra,
-		SysProcAttr: o.attr,
+	f.argv = []string{"hostnet-runc", initproc.Command}
+	f.env = []string{initproc.SyncFdEnv + "=" + strconv.Itoa(int(childEnd.Fd())), "GOMAXPROCS=1"}
+	if o.cloneFlags&unix.CLONE_NEWUSER != 0 {
+		// Written by this process once the child exists, through a procfs
+		// opened before this thread joins a mount namespace.
+		f.uidMaps, f.gidMaps = o.uidMaps, o.gidMaps
+		if f.proc, err = procfs.OpenProcRoot(); err != nil {
+			return fail(fmt.Errorf("open procfs: %w", err))
+		}
+		defer f.proc.Close()
 	}
-	var userns *os.File
 	if o.userns != "" {
-		if userns, err = os.Open(o.userns); err != nil {
+		if f.userns, err = os.Open(o.userns); err != nil {
 			return fail(fmt.Errorf("open user namespace: %w", err))
 		}
-		defer userns.Close()
+		defer f.userns.Close()
 	}
 	var proc *os.Process
 	err = inNamespaces(o.joins, o.dir, func() error {
-		if raw {
-			proc, err = forkExec(userns, self, cmd.Args, cmd.Env, o.attr != nil && o.attr.Setsid, extra)
-			return err
-		}
-		if err := cmd.Start(); err != nil {
-			return fmt.Errorf("start container init: %w", err)
-		}
-		proc = cmd.Process
-		return nil
+		proc, err = forkExec(&f)
+		return err
 	})
 	if err != nil {
 		return fail(err)
 	}
 	return &initProcess{proc: proc, sync: parentEnd, fds: fds}, nil
+}
+
+// forkSpec is what forkExec starts: the sealed init, in new namespaces,
+// with the descriptors to pass under their own numbers.
+type forkSpec struct {
+	exe        *os.File // exec'd by descriptor
+	argv, env  []string
+	cloneFlags uintptr
+	// uidMaps and gidMaps are written for a new user namespace through
+	// proc, opened before the forking thread joined any namespace.
+	uidMaps, gidMaps []specs.LinuxIDMapping
+	proc             *procfs.Handle
+	userns           *os.File // a user namespace the child joins, or nil
+	setsid           bool
+	preserved        int        // the caller's fds from 3 on, inherited as they are
+	keep             []*os.File // made inheritable in the child only
+}
+
+// writeIDMaps sets the id mappings of the child's new user namespace, which
+// it waits for before it becomes the namespace's root.
+func writeIDMaps(f *forkSpec, pid int) error {
+	for _, m := range []struct {
+		file string
+		data []byte
+	}{{"uid_map", idMapFile(f.uidMaps)}, {"gid_map", idMapFile(f.gidMaps)}} {
+		if err := writePidFile(f.proc, pid, m.file, m.data); err != nil {
+			return fmt.Errorf("write %s of process %d: %w", m.file, pid, err)
+		}
+	}
+	return nil
+}
+
+func writePidFile(proc *procfs.Handle, pid int, name string, data []byte) error {
+	h, err := proc.OpenPid(pid, name)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	file, err := pathrs.Reopen(h, unix.O_WRONLY)
+	if err != nil {
+		return err
+	}
+	defer file.Close()
+	_, err = file.Write(data)
+	return err
+}
+
+// checkPreservedFds makes sure the descriptors 3..3+n-1 are the caller's:
+// open, and inherited, so not close-on-exec, as every descriptor the
+// runtime (and the Go runtime, which keeps cgroup files open) opens itself
+// is. A number the caller did not pass would else hand the container
+// whatever the runtime happened to open under it.
+func checkPreservedFds(n int) error {
+	for fd := 3; fd < 3+n; fd++ {
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		if err != nil {
+			return fmt.Errorf("unable to stat preserved-fd %d (of %d): %w", fd-3, n, err)
+		}
+		if flags&unix.FD_CLOEXEC != 0 {
+			return fmt.Errorf("preserved-fd %d (of %d) was not passed by the caller: fd %d is the runtime's own", fd-3, n, fd)
+		}
+	}
+	return nil
+}
+
+// idMapFile is the content of a uid_map or gid_map file.
+func idMapFile(maps []specs.LinuxIDMapping) []byte {
+	var b []byte
+	for _, m := range maps {
+		b = fmt.Appendf(b, "%d %d %d\n", m.ContainerID, m.HostID, m.Size)
+	}
+	return b
 }
 
 // handshake sends the bootstrap and waits for the process to be ready,
@@ -244,14 +305,6 @@ func (p *initProcess) setOOMScoreAdj(score *int) error {
 func (p *initProcess) kill() {
 	p.proc.Kill()
 	p.proc.Wait()
-}
-
-func idMaps(in []specs.LinuxIDMapping) []syscall.SysProcIDMap {
-	out := make([]syscall.SysProcIDMap, len(in))
-	for i, m := range in {
-		out[i] = syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)}
-	}
-	return out
 }
 
 // inNamespaces runs start, which forks, on a thread that has joined the

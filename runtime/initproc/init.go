@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
 
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -46,8 +48,12 @@ func Main() {
 		os.Exit(1)
 	}
 	prep := prepare
+	var fdDir *os.File
 	if b.Exec {
 		prep = prepareExec
+	} else if fdDir, err = ownFdDir(); err != nil {
+		ch.reply(err)
+		os.Exit(1)
 	}
 	p, err := prep(&b, ch)
 	if err != nil {
@@ -64,7 +70,9 @@ func Main() {
 
 	// Block until `start` opens the fifo for reading. The descriptor is an
 	// O_PATH handle taken before pivot_root; the fifo itself stays outside.
-	fifo, err := unix.Open("/proc/self/fd/"+strconv.Itoa(b.Fds.ExecFifo), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	// It is reopened through the runtime's own procfs, not the container's,
+	// with a single openat(2): a seccomp profile may be in place already.
+	fifo, err := unix.Openat(int(fdDir.Fd()), strconv.Itoa(b.Fds.ExecFifo), unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		fatal(fmt.Errorf("open exec fifo: %w", err))
 	}
@@ -176,7 +184,6 @@ func prepare(b *Bootstrap, ch *channel) (*program, error) {
 		Spec:        s,
 		CgroupPaths: b.CgroupPaths,
 		UserNS:      spec.HasNamespace(s, specs.UserNamespace),
-		Console:     proc.Terminal,
 		HostMountNS: hostMountNS,
 	}
 	if s.Linux.MountLabel != "" && !selinuxEnabled() {
@@ -240,6 +247,10 @@ func prepareExec(b *Bootstrap, _ *channel) (*program, error) {
 // limits, working directory, user and capabilities, and finds the program.
 func finishProcess(b *Bootstrap) (*program, error) {
 	s, proc := b.Spec, b.Spec.Process
+	// Before a seccomp profile may refuse the system calls it takes.
+	if err := closeExtraFds(3 + b.Fds.Preserved); err != nil {
+		return nil, err
+	}
 	if err := setRlimits(proc.Rlimits); err != nil {
 		return nil, err
 	}
@@ -278,6 +289,11 @@ func finishProcess(b *Bootstrap) (*program, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Before the seccomp profile, as runc does: the procfs handles the
+	// writes go through take system calls a profile may refuse.
+	if err := applyLSM(proc.ApparmorProfile, proc.SelinuxLabel); err != nil {
+		return nil, err
+	}
 	if filter != nil && !proc.NoNewPrivileges {
 		// Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which
 		// setUser may drop: load it now, as runc does.
@@ -294,17 +310,11 @@ func finishProcess(b *Bootstrap) (*program, error) {
 			return nil, fmt.Errorf("set no_new_privs: %w", err)
 		}
 	}
-	if err := applyLSM(proc.ApparmorProfile, proc.SelinuxLabel); err != nil {
-		return nil, err
-	}
 	umask := 0o022
 	if proc.User.Umask != nil {
 		umask = int(*proc.User.Umask)
 	}
 	unix.Umask(umask)
-	if err := closeExtraFds(3 + b.Fds.Preserved); err != nil {
-		return nil, err
-	}
 	// CVE-2024-21626: a working directory inherited from the host through a
 	// leaked fd would show as unreachable; refuse to run from there.
 	if wd, err := os.Getwd(); err != nil || !strings.HasPrefix(wd, "/") {
@@ -381,28 +391,6 @@ func applySysctls(sysctls map[string]string) error {
 	return nil
 }
 
-// writeProcFile writes to a file that must live on a real procfs: a
-// container image or volume could otherwise mount a look-alike over /proc
-// and redirect the write.
-func writeProcFile(path, value string) error {
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
-	}
-	defer unix.Close(fd)
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(fd, &st); err != nil {
-		return fmt.Errorf("statfs %s: %w", path, err)
-	}
-	if st.Type != unix.PROC_SUPER_MAGIC {
-		return fmt.Errorf("%s is not on procfs (filesystem type %#x)", path, st.Type)
-	}
-	if _, err := unix.Write(fd, []byte(value)); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
-
 // lookPath resolves the program in the container's root with its own PATH,
 // so a missing binary fails create with the name the user typed.
 func lookPath(args, env []string) (string, error) {
@@ -450,17 +438,30 @@ func executable(path string) error {
 
 // closeExtraFds marks every descriptor from first on close-on-exec, so
 // nothing of the runtime's (CVE-2024-21626) reaches the user's program.
+// close_range(2) needs no /proc; before Linux 5.11 the descriptors are
+// listed through the runtime's own procfs.
 func closeExtraFds(first int) error {
-	entries, err := os.ReadDir("/proc/self/fd")
+	if unix.CloseRange(uint(first), math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC) == nil {
+		return nil
+	}
+	dir, err := ownFdDir()
 	if err != nil {
 		return fmt.Errorf("list open fds: %w", err)
 	}
-	for _, e := range entries {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil || fd < first {
-			continue
+	defer dir.Close()
+	fds, err := pathrs.Reopen(dir, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return fmt.Errorf("list open fds: %w", err)
+	}
+	defer fds.Close()
+	names, err := fds.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("list open fds: %w", err)
+	}
+	for _, name := range names {
+		if fd, err := strconv.Atoi(name); err == nil && fd >= first {
+			unix.CloseOnExec(fd)
 		}
-		unix.CloseOnExec(fd)
 	}
 	return nil
 }

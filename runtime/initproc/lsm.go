@@ -1,6 +1,7 @@
 package initproc
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -33,11 +34,11 @@ func applyLSM(apparmorProfile, selinuxLabel string) error {
 // writeAttr writes the LSM-specific attribute file when the kernel has it,
 // else the legacy shared one.
 func writeAttr(specific, legacy, value string) error {
-	path := "/proc/thread-self/attr/" + specific
-	if _, err := os.Stat(path); err != nil {
-		path = "/proc/thread-self/" + legacy
+	err := writeProcFile("/proc/thread-self/attr/"+specific, value)
+	if errors.Is(err, os.ErrNotExist) {
+		err = writeProcFile("/proc/thread-self/"+legacy, value)
 	}
-	return writeProcFile(path, value)
+	return err
 }
 
 func apparmorEnabled() bool {

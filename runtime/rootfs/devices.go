@@ -26,32 +26,24 @@ var DefaultDevices = []specs.LinuxDevice{
 	charDevice("/dev/tty", 5, 0),
 }
 
-func createDevices(root *os.File, c *Config) error {
+func createDevices(r *resolver, c *Config) error {
 	devs := append([]specs.LinuxDevice{}, DefaultDevices...)
 	devs = append(devs, c.Spec.Linux.Devices...)
 	for _, d := range devs {
-		if err := createDevice(root, d, c.UserNS); err != nil {
+		if err := createDevice(r, d, c.UserNS); err != nil {
 			return fmt.Errorf("create device %s: %w", d.Path, err)
 		}
-	}
-	if c.Console {
-		// An empty file the pty's slave is bind-mounted on after pivot_root.
-		h, err := openTarget(root, "/dev/console", false)
-		if err != nil {
-			return fmt.Errorf("create /dev/console: %w", err)
-		}
-		h.Close()
 	}
 	return nil
 }
 
-func createDevice(root *os.File, d specs.LinuxDevice, userNS bool) error {
+func createDevice(r *resolver, d specs.LinuxDevice, userNS bool) error {
 	if !filepath.IsAbs(d.Path) {
 		return fmt.Errorf("device path is not absolute")
 	}
 	if userNS {
 		// mknod is not allowed in a user namespace: bind the host's node.
-		return bindMount(root, d.Path, d.Path, MountOptions{})
+		return bindPath(r, d.Path, d.Path, MountOptions{})
 	}
 	var kind uint32
 	switch d.Type {
@@ -68,7 +60,7 @@ func createDevice(root *os.File, d specs.LinuxDevice, userNS bool) error {
 	if d.FileMode != nil {
 		perm = uint32(d.FileMode.Perm())
 	}
-	parent, err := pathrs.MkdirAllHandle(root, filepath.Dir(d.Path), 0o755)
+	parent, err := pathrs.MkdirAllHandle(r.root, filepath.Dir(d.Path), 0o755)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strconv"
 
-	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -27,8 +26,6 @@ type Config struct {
 	// UserNS is set when the container has its own user namespace, where
 	// mknod is not allowed and devices are bind-mounted from the host.
 	UserNS bool
-	// Console creates /dev/console for a pty to be mounted on later.
-	Console bool
 	// HostMountNS is set when the container shares the host's mount
 	// namespace: the mounts are then the host's, so the host's propagation
 	// is left alone and Unmount must remove them at delete.
@@ -39,7 +36,7 @@ type Config struct {
 // already be alone in a new mount namespace. Every mount target is resolved
 // inside the root and mounted through an O_PATH handle, so a symlink planted
 // in the image (or swapped in by a racing container) cannot redirect a mount
-// onto the host.
+// onto the host, nor into /proc or /sys.
 func Prepare(c *Config) error {
 	prop, ok := ParsePropagation(c.Spec.Linux.RootfsPropagation)
 	if !ok {
@@ -64,102 +61,209 @@ func Prepare(c *Config) error {
 		return fmt.Errorf("open rootfs: %w", err)
 	}
 	defer root.Close()
+	r := &resolver{root: root}
 
 	devBound := false
 	for _, m := range c.Spec.Mounts {
-		if err := mountOne(root, c, m); err != nil {
+		e := mountEntry{Mount: m, opts: ParseMountOptions(m.Options)}
+		e.bind = m.Type == "bind" || e.opts.Flags&unix.MS_BIND != 0
+		if err := mountOne(r, c, e); err != nil {
 			return fmt.Errorf("error mounting %q to rootfs at %q: %w", m.Source, m.Destination, err)
 		}
-		if filepath.Clean(m.Destination) == "/dev" && isBind(m) {
+		if filepath.Clean(m.Destination) == "/dev" && e.bind {
 			devBound = true
 		}
 	}
 	// A /dev bind-mounted from the host already has its devices.
 	if !devBound {
-		if err := createDevices(root, c); err != nil {
+		if err := createDevices(r, c); err != nil {
 			return err
 		}
 	}
 	return setupDevSymlinks(root, c)
 }
 
-func isBind(m specs.Mount) bool {
-	return m.Type == "bind" || ParseMountOptions(m.Options).Flags&unix.MS_BIND != 0
+// mountEntry is a spec mount with its options parsed.
+type mountEntry struct {
+	specs.Mount
+	opts MountOptions
+	bind bool
 }
 
-func mountOne(root *os.File, c *Config, m specs.Mount) error {
+func mountOne(r *resolver, c *Config, m mountEntry) error {
 	if !filepath.IsAbs(m.Destination) {
 		return fmt.Errorf("mount destination %q is not absolute", m.Destination)
 	}
-	opts := ParseMountOptions(m.Options)
-	switch {
-	case m.Type == "cgroup" || m.Type == "cgroup2":
-		return mountCgroup(root, c, m, opts)
-	case isBind(m):
-		if err := bindMount(root, m.Source, m.Destination, opts); err != nil {
+	if m.opts.IDMap || len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 {
+		return errors.New("id-mapped mounts are not supported")
+	}
+	dir := true
+	if m.bind {
+		fi, err := os.Stat(m.Source)
+		if err != nil {
+			return fmt.Errorf("bind source: %w", err)
+		}
+		dir = fi.IsDir()
+	}
+	t, err := r.open(m.Destination, dir)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	if t.rel == "/" {
+		return errors.New("mount target is the container's root itself")
+	}
+	if err := checkProcMount(t, m); err != nil {
+		return err
+	}
+	if m.Type == "proc" || m.Type == "sysfs" {
+		// Only on the path the spec names, through no symlink.
+		var st unix.Stat_t
+		if err := unix.Fstat(int(t.Fd()), &st); err != nil {
 			return err
 		}
+		if t.rel != t.dest || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return fmt.Errorf("filesystem %q must be mounted on an ordinary directory", m.Type)
+		}
+	}
+
+	switch {
+	case m.Type == "cgroup" || m.Type == "cgroup2":
+		return mountCgroup(r, c, m.Mount, m.opts)
+	case m.bind:
+		err = bindMount(r, t, m.Source, m.opts)
+	case m.opts.CopyUp && m.Type == "tmpfs":
+		err = copyUp(r, t, m)
 	default:
-		err := withTarget(root, m.Destination, true, func(target string) error {
-			return unix.Mount(m.Source, target, m.Type, opts.Flags, opts.Data)
-		})
+		err = unix.Mount(m.Source, t.procFd(), m.Type, m.opts.Flags, mountData(t, m))
 		if m.Type == "sysfs" && errors.Is(err, unix.EPERM) && spec.HasNamespace(c.Spec, specs.UserNamespace) {
 			// A user namespace may only mount sysfs for a network
 			// namespace it owns (not the host's, nor one the shim made):
 			// bind the /sys we see instead, with the same flags, as runc
 			// does. Masked and read-only paths apply to it as usual.
-			err = bindMount(root, "/sys", m.Destination, MountOptions{Flags: opts.Flags | unix.MS_REC})
-		}
-		if err != nil {
-			return err
+			err = bindMount(r, t, "/sys", MountOptions{Flags: m.opts.Flags | unix.MS_REC})
 		}
 	}
-	if opts.Propagation != 0 {
-		return withTarget(root, m.Destination, true, func(target string) error {
-			return unix.Mount("", target, "", opts.Propagation, "")
-		})
+	if err != nil {
+		return err
+	}
+	if m.opts.Propagation == 0 && m.opts.RecSet == 0 && m.opts.RecClear == 0 {
+		return nil
+	}
+	top, err := r.reopen(t)
+	if err != nil {
+		return err
+	}
+	defer top.Close()
+	if m.opts.Propagation != 0 {
+		if err := unix.Mount("", top.procFd(), "", m.opts.Propagation, ""); err != nil {
+			return fmt.Errorf("set propagation: %w", err)
+		}
+	}
+	return setRecursiveAttrs(top, m)
+}
+
+// mountData is the data a new mount gets: a tmpfs over an existing
+// directory starts with its mode, as with runc, unless the options say
+// otherwise.
+func mountData(t *target, m mountEntry) string {
+	if m.Type != "tmpfs" || !t.existed {
+		return m.opts.Data
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(t.Fd()), &st); err != nil {
+		return m.opts.Data
+	}
+	data := fmt.Sprintf("mode=%04o", st.Mode&07777)
+	if m.opts.Data != "" {
+		data += "," + m.opts.Data
+	}
+	return data
+}
+
+// setRecursiveAttrs applies the recursive options (rro, rnosuid, ...) to
+// the mount and everything below it. Without mount_setattr(2) they cannot
+// be honoured, and the mount must not go on without them.
+func setRecursiveAttrs(t *target, m mountEntry) error {
+	if m.opts.RecSet == 0 && m.opts.RecClear == 0 {
+		return nil
+	}
+	attr := &unix.MountAttr{Attr_set: m.opts.RecSet, Attr_clr: m.opts.RecClear}
+	err := unix.MountSetattr(int(t.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr)
+	if errors.Is(err, unix.ENOSYS) {
+		return fmt.Errorf("mount options %s need mount_setattr(2), which this kernel does not have (Linux 5.12 or later)", recursiveNames(m.Options))
+	}
+	if err != nil {
+		return fmt.Errorf("set recursive mount options %s: %w", recursiveNames(m.Options), err)
 	}
 	return nil
 }
 
-// bindMount binds source onto dest and then applies the flags a bind mount
-// ignores on creation (ro, nosuid, ...) with a remount, as mount(8) does.
-func bindMount(root *os.File, source, dest string, opts MountOptions) error {
+// bindMount binds source onto t and then applies the flags a bind mount
+// ignores on creation (ro, nosuid, ...) with a remount, as mount(8) does;
+// an option that clears a flag (rw, suid, ...) asks for the remount too.
+func bindMount(r *resolver, t *target, source string, opts MountOptions) error {
+	if err := unix.Mount(source, t.procFd(), "", unix.MS_BIND|opts.Flags&unix.MS_REC, ""); err != nil {
+		return err
+	}
+	extra := opts.Flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT)
+	if extra == 0 && opts.Cleared == 0 {
+		return nil
+	}
+	top, err := r.reopen(t)
+	if err != nil {
+		return err
+	}
+	defer top.Close()
+	flags := unix.MS_BIND | unix.MS_REMOUNT | extra
+	err = unix.Mount("", top.procFd(), "", flags, "")
+	if !errors.Is(err, unix.EPERM) {
+		return err
+	}
+	// The source's flags are locked (a mount from a more privileged mount
+	// namespace, seen from a user namespace): keep them, unless the
+	// options ask to clear one, which cannot be done.
+	var st unix.Statfs_t
+	if serr := unix.Statfs(source, &st); serr != nil {
+		return err
+	}
+	locked := statfsFlags(int64(st.Flags))
+	if clear := opts.Cleared & locked; clear != 0 {
+		return fmt.Errorf("cannot clear locked mount flags %#x of %s: %w", clear, source, err)
+	}
+	if err := unix.Mount("", top.procFd(), "", flags|locked, ""); err != nil {
+		return fmt.Errorf("remount with the locked flags %#x of %s: %w", locked, source, err)
+	}
+	return nil
+}
+
+// bindPath binds source onto dest, for the runtime's own mounts.
+func bindPath(r *resolver, source, dest string, opts MountOptions) error {
 	fi, err := os.Stat(source)
 	if err != nil {
 		return fmt.Errorf("bind source: %w", err)
 	}
-	if err := withTarget(root, dest, fi.IsDir(), func(target string) error {
-		return unix.Mount(source, target, "", unix.MS_BIND|opts.Flags&unix.MS_REC, "")
-	}); err != nil {
-		return err
-	}
-	extra := opts.Flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT)
-	if extra == 0 {
-		return nil
-	}
-	// Re-open: the old handle points below the new mount.
-	return withTarget(root, dest, fi.IsDir(), func(target string) error {
-		return unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|extra, "")
+	return r.with(dest, fi.IsDir(), func(t *target) error {
+		return bindMount(r, t, source, opts)
 	})
 }
 
 // mountCgroup gives the container a view of its own cgroups only: on v1 a
 // tmpfs holding a bind mount of the container's directory per hierarchy, on
 // v2 a fresh cgroup2 mount when it has a cgroup namespace, else a bind mount.
-func mountCgroup(root *os.File, c *Config, m specs.Mount, opts MountOptions) error {
+func mountCgroup(r *resolver, c *Config, m specs.Mount, opts MountOptions) error {
 	ro := opts.Flags & unix.MS_RDONLY
 	if host, ok := c.CgroupPaths[""]; ok {
 		if spec.HasNamespace(c.Spec, specs.CgroupNamespace) {
-			return withTarget(root, m.Destination, true, func(target string) error {
-				return unix.Mount("cgroup2", target, "cgroup2", opts.Flags, "")
+			return r.with(m.Destination, true, func(t *target) error {
+				return unix.Mount("cgroup2", t.procFd(), "cgroup2", opts.Flags, "")
 			})
 		}
-		return bindMount(root, host, m.Destination, MountOptions{Flags: unix.MS_REC | opts.Flags})
+		return bindPath(r, host, m.Destination, MountOptions{Flags: unix.MS_REC | opts.Flags})
 	}
 	base := opts.Flags &^ unix.MS_RDONLY
-	if err := withTarget(root, m.Destination, true, func(target string) error {
-		return unix.Mount("tmpfs", target, "tmpfs", base, "mode=755")
+	if err := r.with(m.Destination, true, func(t *target) error {
+		return unix.Mount("tmpfs", t.procFd(), "tmpfs", base, "mode=755")
 	}); err != nil {
 		return err
 	}
@@ -170,56 +274,37 @@ func mountCgroup(root *os.File, c *Config, m specs.Mount, opts MountOptions) err
 	sort.Strings(names)
 	for _, name := range names {
 		dest := filepath.Join(m.Destination, name)
-		if err := bindMount(root, c.CgroupPaths[name], dest, MountOptions{Flags: base | ro}); err != nil {
+		if err := bindPath(r, c.CgroupPaths[name], dest, MountOptions{Flags: base | ro}); err != nil {
 			return fmt.Errorf("cgroup %s: %w", name, err)
 		}
 	}
 	if ro == 0 {
 		return nil
 	}
-	return withTarget(root, m.Destination, true, func(target string) error {
-		return unix.Mount("", target, "", unix.MS_REMOUNT|base|ro, "mode=755")
+	return r.with(m.Destination, true, func(t *target) error {
+		return unix.Mount("", t.procFd(), "", unix.MS_REMOUNT|base|ro, "mode=755")
 	})
-}
-
-// withTarget resolves dest inside root, creating it (a directory, or an empty
-// file when dir is false) if missing, and calls fn with a /proc/self/fd path
-// that names exactly the resolved object.
-func withTarget(root *os.File, dest string, dir bool, fn func(target string) error) error {
-	h, err := openTarget(root, dest, dir)
-	if err != nil {
-		return fmt.Errorf("resolve mount target %s: %w", dest, err)
-	}
-	defer h.Close()
-	return fn(procFd(h))
-}
-
-func openTarget(root *os.File, dest string, dir bool) (*os.File, error) {
-	if h, err := pathrs.OpenatInRoot(root, dest); err == nil {
-		return h, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	if dir {
-		return pathrs.MkdirAllHandle(root, dest, 0o755)
-	}
-	parent, err := pathrs.MkdirAllHandle(root, filepath.Dir(dest), 0o755)
-	if err != nil {
-		return nil, err
-	}
-	defer parent.Close()
-	fd, err := unix.Openat(int(parent.Fd()), filepath.Base(dest), unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_WRONLY, 0o644)
-	if err != nil && !errors.Is(err, unix.EEXIST) {
-		return nil, fmt.Errorf("create %s: %w", dest, err)
-	}
-	if err == nil {
-		unix.Close(fd)
-	}
-	return pathrs.OpenatInRoot(root, dest)
 }
 
 func procFd(f *os.File) string {
 	return "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
+}
+
+// statfsFlags maps statfs(2) flags to the mount(2) flags the kernel locks
+// on a mount seen from a less privileged user namespace, which a bind
+// remount must repeat.
+func statfsFlags(st int64) uintptr {
+	var flags uintptr
+	for stFlag, msFlag := range map[int64]uintptr{
+		unix.ST_RDONLY: unix.MS_RDONLY, unix.ST_NOSUID: unix.MS_NOSUID, unix.ST_NODEV: unix.MS_NODEV,
+		unix.ST_NOEXEC: unix.MS_NOEXEC, unix.ST_NOATIME: unix.MS_NOATIME, unix.ST_NODIRATIME: unix.MS_NODIRATIME,
+		unix.ST_RELATIME: unix.MS_RELATIME,
+	} {
+		if st&stFlag != 0 {
+			flags |= msFlag
+		}
+	}
+	return flags
 }
 
 func makeParentMountPrivate(path string) error {

@@ -9,11 +9,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// MountOptions is a spec mount's option list split the way mount(2) wants it.
+// MountOptions is a spec mount's option list split the way the kernel wants
+// it: mount(2) flags and data, propagation, and the mount_setattr(2)
+// attributes of the recursive options.
 type MountOptions struct {
 	Flags       uintptr // MS_* flags for the mount itself
+	Cleared     uintptr // MS_* flags an option asked to clear (rw, suid, dev, ...)
 	Propagation uintptr // MS_SHARED/MS_SLAVE/... applied in a second call
 	Data        string  // filesystem-specific options
+	// RecSet and RecClear are MOUNT_ATTR_* attributes (rro, rnosuid, ...)
+	// applied to the mount and every mount below it.
+	RecSet, RecClear uint64
+	// CopyUp (tmpcopyup) fills a new tmpfs with what the directory it
+	// covers held.
+	CopyUp bool
+	// IDMap is set by idmap and ridmap, which ask for an id-mapped mount.
+	IDMap bool
 }
 
 var flagOptions = map[string]struct {
@@ -28,23 +39,58 @@ var flagOptions = map[string]struct {
 	"diratime":      {true, unix.MS_NODIRATIME},
 	"dirsync":       {false, unix.MS_DIRSYNC},
 	"exec":          {true, unix.MS_NOEXEC},
+	"iversion":      {false, unix.MS_I_VERSION},
+	"lazytime":      {false, unix.MS_LAZYTIME},
+	"loud":          {true, unix.MS_SILENT},
 	"mand":          {false, unix.MS_MANDLOCK},
 	"noatime":       {false, unix.MS_NOATIME},
 	"nodev":         {false, unix.MS_NODEV},
 	"nodiratime":    {false, unix.MS_NODIRATIME},
 	"noexec":        {false, unix.MS_NOEXEC},
+	"noiversion":    {true, unix.MS_I_VERSION},
+	"nolazytime":    {true, unix.MS_LAZYTIME},
 	"nomand":        {true, unix.MS_MANDLOCK},
 	"norelatime":    {true, unix.MS_RELATIME},
 	"nostrictatime": {true, unix.MS_STRICTATIME},
 	"nosuid":        {false, unix.MS_NOSUID},
+	"nosymfollow":   {false, unix.MS_NOSYMFOLLOW},
 	"rbind":         {false, unix.MS_BIND | unix.MS_REC},
 	"relatime":      {false, unix.MS_RELATIME},
 	"remount":       {false, unix.MS_REMOUNT},
 	"ro":            {false, unix.MS_RDONLY},
 	"rw":            {true, unix.MS_RDONLY},
+	"silent":        {false, unix.MS_SILENT},
 	"strictatime":   {false, unix.MS_STRICTATIME},
 	"suid":          {true, unix.MS_NOSUID},
+	"symfollow":     {true, unix.MS_NOSYMFOLLOW},
 	"sync":          {false, unix.MS_SYNCHRONOUS},
+}
+
+// recursiveOptions are the runtime-spec's recursive mount options: the
+// attribute is set (or cleared) on the whole tree with mount_setattr(2)
+// and AT_RECURSIVE, where mount(2) would change the top mount only.
+var recursiveOptions = map[string]struct {
+	clear bool
+	attr  uint64
+}{
+	"rro":            {false, unix.MOUNT_ATTR_RDONLY},
+	"rrw":            {true, unix.MOUNT_ATTR_RDONLY},
+	"rnosuid":        {false, unix.MOUNT_ATTR_NOSUID},
+	"rsuid":          {true, unix.MOUNT_ATTR_NOSUID},
+	"rnodev":         {false, unix.MOUNT_ATTR_NODEV},
+	"rdev":           {true, unix.MOUNT_ATTR_NODEV},
+	"rnoexec":        {false, unix.MOUNT_ATTR_NOEXEC},
+	"rexec":          {true, unix.MOUNT_ATTR_NOEXEC},
+	"rnodiratime":    {false, unix.MOUNT_ATTR_NODIRATIME},
+	"rdiratime":      {true, unix.MOUNT_ATTR_NODIRATIME},
+	"rrelatime":      {false, unix.MOUNT_ATTR_RELATIME},
+	"rnorelatime":    {true, unix.MOUNT_ATTR_RELATIME},
+	"rnoatime":       {false, unix.MOUNT_ATTR_NOATIME},
+	"ratime":         {true, unix.MOUNT_ATTR_NOATIME},
+	"rstrictatime":   {false, unix.MOUNT_ATTR_STRICTATIME},
+	"rnostrictatime": {true, unix.MOUNT_ATTR_STRICTATIME},
+	"rnosymfollow":   {false, unix.MOUNT_ATTR_NOSYMFOLLOW},
+	"rsymfollow":     {true, unix.MOUNT_ATTR_NOSYMFOLLOW},
 }
 
 var propagationOptions = map[string]uintptr{
@@ -58,11 +104,9 @@ var propagationOptions = map[string]uintptr{
 	"runbindable": unix.MS_UNBINDABLE | unix.MS_REC,
 }
 
-// ignoredOptions are runtime-level options other runtimes accept that mean
-// nothing to the kernel; passing them as data would make mount(2) fail.
-var ignoredOptions = map[string]bool{"tmpcopyup": true, "rro": true, "rrw": true}
-
-// ParseMountOptions splits spec mount options into flags, propagation and data.
+// ParseMountOptions splits spec mount options into flags, propagation,
+// recursive attributes and data. An option it does not know is data for
+// the filesystem, as with mount(8).
 func ParseMountOptions(options []string) MountOptions {
 	var o MountOptions
 	var data []string
@@ -70,8 +114,25 @@ func ParseMountOptions(options []string) MountOptions {
 		if f, ok := flagOptions[opt]; ok {
 			if f.clear {
 				o.Flags &^= f.flag
+				o.Cleared |= f.flag
 			} else {
 				o.Flags |= f.flag
+				o.Cleared &^= f.flag
+			}
+			continue
+		}
+		if r, ok := recursiveOptions[opt]; ok {
+			if r.clear {
+				o.RecClear |= r.attr
+				o.RecSet &^= r.attr
+			} else {
+				o.RecSet |= r.attr
+				o.RecClear &^= r.attr
+			}
+			// The atime attributes are one field: setting one means
+			// clearing the field first (mount_setattr(2)).
+			if r.attr&unix.MOUNT_ATTR__ATIME == r.attr {
+				o.RecClear |= unix.MOUNT_ATTR__ATIME
 			}
 			continue
 		}
@@ -79,13 +140,29 @@ func ParseMountOptions(options []string) MountOptions {
 			o.Propagation = p
 			continue
 		}
-		if ignoredOptions[opt] {
-			continue
+		switch opt {
+		case "tmpcopyup":
+			o.CopyUp = true
+		case "idmap", "ridmap":
+			o.IDMap = true
+		default:
+			data = append(data, opt)
 		}
-		data = append(data, opt)
 	}
 	o.Data = strings.Join(data, ",")
 	return o
+}
+
+// recursiveNames picks the recursive options out of a spec mount's
+// options, for errors.
+func recursiveNames(options []string) string {
+	var names []string
+	for _, o := range options {
+		if _, ok := recursiveOptions[o]; ok {
+			names = append(names, o)
+		}
+	}
+	return strings.Join(names, ",")
 }
 
 // ParsePropagation maps linux.rootfsPropagation to mount flags; empty means
@@ -98,10 +175,14 @@ func ParsePropagation(s string) (uintptr, bool) {
 	return p, ok
 }
 
-// KnownMountOptions lists every option ParseMountOptions interprets.
+// KnownMountOptions lists every option ParseMountOptions interprets and
+// Prepare honours (the features command advertises them).
 func KnownMountOptions() []string {
-	var out []string
+	out := []string{"tmpcopyup"}
 	for o := range flagOptions {
+		out = append(out, o)
+	}
+	for o := range recursiveOptions {
 		out = append(out, o)
 	}
 	for o := range propagationOptions {

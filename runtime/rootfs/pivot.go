@@ -71,8 +71,10 @@ func Chroot(rootfs string) error {
 	return unix.Chdir("/")
 }
 
-// Finalize applies what must happen inside the new root: masked paths,
-// read-only paths and a read-only root.
+// Finalize applies what must happen inside the new root: read-only paths,
+// masked paths and a read-only root. Every mount is made by descriptor:
+// nothing of the container's (its /proc, its /dev) names a source or a
+// target by path.
 func Finalize(s *specs.Spec) error {
 	root, err := os.OpenFile("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -84,13 +86,17 @@ func Finalize(s *specs.Spec) error {
 			return fmt.Errorf("make %s read-only: %w", p, err)
 		}
 	}
+	m := masker{root: root, emptyDir: -1}
+	defer m.close()
 	for _, p := range s.Linux.MaskedPaths {
-		if err := maskPath(root, p); err != nil {
+		if err := m.mask(p); err != nil {
 			return fmt.Errorf("mask %s: %w", p, err)
 		}
 	}
 	if s.Root != nil && s.Root.Readonly {
-		return remountReadonly("/")
+		if err := setReadonly(root); err != nil {
+			return fmt.Errorf("make the root read-only: %w", err)
+		}
 	}
 	return nil
 }
@@ -103,23 +109,37 @@ func readonlyPath(root *os.File, p string) error {
 	if err != nil {
 		return err
 	}
+	err = readonlyBind(h)
+	h.Close()
+	if !errors.Is(err, errNoMountAPI) {
+		return err
+	}
+	// mount(2) binds first, then remounts the new top mount read-only.
+	if h, err = pathrs.OpenatInRoot(root, p); err != nil {
+		return err
+	}
 	err = unix.Mount(procFd(h), procFd(h), "", unix.MS_BIND|unix.MS_REC, "")
 	h.Close()
 	if err != nil {
 		return err
 	}
-	h, err = pathrs.OpenatInRoot(root, p)
-	if err != nil {
+	if h, err = pathrs.OpenatInRoot(root, p); err != nil {
 		return err
 	}
 	defer h.Close()
 	return remountReadonly(procFd(h))
 }
 
-// maskPath hides a file behind /dev/null and a directory behind an empty
-// read-only tmpfs.
-func maskPath(root *os.File, p string) error {
-	h, err := pathrs.OpenatInRoot(root, p)
+// masker hides files behind the container's /dev/null and directories
+// behind an empty read-only tmpfs.
+type masker struct {
+	root     *os.File
+	devNull  *os.File // checked to be the null device
+	emptyDir int      // a detached empty tmpfs, cloned for each directory
+}
+
+func (m *masker) mask(p string) error {
+	h, err := pathrs.OpenatInRoot(m.root, p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -132,26 +152,61 @@ func maskPath(root *os.File, p string) error {
 		return err
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		return unix.Mount("tmpfs", procFd(h), "tmpfs", unix.MS_RDONLY, "")
+		return m.maskDir(h)
 	}
-	return unix.Mount("/dev/null", procFd(h), "", unix.MS_BIND, "")
-}
-
-// remountReadonly keeps the mount's existing flags (nosuid, nodev, ...),
-// which a bind remount would otherwise drop or be refused for.
-func remountReadonly(path string) error {
-	var st unix.Statfs_t
-	if err := unix.Statfs(path, &st); err != nil {
-		return err
-	}
-	flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY)
-	for st2ms, ms := range map[int64]uintptr{
-		unix.ST_NOSUID: unix.MS_NOSUID, unix.ST_NODEV: unix.MS_NODEV, unix.ST_NOEXEC: unix.MS_NOEXEC,
-		unix.ST_NOATIME: unix.MS_NOATIME, unix.ST_NODIRATIME: unix.MS_NODIRATIME, unix.ST_RELATIME: unix.MS_RELATIME,
-	} {
-		if st.Flags&st2ms != 0 {
-			flags |= ms
+	if m.devNull == nil {
+		if m.devNull, err = openDevNull(); err != nil {
+			return err
 		}
 	}
-	return unix.Mount("", path, "", flags, "")
+	return bindFd(m.devNull, h)
+}
+
+func (m *masker) maskDir(h *os.File) error {
+	if m.emptyDir < 0 {
+		fd, err := emptyReadonlyTmpfs()
+		if errors.Is(err, errNoMountAPI) {
+			return unix.Mount("tmpfs", procFd(h), "tmpfs", unix.MS_RDONLY, "")
+		}
+		if err != nil {
+			return err
+		}
+		m.emptyDir = fd
+	}
+	tree, err := unix.OpenTree(m.emptyDir, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
+	if err != nil {
+		return fmt.Errorf("open_tree: %w", err)
+	}
+	defer unix.Close(tree)
+	return attach(tree, h)
+}
+
+func (m *masker) close() {
+	if m.devNull != nil {
+		m.devNull.Close()
+	}
+	if m.emptyDir >= 0 {
+		unix.Close(m.emptyDir)
+	}
+}
+
+// openDevNull opens the container's /dev/null, which /dev bind-mounted from
+// a directory the image or a pod author controls can make anything; its
+// descriptor must be the 1:3 character device (CVE-2025-31133).
+func openDevNull() (*os.File, error) {
+	f, err := os.OpenFile("/dev/null", unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open the container's /dev/null: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stat the container's /dev/null: %w", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != unix.Mkdev(1, 3) {
+		f.Close()
+		return nil, fmt.Errorf("the container's /dev/null is not the null device (mode %#o, device %d:%d)",
+			st.Mode, unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	}
+	return f, nil
 }
