@@ -91,7 +91,7 @@ lint:
 # Fuzz targets of the parsers of untrusted input, as package:Target. Each
 # runs for FUZZTIME; their corpora (testdata/fuzz) also run with `go test`.
 FUZZ_TARGETS := spec:FuzzParsePorts spec:FuzzModeFor spec:FuzzParseSysctl spec:FuzzCheckSysctls \
-	spec:FuzzCapabilityNames shim/config:FuzzParse shim/network:FuzzPrepare runtime/seccomp:FuzzCompile
+	spec:FuzzCapabilityNames spec:FuzzResolveMode spec:FuzzParseNerdctlNetworkConfig shim/config:FuzzParse shim/network:FuzzPrepare runtime/seccomp:FuzzCompile
 FUZZTIME ?= 5s
 
 fuzz:
