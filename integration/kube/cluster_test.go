@@ -26,7 +26,6 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -174,7 +173,7 @@ func (c *cluster) startContainerd(ctx context.Context, binDir string) error {
 		return err
 	}
 	c.d = d
-	if err := addNodeAddress(d.NetNSPath()); err != nil {
+	if err := addNodeAddress(d); err != nil {
 		return err
 	}
 	// The pause program and busybox, as the contrib manifests name it.
@@ -671,13 +670,8 @@ func (c *cluster) startProxy() error {
 // addNodeAddress gives the cluster's netns the node's address, on one end
 // of a veth pair whose both ends stay there (this kernel has no dummy
 // links): traffic to it stays in the namespace.
-func addNodeAddress(path string) error {
-	ns, err := netns.GetFromPath(path)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+func addNodeAddress(d *daemon.Daemon) error {
+	h, err := d.Netlink()
 	if err != nil {
 		return err
 	}

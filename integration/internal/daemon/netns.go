@@ -31,12 +31,7 @@ func (d *Daemon) createNetNS() error {
 	if err := hostnetns.Create(path); err != nil {
 		return err
 	}
-	ns, err := netns.GetFromPath(path)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
+	h, err := d.Netlink()
 	if err != nil {
 		return err
 	}
@@ -49,6 +44,21 @@ func (d *Daemon) createNetNS() error {
 		return fmt.Errorf("loopback up in %s: %w", path, err)
 	}
 	return nil
+}
+
+// Netlink is a netlink handle in containerd's network namespace (the
+// caller's if containerd has none of its own); close it after use.
+func (d *Daemon) Netlink() (*netlink.Handle, error) {
+	path := d.NetNSPath()
+	if path == "" {
+		return netlink.NewHandle()
+	}
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	return netlink.NewHandleAt(ns)
 }
 
 // InNetNS is a command run in containerd's network namespace (NetNSPath),
