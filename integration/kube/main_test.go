@@ -16,10 +16,11 @@
 // this machine; the lane checks that.
 //
 // Adding a scenario is a test function: build a pod with newPod (or
-// decode a manifest), c.run it and wait for what it should do. User
-// namespaces (hostUsers: false) and recursiveReadOnly volumes need the
-// kubelet's feature gates as they stand in 1.37 (both on by default) and
-// only a pod spec here.
+// decode a manifest), c.run it, and check it with c.mustExec, c.logs,
+// c.portForward and c.modeOf. User-namespaced pods (hostUsers: false) and
+// recursiveReadOnly volume mounts are such functions once hostnet-runc
+// supports them: both features are on by default in Kubernetes 1.37, and
+// the kubelet's configuration here sets nothing against them.
 //
 // Environment:
 //
