@@ -471,8 +471,15 @@ func TestProbesAndRestarts(t *testing.T) {
 	if term := p.Status.ContainerStatuses[0].LastTerminationState.Terminated; term == nil || term.ExitCode != 3 {
 		t.Errorf("last termination %+v, want exit code 3", term)
 	}
-	if logs := c.logs(t, exits.Name, true); !strings.Contains(logs, "run") {
-		t.Errorf("previous logs = %q", logs)
+	// The kubelet answers for the instance before the current one; while
+	// it restarts the container again that one may be changing.
+	deadline := time.Now().Add(30 * time.Second)
+	for logs := c.logs(t, exits.Name, true); !strings.Contains(logs, "run"); logs = c.logs(t, exits.Name, true) {
+		if time.Now().After(deadline) {
+			t.Errorf("previous logs = %q", logs)
+			break
+		}
+		time.Sleep(time.Second)
 	}
 }
 
