@@ -24,7 +24,7 @@ UNIT_PKGS := $(foreach d,spec shim runtime,$(if $(wildcard $(d)),./$(d)/...))
 # Benchmark runs per contender of each timed step.
 BENCH_RUNS ?= 20
 
-.PHONY: all build install test unit integration test-cgroup2 conformance bench clean lint fuzz demo setup help
+.PHONY: all build install test unit integration test-cgroup2 conformance bench clean lint fuzz demo setup help test-kube test-nerdctl
 
 all: build
 
@@ -34,6 +34,8 @@ help:
 	@echo "test         unit tests, then integration tests against a private containerd (root)"
 	@echo "test-cgroup2 the tests in a QEMU guest with systemd and cgroup v2 (root)"
 	@echo "conformance  OCI runtime-tools validation suite, hostnet-runc vs runc (root)"
+	@echo "test-kube    a single-node Kubernetes 1.37 running pods with RuntimeClass hostnet (root)"
+	@echo "test-nerdctl nerdctl 2.2.1 driving hostnet: networks, -p, compose (root)"
 	@echo "bench        hostnet vs runc, crun and CNI: tables, $(BENCH_OUT)/results.json, chart.svg (root)"
 	@echo "lint         gofmt and go vet"
 	@echo "fuzz         run each fuzz target for FUZZTIME ($(FUZZTIME)); corpora in testdata/fuzz"
@@ -66,6 +68,17 @@ integration: build
 test-cgroup2:
 	integration/cgroup2/run.sh
 
+# Client lanes (root). Each builds what it drives once into
+# /var/cache/hostnet (counted in the lane's time on a fresh machine), then
+# runs against a private containerd in a network namespace of its own.
+test-kube: build
+	contrib/build-kubernetes.sh
+	HOSTNET_BIN_DIR=$(BINDIR) $(GO) test -v -count=1 -timeout 20m ./integration/kube/
+
+test-nerdctl: build
+	contrib/build-nerdctl.sh
+	HOSTNET_BIN_DIR=$(BINDIR) $(GO) test -v -count=1 -timeout 15m ./integration/nerdctl/
+
 # runc v1.5.2, the benchmark's anchor, built once from the Go module proxy.
 RUNC_152 ?= /var/cache/hostnet/runc-v1.5.2/bin/runc
 BENCH_OUT ?= bench-results
@@ -91,7 +104,7 @@ lint:
 # Fuzz targets of the parsers of untrusted input, as package:Target. Each
 # runs for FUZZTIME; their corpora (testdata/fuzz) also run with `go test`.
 FUZZ_TARGETS := spec:FuzzParsePorts spec:FuzzModeFor spec:FuzzParseSysctl spec:FuzzCheckSysctls \
-	spec:FuzzCapabilityNames shim/config:FuzzParse shim/network:FuzzPrepare runtime/seccomp:FuzzCompile
+	spec:FuzzCapabilityNames spec:FuzzResolveMode spec:FuzzParseNerdctlNetworkConfig shim/config:FuzzParse shim/network:FuzzPrepare runtime/seccomp:FuzzCompile
 FUZZTIME ?= 5s
 
 fuzz:

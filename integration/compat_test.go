@@ -134,7 +134,7 @@ func testCompat(t *testing.T, containerd, ctr string) {
 		ce := startCRIEnvOf(t, false, containerd, ctr)
 		t.Run("HostNetworkPod", ce.testHostNetworkPod)
 		t.Run("PodNetwork", ce.testPodNetwork)
-		t.Run("BridgeForNodeNetworkPod", ce.testBridgePod)
+		t.Run("BridgeRejectedForHostNetworkPod", ce.testBridgeHostNetworkPod)
 	})
 }
 

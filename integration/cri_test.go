@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/vishvananda/netlink"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -57,6 +59,7 @@ type criEnv struct {
 	subnet  netip.Prefix // CNI subnet
 	// hostnetSubnet is hostnet's own bridge-mode subnet for this test.
 	hostnetSubnet netip.Prefix
+	hostnetBridge string
 	gateway       netip.Addr // the bridge's address
 	ipamDir       string     // host-local's dataDir
 	cgroupParent  string     // below /<d.Namespace>, removed by d.Stop
@@ -66,10 +69,6 @@ type criEnv struct {
 	// that holds every file containerd and the CNI plugins use.
 	box  *systemdbox.Box
 	base string
-	// strict keeps containerd's CRI defaults that hostnet-runc cannot run
-	// yet: a sandbox oom_score_adj of -998, and the unprivileged port and
-	// ICMP sysctls in every pod with its own netns.
-	strict bool
 }
 
 // TestCRI runs pods through containerd's CRI plugin with the hostnet
@@ -85,9 +84,10 @@ func TestCRI(t *testing.T) {
 	t.Run("Annotations", func(t *testing.T) {
 		t.Run("NoneKeepsPodNetwork", e.testAnnotationNone)
 		t.Run("HostOverridesPodNetwork", e.testAnnotationHost)
+		t.Run("HostRefusesPodNetSysctls", e.testAnnotationHostSysctls)
 		t.Run("InvalidRejected", e.testAnnotationInvalid)
 		t.Run("BridgeRejectedForPodNetwork", e.testAnnotationBridge)
-		t.Run("BridgeForNodeNetworkPod", e.testBridgePod)
+		t.Run("BridgeRejectedForHostNetworkPod", e.testBridgeHostNetworkPod)
 	})
 }
 
@@ -132,12 +132,12 @@ func startCRIEnvOf(t *testing.T, systemd bool, containerd, ctr string) *criEnv {
 	}
 	e.ipamDir = e.tempDir(t)
 	e.gateway = e.subnet.Addr().Next()
-	e.strict = os.Getenv("HOSTNET_CRI_STRICT") != ""
 
 	// The CNI bridge plugin leaves its bridge behind; so may a failed
 	// hostnet bridge-mode attach. Registered first, so it runs after the
 	// daemon's Stop.
-	hostnetBridge := fmt.Sprintf("hncrb%d", pid%100000)
+	e.hostnetBridge = fmt.Sprintf("hncrb%d", pid%100000)
+	hostnetBridge := e.hostnetBridge
 	e.hostnetSubnet = netip.MustParsePrefix(fmt.Sprintf("10.237.%d.0/24", pid%200))
 	t.Cleanup(func() {
 		for _, name := range []string{e.bridge, hostnetBridge} {
@@ -194,16 +194,11 @@ func startCRIEnvOf(t *testing.T, systemd bool, containerd, ctr string) *criEnv {
 		CNIBinDirs:     []string{criCNIBinDir},
 		CNIConfDir:     confDir,
 		PodAnnotations: []string{"hostnet.containerd.io/*"},
-		// Workarounds for hostnet-runc, which fails what runc does with
-		// CRI's defaults: it writes the spec's sysctls after making
-		// /proc/sys read-only ("set sysctl
-		// net.ipv4.ip_unprivileged_port_start: ... read-only file
-		// system"), and oom_score_adj from the container's init without
-		// CAP_SYS_RESOURCE ("write /proc/self/oom_score_adj: permission
-		// denied" for the sandbox's -998). HOSTNET_CRI_STRICT=1 runs with
-		// containerd's defaults instead.
-		RestrictOOMScoreAdj:   !e.strict,
-		NoUnprivilegedSysctls: !e.strict,
+		// containerd's CRI defaults, including the unprivileged port and
+		// ICMP sysctls in every pod with its own netns, except where this
+		// machine withholds CAP_SYS_RESOURCE from root: the sandbox's
+		// oom_score_adj of -998 then fails for any runtime.
+		RestrictOOMScoreAdj: !daemon.CanLowerOOMScore(),
 		// For pods that ask for bridge mode: a bridge and IPAM private to
 		// the test.
 		HostnetConfig: fmt.Sprintf("[network.bridge]\nname = %q\nsubnet = %q\nstate_dir = %q\n",
@@ -793,14 +788,12 @@ func (e *criEnv) testAnnotationNone(t *testing.T) {
 // although CRI and CNI still set up (and later tear down) the pod netns
 // and report its address.
 //
-// With containerd's default enable_unprivileged_ports/_icmp, CRI puts
-// net.ipv4 sysctls in the spec of such a pod, and the shim refuses them in
-// host mode, where they would change the node's settings.
+// With containerd's default enable_unprivileged_ports/_icmp, CRI puts its
+// net.ipv4 sysctls in such a pod's sandbox spec. They are containerd's,
+// not the pod author's: the shim drops exactly them, says so in its log,
+// and the node's settings stay as they were.
 func (e *criEnv) testAnnotationHost(t *testing.T) {
-	if e.strict {
-		e.assertRunPodRejected(t, string(spec.ModeHost), "net.ipv4.ip_unprivileged_port_start", "not allowed in host network mode")
-		return
-	}
+	before := criHostSysctls(t)
 	p := e.runPod(t, false, map[string]string{spec.NetworkAnnotation: string(spec.ModeHost)})
 	id := p.startContainer(t, "app")
 	tr := p.trace(t)
@@ -810,9 +803,91 @@ func (e *criEnv) testAnnotationHost(t *testing.T) {
 	if tr.netnsDir == "" {
 		t.Error("CRI's sandbox spec should still name the pod netns")
 	}
+	// containerd's record of the sandbox has its defaults (the test
+	// exercises them), the spec the runtime ran has not.
+	recorded := e.specOf(t, p.id)
+	ran := e.bundleSpec(t, p.id)
+	for k, v := range criDefaultSysctls {
+		if got := recorded.Linux.Sysctl[k]; got != v {
+			t.Errorf("containerd's sandbox spec has %s=%q, want CRI's default %q", k, got, v)
+		}
+		if got, ok := ran.Linux.Sysctl[k]; ok {
+			t.Errorf("the sandbox ran with %s=%q in the host's netns", k, got)
+		}
+	}
+	logText, err := os.ReadFile(e.d.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"dropped containerd's default sysctls net.ipv4.ip_unprivileged_port_start=0, net.ipv4.ping_group_range=0 2147483647",
+		`msg="network mode" id=` + p.id + " mode=host"} {
+		if !strings.Contains(string(logText), want) {
+			t.Errorf("containerd's log does not say %q", want)
+		}
+	}
+	if after := criHostSysctls(t); after != before {
+		t.Errorf("the host's sysctls changed: %q, were %q", after, before)
+	}
 	p.stopAndRemove(t)
 	e.assertGone(t, tr)
 	e.assertNetworkClean(t)
+}
+
+// criDefaultSysctls are what containerd's CRI adds by default to the
+// sandbox spec of a pod with a netns of its own.
+var criDefaultSysctls = map[string]string{"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"}
+
+// criHostSysctls reads the host's values of criDefaultSysctls.
+func criHostSysctls(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(criDefaultSysctls)) {
+		v, err := os.ReadFile("/proc/sys/" + strings.ReplaceAll(k, ".", "/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s=%s;", k, strings.TrimSpace(string(v)))
+	}
+	return b.String()
+}
+
+// testAnnotationHostSysctls: a pod author's own net.* sysctls are not
+// containerd's defaults: a pod forced into host mode that sets one (here
+// ip_unprivileged_port_start=80, a Kubernetes "safe" sysctl, which keeps
+// CRI from adding its own) is refused, naming it.
+func (e *criEnv) testAnnotationHostSysctls(t *testing.T) {
+	cfg := e.podConfig(t, false, map[string]string{spec.NetworkAnnotation: string(spec.ModeHost)})
+	cfg.Linux.Sysctls = map[string]string{"net.ipv4.ip_unprivileged_port_start": "80"}
+	e.assertRunPodConfigRejected(t, cfg, "sysctls net.ipv4.ip_unprivileged_port_start would change the host's network settings")
+}
+
+// specOf is containerd's record of id's OCI spec, as CRI made it.
+func (e *criEnv) specOf(t *testing.T, id string) *specs.Spec {
+	t.Helper()
+	c, err := e.ctr.LoadContainer(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Spec(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// bundleSpec is the config.json of id's task bundle: what the shim gave
+// the runtime.
+func (e *criEnv) bundleSpec(t *testing.T, id string) *specs.Spec {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(e.d.State, "io.containerd.runtime.v2.task", daemon.CRINamespace, id, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(data, &s); err != nil {
+		t.Fatal(err)
+	}
+	return &s
 }
 
 // testAnnotationInvalid: an invalid mode fails RunPodSandbox with the
@@ -826,28 +901,20 @@ func (e *criEnv) testAnnotationInvalid(t *testing.T) {
 // netns CNI set up, by path. The shim refuses to replace it (an explicit
 // mode is not silently ignored): RunPodSandbox fails with InvalidArgument
 // and CRI cleans up, CNI included.
-// testBridgePod: a pod without a CNI network (NODE) asking for bridge mode
-// gets hostnet's bridge: the sandbox is attached in-process, and its app
-// containers, which inherit the annotation, join the sandbox's netns.
-func (e *criEnv) testBridgePod(t *testing.T) {
-	p := e.runPod(t, true, map[string]string{spec.NetworkAnnotation: string(spec.ModeBridge)})
-	id := p.startContainer(t, "app")
-	tr := p.trace(t)
-	if netns := p.exec(t, id, "readlink", "/proc/self/ns/net"); netns == e.hostNetNS {
-		t.Errorf("container is in the host's netns; want the sandbox's bridged one")
-	}
-	addr := eth0Addr(t, p.exec(t, id, "ip", "-o", "-4", "addr", "show", "dev", "eth0"))
-	if !e.hostnetSubnet.Contains(addr) {
-		t.Errorf("eth0 address %s, want one in hostnet's bridge subnet %s", addr, e.hostnetSubnet)
-	}
-	// Traffic to the test's own bridge only.
-	p.exec(t, id, "ping", "-c", "1", "-W", "5", e.hostnetSubnet.Addr().Next().String())
-	p.stopAndRemove(t)
-	e.assertGone(t, tr)
-}
-
 func (e *criEnv) testAnnotationBridge(t *testing.T) {
 	e.assertRunPodRejected(t, string(spec.ModeBridge), "bridge network mode cannot be used with a spec that joins network namespace")
+}
+
+// testBridgeHostNetworkPod: a hostNetwork pod is on the node's network by
+// contract, and the kubelet reports the node's IP as its IP: asking it for
+// hostnet's bridge mode fails RunPodSandbox with InvalidArgument saying
+// so, and nothing of hostnet's bridge is set up.
+func (e *criEnv) testBridgeHostNetworkPod(t *testing.T) {
+	cfg := e.podConfig(t, true, map[string]string{spec.NetworkAnnotation: string(spec.ModeBridge)})
+	e.assertRunPodConfigRejected(t, cfg, spec.NetworkAnnotation+"=bridge: a hostNetwork pod is on the node's network")
+	if _, err := netlink.LinkByName(e.hostnetBridge); err == nil {
+		t.Errorf("hostnet's bridge %s was created for a refused hostNetwork pod", e.hostnetBridge)
+	}
 }
 
 // assertRunPodRejected runs a hostNetwork=false pod whose network
@@ -856,13 +923,18 @@ func (e *criEnv) testAnnotationBridge(t *testing.T) {
 // sandbox, shim or CNI attachment behind.
 func (e *criEnv) assertRunPodRejected(t *testing.T, mode string, want ...string) {
 	t.Helper()
-	cfg := e.podConfig(t, false, map[string]string{spec.NetworkAnnotation: mode})
+	e.assertRunPodConfigRejected(t, e.podConfig(t, false, map[string]string{spec.NetworkAnnotation: mode}), want...)
+}
+
+// assertRunPodConfigRejected is assertRunPodRejected for any pod config.
+func (e *criEnv) assertRunPodConfigRejected(t *testing.T, cfg *runtimeapi.PodSandboxConfig, want ...string) {
+	t.Helper()
 	ctx := criCtx(t)
 	resp, err := e.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: daemon.CRIHandler})
 	if err == nil {
 		_, _ = e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: resp.PodSandboxId})
 		_, _ = e.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: resp.PodSandboxId})
-		t.Fatalf("RunPodSandbox with %s=%s succeeded", spec.NetworkAnnotation, mode)
+		t.Fatalf("RunPodSandbox with annotations %v, sysctls %v succeeded", cfg.Annotations, cfg.GetLinux().GetSysctls())
 	}
 	if status.Code(err) != codes.InvalidArgument {
 		t.Errorf("RunPodSandbox: code %v, want InvalidArgument", status.Code(err))

@@ -64,6 +64,36 @@ func SetHostHostname(s *specs.Spec, hostname string) {
 	}
 }
 
+// criDefaultSysctls are the sysctls containerd's CRI adds by default to
+// the sandbox spec of a pod with a network namespace of its own
+// (enable_unprivileged_ports, enable_unprivileged_icmp), with the values it
+// sets. They are containerd's, not the pod author's.
+var criDefaultSysctls = map[string]string{
+	"net.ipv4.ip_unprivileged_port_start": "0",
+	"net.ipv4.ping_group_range":           "0 2147483647",
+}
+
+// DropCRIDefaultSysctls removes containerd's default sysctls from a CRI
+// sandbox's spec bound for the host's network namespace, where they would
+// change the host, and returns what it removed as key=value, sorted. Only
+// the exact key and value containerd writes is recognised: any other
+// spelling or value is left for CheckHostSysctls to refuse. A pod author
+// who asks for exactly these values is not told apart from containerd; in
+// the host's network namespace the host's settings apply either way.
+func DropCRIDefaultSysctls(s *specs.Spec) []string {
+	if s.Linux == nil || s.Annotations[CRIContainerTypeAnnotation] != "sandbox" {
+		return nil
+	}
+	var dropped []string
+	for _, k := range slices.Sorted(maps.Keys(criDefaultSysctls)) {
+		if v, ok := s.Linux.Sysctl[k]; ok && v == criDefaultSysctls[k] {
+			delete(s.Linux.Sysctl, k)
+			dropped = append(dropped, k+"="+v)
+		}
+	}
+	return dropped
+}
+
 // CheckHostSysctls refuses net.* sysctls: in the host's network namespace
 // they would change the host. Keys are read with ParseSysctl, the parse the
 // runtime writes with, so another spelling of a net.* key (the slash form,

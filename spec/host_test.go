@@ -1,7 +1,9 @@
 package spec
 
 import (
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -90,5 +92,49 @@ func TestHarden(t *testing.T) {
 		if err := Harden(s); err == nil || !strings.Contains(err.Error(), "is not a capability name") {
 			t.Errorf("%s: err = %v", name, err)
 		}
+	}
+}
+
+func TestDropCRIDefaultSysctls(t *testing.T) {
+	defaults := func() map[string]string {
+		return map[string]string{"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"}
+	}
+	sandbox := map[string]string{CRIContainerTypeAnnotation: "sandbox"}
+	for _, tc := range []struct {
+		name        string
+		annotations map[string]string
+		sysctl      map[string]string
+		wantDropped []string
+		wantLeft    []string
+	}{
+		{name: "containerd's defaults", annotations: sandbox, sysctl: defaults(),
+			wantDropped: []string{"net.ipv4.ip_unprivileged_port_start=0", "net.ipv4.ping_group_range=0 2147483647"}},
+		{name: "not a CRI sandbox", annotations: map[string]string{CRIContainerTypeAnnotation: "container"}, sysctl: defaults(),
+			wantLeft: []string{"net.ipv4.ip_unprivileged_port_start", "net.ipv4.ping_group_range"}},
+		{name: "not CRI", sysctl: defaults(), wantLeft: []string{"net.ipv4.ip_unprivileged_port_start", "net.ipv4.ping_group_range"}},
+		{name: "another value", annotations: sandbox,
+			sysctl:      map[string]string{"net.ipv4.ip_unprivileged_port_start": "1024", "net.ipv4.ping_group_range": "0 2147483647"},
+			wantDropped: []string{"net.ipv4.ping_group_range=0 2147483647"}, wantLeft: []string{"net.ipv4.ip_unprivileged_port_start"}},
+		{name: "another spelling", annotations: sandbox,
+			sysctl:   map[string]string{"net/ipv4/ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range ": "0 2147483647"},
+			wantLeft: []string{"net.ipv4.ping_group_range ", "net/ipv4/ip_unprivileged_port_start"}},
+		{name: "others kept", annotations: sandbox,
+			sysctl:      map[string]string{"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ip_forward": "1", "kernel.shmmax": "1"},
+			wantDropped: []string{"net.ipv4.ip_unprivileged_port_start=0"}, wantLeft: []string{"kernel.shmmax", "net.ipv4.ip_forward"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &specs.Spec{Annotations: tc.annotations, Linux: &specs.Linux{Sysctl: tc.sysctl}}
+			dropped := DropCRIDefaultSysctls(s)
+			if !reflect.DeepEqual(dropped, tc.wantDropped) {
+				t.Errorf("dropped %q, want %q", dropped, tc.wantDropped)
+			}
+			left := slices.Sorted(maps.Keys(s.Linux.Sysctl))
+			if len(left) != len(tc.wantLeft) || (len(left) > 0 && !reflect.DeepEqual(left, tc.wantLeft)) {
+				t.Errorf("left %q, want %q", left, tc.wantLeft)
+			}
+			if len(tc.wantLeft) > 0 && CheckHostSysctls(s) == nil {
+				t.Errorf("CheckHostSysctls accepts what was left: %v", s.Linux.Sysctl)
+			}
+		})
 	}
 }

@@ -135,7 +135,7 @@ func New(paths Paths, res *specs.LinuxResources) (Manager, error) {
 		}
 		return &v2{m: m, path: v2path}, nil
 	}
-	cg, err := cgroup1.New(paths.v1Path, res)
+	cg, err := cgroup1.New(paths.v1Path, v1Resources(res))
 	if err != nil {
 		removeCreated(existed)
 		return nil, fmt.Errorf("create cgroup %s: %w", paths, err)

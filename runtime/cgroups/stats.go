@@ -19,7 +19,7 @@ func (c *v1) Update(res *specs.LinuxResources) error {
 	if res != nil && len(res.Unified) > 0 {
 		return errV1Unified
 	}
-	return c.cg.Update(res)
+	return c.cg.Update(v1Resources(res))
 }
 
 func (c *v1) Stats() (*Stats, error) {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/containerd/containerd/v2/pkg/atomicfile"
 	"github.com/containerd/errdefs"
@@ -34,6 +35,8 @@ type Request struct {
 // Result is what Prepare did.
 type Result struct {
 	Mode spec.NetworkMode
+	// Why says where the mode came from, for the shim's log.
+	Why string
 	// Warnings are for the shim's log, like Docker's published-ports one.
 	Warnings []string
 	// Hardened is set when the spec was hardened (spec.Harden): processes
@@ -51,9 +54,18 @@ func Prepare(ctx context.Context, r Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	mode, explicit, err := spec.ModeFor(s, r.Config.DefaultMode)
+	resolved, err := spec.ResolveMode(s, r.Config.DefaultMode)
 	if err != nil {
 		return Result{}, invalid(err)
+	}
+	if err := resolveCtrCNI(ctx, r, s, &resolved); err != nil {
+		return Result{}, err
+	}
+	mode, explicit := resolved.Mode, resolved.Explicit
+	if mode == spec.ModeBridge && resolved.Nerdctl {
+		if err := refuseNerdctlPorts(s); err != nil {
+			return Result{}, err
+		}
 	}
 	ports, err := spec.PortsFor(s)
 	if err != nil {
@@ -70,7 +82,7 @@ func Prepare(ctx context.Context, r Request) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("failed to encode OCI spec: %w", err)
 	}
-	res := Result{Mode: mode}
+	res := Result{Mode: mode, Why: resolved.Why}
 	switch mode {
 	case spec.ModeHost:
 		if err := prepareHost(s, r.Bundle, explicit, ports, r.Config, &res); err != nil {
@@ -103,11 +115,16 @@ func Teardown(ctx context.Context, r Request) error {
 // --network host` does.
 func prepareHost(s *specs.Spec, bundle string, explicit bool, ports []spec.PortMapping, cfg config.Network, res *Result) error {
 	if !spec.ApplyHostNetwork(s, explicit) {
-		if _, joined := spec.NetworkNamespace(s); joined {
+		if ns, joined := spec.NetworkNamespace(s); joined {
 			// A pod's or another container's netns, by path: not ours to
 			// change, nor to decorate with the host's files.
+			res.Why += "; joins network namespace " + ns.Path + ", left as it is"
 			return nil
 		}
+	}
+	if dropped := spec.DropCRIDefaultSysctls(s); len(dropped) > 0 {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("dropped containerd's default sysctls %s (CRI's enable_unprivileged_ports/icmp): "+
+			"in host network mode the host's settings apply", strings.Join(dropped, ", ")))
 	}
 	if err := spec.CheckHostSysctls(s); err != nil {
 		return invalid(err)

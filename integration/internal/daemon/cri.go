@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // CRINamespace is the containerd namespace the CRI plugin keeps its images,
@@ -45,12 +47,9 @@ type CRIConfig struct {
 	HostnetConfig string
 	// RestrictOOMScoreAdj keeps CRI from giving containers an OOM score
 	// adjustment below containerd's own (restrict_oom_score_adj); by
-	// default a pod's sandbox asks for -998.
+	// default a pod's sandbox asks for -998, which only a runtime with
+	// CAP_SYS_RESOURCE can set (see CanLowerOOMScore).
 	RestrictOOMScoreAdj bool
-	// NoUnprivilegedSysctls turns off the net.ipv4.ip_unprivileged_port_start
-	// and net.ipv4.ping_group_range sysctls CRI puts in the spec of every
-	// pod with its own netns (enable_unprivileged_ports/_icmp).
-	NoUnprivilegedSysctls bool
 	// SystemdCgroup sets hostnet's [runtime] systemd_cgroup, as a node
 	// whose kubelet uses the systemd cgroup driver needs.
 	SystemdCgroup bool
@@ -144,8 +143,6 @@ func criRuntimeSettings(cri CRIConfig) []string {
 		// CRI's pod netns mounts live under the daemon's state, not /var/run/netns.
 		"  netns_mounts_under_state_dir = true",
 		fmt.Sprintf("  restrict_oom_score_adj = %t", cri.RestrictOOMScoreAdj),
-		fmt.Sprintf("  enable_unprivileged_ports = %t", !cri.NoUnprivilegedSysctls),
-		fmt.Sprintf("  enable_unprivileged_icmp = %t", !cri.NoUnprivilegedSysctls),
 	}
 }
 
@@ -228,4 +225,22 @@ func (d *Daemon) ImportImageIn(ctx context.Context, ns, archive string) error {
 		return &CtrError{Args: args, Err: err, Stderr: stderr.String()}
 	}
 	return nil
+}
+
+// CanLowerOOMScore reports whether this process holds CAP_SYS_RESOURCE, which
+// setting a negative oom_score_adj (CRI's -998 for a sandbox) takes, for
+// runc as for hostnet-runc. Some sandboxed machines withhold it even from
+// root; there, StartCRI's callers set RestrictOOMScoreAdj.
+func CanLowerOOMScore() bool {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(status)) {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && caps&(1<<unix.CAP_SYS_RESOURCE) != 0
+		}
+	}
+	return false
 }

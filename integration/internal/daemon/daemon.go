@@ -60,6 +60,12 @@ type Config struct {
 	// entry for hostnet then: the CRI plugin is disabled). Zero asks the
 	// binary (`containerd --version`).
 	ConfigVersion int
+	// NetNS, when set, runs containerd (and so its shims and host-mode
+	// containers) in a network namespace of its own, pinned at NetNSPath
+	// across restarts and removed by Stop: a test of what clients do to
+	// "the host's" network then works on a namespace it owns. Run clients
+	// that change the network (ctr --cni, nerdctl) in it with InNetNS.
+	NetNS bool
 }
 
 // Daemon is a running private containerd.
@@ -79,6 +85,7 @@ type Daemon struct {
 
 	runtimeRoots []string
 	command      func(name string, args ...string) *exec.Cmd
+	ownNetNS     bool
 
 	ctr          string
 	env          []string
@@ -133,6 +140,7 @@ func start(ctx context.Context, cfg Config, prefix string, render func(*Daemon) 
 		Namespace: cfg.Namespace,
 
 		runtimeRoots: cfg.RuntimeRoots,
+		ownNetNS:     cfg.NetNS,
 		command:      cfg.Command,
 		ctr:          ctr,
 		env:          append(withoutEnv(os.Environ(), "PATH", "CONTAINERD_ADDRESS", "CONTAINERD_NAMESPACE"), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH")),
@@ -166,6 +174,11 @@ func start(ctx context.Context, cfg Config, prefix string, render func(*Daemon) 
 			return d.config(), nil
 		}
 	}
+	if cfg.NetNS {
+		if err := d.createNetNS(); err != nil {
+			return nil, err
+		}
+	}
 	configPath := filepath.Join(dir, "config.toml")
 	cfgText, err := render(d)
 	if err != nil {
@@ -190,6 +203,11 @@ func start(ctx context.Context, cfg Config, prefix string, render func(*Daemon) 
 // launch starts the containerd process on d's configuration.
 func (d *Daemon) launch() error {
 	cmd := exec.Command(d.containerd, "--config", d.configPath)
+	if d.ownNetNS {
+		// nsenter execs containerd in the same process: d.cmd's pid is
+		// containerd's.
+		cmd = exec.Command("nsenter", "--net="+d.NetNSPath(), "--", d.containerd, "--config", d.configPath)
+	}
 	if d.command != nil {
 		cmd = d.command(d.containerd, "--config", d.configPath)
 	}
