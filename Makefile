@@ -54,8 +54,10 @@ install: build
 
 test: unit integration
 
+# -count=1: several packages build and run the binaries, which the test
+# cache does not see change.
 unit:
-	$(GO) test $(UNIT_PKGS) ./integration/internal/...
+	$(GO) test -count=1 $(UNIT_PKGS) ./integration/internal/...
 
 # Runs as root: the tests start containerd and containers.
 integration: build

@@ -86,7 +86,7 @@ func Finalize(s *specs.Spec) error {
 			return fmt.Errorf("make %s read-only: %w", p, err)
 		}
 	}
-	m := masker{root: root, emptyDir: -1}
+	m := masker{root: root}
 	defer m.close()
 	for _, p := range s.Linux.MaskedPaths {
 		if err := m.mask(p); err != nil {
@@ -133,9 +133,8 @@ func readonlyPath(root *os.File, p string) error {
 // masker hides files behind the container's /dev/null and directories
 // behind an empty read-only tmpfs.
 type masker struct {
-	root     *os.File
-	devNull  *os.File // checked to be the null device
-	emptyDir int      // a detached empty tmpfs, cloned for each directory
+	root    *os.File
+	devNull *os.File // checked to be the null device
 }
 
 func (m *masker) mask(p string) error {
@@ -152,7 +151,7 @@ func (m *masker) mask(p string) error {
 		return err
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		return m.maskDir(h)
+		return maskDir(h)
 	}
 	if m.devNull == nil {
 		if m.devNull, err = openDevNull(); err != nil {
@@ -162,20 +161,16 @@ func (m *masker) mask(p string) error {
 	return bindFd(m.devNull, h)
 }
 
-func (m *masker) maskDir(h *os.File) error {
-	if m.emptyDir < 0 {
-		fd, err := emptyReadonlyTmpfs()
-		if errors.Is(err, errNoMountAPI) {
-			return unix.Mount("tmpfs", procFd(h), "tmpfs", unix.MS_RDONLY, "")
-		}
-		if err != nil {
-			return err
-		}
-		m.emptyDir = fd
+// maskDir covers the directory at h with a tmpfs of its own, as runc does.
+// One detached tmpfs cloned for every directory would save superblocks, but
+// older kernels refuse open_tree(2) on a detached mount (EINVAL on 6.1).
+func maskDir(h *os.File) error {
+	tree, err := emptyReadonlyTmpfs()
+	if errors.Is(err, errNoMountAPI) {
+		return unix.Mount("tmpfs", procFd(h), "tmpfs", unix.MS_RDONLY, "")
 	}
-	tree, err := unix.OpenTree(m.emptyDir, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
 	if err != nil {
-		return fmt.Errorf("open_tree: %w", err)
+		return err
 	}
 	defer unix.Close(tree)
 	return attach(tree, h)
@@ -184,9 +179,6 @@ func (m *masker) maskDir(h *os.File) error {
 func (m *masker) close() {
 	if m.devNull != nil {
 		m.devNull.Close()
-	}
-	if m.emptyDir >= 0 {
-		unix.Close(m.emptyDir)
 	}
 }
 

@@ -65,7 +65,7 @@ func NewService(ctx context.Context, publisher shim.Publisher, sd shutdown.Servi
 	if err != nil {
 		return nil, fmt.Errorf("failed to create console epoller: %w", err)
 	}
-	runc.Monitor = reaper.Default
+	runc.Monitor = monitor{reaper.Default}
 	s := &service{
 		context:    ctx,
 		publisher:  publisher,
