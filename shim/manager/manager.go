@@ -34,8 +34,8 @@ import (
 
 	"github.com/hostnet-dev/hostnet/shim/config"
 	"github.com/hostnet-dev/hostnet/shim/network"
+	"github.com/hostnet-dev/hostnet/shim/ociruntime"
 	"github.com/hostnet-dev/hostnet/shim/process"
-	"github.com/hostnet-dev/hostnet/shim/runtime"
 	"github.com/hostnet-dev/hostnet/shim/shimcgroup"
 )
 
@@ -233,11 +233,11 @@ func (m manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 	}
 	logger := log.G(ctx).WithField("id", id)
 	netCfg := config.Defaults().Network
-	cfg, err := runtime.ReadConfig(bundle)
+	cfg, err := ociruntime.ReadConfig(bundle)
 	switch {
 	case err == nil:
 		// Kills every process left in the container's cgroup.
-		if err := runtime.New(bundle, cfg).Delete(ctx, id, true); err != nil {
+		if err := ociruntime.New(bundle, cfg).Delete(ctx, id, true); err != nil {
 			logger.WithError(err).Warn("failed to delete container from runtime")
 		}
 		netCfg = cfg.Hostnet.Network
@@ -322,7 +322,7 @@ func (m manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeIn
 		Name:    m.name,
 		Version: &types.RuntimeVersion{Version: Version, Revision: Revision},
 	}
-	name := runtime.DefaultBinary
+	name := ociruntime.DefaultBinary
 	opts, err := shim.ReadRuntimeOptions[*options.Options](optionsR)
 	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return nil, fmt.Errorf("failed to read runtime options: %w", err)
@@ -335,7 +335,7 @@ func (m manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeIn
 			name = opts.BinaryName
 		}
 	}
-	binary, err := runtime.ResolveBinary(name)
+	binary, err := ociruntime.ResolveBinary(name)
 	if err != nil {
 		return nil, err
 	}

@@ -21,8 +21,9 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/hostnet-dev/hostnet/shim/network"
+	"github.com/hostnet-dev/hostnet/shim/ociruntime"
 	"github.com/hostnet-dev/hostnet/shim/process"
-	"github.com/hostnet-dev/hostnet/shim/runtime"
+	"github.com/hostnet-dev/hostnet/shim/procio"
 )
 
 const (
@@ -36,7 +37,7 @@ const (
 type container struct {
 	id     string
 	bundle string
-	rt     *runtime.Runtime
+	rt     *ociruntime.Runtime
 	netReq network.Request // to tear down what the network mode set up
 	rootfs string          // mounted by the shim; empty if the client mounted it
 	init   *process.Process
@@ -88,14 +89,14 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := runtime.ConfigFromOptions(r.Options, ns)
+	cfg, err := ociruntime.ConfigFromOptions(r.Options, ns)
 	if err != nil {
 		return nil, err
 	}
 	c := &container{
 		id:     r.ID,
 		bundle: r.Bundle,
-		rt:     runtime.New(r.Bundle, cfg),
+		rt:     ociruntime.New(r.Bundle, cfg),
 		netReq: network.Request{Bundle: r.Bundle, ID: r.ID, Namespace: ns, Config: cfg.Hostnet.Network},
 		execs:  make(map[string]*execProcess),
 	}
@@ -128,14 +129,14 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 	for _, w := range netRes.Warnings {
 		log.G(ctx).WithField("id", r.ID).Warn(w)
 	}
-	if err := runtime.WriteConfig(r.Bundle, cfg); err != nil {
+	if err := ociruntime.WriteConfig(r.Bundle, cfg); err != nil {
 		return nil, err
 	}
 	c.sharedPidNS = sharesPidNamespace(r.Bundle)
 	c.hardened = netRes.Hardened
 
 	sio := stdio.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
-	pio, err := process.NewIO(r.ID, sio, cfg.IoUID, cfg.IoGID, epoller)
+	pio, err := procio.New(r.ID, sio, cfg.IoUID, cfg.IoGID, epoller)
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +228,7 @@ func (c *container) exec(execID string) (*execProcess, error) {
 // startExec has the runtime start a created exec and connects its stdio.
 // The caller has marked e as starting; no lock is held.
 func (c *container) startExec(ctx context.Context, e *execProcess, epoller *console.Epoller) (retErr error) {
-	pio, err := process.NewIO(c.id, e.Stdio, c.rt.IoUID, c.rt.IoGID, epoller)
+	pio, err := procio.New(c.id, e.Stdio, c.rt.IoUID, c.rt.IoGID, epoller)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,7 @@
-// Package runtime drives the OCI runtime (hostnet-runc, or any
+// Package ociruntime drives the OCI runtime (hostnet-runc, or any
 // runc-compatible binary) through go-runc for one container, and turns the
 // runtime's JSON log into the errors the containerd user sees.
-package runtime
+package ociruntime
 
 import (
 	"context"
