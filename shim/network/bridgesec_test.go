@@ -102,7 +102,7 @@ func TestBridgeModeHostIPMustBeLocal(t *testing.T) {
 		"198.51.100.53:53:53/udp",
 	} {
 		r := bridgeBundle(t, n, fmt.Sprintf("hostip%d", i), ports)
-		before, _ := readBack(t, r.Bundle)
+		before, _ := readBack(t, r.Bundle.Path)
 		_, err := Prepare(context.Background(), r)
 		ip, _, _ := strings.Cut(ports, ":")
 		want := fmt.Sprintf("annotation %s: cannot publish port %s", spec.PortsAnnotation, ports)
@@ -110,7 +110,7 @@ func TestBridgeModeHostIPMustBeLocal(t *testing.T) {
 			!strings.Contains(err.Error(), "host IP "+ip+" is not an address of this host") {
 			t.Errorf("publish %s: %v, want invalid argument containing %q", ports, err, want)
 		}
-		if after, _ := readBack(t, r.Bundle); string(after) != string(before) {
+		if after, _ := readBack(t, r.Bundle.Path); string(after) != string(before) {
 			t.Errorf("publish %s: config.json changed although Prepare failed", ports)
 		}
 		checkNothingLeftFor(t, r)
@@ -138,8 +138,8 @@ func TestHostModeRefusesPublishedPort(t *testing.T) {
 	} {
 		s := newSpec("host", pidNS)
 		s.Annotations[spec.PortsAnnotation] = tc.ports
-		bundle, before := writeBundle(t, s)
-		_, err := Prepare(context.Background(), request(bundle, n))
+		dir, before := writeBundle(t, s)
+		_, err := Prepare(context.Background(), request(dir, n))
 		if tc.want == "" {
 			if err != nil {
 				t.Errorf("host mode declaring %s: %v", tc.ports, err)
@@ -149,7 +149,7 @@ func TestHostModeRefusesPublishedPort(t *testing.T) {
 		if !errors.Is(err, errdefs.ErrAlreadyExists) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("host mode declaring %s: %v, want already exists containing %q", tc.ports, err, tc.want)
 		}
-		if after, _ := readBack(t, bundle); string(after) != string(before) {
+		if after, _ := readBack(t, dir); string(after) != string(before) {
 			t.Error("config.json changed although Prepare failed")
 		}
 	}

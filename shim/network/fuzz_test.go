@@ -13,6 +13,7 @@ import (
 	"github.com/moby/sys/capability"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/hostnet-dev/hostnet/shim/bundle"
 	"github.com/hostnet-dev/hostnet/shim/config"
 	"github.com/hostnet-dev/hostnet/spec"
 )
@@ -62,12 +63,12 @@ func FuzzPrepare(f *testing.F) {
 		if m, _, err := spec.ModeFor(&parsed, def); err == nil && m == spec.ModeBridge {
 			return
 		}
-		bundle := t.TempDir()
-		path := filepath.Join(bundle, configFile)
+		dir := t.TempDir()
+		path := filepath.Join(dir, specFile)
 		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		req := Request{Bundle: bundle, ID: "fuzz", Namespace: "fuzz", Config: config.Network{DefaultMode: def, Hardened: hardened}}
+		req := Request{Bundle: bundle.New(dir), ID: "fuzz", Namespace: "fuzz", Config: config.Network{DefaultMode: def, Hardened: hardened}}
 		res, err := Prepare(context.Background(), req)
 		after, _ := os.ReadFile(path)
 		if err != nil || res.Mode == spec.ModeNone {

@@ -106,7 +106,7 @@ func TestBridgeLoopbackUnreachable(t *testing.T) {
 	rb := bridgeBundle(t, n, "attacker", "")
 	prepareIn(t, host, ra)
 	prepareIn(t, host, rb)
-	nsA, nsB := filepath.Join(ra.Bundle, netnsFile), filepath.Join(rb.Bundle, netnsFile)
+	nsA, nsB := ra.Bundle.NetNS(), rb.Bundle.NetNS()
 	serve(t, nsA, "published", 8080)
 
 	// Localhost publishing: the host's own connection to 127.0.0.1.

@@ -11,22 +11,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
-	"github.com/containerd/containerd/v2/pkg/atomicfile"
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/hostnet-dev/hostnet/shim/bundle"
 	"github.com/hostnet-dev/hostnet/shim/config"
 	"github.com/hostnet-dev/hostnet/spec"
 )
 
-const configFile = "config.json"
-
 // Request names the container whose network is being prepared.
 type Request struct {
-	Bundle    string
+	Bundle    bundle.Bundle
 	ID        string
 	Namespace string
 	Config    config.Network
@@ -49,8 +46,7 @@ type Result struct {
 // rewritten if it changes. Bad input is an InvalidArgument error that names
 // the annotation or setting at fault.
 func Prepare(ctx context.Context, r Request) (Result, error) {
-	path := filepath.Join(r.Bundle, configFile)
-	s, err := readSpec(path)
+	s, err := r.Bundle.ReadSpec()
 	if err != nil {
 		return Result{}, err
 	}
@@ -85,14 +81,14 @@ func Prepare(ctx context.Context, r Request) (Result, error) {
 	res := Result{Mode: mode, Why: resolved.Why}
 	switch mode {
 	case spec.ModeHost:
-		if err := prepareHost(s, r.Bundle, explicit, ports, r.Config, &res); err != nil {
+		if err := prepareHost(s, r.Bundle.Path, explicit, ports, r.Config, &res); err != nil {
 			return Result{}, err
 		}
 	case spec.ModeNone:
 		// The spec's namespaces are left exactly as the client made them.
 		return res, nil
 	case spec.ModeBridge:
-		if err := prepareBridge(r, path, s, before, explicit, ports, &res); err != nil {
+		if err := prepareBridge(r, s, before, explicit, ports, &res); err != nil {
 			return Result{}, err
 		}
 		return res, nil
@@ -101,7 +97,7 @@ func Prepare(ctx context.Context, r Request) (Result, error) {
 		// older task API and leak this shim.
 		return Result{}, fmt.Errorf("network mode %s is not handled by this shim: %w", mode, errdefs.ErrFailedPrecondition)
 	}
-	return res, writeSpecIfChanged(path, s, before)
+	return res, writeSpecIfChanged(r.Bundle, s, before)
 }
 
 // Teardown releases what Prepare set up outside the bundle. It is idempotent
@@ -158,22 +154,8 @@ func invalid(err error) error {
 	return fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
 }
 
-func readSpec(path string) (*specs.Spec, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("failed to read OCI spec: %w", err)
-	}
-	var s specs.Spec
-	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("failed to parse OCI spec %s: %w", path, err)
-	}
-	return &s, nil
-}
-
-// writeSpecIfChanged replaces the spec atomically when it differs from
-// before: the runtime must never read a half-written config.json, and a
-// crash must leave the old one intact.
-func writeSpecIfChanged(path string, s *specs.Spec, before []byte) error {
+// writeSpecIfChanged rewrites the bundle's spec when it differs from before.
+func writeSpecIfChanged(b bundle.Bundle, s *specs.Spec, before []byte) error {
 	data, err := json.Marshal(s)
 	if err != nil {
 		return fmt.Errorf("failed to encode OCI spec: %w", err)
@@ -181,20 +163,5 @@ func writeSpecIfChanged(path string, s *specs.Spec, before []byte) error {
 	if bytes.Equal(data, before) {
 		return nil
 	}
-	mode := os.FileMode(0o644)
-	if fi, err := os.Stat(path); err == nil {
-		mode = fi.Mode().Perm()
-	}
-	f, err := atomicfile.New(path, mode)
-	if err != nil {
-		return fmt.Errorf("failed to rewrite OCI spec %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Cancel()
-		return fmt.Errorf("failed to rewrite OCI spec %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("failed to rewrite OCI spec %s: %w", path, err)
-	}
-	return nil
+	return b.WriteSpec(s)
 }

@@ -12,21 +12,25 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/hostnet-dev/hostnet/shim/bundle"
 	"github.com/hostnet-dev/hostnet/shim/config"
 	"github.com/hostnet-dev/hostnet/spec"
 )
 
-func writeBundle(t testing.TB, s *specs.Spec) (bundle string, raw []byte) {
+// specFile is the bundle's OCI spec, as containerd names it.
+const specFile = "config.json"
+
+func writeBundle(t testing.TB, s *specs.Spec) (dir string, raw []byte) {
 	t.Helper()
-	bundle = t.TempDir()
+	dir = t.TempDir()
 	raw, err := json.MarshalIndent(s, "", "\t")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(bundle, configFile), raw, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, specFile), raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return bundle, raw
+	return dir, raw
 }
 
 func newSpec(annotation string, ns ...specs.LinuxNamespace) *specs.Spec {
@@ -37,9 +41,9 @@ func newSpec(annotation string, ns ...specs.LinuxNamespace) *specs.Spec {
 	return s
 }
 
-func readBack(t testing.TB, bundle string) ([]byte, *specs.Spec) {
+func readBack(t testing.TB, dir string) ([]byte, *specs.Spec) {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(bundle, configFile))
+	raw, err := os.ReadFile(filepath.Join(dir, specFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,8 +79,8 @@ func TestPrepare(t *testing.T) {
 		{name: "invalid", spec: newSpec("macvlan", newNet), wantErr: errdefs.ErrInvalidArgument, errMention: spec.NetworkAnnotation, wantSame: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			bundle, before := writeBundle(t, tc.spec)
-			res, err := Prepare(context.Background(), request(bundle, config.Network{}))
+			dir, before := writeBundle(t, tc.spec)
+			res, err := Prepare(context.Background(), request(dir, config.Network{}))
 			mode := res.Mode
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), tc.errMention) {
@@ -85,7 +89,7 @@ func TestPrepare(t *testing.T) {
 			} else if err != nil || mode != tc.wantMode {
 				t.Fatalf("Prepare = %q, %v; want %q", mode, err, tc.wantMode)
 			}
-			after, s := readBack(t, bundle)
+			after, s := readBack(t, dir)
 			if tc.wantSame {
 				if string(after) != string(before) {
 					t.Errorf("config.json was rewritten:\n%s", after)
@@ -100,11 +104,11 @@ func TestPrepare(t *testing.T) {
 					t.Errorf("namespace %d = %+v, want %+v", i, s.Linux.Namespaces[i], tc.wantNS[i])
 				}
 			}
-			fi, err := os.Stat(filepath.Join(bundle, configFile))
+			fi, err := os.Stat(filepath.Join(dir, specFile))
 			if err != nil || fi.Mode().Perm() != 0o600 {
 				t.Errorf("config.json mode = %v, %v; want 0600 kept", fi.Mode().Perm(), err)
 			}
-			if entries, _ := os.ReadDir(bundle); len(entries) != 1 {
+			if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 				t.Errorf("bundle holds %d files, want only config.json (no temp file left)", len(entries))
 			}
 			if mode == spec.ModeHost && len(s.Mounts) != len(spec.HostFiles) {
@@ -114,11 +118,11 @@ func TestPrepare(t *testing.T) {
 	}
 }
 
-func request(bundle string, n config.Network) Request {
+func request(dir string, n config.Network) Request {
 	if n.DefaultMode == "" {
 		n.DefaultMode = spec.ModeHost
 	}
-	return Request{Bundle: bundle, ID: "c1", Namespace: "test", Config: n}
+	return Request{Bundle: bundle.New(dir), ID: "c1", Namespace: "test", Config: n}
 }
 
 func TestPrepareHostMode(t *testing.T) {
@@ -167,13 +171,13 @@ func TestPrepareHostMode(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSpec("", pidNS, newNet)
 			tc.mutate(s)
-			bundle, before := writeBundle(t, s)
-			res, err := Prepare(context.Background(), request(bundle, tc.cfg))
+			dir, before := writeBundle(t, s)
+			res, err := Prepare(context.Background(), request(dir, tc.cfg))
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, errdefs.ErrInvalidArgument) {
 					t.Fatalf("err = %v, want invalid argument containing %q", err, tc.wantErr)
 				}
-				if after, _ := readBack(t, bundle); string(after) != string(before) {
+				if after, _ := readBack(t, dir); string(after) != string(before) {
 					t.Error("config.json changed although Prepare failed")
 				}
 				return
@@ -185,7 +189,7 @@ func TestPrepareHostMode(t *testing.T) {
 				t.Errorf("warnings = %q", res.Warnings)
 			}
 			if tc.check != nil {
-				_, after := readBack(t, bundle)
+				_, after := readBack(t, dir)
 				tc.check(t, after)
 			}
 		})

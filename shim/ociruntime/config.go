@@ -1,9 +1,7 @@
 package ociruntime
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/containerd/containerd/api/types/runc/options"
@@ -20,13 +18,11 @@ const (
 	// DefaultRoot is the runtime's state root; the containerd namespace is
 	// appended so that namespaces cannot see each other's containers.
 	DefaultRoot = "/run/containerd/hostnet-runc"
-
-	configFile = "hostnet-runtime.json"
 )
 
 // Config is how the shim runs the OCI runtime for one container. It is saved
-// in the bundle so that `shim delete`, which runs without the task service,
-// can clean up a container whose shim died.
+// in the bundle (bundle.WriteRuntime) so that `shim delete`, which runs
+// without the task service, can clean up a container whose shim died.
 type Config struct {
 	// Binary is the absolute path of the runtime binary.
 	Binary string `json:"binary"`
@@ -118,33 +114,4 @@ func firstNonEmpty(vals ...string) string {
 		}
 	}
 	return ""
-}
-
-// WriteConfig saves c in bundle.
-func WriteConfig(bundle string, c Config) error {
-	data, err := json.Marshal(c)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(bundle, configFile), data, 0o600); err != nil {
-		return fmt.Errorf("failed to save runtime config: %w", err)
-	}
-	return nil
-}
-
-// ReadConfig loads the configuration saved in bundle. It returns an error
-// wrapping os.ErrNotExist if the shim never got as far as saving it.
-func ReadConfig(bundle string) (Config, error) {
-	var c Config
-	data, err := os.ReadFile(filepath.Join(bundle, configFile))
-	if err != nil {
-		return c, err
-	}
-	if err := json.Unmarshal(data, &c); err != nil {
-		return c, fmt.Errorf("failed to parse %s: %w", filepath.Join(bundle, configFile), err)
-	}
-	if c.Binary == "" {
-		return c, fmt.Errorf("%s names no runtime binary", filepath.Join(bundle, configFile))
-	}
-	return c, nil
 }

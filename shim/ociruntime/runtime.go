@@ -6,7 +6,6 @@ package ociruntime
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 
 	"github.com/containerd/errdefs"
@@ -15,9 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// LogFile is where, in the bundle, the runtime writes its JSON log.
-const LogFile = "log.json"
-
 // Runtime runs OCI runtime commands for the containers of one bundle.
 type Runtime struct {
 	Config
@@ -25,9 +21,8 @@ type Runtime struct {
 	runc *runc.Runc
 }
 
-// New returns a Runtime that runs c.Binary with its log in bundle.
-func New(bundle string, c Config) *Runtime {
-	logPath := filepath.Join(bundle, LogFile)
+// New returns a Runtime that runs c.Binary with its JSON log at logPath.
+func New(c Config, logPath string) *Runtime {
 	return &Runtime{
 		Config: c,
 		log:    logPath,

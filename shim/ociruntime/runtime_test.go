@@ -93,7 +93,7 @@ func TestLastError(t *testing.T) {
 }
 
 func TestLastErrorSince(t *testing.T) {
-	path := filepath.Join(t.TempDir(), LogFile)
+	path := filepath.Join(t.TempDir(), "log.json")
 	if err := os.WriteFile(path, []byte(`{"level":"error","msg":"stale"}`+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -186,17 +186,6 @@ func TestConfigFromOptions(t *testing.T) {
 	want := Config{Binary: bin, Root: "/run/my-runc/k8s.io", SystemdCgroup: true, IoUID: 7, Hostnet: config.Defaults()}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("ConfigFromOptions = %+v, want %+v", c, want)
-	}
-
-	bundle := t.TempDir()
-	if _, err := ReadConfig(bundle); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("ReadConfig without config error = %v, want not exist", err)
-	}
-	if err := WriteConfig(bundle, c); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := ReadConfig(bundle); err != nil || got != c {
-		t.Errorf("ReadConfig = %+v, %v; want %+v", got, err, c)
 	}
 }
 

@@ -3,14 +3,12 @@ package process
 import (
 	"context"
 	"errors"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/containerd/console"
 	"github.com/containerd/containerd/v2/pkg/stdio"
 	"github.com/containerd/errdefs"
-	runc "github.com/containerd/go-runc"
 )
 
 func TestLifecycle(t *testing.T) {
@@ -57,21 +55,6 @@ func TestLifecycle(t *testing.T) {
 	}
 	if err := p.SetDeleted(); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestExitRecord(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := ReadExit(dir); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("ReadExit without a record = %v", err)
-	}
-	want := runc.Exit{Pid: 42, Status: 3, Timestamp: time.Unix(1700000000, 5).UTC()}
-	if err := WriteExit(dir, want); err != nil {
-		t.Fatal(err)
-	}
-	got, err := ReadExit(dir)
-	if err != nil || got.Pid != want.Pid || got.Status != want.Status || !got.Timestamp.Equal(want.Timestamp) {
-		t.Errorf("ReadExit = %+v, %v; want %+v", got, err, want)
 	}
 }
 

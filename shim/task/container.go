@@ -2,11 +2,9 @@ package task
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -20,23 +18,21 @@ import (
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/hostnet-dev/hostnet/shim/bundle"
 	"github.com/hostnet-dev/hostnet/shim/network"
 	"github.com/hostnet-dev/hostnet/shim/ociruntime"
 	"github.com/hostnet-dev/hostnet/shim/process"
 	"github.com/hostnet-dev/hostnet/shim/procio"
 )
 
-const (
-	initPidFile = "init.pid"
-	// ioDrainTimeout bounds how long deleting a process waits for its output
-	// to reach the client.
-	ioDrainTimeout = 10 * time.Second
-)
+// ioDrainTimeout bounds how long deleting a process waits for its output to
+// reach the client.
+const ioDrainTimeout = 10 * time.Second
 
 // container is one task: its runtime, rootfs, init process and execs.
 type container struct {
 	id     string
-	bundle string
+	bundle bundle.Bundle
 	rt     *ociruntime.Runtime
 	netReq network.Request // to tear down what the network mode set up
 	rootfs string          // mounted by the shim; empty if the client mounted it
@@ -93,17 +89,18 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 	if err != nil {
 		return nil, err
 	}
+	b := bundle.New(r.Bundle)
 	c := &container{
 		id:     r.ID,
-		bundle: r.Bundle,
-		rt:     ociruntime.New(r.Bundle, cfg),
-		netReq: network.Request{Bundle: r.Bundle, ID: r.ID, Namespace: ns, Config: cfg.Hostnet.Network},
+		bundle: b,
+		rt:     ociruntime.New(cfg, b.RuntimeLog()),
+		netReq: network.Request{Bundle: b, ID: r.ID, Namespace: ns, Config: cfg.Hostnet.Network},
 		execs:  make(map[string]*execProcess),
 	}
 	// Mounted before the network mode is prepared, which checks the root
 	// file system for the files it mounts into it.
 	if len(r.Rootfs) > 0 {
-		if c.rootfs, err = mountRootfs(r); err != nil {
+		if c.rootfs, err = mountRootfs(r, b); err != nil {
 			return nil, err
 		}
 		defer func() {
@@ -129,10 +126,10 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 	for _, w := range netRes.Warnings {
 		log.G(ctx).WithField("id", r.ID).Warn(w)
 	}
-	if err := ociruntime.WriteConfig(r.Bundle, cfg); err != nil {
-		return nil, err
+	if err := b.WriteRuntime(cfg); err != nil {
+		return nil, fmt.Errorf("failed to save runtime config: %w", err)
 	}
-	c.sharedPidNS = sharesPidNamespace(r.Bundle)
+	c.sharedPidNS = sharesPidNamespace(b)
 	c.hardened = netRes.Hardened
 
 	sio := stdio.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
@@ -146,8 +143,7 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 		}
 	}()
 
-	pidFile := filepath.Join(r.Bundle, initPidFile)
-	opts := &runc.CreateOpts{PidFile: pidFile}
+	opts := &runc.CreateOpts{PidFile: b.InitPidFile()}
 	pio.ApplyCreate(opts)
 	err = c.rt.Create(ctx, r.ID, r.Bundle, opts)
 	defer func() {
@@ -164,7 +160,7 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 	if err := pio.Start(ctx); err != nil {
 		return nil, err
 	}
-	pid, err := runc.ReadPidFile(pidFile)
+	pid, err := b.ReadInitPid()
 	if err != nil {
 		return nil, fmt.Errorf("failed to read init pid of %s: %w", r.ID, err)
 	}
@@ -173,8 +169,8 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 	return c, nil
 }
 
-func mountRootfs(r *taskAPI.CreateTaskRequest) (string, error) {
-	rootfs := filepath.Join(r.Bundle, "rootfs")
+func mountRootfs(r *taskAPI.CreateTaskRequest, b bundle.Bundle) (string, error) {
+	rootfs := b.Rootfs()
 	if err := os.Mkdir(rootfs, 0o711); err != nil && !os.IsExist(err) {
 		return "", fmt.Errorf("failed to create rootfs mountpoint: %w", err)
 	}
@@ -237,12 +233,11 @@ func (c *container) startExec(ctx context.Context, e *execProcess, epoller *cons
 			pio.Close(0)
 		}
 	}()
-	pidFile, err := os.CreateTemp(c.bundle, "exec-*.pid")
+	pidFile, err := c.bundle.NewExecPidFile()
 	if err != nil {
-		return fmt.Errorf("failed to create exec pid file: %w", err)
+		return err
 	}
-	pidFile.Close()
-	defer os.Remove(pidFile.Name())
+	defer os.Remove(pidFile)
 
 	spec := e.spec
 	if ws, ok := e.PendingWinsize(); ok {
@@ -251,12 +246,12 @@ func (c *container) startExec(ctx context.Context, e *execProcess, epoller *cons
 		// that reads its size at once.
 		spec.ConsoleSize = &specs.Box{Height: uint(ws.Height), Width: uint(ws.Width)}
 	}
-	opts := &runc.ExecOpts{PidFile: pidFile.Name()}
+	opts := &runc.ExecOpts{PidFile: pidFile}
 	pio.ApplyExec(opts)
 	if err := c.rt.Exec(ctx, c.id, spec, opts); err != nil {
 		return err
 	}
-	pid, err := runc.ReadPidFile(pidFile.Name())
+	pid, err := runc.ReadPidFile(pidFile)
 	if err != nil {
 		return fmt.Errorf("failed to read pid of exec %s: %w", e.ID, err)
 	}
@@ -274,13 +269,9 @@ func (c *container) startExec(ctx context.Context, e *execProcess, epoller *cons
 
 // sharesPidNamespace reports whether the container runs in its runtime's pid
 // namespace rather than its own.
-func sharesPidNamespace(bundle string) bool {
-	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
-	if err != nil {
-		return false
-	}
-	var s specs.Spec
-	if json.Unmarshal(data, &s) != nil || s.Linux == nil {
+func sharesPidNamespace(b bundle.Bundle) bool {
+	s, err := b.ReadSpec()
+	if err != nil || s.Linux == nil {
 		return false
 	}
 	for _, ns := range s.Linux.Namespaces {

@@ -226,7 +226,7 @@ func (s *service) handleInitExit(c *container, e runc.Exit) {
 	}
 	// Recorded for `shim delete`, should the shim die before containerd
 	// has the exit.
-	if err := process.WriteExit(c.bundle, e); err != nil {
+	if err := c.bundle.WriteExit(e); err != nil {
 		log.G(s.context).WithError(err).WithField("id", c.id).Warn("failed to record exit status")
 	}
 	s.publishExit(c, c.init, e)

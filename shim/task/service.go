@@ -370,7 +370,7 @@ func (s *service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.
 	status, at := p.ExitStatus()
 	return &taskAPI.StateResponse{
 		ID:         p.ID,
-		Bundle:     c.bundle,
+		Bundle:     c.bundle.Path,
 		Pid:        uint32(p.Pid()),
 		Status:     taskStatus(p.State()),
 		Stdin:      p.Stdio.Stdin,

@@ -2,7 +2,6 @@ package task
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -30,7 +29,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/hostnet-dev/hostnet/shim/process"
+	"github.com/hostnet-dev/hostnet/shim/bundle"
 )
 
 // These tests drive the task service directly, without containerd, against
@@ -197,8 +196,8 @@ func newHarness(t *testing.T) *harness {
 // bundle writes a bundle for container id running args.
 func (h *harness) bundle(id string, args []string, edit func(*specs.Spec)) string {
 	h.t.Helper()
-	bundle := filepath.Join(h.dir, id)
-	if err := os.MkdirAll(bundle, 0o711); err != nil {
+	dir := filepath.Join(h.dir, id)
+	if err := os.MkdirAll(dir, 0o711); err != nil {
 		h.t.Fatal(err)
 	}
 	s := testSpec(args)
@@ -206,14 +205,10 @@ func (h *harness) bundle(id string, args []string, edit func(*specs.Spec)) strin
 	if edit != nil {
 		edit(s)
 	}
-	data, err := json.Marshal(s)
-	if err != nil {
+	if err := bundle.New(dir).WriteSpec(s); err != nil {
 		h.t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o644); err != nil {
-		h.t.Fatal(err)
-	}
-	return bundle
+	return dir
 }
 
 // testSpec runs args in the busybox root with namespaces of its own.
@@ -390,7 +385,7 @@ func TestLifecycleEvents(t *testing.T) {
 	}
 	h.expectEvents(id, "TaskCreate", "TaskStart", "TaskExecAdded(sleeper)", "TaskExecStarted(sleeper)",
 		"TaskPaused", "TaskResumed", "TaskExit(sleeper)", "TaskExit", "TaskDelete")
-	if e, err := process.ReadExit(filepath.Join(h.dir, id)); err != nil || e.Status != 137 {
+	if e, err := bundle.New(filepath.Join(h.dir, id)).ReadExit(); err != nil || e.Status != 137 {
 		t.Errorf("recorded exit = %+v, %v", e, err)
 	}
 	if _, err := h.svc.State(h.ctx, &taskAPI.StateRequest{ID: id}); !errdefs.IsNotFound(errgrpc.ToNative(err)) {

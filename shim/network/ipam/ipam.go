@@ -19,6 +19,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/hostnet-dev/hostnet/internal/atomicwrite"
 )
 
 // Allocator leases addresses of one subnet.
@@ -202,20 +204,15 @@ func (a *Allocator) read() (*state, error) {
 	return s, nil
 }
 
-// write replaces the file by rename so a crash never leaves half a
-// document. There is no fsync: leases do not outlive the boot anyway.
+// write replaces the leases atomically, so a crash never leaves half a
+// document.
 func (a *Allocator) write(s *state) error {
 	data, err := json.Marshal(s)
 	if err != nil {
 		return fmt.Errorf("ipam: failed to encode leases: %w", err)
 	}
-	tmp := a.file + ".tmp" // only ever written under the lock
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("ipam: failed to write leases: %w", err)
-	}
-	if err := os.Rename(tmp, a.file); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("ipam: failed to write leases: %w", err)
+	if err := atomicwrite.WriteFile(a.file, data, 0o600); err != nil {
+		return fmt.Errorf("ipam: %w", err)
 	}
 	return nil
 }
