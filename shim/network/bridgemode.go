@@ -71,7 +71,7 @@ const criContainerType = "io.kubernetes.cri.container-type"
 
 // prepareBridge attaches the container to the bridge and rewrites its
 // spec to join the namespace. On failure everything done is undone.
-func prepareBridge(r Request, s *specs.Spec, before []byte, explicit bool, ports []spec.PortMapping, res *Result) (retErr error) {
+func prepareBridge(r Request, s *specs.Spec, explicit bool, ports []spec.PortMapping, res *Result) (retErr error) {
 	if ns, ok := spec.NetworkNamespace(s); ok && ns.Path != "" {
 		// A pod's netns, joined by path, is not ours to replace. A CRI app
 		// container inherits the pod's annotations, so it also asks for
@@ -147,7 +147,8 @@ func prepareBridge(r Request, s *specs.Spec, before []byte, explicit bool, ports
 	}
 	addHostFiles(s, r.Bundle.Path, files, res)
 	spec.JoinNetworkNamespace(s, a.NetNS)
-	return writeSpecIfChanged(r.Bundle, s, before)
+	res.SpecChanged = true
+	return nil
 }
 
 // attach leases the address, creates the namespace, connects it to the

@@ -134,7 +134,7 @@ func TestBridgeMode(t *testing.T) {
 
 	var addrs []netip.Addr
 	for _, r := range []Request{ra, rb} {
-		res, err := Prepare(context.Background(), r)
+		res, err := prepare(r)
 		if err != nil || res.Mode != spec.ModeBridge {
 			t.Fatalf("Prepare %s = %+v, %v", r.ID, res, err)
 		}
@@ -259,7 +259,7 @@ func TestBridgeModeFailuresUndo(t *testing.T) {
 	n := bridgeNetwork(t, 30) // room for one container
 	hostPort := uint16(20000 + os.Getpid()%10000)
 	first := bridgeBundle(t, n, "first", fmt.Sprintf("%d:80", hostPort))
-	if _, err := Prepare(context.Background(), first); err != nil {
+	if _, err := prepare(first); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -272,7 +272,7 @@ func TestBridgeModeFailuresUndo(t *testing.T) {
 	} {
 		r := bridgeBundle(t, n, tc.id, tc.ports)
 		before, _ := readBack(t, r.Bundle.Path)
-		_, err := Prepare(context.Background(), r)
+		_, err := prepare(r)
 		if !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), tc.mention) {
 			t.Errorf("%s: Prepare error %v, want %v mentioning %q", tc.id, err, tc.wantErr, tc.mention)
 		}
@@ -289,7 +289,7 @@ func TestBridgeModeFailuresUndo(t *testing.T) {
 	}
 	busy := ln.Addr().(*net.TCPAddr).Port
 	r := bridgeBundle(t, n, "hostbusy", fmt.Sprintf("%d:80", busy))
-	_, err = Prepare(context.Background(), r)
+	_, err = prepare(r)
 	ln.Close()
 	if want := fmt.Sprintf("port %d/tcp is already in use on the host by pid %d", busy, os.Getpid()); !errors.Is(err, errdefs.ErrAlreadyExists) || !strings.Contains(err.Error(), want) {
 		t.Errorf("host listener on the published port: err = %v, want %q", err, want)
@@ -306,11 +306,11 @@ func TestBridgeModeFailuresUndo(t *testing.T) {
 	holder.Config.Bridge.Gateway = holder.Config.Bridge.Subnet.Addr().Next()
 	holder.Config.Bridge.Name = n.Bridge.Name + "h"
 	t.Cleanup(func() { bridge.Bridge{Name: holder.Config.Bridge.Name}.Delete() })
-	if _, err := Prepare(context.Background(), holder); err != nil {
+	if _, err := prepare(holder); err != nil {
 		t.Fatal(err)
 	}
 	r = bridgeBundle(t, n, "conflict", fmt.Sprintf("%d:81", hostPort))
-	_, err = Prepare(context.Background(), r)
+	_, err = prepare(r)
 	if !errors.Is(err, errdefs.ErrAlreadyExists) || !strings.Contains(err.Error(), "already published by container test/holder") {
 		t.Errorf("port conflict: %v", err)
 	}
@@ -355,7 +355,7 @@ func checkNothingLeftFor(t *testing.T, r Request) {
 func TestBridgeModeKeepsJoinedNetNS(t *testing.T) {
 	n := bridgeNetwork(t, 24)
 	dir, before := writeBundle(t, newSpec("", joinNet))
-	res, err := Prepare(context.Background(), Request{Bundle: bundle.New(dir), ID: "pod", Namespace: "test", Config: n})
+	res, err := prepare(Request{Bundle: bundle.New(dir), ID: "pod", Namespace: "test", Config: n})
 	if err != nil || res.Mode != spec.ModeBridge {
 		t.Fatalf("Prepare = %+v, %v", res, err)
 	}
@@ -370,7 +370,7 @@ func BenchmarkAttachDetach(b *testing.B) {
 	r := bridgeBundle(b, n, "bench", "18090:80")
 	raw, _ := readBack(b, r.Bundle.Path)
 	for b.Loop() {
-		if _, err := Prepare(context.Background(), r); err != nil {
+		if _, err := prepare(r); err != nil {
 			b.Fatal(err)
 		}
 		if err := Teardown(context.Background(), r); err != nil {

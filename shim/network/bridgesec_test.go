@@ -42,11 +42,11 @@ func TestBridgeModeSameIDInTwoContainerds(t *testing.T) {
 	n := bridgeNetwork(t, 24)
 	running := bridgeBundle(t, n, "same", "")
 	other := bridgeBundle(t, n, "same", "") // another containerd's bundle
-	if _, err := Prepare(context.Background(), running); err != nil {
+	if _, err := prepare(running); err != nil {
 		t.Fatal(err)
 	}
 	mine := attached(t, running)
-	_, err := Prepare(context.Background(), other)
+	_, err := prepare(other)
 	assertAttached(t, running, mine)
 	if err != nil {
 		t.Fatalf("Prepare of the same namespace/id from another containerd: %v", err)
@@ -74,7 +74,7 @@ func TestBridgeModeRollbackUndoesOnlyItsOwn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer netlink.LinkDel(squatter)
-	_, err := Prepare(context.Background(), r)
+	_, err := prepare(r)
 	if !errors.Is(err, errdefs.ErrAlreadyExists) || !strings.Contains(err.Error(), "failed to create veth "+squatter.Name) {
 		t.Fatalf("Prepare with its veth name taken: %v, want already exists naming %s", err, squatter.Name)
 	}
@@ -92,7 +92,7 @@ func TestBridgeModeRollbackUndoesOnlyItsOwn(t *testing.T) {
 func TestBridgeModeHostIPMustBeLocal(t *testing.T) {
 	n := bridgeNetwork(t, 24)
 	neighbour := bridgeBundle(t, n, "neighbour", "")
-	if _, err := Prepare(context.Background(), neighbour); err != nil {
+	if _, err := prepare(neighbour); err != nil {
 		t.Fatal(err)
 	}
 	neighbourAddr := attached(t, neighbour).Address
@@ -103,7 +103,7 @@ func TestBridgeModeHostIPMustBeLocal(t *testing.T) {
 	} {
 		r := bridgeBundle(t, n, fmt.Sprintf("hostip%d", i), ports)
 		before, _ := readBack(t, r.Bundle.Path)
-		_, err := Prepare(context.Background(), r)
+		_, err := prepare(r)
 		ip, _, _ := strings.Cut(ports, ":")
 		want := fmt.Sprintf("annotation %s: cannot publish port %s", spec.PortsAnnotation, ports)
 		if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), want) ||
@@ -117,7 +117,7 @@ func TestBridgeModeHostIPMustBeLocal(t *testing.T) {
 	}
 	// The host's own addresses are fine: loopback, and unspecified.
 	r := bridgeBundle(t, n, "local", fmt.Sprintf("127.0.0.1:%d:80,0.0.0.0:%d:81/udp", hostPort, hostPort))
-	if _, err := Prepare(context.Background(), r); err != nil {
+	if _, err := prepare(r); err != nil {
 		t.Errorf("publish on 127.0.0.1 and 0.0.0.0: %v", err)
 	}
 }
@@ -128,7 +128,7 @@ func TestHostModeRefusesPublishedPort(t *testing.T) {
 	n := bridgeNetwork(t, 24)
 	hostPort := 20000 + os.Getpid()%10000
 	publisher := bridgeBundle(t, n, "publisher", fmt.Sprintf("127.0.0.1:%d:80", hostPort))
-	if _, err := Prepare(context.Background(), publisher); err != nil {
+	if _, err := prepare(publisher); err != nil {
 		t.Fatal(err)
 	}
 	key := attached(t, publisher).Key
@@ -139,7 +139,7 @@ func TestHostModeRefusesPublishedPort(t *testing.T) {
 		s := newSpec("host", pidNS)
 		s.Annotations[spec.PortsAnnotation] = tc.ports
 		dir, before := writeBundle(t, s)
-		_, err := Prepare(context.Background(), request(dir, n))
+		_, err := prepare(request(dir, n))
 		if tc.want == "" {
 			if err != nil {
 				t.Errorf("host mode declaring %s: %v", tc.ports, err)

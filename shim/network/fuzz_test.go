@@ -2,7 +2,6 @@ package network
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -69,7 +68,7 @@ func FuzzPrepare(f *testing.F) {
 			t.Fatal(err)
 		}
 		req := Request{Bundle: bundle.New(dir), ID: "fuzz", Namespace: "fuzz", Config: config.Network{DefaultMode: def, Hardened: hardened}}
-		res, err := Prepare(context.Background(), req)
+		res, err := prepare(req)
 		after, _ := os.ReadFile(path)
 		if err != nil || res.Mode == spec.ModeNone {
 			if !bytes.Equal(after, []byte(doc)) {
@@ -111,7 +110,7 @@ func FuzzPrepare(f *testing.F) {
 		if !sameApartFromHostRewrite(&parsed, &s) {
 			t.Fatalf("the rewrite changed more than host mode may:\n%s\nto\n%s", doc, after)
 		}
-		if _, err := Prepare(context.Background(), req); err != nil {
+		if _, err := prepare(req); err != nil {
 			t.Fatalf("second Prepare: %v", err)
 		}
 		if again, _ := os.ReadFile(path); !bytes.Equal(again, after) {

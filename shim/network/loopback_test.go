@@ -48,7 +48,7 @@ func fakeHost(t *testing.T) string {
 func prepareIn(t *testing.T, host string, r Request) {
 	t.Helper()
 	err := nstest.Do(host, func() error {
-		_, err := Prepare(context.Background(), r)
+		_, err := prepare(r)
 		return err
 	})
 	if err != nil {

@@ -6,9 +6,7 @@
 package network
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -39,17 +37,17 @@ type Result struct {
 	// Hardened is set when the spec was hardened (spec.Harden): processes
 	// exec'd into the container must be too.
 	Hardened bool
+	// SpecChanged is set when Prepare rewrote the spec, which the caller
+	// then saves. A spec left alone is not written back: re-encoded, it
+	// would lose the fields this build's runtime-spec does not know.
+	SpecChanged bool
 }
 
-// Prepare rewrites <bundle>/config.json for the network mode the container
-// asks for: its annotation, else the configured default. The file is only
-// rewritten if it changes. Bad input is an InvalidArgument error that names
-// the annotation or setting at fault.
-func Prepare(ctx context.Context, r Request) (Result, error) {
-	s, err := r.Bundle.ReadSpec()
-	if err != nil {
-		return Result{}, err
-	}
+// Prepare rewrites s, the container's OCI spec, for the network mode the
+// container asks for: its annotation, else the configured default. Bad
+// input is an InvalidArgument error that names the annotation or setting at
+// fault; s may then be half rewritten and must not be used.
+func Prepare(ctx context.Context, r Request, s *specs.Spec) (Result, error) {
 	resolved, err := spec.ResolveMode(s, r.Config.DefaultMode)
 	if err != nil {
 		return Result{}, invalid(err)
@@ -74,10 +72,6 @@ func Prepare(ctx context.Context, r Request) (Result, error) {
 			return Result{}, invalid(err)
 		}
 	}
-	before, err := json.Marshal(s)
-	if err != nil {
-		return Result{}, fmt.Errorf("failed to encode OCI spec: %w", err)
-	}
 	res := Result{Mode: mode, Why: resolved.Why}
 	switch mode {
 	case spec.ModeHost:
@@ -88,16 +82,15 @@ func Prepare(ctx context.Context, r Request) (Result, error) {
 		// The spec's namespaces are left exactly as the client made them.
 		return res, nil
 	case spec.ModeBridge:
-		if err := prepareBridge(r, s, before, explicit, ports, &res); err != nil {
+		if err := prepareBridge(r, s, explicit, ports, &res); err != nil {
 			return Result{}, err
 		}
-		return res, nil
 	default:
 		// Not NotImplemented: containerd would retry the create with an
 		// older task API and leak this shim.
 		return Result{}, fmt.Errorf("network mode %s is not handled by this shim: %w", mode, errdefs.ErrFailedPrecondition)
 	}
-	return res, writeSpecIfChanged(r.Bundle, s, before)
+	return res, nil
 }
 
 // Teardown releases what Prepare set up outside the bundle. It is idempotent
@@ -118,6 +111,7 @@ func prepareHost(s *specs.Spec, bundle string, explicit bool, ports []spec.PortM
 			return nil
 		}
 	}
+	res.SpecChanged = true
 	if dropped := spec.DropCRIDefaultSysctls(s); len(dropped) > 0 {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("dropped containerd's default sysctls %s (CRI's enable_unprivileged_ports/icmp): "+
 			"in host network mode the host's settings apply", strings.Join(dropped, ", ")))
@@ -152,16 +146,4 @@ func prepareHost(s *specs.Spec, bundle string, explicit bool, ports []spec.PortM
 // to the client, which would print each of them.
 func invalid(err error) error {
 	return fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
-}
-
-// writeSpecIfChanged rewrites the bundle's spec when it differs from before.
-func writeSpecIfChanged(b bundle.Bundle, s *specs.Spec, before []byte) error {
-	data, err := json.Marshal(s)
-	if err != nil {
-		return fmt.Errorf("failed to encode OCI spec: %w", err)
-	}
-	if bytes.Equal(data, before) {
-		return nil
-	}
-	return b.WriteSpec(s)
 }

@@ -97,6 +97,13 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 		netReq: network.Request{Bundle: b, ID: r.ID, Namespace: ns, Config: cfg.Hostnet.Network},
 		execs:  make(map[string]*execProcess),
 	}
+	// The spec is read once, here: the network mode rewrites this value,
+	// the shim takes what it needs from it, and the runtime gets it from
+	// the one write below.
+	spec, err := b.ReadSpec()
+	if err != nil {
+		return nil, err
+	}
 	// Mounted before the network mode is prepared, which checks the root
 	// file system for the files it mounts into it.
 	if len(r.Rootfs) > 0 {
@@ -110,7 +117,7 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 		}()
 	}
 
-	netRes, err := network.Prepare(ctx, c.netReq)
+	netRes, err := network.Prepare(ctx, c.netReq, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -126,10 +133,15 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 	for _, w := range netRes.Warnings {
 		log.G(ctx).WithField("id", r.ID).Warn(w)
 	}
+	if netRes.SpecChanged {
+		if err := b.WriteSpec(spec); err != nil {
+			return nil, err
+		}
+	}
 	if err := b.WriteRuntime(cfg); err != nil {
 		return nil, fmt.Errorf("failed to save runtime config: %w", err)
 	}
-	c.sharedPidNS = sharesPidNamespace(b)
+	c.sharedPidNS = sharesPidNamespace(spec)
 	c.hardened = netRes.Hardened
 
 	sio := stdio.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
@@ -269,9 +281,8 @@ func (c *container) startExec(ctx context.Context, e *execProcess, epoller *cons
 
 // sharesPidNamespace reports whether the container runs in its runtime's pid
 // namespace rather than its own.
-func sharesPidNamespace(b bundle.Bundle) bool {
-	s, err := b.ReadSpec()
-	if err != nil || s.Linux == nil {
+func sharesPidNamespace(s *specs.Spec) bool {
+	if s.Linux == nil {
 		return false
 	}
 	for _, ns := range s.Linux.Namespaces {
