@@ -1,7 +1,8 @@
-// Package config is hostnet's own runtime configuration: the TOML document a
-// user hands the shim through containerd's runtime options (ConfigPath or
-// ConfigBody), e.g. `ctr run --runtime-config-path` or a CRI runtime's
-// `options = { ConfigPath = "..." }`.
+// Package config is what configures the shim for a container: containerd's
+// runtime options, which FromOptions turns into Settings, and hostnet's own
+// TOML document (Config), which a user hands the shim through them
+// (ConfigPath or ConfigBody), e.g. `ctr run --runtime-config-path` or a CRI
+// runtime's `options = { ConfigPath = "..." }`.
 package config
 
 import (

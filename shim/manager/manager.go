@@ -32,7 +32,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hostnet-dev/hostnet/shim/bundle"
-	"github.com/hostnet-dev/hostnet/shim/config"
 	"github.com/hostnet-dev/hostnet/shim/network"
 	"github.com/hostnet-dev/hostnet/shim/ociruntime"
 	"github.com/hostnet-dev/hostnet/shim/shimcgroup"
@@ -220,12 +219,7 @@ func (m manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 	if err != nil {
 		return shim.StopStatus{}, err
 	}
-	ns, err := namespaces.NamespaceRequired(ctx)
-	if err != nil {
-		return shim.StopStatus{}, err
-	}
 	logger := log.G(ctx).WithField("id", id)
-	netCfg := config.Defaults().Network
 	var cfg ociruntime.Config
 	err = b.ReadRuntime(&cfg)
 	if err == nil && cfg.Binary == "" {
@@ -237,17 +231,13 @@ func (m manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 		if err := ociruntime.New(cfg, b.RuntimeLog()).Delete(ctx, id, true); err != nil {
 			logger.WithError(err).Warn("failed to delete container from runtime")
 		}
-		netCfg = cfg.Hostnet.Network
 	case errors.Is(err, os.ErrNotExist):
 		// The shim died before it asked the runtime for anything.
 	default:
 		logger.WithError(err).Warn("cannot tell which runtime created the container")
 	}
 	killedAt := time.Now()
-	// Teardown works from the state the network setup left in the bundle,
-	// so it needs no more than the defaults if the runtime config is gone.
-	req := network.Request{Bundle: b, ID: id, Namespace: ns, Config: netCfg}
-	if err := network.Teardown(ctx, req); err != nil {
+	if err := network.Teardown(b); err != nil {
 		logger.WithError(err).Warn("failed to tear down network")
 	}
 	if err := mount.UnmountRecursive(b.Rootfs(), 0); err != nil {

@@ -2,7 +2,6 @@ package network
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -67,7 +66,7 @@ func bridgeBundle(t testing.TB, n config.Network, id, ports string) Request {
 	dir, _ := writeBundle(t, s)
 	r := Request{Bundle: bundle.New(dir), ID: id, Namespace: "test", Config: n}
 	t.Cleanup(func() {
-		if err := Teardown(context.Background(), r); err != nil {
+		if err := Teardown(r.Bundle); err != nil {
 			t.Error(err)
 		}
 	})
@@ -202,10 +201,10 @@ func TestBridgeMode(t *testing.T) {
 	}
 
 	for _, r := range []Request{ra, rb} {
-		if err := Teardown(context.Background(), r); err != nil {
+		if err := Teardown(r.Bundle); err != nil {
 			t.Fatal(err)
 		}
-		if err := Teardown(context.Background(), r); err != nil {
+		if err := Teardown(r.Bundle); err != nil {
 			t.Errorf("second Teardown: %v", err)
 		}
 	}
@@ -298,7 +297,7 @@ func TestBridgeModeFailuresUndo(t *testing.T) {
 
 	// A port conflict fails in the last step, after the lease, netns and
 	// veth exist: all of them must go.
-	if err := Teardown(context.Background(), first); err != nil {
+	if err := Teardown(first.Bundle); err != nil {
 		t.Fatal(err)
 	}
 	holder := bridgeBundle(t, n, "holder", fmt.Sprintf("%d:80", hostPort))
@@ -315,7 +314,7 @@ func TestBridgeModeFailuresUndo(t *testing.T) {
 		t.Errorf("port conflict: %v", err)
 	}
 	checkNothingLeftFor(t, r)
-	if err := Teardown(context.Background(), holder); err != nil {
+	if err := Teardown(holder.Bundle); err != nil {
 		t.Fatal(err)
 	}
 	checkNothingLeft(t, n, first, r)
@@ -373,7 +372,7 @@ func BenchmarkAttachDetach(b *testing.B) {
 		if _, err := prepare(r); err != nil {
 			b.Fatal(err)
 		}
-		if err := Teardown(context.Background(), r); err != nil {
+		if err := Teardown(r.Bundle); err != nil {
 			b.Fatal(err)
 		}
 		if err := os.WriteFile(filepath.Join(r.Bundle.Path, specFile), raw, 0o600); err != nil {

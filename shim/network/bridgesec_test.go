@@ -1,7 +1,6 @@
 package network
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -57,7 +56,7 @@ func TestBridgeModeSameIDInTwoContainerds(t *testing.T) {
 	}
 	// The runtime then fails to create it (its state root collides):
 	// the shim tears down what Prepare set up.
-	if err := Teardown(context.Background(), other); err != nil {
+	if err := Teardown(other.Bundle); err != nil {
 		t.Fatal(err)
 	}
 	assertAttached(t, running, mine)

@@ -1,7 +1,6 @@
 package network
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -55,7 +54,7 @@ func prepareIn(t *testing.T, host string, r Request) {
 		t.Fatalf("Prepare %s: %v", r.ID, err)
 	}
 	t.Cleanup(func() {
-		if err := nstest.Do(host, func() error { return Teardown(context.Background(), r) }); err != nil {
+		if err := nstest.Do(host, func() error { return Teardown(r.Bundle) }); err != nil {
 			t.Error(err)
 		}
 	})

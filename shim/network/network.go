@@ -93,11 +93,12 @@ func Prepare(ctx context.Context, r Request, s *specs.Spec) (Result, error) {
 	return res, nil
 }
 
-// Teardown releases what Prepare set up outside the bundle. It is idempotent
-// and also runs from `shim delete` after the shim died: it works from the
-// state Prepare left in the bundle, not from the shim's memory or config.
-func Teardown(ctx context.Context, r Request) error {
-	return teardownBridge(r.Bundle)
+// Teardown releases what Prepare set up outside the bundle b. It is
+// idempotent and also runs from `shim delete` after the shim died: it works
+// from the record Prepare left in the bundle, not from the shim's memory or
+// configuration.
+func Teardown(b bundle.Bundle) error {
+	return teardownBridge(b)
 }
 
 // prepareHost shares the host's network stack the way `docker run

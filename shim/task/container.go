@@ -19,6 +19,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/hostnet-dev/hostnet/shim/bundle"
+	"github.com/hostnet-dev/hostnet/shim/config"
 	"github.com/hostnet-dev/hostnet/shim/network"
 	"github.com/hostnet-dev/hostnet/shim/ociruntime"
 	"github.com/hostnet-dev/hostnet/shim/process"
@@ -34,10 +35,12 @@ type container struct {
 	id     string
 	bundle bundle.Bundle
 	rt     *ociruntime.Runtime
-	netReq network.Request // to tear down what the network mode set up
-	rootfs string          // mounted by the shim; empty if the client mounted it
-	init   *process.Process
-	oom    *oomWatcher // nil if the cgroup cannot be watched
+	netReq network.Request
+	rootfs string // mounted by the shim; empty if the client mounted it
+	// ioUID and ioGID own the stdio pipes of the container's processes.
+	ioUID, ioGID int
+	init         *process.Process
+	oom          *oomWatcher // nil if the cgroup cannot be watched
 	// sharedPidNS containers have no pid namespace of their own, so the
 	// init's exit does not kill the processes it leaves behind.
 	sharedPidNS bool
@@ -85,7 +88,7 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := ociruntime.ConfigFromOptions(r.Options, ns)
+	set, err := config.FromOptions(r.Options, ns)
 	if err != nil {
 		return nil, err
 	}
@@ -93,8 +96,10 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 	c := &container{
 		id:     r.ID,
 		bundle: b,
-		rt:     ociruntime.New(cfg, b.RuntimeLog()),
-		netReq: network.Request{Bundle: b, ID: r.ID, Namespace: ns, Config: cfg.Hostnet.Network},
+		rt:     ociruntime.New(set.Runtime, b.RuntimeLog()),
+		netReq: network.Request{Bundle: b, ID: r.ID, Namespace: ns, Config: set.Network},
+		ioUID:  set.IoUID,
+		ioGID:  set.IoGID,
 		execs:  make(map[string]*execProcess),
 	}
 	// The spec is read once, here: the network mode rewrites this value,
@@ -123,7 +128,7 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 	}
 	defer func() {
 		if retErr != nil {
-			if err := network.Teardown(context.WithoutCancel(ctx), c.netReq); err != nil {
+			if err := network.Teardown(b); err != nil {
 				log.G(ctx).WithError(err).WithField("id", r.ID).Warn("failed to tear down network")
 			}
 		}
@@ -138,14 +143,14 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 			return nil, err
 		}
 	}
-	if err := b.WriteRuntime(cfg); err != nil {
+	if err := b.WriteRuntime(set.Runtime); err != nil {
 		return nil, fmt.Errorf("failed to save runtime config: %w", err)
 	}
 	c.sharedPidNS = sharesPidNamespace(spec)
 	c.hardened = netRes.Hardened
 
 	sio := stdio.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
-	pio, err := procio.New(r.ID, sio, cfg.IoUID, cfg.IoGID, epoller)
+	pio, err := procio.New(r.ID, sio, c.ioUID, c.ioGID, epoller)
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +241,7 @@ func (c *container) exec(execID string) (*execProcess, error) {
 // startExec has the runtime start a created exec and connects its stdio.
 // The caller has marked e as starting; no lock is held.
 func (c *container) startExec(ctx context.Context, e *execProcess, epoller *console.Epoller) (retErr error) {
-	pio, err := procio.New(c.id, e.Stdio, c.rt.IoUID, c.rt.IoGID, epoller)
+	pio, err := procio.New(c.id, e.Stdio, c.ioUID, c.ioGID, epoller)
 	if err != nil {
 		return err
 	}
@@ -335,7 +340,7 @@ func (c *container) deleteInit(ctx context.Context) error {
 	if err := c.unmountRootfs(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	if err := network.Teardown(ctx, c.netReq); err != nil {
+	if err := network.Teardown(c.bundle); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
