@@ -21,7 +21,6 @@ import (
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/containerd/api/types/runc/options"
-	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/defaults"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/shim"
@@ -32,9 +31,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hostnet-dev/hostnet/shim/bundle"
-	"github.com/hostnet-dev/hostnet/shim/network"
 	"github.com/hostnet-dev/hostnet/shim/ociruntime"
 	"github.com/hostnet-dev/hostnet/shim/shimcgroup"
+	"github.com/hostnet-dev/hostnet/shim/task"
 )
 
 // RuntimeName is the name containerd knows this shim by.
@@ -220,6 +219,7 @@ func (m manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 		return shim.StopStatus{}, err
 	}
 	logger := log.G(ctx).WithField("id", id)
+	var rt *ociruntime.Runtime
 	var cfg ociruntime.Config
 	err = b.ReadRuntime(&cfg)
 	if err == nil && cfg.Binary == "" {
@@ -227,22 +227,17 @@ func (m manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 	}
 	switch {
 	case err == nil:
-		// Kills every process left in the container's cgroup.
-		if err := ociruntime.New(cfg, b.RuntimeLog()).Delete(ctx, id, true); err != nil {
-			logger.WithError(err).Warn("failed to delete container from runtime")
-		}
+		rt = ociruntime.New(cfg, b.RuntimeLog())
 	case errors.Is(err, os.ErrNotExist):
 		// The shim died before it asked the runtime for anything.
 	default:
 		logger.WithError(err).Warn("cannot tell which runtime created the container")
 	}
+	// The forced delete kills every process left in the container.
+	if err := task.Teardown(ctx, b, id, rt, true); err != nil {
+		logger.WithError(err).Warn("failed to clean up after the shim")
+	}
 	killedAt := time.Now()
-	if err := network.Teardown(b); err != nil {
-		logger.WithError(err).Warn("failed to tear down network")
-	}
-	if err := mount.UnmountRecursive(b.Rootfs(), 0); err != nil {
-		logger.WithError(err).Warn("failed to unmount rootfs")
-	}
 	removeDeadSocket(ctx, b)
 
 	if e, err := b.ReadExit(); err == nil {

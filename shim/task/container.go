@@ -2,7 +2,6 @@ package task
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -35,8 +34,6 @@ type container struct {
 	id     string
 	bundle bundle.Bundle
 	rt     *ociruntime.Runtime
-	netReq network.Request
-	rootfs string // mounted by the shim; empty if the client mounted it
 	// ioUID and ioGID own the stdio pipes of the container's processes.
 	ioUID, ioGID int
 	init         *process.Process
@@ -79,7 +76,8 @@ type execProcess struct {
 }
 
 // createContainer prepares the bundle and has the runtime create the init
-// process. On failure it leaves nothing behind: no mount, no runtime state.
+// process. On failure it leaves nothing behind: no mount, no network, no
+// runtime state (Teardown).
 func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller *console.Epoller) (_ *container, retErr error) {
 	if r.Checkpoint != "" {
 		return nil, fmt.Errorf("restoring from a checkpoint is not supported by the hostnet shim: %w", errdefs.ErrNotImplemented)
@@ -97,7 +95,6 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 		id:     r.ID,
 		bundle: b,
 		rt:     ociruntime.New(set.Runtime, b.RuntimeLog()),
-		netReq: network.Request{Bundle: b, ID: r.ID, Namespace: ns, Config: set.Network},
 		ioUID:  set.IoUID,
 		ioGID:  set.IoGID,
 		execs:  make(map[string]*execProcess),
@@ -109,30 +106,29 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 	if err != nil {
 		return nil, err
 	}
-	// Mounted before the network mode is prepared, which checks the root
-	// file system for the files it mounts into it.
-	if len(r.Rootfs) > 0 {
-		if c.rootfs, err = mountRootfs(r, b); err != nil {
-			return nil, err
-		}
-		defer func() {
-			if retErr != nil {
-				c.unmountRootfs(ctx)
-			}
-		}()
-	}
-
-	netRes, err := network.Prepare(ctx, c.netReq, spec)
-	if err != nil {
-		return nil, err
-	}
+	// Whatever failed, Teardown undoes what was done: each of its steps
+	// finds what it undoes in the bundle. The runtime's state, only once
+	// the runtime was asked to create it: the id may be another's.
+	var created *ociruntime.Runtime
 	defer func() {
 		if retErr != nil {
-			if err := network.Teardown(b); err != nil {
-				log.G(ctx).WithError(err).WithField("id", r.ID).Warn("failed to tear down network")
+			if err := Teardown(context.WithoutCancel(ctx), b, r.ID, created, true); err != nil {
+				log.G(ctx).WithError(err).WithField("id", r.ID).Warn("failed to clean up after a failed create")
 			}
 		}
 	}()
+	// Mounted before the network mode is prepared, which checks the root
+	// file system for the files it mounts into it.
+	if len(r.Rootfs) > 0 {
+		if err := mountRootfs(r, b); err != nil {
+			return nil, err
+		}
+	}
+	netReq := network.Request{Bundle: b, ID: r.ID, Namespace: ns, Config: set.Network}
+	netRes, err := network.Prepare(ctx, netReq, spec)
+	if err != nil {
+		return nil, err
+	}
 	// At info: the mode is the first thing an admin asks about a container.
 	log.G(ctx).WithFields(log.Fields{"id": r.ID, "mode": netRes.Mode, "why": netRes.Why}).Info("network mode")
 	for _, w := range netRes.Warnings {
@@ -162,16 +158,9 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 
 	opts := &runc.CreateOpts{PidFile: b.InitPidFile()}
 	pio.ApplyCreate(opts)
-	err = c.rt.Create(ctx, r.ID, r.Bundle, opts)
-	defer func() {
-		// A failed create may still have left state behind.
-		if retErr != nil {
-			if err := c.rt.Delete(context.WithoutCancel(ctx), r.ID, true); err != nil {
-				log.G(ctx).WithError(err).WithField("id", r.ID).Warn("failed to clean up runtime state")
-			}
-		}
-	}()
-	if err != nil {
+	// A failed create may still have left state behind.
+	created = c.rt
+	if err := c.rt.Create(ctx, r.ID, r.Bundle, opts); err != nil {
 		return nil, err
 	}
 	if err := pio.Start(ctx); err != nil {
@@ -186,30 +175,20 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 	return c, nil
 }
 
-func mountRootfs(r *taskAPI.CreateTaskRequest, b bundle.Bundle) (string, error) {
+// mountRootfs mounts the root file system containerd handed the shim at the
+// bundle's rootfs; Teardown unmounts it.
+func mountRootfs(r *taskAPI.CreateTaskRequest, b bundle.Bundle) error {
 	rootfs := b.Rootfs()
 	if err := os.Mkdir(rootfs, 0o711); err != nil && !os.IsExist(err) {
-		return "", fmt.Errorf("failed to create rootfs mountpoint: %w", err)
+		return fmt.Errorf("failed to create rootfs mountpoint: %w", err)
 	}
 	mounts := make([]mount.Mount, 0, len(r.Rootfs))
 	for _, m := range r.Rootfs {
 		mounts = append(mounts, mount.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
 	}
 	if err := mount.All(mounts, rootfs); err != nil {
-		// mount.All may have mounted some of them.
-		_ = mount.UnmountRecursive(rootfs, 0)
-		return "", fmt.Errorf("failed to mount rootfs of %s: %w", r.ID, err)
-	}
-	return rootfs, nil
-}
-
-func (c *container) unmountRootfs(ctx context.Context) error {
-	if c.rootfs == "" {
-		return nil
-	}
-	if err := mount.UnmountRecursive(c.rootfs, 0); err != nil {
-		log.G(ctx).WithError(err).WithField("id", c.id).Warn("failed to unmount rootfs")
-		return fmt.Errorf("failed to unmount rootfs %s: %w", c.rootfs, err)
+		// mount.All may have mounted some of them: Teardown unmounts them.
+		return fmt.Errorf("failed to mount rootfs of %s: %w", r.ID, err)
 	}
 	return nil
 }
@@ -330,20 +309,10 @@ func (c *container) deleteInit(ctx context.Context) error {
 			pio.Close(0)
 		}
 	}
-	var errs []error
-	if err := c.rt.Delete(ctx, c.id, false); err != nil {
-		errs = append(errs, err)
-	}
 	if c.oom != nil {
 		c.oom.close()
 	}
-	if err := c.unmountRootfs(ctx); err != nil {
-		errs = append(errs, err)
-	}
-	if err := network.Teardown(c.bundle); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := Teardown(ctx, c.bundle, c.id, c.rt, false); err != nil {
 		return err
 	}
 	return c.init.SetDeleted()
