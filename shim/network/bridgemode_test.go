@@ -22,6 +22,7 @@ import (
 	"github.com/hostnet-dev/hostnet/shim/network/internal/nstest"
 	"github.com/hostnet-dev/hostnet/shim/network/ipam"
 	"github.com/hostnet-dev/hostnet/shim/network/nat"
+	"github.com/hostnet-dev/hostnet/shim/network/netns"
 	"github.com/hostnet-dev/hostnet/spec"
 )
 
@@ -77,7 +78,7 @@ func bridgeBundle(t testing.TB, n config.Network, id, ports string) Request {
 func serve(t *testing.T, nsPath, name string, port int) {
 	t.Helper()
 	var ln net.Listener
-	err := nstest.Do(nsPath, func() (err error) {
+	err := netns.Do(nsPath, func() (err error) {
 		ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
 		return err
 	})
@@ -114,7 +115,7 @@ func fetch(nsPath string, addr netip.AddrPort) (string, error) {
 	if nsPath == "" {
 		err = dial()
 	} else {
-		err = nstest.Do(nsPath, dial)
+		err = netns.Do(nsPath, dial)
 	}
 	if err != nil {
 		return "", err

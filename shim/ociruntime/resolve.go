@@ -10,6 +10,14 @@ import (
 	"github.com/containerd/errdefs"
 )
 
+const (
+	// DefaultBinary is the OCI runtime the shim drives unless told otherwise.
+	DefaultBinary = "hostnet-runc"
+	// DefaultRoot is the runtime's state root; the containerd namespace is
+	// appended so that namespaces cannot see each other's containers.
+	DefaultRoot = "/run/containerd/hostnet-runc"
+)
+
 // ResolveBinary returns the absolute path of the runtime binary called name.
 //
 // A bare name is looked up next to the shim's own executable first, so that

@@ -14,6 +14,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Config is how the shim runs the OCI runtime for one container. What
+// `shim delete` needs to delete the container after its shim died (the
+// binary, its root and its cgroup driver) is saved in the bundle
+// (bundle.WriteRuntime); the create flags are not.
+type Config struct {
+	// Binary is the absolute path of the runtime binary.
+	Binary string `json:"binary"`
+	// Root is the runtime's state directory, namespace included.
+	Root          string `json:"root"`
+	SystemdCgroup bool   `json:"systemd_cgroup,omitempty"`
+	NoPivotRoot   bool   `json:"-"`
+	NoNewKeyring  bool   `json:"-"`
+}
+
 // Runtime runs OCI runtime commands for the containers of one bundle.
 type Runtime struct {
 	Config

@@ -44,11 +44,8 @@ type container struct {
 	// hardened containers' exec'd processes are hardened like the init.
 	hardened bool
 
-	// cgroup is the init's cgroup, cgroup1.Cgroup or *cgroupsv2.Manager,
-	// loaded at create: it still holds the container's statistics once the
-	// init has exited, when the init's pid no longer leads to it. Nil if it
-	// could not be loaded.
-	cgroup any
+	// cgroup is the container's, loaded at create; nil if it could not be.
+	cgroup *containerCgroup
 
 	// Guarded by the service's exitMu, which orders exec starts against the
 	// init's exit without being held across any runtime call.

@@ -144,8 +144,10 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	}
 	// Watched from creation on, as a container can run out of memory
 	// before it is started; reported once TaskCreate is out.
-	if c.oom, err = watchOOM(c.id, pid, s.send); err != nil {
-		log.G(ctx).WithError(err).WithField("id", c.id).Warn("OOM kills of container will not be reported")
+	if c.cgroup != nil {
+		if c.oom, err = watchOOM(c.id, c.cgroup, s.send); err != nil {
+			log.G(ctx).WithError(err).WithField("id", c.id).Warn("OOM kills of container will not be reported")
+		}
 	}
 	s.mu.Lock()
 	s.containers[r.ID] = c
