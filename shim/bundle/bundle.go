@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 
+	runcshim "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/runc"
 	runc "github.com/containerd/go-runc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -45,8 +46,6 @@ const (
 	// runtimeFile says which runtime and state root created the
 	// container, for `shim delete`.
 	runtimeFile = "hostnet-runtime.json"
-	// exitFile is the init's exit, for `shim delete`.
-	exitFile = "hostnet-exit.json"
 	// networkFile is what bridge mode set up on the host, for teardown.
 	networkFile = "hostnet-network.json"
 	// netnsFile pins bridge mode's network namespace.
@@ -179,17 +178,16 @@ func (b Bundle) ReadRuntime(v any) error {
 	return b.readJSON(runtimeFile, v)
 }
 
-// WriteExit records the init's exit.
+// WriteExit records the init's exit, for `shim delete`, where and as the
+// runc shim does (containerd's exit.json).
 func (b Bundle) WriteExit(e runc.Exit) error {
-	return b.writeJSON(exitFile, e, 0o600)
+	return runcshim.WriteExitStatus(b.Path, e)
 }
 
 // ReadExit returns the exit WriteExit recorded; the error wraps
 // os.ErrNotExist if there is none.
 func (b Bundle) ReadExit() (runc.Exit, error) {
-	var e runc.Exit
-	err := b.readJSON(exitFile, &e)
-	return e, err
+	return runcshim.ReadExitStatus(b.Path)
 }
 
 // WriteAddress records the shim's address for containerd 1.7.

@@ -2,8 +2,6 @@ package procio
 
 import (
 	"errors"
-	"net/url"
-	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -32,16 +30,5 @@ func TestParseTarget(t *testing.T) {
 		if err != nil || u.Scheme != tc.scheme || u.Path != tc.path {
 			t.Errorf("parseTarget(%q) = %v, %v", tc.in, u, err)
 		}
-	}
-}
-
-func TestLoggerArgs(t *testing.T) {
-	u, err := url.Parse("binary:///bin/logger?tag=web&verbose=&driver=json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := strings.Join(loggerArgs(u), " ")
-	if want := "driver json tag web verbose"; got != want {
-		t.Errorf("loggerArgs = %q, want %q", got, want)
 	}
 }

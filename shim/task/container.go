@@ -38,9 +38,9 @@ type container struct {
 	ioUID, ioGID int
 	init         *process.Process
 	oom          *oomWatcher // nil if the cgroup cannot be watched
-	// sharedPidNS containers have no pid namespace of their own, so the
-	// init's exit does not kill the processes it leaves behind.
-	sharedPidNS bool
+	// killAllOnExit is set for containers without a pid namespace of
+	// their own: the init's exit does not kill what it leaves behind.
+	killAllOnExit bool
 	// hardened containers' exec'd processes are hardened like the init.
 	hardened bool
 
@@ -139,7 +139,7 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 	if err := b.WriteRuntime(set.Runtime); err != nil {
 		return nil, fmt.Errorf("failed to save runtime config: %w", err)
 	}
-	c.sharedPidNS = sharesPidNamespace(spec)
+	c.killAllOnExit = killAllOnExit(spec)
 	c.hardened = netRes.Hardened
 
 	sio := stdio.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
@@ -260,15 +260,17 @@ func (c *container) startExec(ctx context.Context, e *execProcess, epoller *cons
 	return nil
 }
 
-// sharesPidNamespace reports whether the container runs in its runtime's pid
-// namespace rather than its own.
-func sharesPidNamespace(s *specs.Spec) bool {
-	if s.Linux == nil {
-		return false
-	}
-	for _, ns := range s.Linux.Namespaces {
-		if ns.Type == specs.PIDNamespace {
-			return ns.Path != ""
+// killAllOnExit reports whether the init's exit must be followed by killing
+// every process left in the container: unless it has a new pid namespace of
+// its own, whose processes the kernel kills with its init. This is the runc
+// shim's rule (runc.ShouldKillAllOnExit), taken from the spec the shim
+// parsed at create instead of a config.json read again at every exit.
+func killAllOnExit(s *specs.Spec) bool {
+	if s.Linux != nil {
+		for _, ns := range s.Linux.Namespaces {
+			if ns.Type == specs.PIDNamespace && ns.Path == "" {
+				return false
+			}
 		}
 	}
 	return true

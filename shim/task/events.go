@@ -208,7 +208,7 @@ func (s *service) handleInitExit(c *container, e runc.Exit) {
 	}
 	s.exitMu.Unlock()
 
-	if c.sharedPidNS || live > 0 {
+	if c.killAllOnExit || live > 0 {
 		// With its own pid namespace the kernel has killed the rest already;
 		// without, they would outlive the container.
 		if err := c.rt.Kill(s.context, c.id, int(unix.SIGKILL), true); err != nil {
