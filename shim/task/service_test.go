@@ -258,6 +258,11 @@ func (h *harness) create(id string, args []string, stdout, stderr string, edit f
 	if _, err := h.svc.Create(h.ctx, r); err != nil {
 		h.t.Fatalf("Create %s: %v", id, err)
 	}
+	h.cleanup(id)
+}
+
+// cleanup removes container id when the test ends.
+func (h *harness) cleanup(id string) {
 	h.t.Cleanup(func() {
 		// Whatever the test left, leave no container, cgroup or state.
 		ctx := context.Background()
@@ -390,6 +395,47 @@ func TestLifecycleEvents(t *testing.T) {
 	}
 	if _, err := h.svc.State(h.ctx, &taskAPI.StateRequest{ID: id}); !errdefs.IsNotFound(errgrpc.ToNative(err)) {
 		t.Errorf("State after Delete = %v, want not found", err)
+	}
+}
+
+// TestCreateSameIDConcurrently: of two creates of one id at once, one
+// creates the container and the other is refused as existing, leaving the
+// container alone: it starts and exits as its program says.
+func TestCreateSameIDConcurrently(t *testing.T) {
+	h := newHarness(t)
+	const id = "twice"
+	bundle := h.bundle(id, []string{"/bin/busybox", "sh", "-c", "exit 7"}, nil)
+	h.cleanup(id)
+	start := make(chan struct{})
+	errs := make(chan error, 2)
+	for range 2 {
+		r := h.options()
+		r.ID, r.Bundle = id, bundle
+		go func() {
+			<-start
+			_, err := h.svc.Create(h.ctx, r)
+			errs <- err
+		}()
+	}
+	close(start)
+	var created, refused int
+	for range 2 {
+		switch err := <-errs; {
+		case err == nil:
+			created++
+		case errdefs.IsAlreadyExists(errgrpc.ToNative(err)):
+			refused++
+		default:
+			t.Errorf("Create: %v, want success or already exists", err)
+		}
+	}
+	if created != 1 || refused != 1 {
+		t.Fatalf("%d creates succeeded and %d were refused as existing, want one each", created, refused)
+	}
+	_, err := h.svc.Start(h.ctx, &taskAPI.StartRequest{ID: id})
+	h.must("Start", err)
+	if status := h.wait(id, ""); status != 7 {
+		t.Errorf("exit status = %d, want 7", status)
 	}
 }
 
