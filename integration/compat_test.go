@@ -279,7 +279,7 @@ func (e *compatEnv) assertGone(t *testing.T, id string, pids ...int) {
 		t.Errorf("task bundle %s left (err=%v)", e.d.TaskDir(id), err)
 	}
 	if runtimeRoot != "" {
-		if _, err := os.Stat(filepath.Join(runtimeRoot, e.d.Namespace, id)); !errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(e.d.RuntimeStateRoot(testRuntime, runtimeRoot), id)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("runtime state of %s left (err=%v)", id, err)
 		}
 	}

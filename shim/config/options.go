@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"path/filepath"
 
 	"github.com/containerd/containerd/api/types/runc/options"
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
@@ -28,8 +27,10 @@ type Settings struct {
 // (BinaryName, Root, ... — so runc runtime configs work unchanged) and the
 // generic runtimeoptions type whose ConfigPath or ConfigBody holds hostnet's
 // TOML document (`ctr --runtime-config-path`, CRI's options table). runc's
-// BinaryName and Root win over the TOML's [runtime]. opts may be nil.
-func FromOptions(opts typeurl.Any, namespace string) (Settings, error) {
+// BinaryName and Root win over the TOML's [runtime]. opts may be nil. The
+// runtime's state root is the one of namespace and bundle's containerd in
+// the root the options name (ociruntime.StateRoot).
+func FromOptions(opts typeurl.Any, namespace, bundle string) (Settings, error) {
 	o, doc, err := decodeOptions(opts)
 	if err != nil {
 		return Settings{}, err
@@ -43,7 +44,7 @@ func FromOptions(opts typeurl.Any, namespace string) (Settings, error) {
 	return Settings{
 		Runtime: ociruntime.Config{
 			Binary:        binary,
-			Root:          filepath.Join(root, namespace),
+			Root:          ociruntime.StateRoot(root, namespace, bundle),
 			SystemdCgroup: o.SystemdCgroup || doc.Runtime.SystemdCgroup,
 			NoPivotRoot:   o.NoPivotRoot,
 			NoNewKeyring:  o.NoNewKeyring,

@@ -81,12 +81,13 @@ func TestFromOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := FromOptions(a, "k8s.io")
+	bundle := "/run/containerd/io.containerd.runtime.v2.task/k8s.io/c1"
+	c, err := FromOptions(a, "k8s.io", bundle)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Settings{
-		Runtime: ociruntime.Config{Binary: bin, Root: "/run/my-runc/k8s.io", SystemdCgroup: true},
+		Runtime: ociruntime.Config{Binary: bin, Root: ociruntime.StateRoot("/run/my-runc", "k8s.io", bundle), SystemdCgroup: true},
 		IoUID:   7,
 		Network: Defaults().Network,
 	}

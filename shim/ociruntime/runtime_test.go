@@ -68,6 +68,30 @@ func TestResolveBinary(t *testing.T) {
 	}
 }
 
+// TestStateRoot: the containers of one containerd namespace share a state
+// root; the same namespace of another containerd (another state directory)
+// and another namespace each get their own, below the root the options name.
+func TestStateRoot(t *testing.T) {
+	bundle := func(state, ns, id string) string {
+		return filepath.Join(state, "io.containerd.runtime.v2.task", ns, id)
+	}
+	a := StateRoot(DefaultRoot, "default", bundle("/run/containerd", "default", "web"))
+	if got := StateRoot(DefaultRoot, "default", bundle("/run/containerd", "default", "db")+"/"); got != a {
+		t.Errorf("another container of the same containerd namespace: root %s, want %s", got, a)
+	}
+	if filepath.Dir(a) != DefaultRoot || !strings.HasPrefix(filepath.Base(a), "default@") || len(filepath.Base(a)) != len("default@")+8 {
+		t.Errorf("root %s, want %s/default@ and 8 hex digits", a, DefaultRoot)
+	}
+	for _, other := range []string{
+		StateRoot(DefaultRoot, "default", bundle("/var/lib/other/state", "default", "web")),
+		StateRoot(DefaultRoot, "k8s.io", bundle("/run/containerd", "k8s.io", "web")),
+	} {
+		if other == a {
+			t.Errorf("another containerd or namespace shares the root %s", a)
+		}
+	}
+}
+
 func TestLastError(t *testing.T) {
 	log := strings.Join([]string{
 		`{"level":"warning","msg":"cgroup v1 is deprecated","time":"2024-01-01T00:00:00Z"}`,

@@ -83,7 +83,7 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 	if err != nil {
 		return nil, err
 	}
-	set, err := config.FromOptions(r.Options, ns)
+	set, err := config.FromOptions(r.Options, ns, r.Bundle)
 	if err != nil {
 		return nil, err
 	}
