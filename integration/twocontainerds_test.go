@@ -1,18 +1,15 @@
 package integration
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hostnet-dev/hostnet/integration/internal/daemon"
-	"github.com/hostnet-dev/hostnet/integration/internal/image"
 )
 
 // TestSameIDInTwoContainerds: two containerds on one host, with the
@@ -27,7 +24,8 @@ func TestSameIDInTwoContainerds(t *testing.T) {
 	requireHostnet(t)
 	ns := fmt.Sprintf("hostnet-twin-%d", os.Getpid())
 	const id = "twin"
-	first, second := startTwin(t, ns, "first"), startTwin(t, ns, "second")
+	first := startCompatEnv(t, daemon.Config{Namespace: ns}, "the first containerd")
+	second := startCompatEnv(t, daemon.Config{Namespace: ns}, "the second containerd")
 	rootA := first.d.RuntimeStateRoot(daemon.HostnetRuntime, runtimeRoot)
 	rootB := second.d.RuntimeStateRoot(daemon.HostnetRuntime, runtimeRoot)
 	if rootA == rootB {
@@ -62,25 +60,9 @@ func TestSameIDInTwoContainerds(t *testing.T) {
 	if shimB == 0 {
 		t.Fatalf("no shim serves %s in the second containerd (shims: %v)", id, shims)
 	}
-	if err := syscall.Kill(shimB, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	if !daemon.WaitGone(shimB, 10*time.Second) {
-		t.Fatalf("shim %d survived SIGKILL", shimB)
-	}
-	if !daemon.WaitGone(pidB, 30*time.Second) {
+	second.killShim(t, id, shimB)
+	if !daemon.WaitGone(pidB, 10*time.Second) {
 		t.Fatalf("init %d of the second containerd's %s outlived its shim's cleanup", pidB, id)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		_, status, ok := second.task(t, id)
-		if !ok || status == "STOPPED" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("task %s still %s in the second containerd 30s after its shim died", id, status)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	if _, err := os.Stat(filepath.Join(rootB, id)); err == nil {
 		t.Errorf("runtime state %s left after shim delete", filepath.Join(rootB, id))
@@ -96,34 +78,6 @@ func TestSameIDInTwoContainerds(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(rootA, id)); err == nil {
 		t.Errorf("runtime state %s left after task delete", filepath.Join(rootA, id))
 	}
-}
-
-// startTwin starts a private containerd using namespace ns, with the
-// busybox image, and stops it when the test ends.
-func startTwin(t *testing.T, ns, name string) *compatEnv {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	d, err := daemon.Start(ctx, daemon.Config{BinDir: binDir, Namespace: ns, RuntimeRoots: []string{runtimeRoot}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("%s containerd's log:\n%s", name, d.LogTail(40))
-		}
-		if err := d.Stop(); err != nil {
-			t.Errorf("stop the %s containerd: %v", name, err)
-		}
-	})
-	archive := filepath.Join(d.Dir, "busybox.tar")
-	if _, err := image.WriteFile(archive, image.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.ImportImage(ctx, archive); err != nil {
-		t.Fatal(err)
-	}
-	return &compatEnv{d: d}
 }
 
 // runTwin runs `sleep 1000` in id, in a cgroup named after the daemon's
