@@ -19,7 +19,7 @@ import (
 	runc "github.com/containerd/go-runc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/hostnet-dev/hostnet/internal/atomicwrite"
+	"github.com/hostnet-dev/hostnet/shim/internal/atomicwrite"
 )
 
 // What containerd puts in the bundle.

@@ -19,7 +19,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
-	"github.com/hostnet-dev/hostnet/internal/atomicwrite"
+	"github.com/hostnet-dev/hostnet/shim/internal/atomicwrite"
 	"github.com/hostnet-dev/hostnet/shim/network/internal/lockfile"
 )
 
