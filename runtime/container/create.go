@@ -134,6 +134,20 @@ func Create(root, id string, o CreateOpts) (err error) {
 	defer p.sync.Close()
 	undo = append(undo, p.kill)
 	pid := p.proc.Pid
+	uidMaps, gidMaps := s.Linux.UIDMappings, s.Linux.GIDMappings
+	if so.userns != "" {
+		if uidMaps, gidMaps, err = joinedUserNamespace(pid, s); err != nil {
+			return err
+		}
+		// A spec that joins by path need not repeat the mappings: the
+		// fifo is then the namespace root's now (the init opens it only
+		// after start).
+		if s.Linux.UIDMappings == nil {
+			if err := os.Chown(fifo, hostID(uidMaps, 0), hostID(gidMaps, 0)); err != nil {
+				return fmt.Errorf("chown exec fifo: %w", err)
+			}
+		}
+	}
 	if err := cg.Add(pid); err != nil {
 		return fmt.Errorf("add init %d to cgroup %s: %w", pid, cgPaths, err)
 	}

@@ -66,9 +66,6 @@ func Validate(s *specs.Spec) error {
 			return fmt.Errorf("namespace %q is listed twice", ns.Type)
 		}
 		seen[ns.Type] = true
-		if ns.Type == specs.UserNamespace && ns.Path != "" {
-			return errors.New("joining an existing user namespace by path is not supported")
-		}
 		if ns.Type == specs.TimeNamespace && ns.Path != "" {
 			return errors.New("joining an existing time namespace by path is not supported")
 		}

@@ -35,7 +35,6 @@ func TestLoadSpec(t *testing.T) {
 		{"read-only root in the host's mount ns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r","readonly":true},"linux":{"namespaces":[{"type":"pid"}]}}`, "root.readonly needs a mount namespace"},
 		{"unknown ns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"mount"},{"type":"bogus"}]}}`, `namespace type "bogus" is not supported`},
 		{"duplicate ns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"mount"},{"type":"mount"}]}}`, "listed twice"},
-		{"join userns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"mount"},{"type":"user","path":"/proc/1/ns/user"}]}}`, "joining an existing user namespace"},
 		{"relative mount", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"mounts":[{"destination":"tmp","type":"tmpfs"}],"linux":{"namespaces":[{"type":"mount"}]}}`, `mount destination "tmp" is not absolute`},
 		// What features reports as not implemented is refused, not ignored.
 		{"idmapped mount", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"mounts":[{"destination":"/m","type":"bind","source":"/tmp","uidMappings":[{"containerID":0,"hostID":1000,"size":1}]}],"linux":{"namespaces":[{"type":"mount"}]}}`, "idmapped mounts"},
