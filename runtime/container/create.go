@@ -166,7 +166,12 @@ func Create(root, id string, o CreateOpts) (err error) {
 		undo = append(undo, func() { _ = hooks.Run("poststop", s.Hooks.Poststop, state) })
 	}
 	boot := initproc.Bootstrap{Spec: s, Rootfs: rootPath, NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring, CgroupPaths: cg.MountPaths(), State: state}
-	if err := p.handshake(boot, runtimeHooks); err != nil {
+	sources := &mountSources{spec: s, bundle: bundle, pid: pid, hostMountNS: hostMountNS}
+	if spec.HasNamespace(s, specs.UserNamespace) {
+		sources.uidMaps, sources.gidMaps = uidMaps, gidMaps
+	}
+	defer sources.close()
+	if err := p.handshake(boot, runtimeHooks, sources.open); err != nil {
 		return err
 	}
 

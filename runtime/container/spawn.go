@@ -263,8 +263,9 @@ func idMapFile(maps []specs.LinuxIDMapping) []byte {
 }
 
 // handshake sends the bootstrap and waits for the process to be ready,
-// running runtimeHooks when the init asks for them.
-func (p *initProcess) handshake(b initproc.Bootstrap, runtimeHooks func() error) error {
+// running runtimeHooks when the init asks for them and answering its
+// requests for mount sources with mountSource.
+func (p *initProcess) handshake(b initproc.Bootstrap, runtimeHooks func() error, mountSource func(int) (*os.File, error)) error {
 	b.Fds = p.fds
 	enc, dec := json.NewEncoder(p.sync), json.NewDecoder(p.sync)
 	if err := enc.Encode(b); err != nil {
@@ -292,6 +293,18 @@ func (p *initProcess) handshake(b initproc.Bootstrap, runtimeHooks func() error)
 			}
 			if herr != nil {
 				return herr
+			}
+		case r.MountSource != nil:
+			src, err := (*os.File)(nil), errNoMountSources
+			if mountSource != nil {
+				src, err = mountSource(*r.MountSource)
+			}
+			serr := initproc.SendMountSource(p.sync, src, err)
+			if src != nil {
+				src.Close()
+			}
+			if serr != nil {
+				return serr
 			}
 		case r.Ready:
 			return nil
