@@ -108,6 +108,8 @@ func validateIDMap(s *specs.Spec, m specs.Mount) error {
 	switch {
 	case m.Type != "bind" && opts.Flags&unix.MS_BIND == 0:
 		return errors.New("id-mapped mounts are only supported for bind-mounts")
+	case !rootfs.IDMapSupported():
+		return errors.New("id-mapped mounts need mount_setattr(2), which this kernel lacks (Linux 5.12 or later)")
 	case m.UIDMappings == nil && m.GIDMappings == nil:
 		if !spec.HasNamespace(s, specs.UserNamespace) {
 			return errors.New("id-mapped mounts without uidMappings and gidMappings take the container's user namespace's, and it has none")

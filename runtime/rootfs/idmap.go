@@ -36,6 +36,10 @@ func IDMappedTree(source string, opts MountOptions, userns *os.File) (*os.File, 
 	if opts.Flags&unix.MS_REC != 0 {
 		flags |= unix.AT_RECURSIVE
 	}
+	// open_tree(2) clones an attached mount here (Linux 5.2), never a
+	// detached one, which kernels before 6.15 refuse; mount_setattr(2)
+	// (5.12) then maps the still detached clone, and the init attaches it
+	// with move_mount(2).
 	fd, err := unix.OpenTree(unix.AT_FDCWD, source, flags)
 	if err != nil {
 		return nil, &os.PathError{Op: "open_tree", Path: source, Err: err}
@@ -49,7 +53,10 @@ func IDMappedTree(source string, opts MountOptions, userns *os.File) (*os.File, 
 	if err != nil {
 		tree.Close()
 		hint := ""
-		if errors.Is(err, unix.EINVAL) {
+		switch {
+		case errors.Is(err, unix.ENOSYS):
+			hint = " (idmapped mounts need Linux 5.12 or later)"
+		case errors.Is(err, unix.EINVAL):
 			hint = " (the filesystem may not support idmapped mounts on this kernel)"
 		}
 		return nil, fmt.Errorf("set MOUNT_ATTR_IDMAP on %s: %w%s", source, err, hint)
