@@ -182,3 +182,23 @@ func TestFeaturesIDMapNeedsMountSetattr(t *testing.T) {
 		}
 	}
 }
+
+// On a kernel without mount_setattr(2) (before Linux 5.12) an idmapped
+// mount cannot be made: create refuses the spec up front, saying which
+// kernel it needs, and the container never runs with the source unmapped.
+func TestIDMapNeedsMountSetattr(t *testing.T) {
+	vol := idmapSource(t)
+	e := newEnv(t, "sh", "-c", "touch /mnt/new")
+	withUserNamespace(t, e)
+	e.spec.Mounts = append(e.spec.Mounts, specs.Mount{Destination: "/mnt", Type: "bind", Source: vol, Options: []string{"rbind", "idmap"}})
+	if out, err := e.runWithout("mount_setattr").CombinedOutput(); err == nil {
+		t.Fatalf("an idmapped mount was accepted without mount_setattr(2): %s", out)
+	}
+	if _, err := os.Stat(filepath.Join(vol, "new")); err == nil {
+		t.Error("the container ran and wrote to the volume")
+	}
+	if msg := e.lastError(); !referenceRunc(t) && (!strings.Contains(msg, "mount_setattr") || !strings.Contains(msg, "5.12")) {
+		t.Errorf("logged error %q, want it to name mount_setattr and Linux 5.12", msg)
+	}
+	e.assertGone()
+}
