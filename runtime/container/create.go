@@ -91,6 +91,11 @@ func Create(root, id string, o CreateOpts) (err error) {
 	if err := unix.Mkfifo(fifo, 0o622); err != nil {
 		return fmt.Errorf("create exec fifo: %w", err)
 	}
+	// The umask took bits off; the init opens the fifo for writing as the
+	// container's user, which need not be root, as runc does.
+	if err := os.Chmod(fifo, 0o622); err != nil {
+		return fmt.Errorf("chmod exec fifo: %w", err)
+	}
 	// In a user namespace the init is an unprivileged uid on the host; the
 	// fifo must be its own to open, as runc does.
 	if uid, gid := hostID(s.Linux.UIDMappings, 0), hostID(s.Linux.GIDMappings, 0); uid != 0 || gid != 0 {
@@ -129,6 +134,20 @@ func Create(root, id string, o CreateOpts) (err error) {
 	defer p.sync.Close()
 	undo = append(undo, p.kill)
 	pid := p.proc.Pid
+	uidMaps, gidMaps := s.Linux.UIDMappings, s.Linux.GIDMappings
+	if so.userns != "" {
+		if uidMaps, gidMaps, err = joinedUserNamespace(pid, s); err != nil {
+			return err
+		}
+		// A spec that joins by path need not repeat the mappings: the
+		// fifo is then the namespace root's now (the init opens it only
+		// after start).
+		if s.Linux.UIDMappings == nil {
+			if err := os.Chown(fifo, hostID(uidMaps, 0), hostID(gidMaps, 0)); err != nil {
+				return fmt.Errorf("chown exec fifo: %w", err)
+			}
+		}
+	}
 	if err := cg.Add(pid); err != nil {
 		return fmt.Errorf("add init %d to cgroup %s: %w", pid, cgPaths, err)
 	}
@@ -147,7 +166,12 @@ func Create(root, id string, o CreateOpts) (err error) {
 		undo = append(undo, func() { _ = hooks.Run("poststop", s.Hooks.Poststop, state) })
 	}
 	boot := initproc.Bootstrap{Spec: s, Rootfs: rootPath, NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring, CgroupPaths: cg.MountPaths(), State: state}
-	if err := p.handshake(boot, runtimeHooks); err != nil {
+	sources := &mountSources{spec: s, bundle: bundle, pid: pid, hostMountNS: hostMountNS}
+	if spec.HasNamespace(s, specs.UserNamespace) {
+		sources.uidMaps, sources.gidMaps = uidMaps, gidMaps
+	}
+	defer sources.close()
+	if err := p.handshake(boot, runtimeHooks, sources.open); err != nil {
 		return err
 	}
 

@@ -87,7 +87,7 @@ func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
 		return nil, err
 	}
 	spec := &specs.Spec{Process: o.Process, Linux: &specs.Linux{Seccomp: c.Seccomp}}
-	if err := p.handshake(initproc.Bootstrap{Exec: true, Spec: spec}, nil); err != nil {
+	if err := p.handshake(initproc.Bootstrap{Exec: true, Spec: spec}, nil, nil); err != nil {
 		p.kill()
 		return nil, err
 	}

@@ -20,7 +20,6 @@ import (
 
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	"github.com/containerd/containerd/api/types"
-	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/v2/defaults"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/shim"
@@ -29,8 +28,11 @@ import (
 	"github.com/containerd/typeurl/v2"
 	"github.com/opencontainers/runtime-spec/specs-go/features"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/hostnet-dev/hostnet/shim/bundle"
+	"github.com/hostnet-dev/hostnet/shim/config"
 	"github.com/hostnet-dev/hostnet/shim/ociruntime"
 	"github.com/hostnet-dev/hostnet/shim/shimcgroup"
 	"github.com/hostnet-dev/hostnet/shim/task"
@@ -280,29 +282,33 @@ func bundlePath(ctx context.Context) (bundle.Bundle, error) {
 }
 
 // Info describes the shim and, if the runtime binary can be found and
-// answers `features`, what the runtime supports.
+// answers `features`, what the runtime supports: the runtime the options
+// select, in either form a create takes (runc's options, or hostnet's TOML
+// through ConfigPath or ConfigBody, as CRI sends it). containerd's CRI
+// derives a handler's user_namespaces and recursive_read_only_mounts from
+// these features, and a task create with idmapped mounts checks them.
 func (m manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeInfo, error) {
 	info := &types.RuntimeInfo{
 		Name:    m.name,
 		Version: &types.RuntimeVersion{Version: Version, Revision: Revision},
 	}
-	name := ociruntime.DefaultBinary
-	opts, err := shim.ReadRuntimeOptions[*options.Options](optionsR)
-	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+	data, err := io.ReadAll(optionsR)
+	if err != nil {
 		return nil, fmt.Errorf("failed to read runtime options: %w", err)
 	}
-	if opts != nil {
-		if info.Options, err = typeurl.MarshalAnyToProto(opts); err != nil {
-			return nil, fmt.Errorf("failed to marshal runtime options: %w", err)
-		}
-		if opts.BinaryName != "" {
-			name = opts.BinaryName
+	if len(data) > 0 {
+		info.Options = &anypb.Any{}
+		if err := proto.Unmarshal(data, info.Options); err != nil {
+			return nil, fmt.Errorf("failed to read runtime options: %w", err)
 		}
 	}
-	binary, err := ociruntime.ResolveBinary(name)
+	// The features are those of the runtime these options select, read from
+	// runc's options or hostnet's TOML alike.
+	settings, err := config.FromOptions(info.Options, "", "")
 	if err != nil {
 		return nil, err
 	}
+	binary := settings.Runtime.Binary
 	feat, err := runtimeFeatures(ctx, binary)
 	if err != nil {
 		log.G(ctx).WithError(err).Debug("runtime does not report its features")

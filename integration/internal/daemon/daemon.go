@@ -85,6 +85,8 @@ type Daemon struct {
 	LogPath string
 	// Namespace is the containerd namespace of the helpers.
 	Namespace string
+	// binDir holds the hostnet binaries (Config.BinDir, absolute).
+	binDir string
 
 	runtimeRoots []string
 	command      func(name string, args ...string) *exec.Cmd
@@ -141,6 +143,7 @@ func start(ctx context.Context, cfg Config, prefix string, render func(*Daemon) 
 		FIFODir:   filepath.Join(dir, "fifo"),
 		LogPath:   filepath.Join(dir, "containerd.log"),
 		Namespace: cfg.Namespace,
+		binDir:    binDir,
 
 		runtimeRoots: cfg.RuntimeRoots,
 		ownNetNS:     cfg.NetNS,
