@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -64,7 +65,8 @@ func TestSameIDInTwoContainerds(t *testing.T) {
 	if !daemon.WaitGone(pidB, 10*time.Second) {
 		t.Fatalf("init %d of the second containerd's %s outlived its shim's cleanup", pidB, id)
 	}
-	if _, err := os.Stat(filepath.Join(rootB, id)); err == nil {
+	// The init dies before `shim delete` has removed the state: wait for it.
+	if !waitNotExist(filepath.Join(rootB, id), 10*time.Second) {
 		t.Errorf("runtime state %s left after shim delete", filepath.Join(rootB, id))
 	}
 	first.assertRuns(t, id, pidA, rootA)
@@ -113,5 +115,17 @@ func (e *compatEnv) assertRuns(t *testing.T, id string, pid int, root string) {
 	}
 	if err := json.Unmarshal(out, &st); err != nil || st.Pid != pid || st.Status != "running" {
 		t.Errorf("hostnet-runc --root %s state %s = %s (%v), want pid %d running", root, id, out, err, pid)
+	}
+}
+
+// waitNotExist reports whether path is gone within timeout.
+func waitNotExist(path string, timeout time.Duration) bool {
+	for deadline := time.Now().Add(timeout); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
 	}
 }
