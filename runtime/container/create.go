@@ -91,6 +91,11 @@ func Create(root, id string, o CreateOpts) (err error) {
 	if err := unix.Mkfifo(fifo, 0o622); err != nil {
 		return fmt.Errorf("create exec fifo: %w", err)
 	}
+	// The umask took bits off; the init opens the fifo for writing as the
+	// container's user, which need not be root, as runc does.
+	if err := os.Chmod(fifo, 0o622); err != nil {
+		return fmt.Errorf("chmod exec fifo: %w", err)
+	}
 	// In a user namespace the init is an unprivileged uid on the host; the
 	// fifo must be its own to open, as runc does.
 	if uid, gid := hostID(s.Linux.UIDMappings, 0), hostID(s.Linux.GIDMappings, 0); uid != 0 || gid != 0 {
