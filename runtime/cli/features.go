@@ -16,7 +16,10 @@ import (
 // trust, so each list comes from the code that implements it, and what is
 // not implemented says false (and is refused in a spec, see
 // container.Validate) rather than being left out.
-func runFeatures(*globals, []string) error {
+func runFeatures(_ *globals, args []string) error {
+	if _, err := newFlags("features").parse(args, exactly(0)); err != nil {
+		return err
+	}
 	yes, no := true, false
 	idmap := rootfs.IDMapSupported()
 	opts := rootfs.KnownMountOptions()

@@ -21,17 +21,25 @@ import (
 
 // CreateOpts are the flags of `create`.
 type CreateOpts struct {
-	Bundle        string
+	Bundle string
+	// Spec, when set, is the bundle's config.json already loaded (with
+	// LoadSpec) by the caller.
+	Spec          *specs.Spec
 	PidFile       string
 	ConsoleSocket string
-	NoPivot       bool
-	NoNewKeyring  bool
-	PreserveFds   int
+	// Console, instead of ConsoleSocket, is a connected socket to send the
+	// pty master over: the foreground run's own.
+	Console      *os.File
+	PidfdSocket  string
+	NoPivot      bool
+	NoNewKeyring bool
+	PreserveFds  int
 	// SystemdCgroup makes systemd create the cgroup as a transient unit;
 	// cgroupsPath is then "slice:prefix:name".
 	SystemdCgroup bool
-	// Warnf, when set, receives what runc logs as warnings.
-	Warnf func(format string, args ...any)
+	// Warnf, when set, receives what runc logs as warnings, Debugf what
+	// it logs with --debug.
+	Warnf, Debugf func(format string, args ...any)
 }
 
 // warnUnknownCapabilities logs, with runc's words, the capability names the
@@ -53,9 +61,11 @@ func Create(root, id string, o CreateOpts) (err error) {
 	if err != nil {
 		return err
 	}
-	s, err := LoadSpec(bundle)
-	if err != nil {
-		return err
+	s := o.Spec
+	if s == nil {
+		if s, err = LoadSpec(bundle); err != nil {
+			return err
+		}
 	}
 	warnUnknownCapabilities(o.Warnf, s.Process.Capabilities)
 	rootPath, err := RootfsPath(bundle, s)
@@ -119,7 +129,7 @@ func Create(root, id string, o CreateOpts) (err error) {
 		undo = append(undo, func() { _ = rootfs.Unmount(rootPath) })
 	}
 	so := initSpawnOpts(s)
-	so.dir, so.fifo, so.consoleSocket = bundle, fifo, o.ConsoleSocket
+	so.dir, so.fifo, so.consoleSocket, so.consoleConn = bundle, fifo, o.ConsoleSocket, o.Console
 	// Sockets passed by systemd (socket activation) come first and the
 	// process is told about them, as with runc.
 	if n := listenFds(); n > 0 {
@@ -151,6 +161,12 @@ func Create(root, id string, o CreateOpts) (err error) {
 	if err := cg.Add(pid); err != nil {
 		return fmt.Errorf("add init %d to cgroup %s: %w", pid, cgPaths, err)
 	}
+	debugf(o.Debugf, "container %s: init %d started in cgroup %s", id, pid, cgPaths)
+	if o.PidfdSocket != "" {
+		if err := sendPidfd(o.PidfdSocket, pid, "standard"); err != nil {
+			return err
+		}
+	}
 	if err := p.setOOMScoreAdj(s.Process.OOMScoreAdj); err != nil {
 		return err
 	}
@@ -174,6 +190,7 @@ func Create(root, id string, o CreateOpts) (err error) {
 	if err := p.handshake(boot, runtimeHooks, sources.open); err != nil {
 		return err
 	}
+	debugf(o.Debugf, "container %s: init %d ready, waiting for start", id, pid)
 
 	start, _, err := processStart(pid)
 	if err != nil {
@@ -212,6 +229,12 @@ func resolveCgroup(cgroupsPath, id string, systemd bool) (*cgroups.Unit, cgroups
 	}
 	paths, err := cgroups.Resolve(cgroupsPath)
 	return nil, paths, err
+}
+
+func debugf(f func(string, ...any), format string, args ...any) {
+	if f != nil {
+		f(format, args...)
+	}
 }
 
 // hostID maps a container id to the host's through the spec's mappings;

@@ -42,6 +42,9 @@ type spawnOpts struct {
 	dir           string // working directory before the init moves on
 	fifo          string // exec fifo; empty for exec
 	consoleSocket string
+	// consoleConn, instead of consoleSocket, is a connected socket of the
+	// caller's own to send the pty master over (a foreground run or exec).
+	consoleConn *os.File
 	// preserveFds is how many of the caller's descriptors, from 3 on, the
 	// process gets (--preserve-fds, and LISTEN_FDS for create).
 	preserveFds int
@@ -152,6 +155,9 @@ func spawn(o spawnOpts) (*initProcess, error) {
 		defer sock.Close()
 		fds.ConsoleSocket = int(sock.Fd())
 		f.keep = append(f.keep, sock)
+	} else if o.consoleConn != nil {
+		fds.ConsoleSocket = int(o.consoleConn.Fd())
+		f.keep = append(f.keep, o.consoleConn)
 	}
 	f.argv = []string{"hostnet-runc", initproc.Command}
 	f.env = []string{initproc.SyncFdEnv + "=" + strconv.Itoa(int(childEnd.Fd())), "GOMAXPROCS=1"}
