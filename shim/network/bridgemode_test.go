@@ -127,6 +127,7 @@ func fetch(nsPath string, addr netip.AddrPort) (string, error) {
 }
 
 func TestBridgeMode(t *testing.T) {
+	nstest.NeedRoot(t)
 	n := bridgeNetwork(t, 24)
 	hostPort := uint16(20000 + os.Getpid()%10000)
 	ra := bridgeBundle(t, n, "a", fmt.Sprintf("%d:8080", hostPort))
@@ -256,6 +257,7 @@ func checkNothingLeft(t *testing.T, n config.Network, reqs ...Request) {
 }
 
 func TestBridgeModeFailuresUndo(t *testing.T) {
+	nstest.NeedRoot(t)
 	n := bridgeNetwork(t, 30) // room for one container
 	hostPort := uint16(20000 + os.Getpid()%10000)
 	first := bridgeBundle(t, n, "first", fmt.Sprintf("%d:80", hostPort))

@@ -12,6 +12,8 @@ import (
 
 	"github.com/hostnet-dev/hostnet/shim/network/ipam"
 	"github.com/hostnet-dev/hostnet/spec"
+
+	"github.com/hostnet-dev/hostnet/shim/network/internal/nstest"
 )
 
 // assertAttached checks that what Prepare recorded for r is still on the
@@ -38,6 +40,7 @@ func assertAttached(t *testing.T, r Request, a attachment) {
 // The second one's create must neither take the first one's address nor,
 // failing, remove its veth, rules and lease.
 func TestBridgeModeSameIDInTwoContainerds(t *testing.T) {
+	nstest.NeedRoot(t)
 	n := bridgeNetwork(t, 24)
 	running := bridgeBundle(t, n, "same", "")
 	other := bridgeBundle(t, n, "same", "") // another containerd's bundle
@@ -66,6 +69,7 @@ func TestBridgeModeSameIDInTwoContainerds(t *testing.T) {
 // A failed create undoes what it made, and nothing that was there before:
 // here a link that already has the name of its veth.
 func TestBridgeModeRollbackUndoesOnlyItsOwn(t *testing.T) {
+	nstest.NeedRoot(t)
 	n := bridgeNetwork(t, 24)
 	r := bridgeBundle(t, n, "collides", "")
 	squatter := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: hostIfName(attachmentKey(r))}}
@@ -89,6 +93,7 @@ func TestBridgeModeRollbackUndoesOnlyItsOwn(t *testing.T) {
 // Issue 10, item 2: a host IP must be one of the host's. Nothing is
 // touched when it is not: no bridge, no lease.
 func TestBridgeModeHostIPMustBeLocal(t *testing.T) {
+	nstest.NeedRoot(t)
 	n := bridgeNetwork(t, 24)
 	neighbour := bridgeBundle(t, n, "neighbour", "")
 	if _, err := prepare(neighbour); err != nil {
@@ -124,6 +129,7 @@ func TestBridgeModeHostIPMustBeLocal(t *testing.T) {
 // Issue 10, item 3: a host-mode container declaring a port a bridge
 // container publishes is refused, naming the port and the container.
 func TestHostModeRefusesPublishedPort(t *testing.T) {
+	nstest.NeedRoot(t)
 	n := bridgeNetwork(t, 24)
 	hostPort := 20000 + os.Getpid()%10000
 	publisher := bridgeBundle(t, n, "publisher", fmt.Sprintf("127.0.0.1:%d:80", hostPort))

@@ -98,6 +98,7 @@ func received(c net.PacketConn) <-chan string {
 // keep working. Everything happens in a namespace standing in for the
 // host.
 func TestBridgeLoopbackUnreachable(t *testing.T) {
+	nstest.NeedRoot(t)
 	host := fakeHost(t)
 	n := bridgeNetwork(t, 24)
 	hostPort := uint16(20000 + os.Getpid()%10000)

@@ -15,6 +15,8 @@ import (
 	"github.com/hostnet-dev/hostnet/shim/bundle"
 	"github.com/hostnet-dev/hostnet/shim/config"
 	"github.com/hostnet-dev/hostnet/spec"
+
+	"github.com/hostnet-dev/hostnet/shim/network/internal/nstest"
 )
 
 // specFile is the bundle's OCI spec, as containerd names it.
@@ -182,6 +184,9 @@ func TestPrepareHostMode(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.wantWarn {
+				nstest.NeedRoot(t) // the port check reads the nft table
+			}
 			s := newSpec("", pidNS, newNet)
 			tc.mutate(s)
 			res, err := Prepare(context.Background(), request(t.TempDir(), tc.cfg), s)

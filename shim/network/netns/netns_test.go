@@ -10,6 +10,9 @@ import (
 )
 
 func TestCreateRemove(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CAP_SYS_ADMIN)")
+	}
 	path := filepath.Join(t.TempDir(), "netns")
 	t.Cleanup(func() { Remove(path) })
 	if err := Create(path); err != nil {
