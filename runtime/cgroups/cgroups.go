@@ -135,7 +135,11 @@ func New(paths Paths, res *specs.LinuxResources) (Manager, error) {
 		}
 		return &v2{m: m, path: v2path}, nil
 	}
-	cg, err := cgroup1.New(paths.v1Path, v1Resources(res))
+	// Only the directories: runc's controllers write the limits.
+	cg, err := cgroup1.New(paths.v1Path, &specs.LinuxResources{})
+	if err == nil {
+		err = setV1(paths, res, false)
+	}
 	if err != nil {
 		removeCreated(existed)
 		return nil, fmt.Errorf("create cgroup %s: %w", paths, err)

@@ -1,0 +1,180 @@
+package cgroups
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"path/filepath"
+
+	ocgroups "github.com/opencontainers/cgroups"
+	"github.com/opencontainers/cgroups/fs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// On cgroup v1 the limits are written by runc's own controllers
+// (opencontainers/cgroups/fs), which containerd/cgroups/v3 only
+// approximates: runc skips a realtime period or runtime of 0 (nerdctl
+// always sends them, and the kernel refuses a period of 0), orders the CFS
+// period, quota and burst so that a parent's limit does not refuse them,
+// sets cpu.idle and the burst, falls back to blkio.bfq.weight where
+// blkio.weight is missing, writes a pids limit of 0 as 1 and -1 as "max",
+// changes swap and memory in the order the kernel accepts, and writes
+// device rules through its emulator, normalised ("rrwm" reaches the kernel
+// as "rwm", not as the "rrw" it would read) and as the smallest change
+// from what the cgroup allows now. containerd/cgroups still creates the
+// directories, moves processes, freezes, reads stats and removes them.
+
+// v1Controller is one of runc's v1 controllers that take limits.
+type v1Controller struct {
+	name string
+	set  func(path string, r *ocgroups.Resources) error
+}
+
+// v1Controllers are runc's v1 controllers that take limits, in the order
+// runc sets them. They are made for each use: the blkio controller
+// remembers which weight file (blkio.weight or blkio.bfq.weight) the first
+// cgroup it saw has.
+func v1Controllers() []v1Controller {
+	return []v1Controller{
+		{"cpuset", (&fs.CpusetGroup{}).Set},
+		{"devices", (&fs.DevicesGroup{}).Set},
+		{"memory", (&fs.MemoryGroup{}).Set},
+		{"cpu", (&fs.CpuGroup{}).Set},
+		{"pids", (&fs.PidsGroup{}).Set},
+		{"blkio", (&fs.BlkioGroup{}).Set},
+		{"hugetlb", (&fs.HugetlbGroup{}).Set},
+		{"net_cls", (&fs.NetClsGroup{}).Set},
+		{"net_prio", (&fs.NetPrioGroup{}).Set},
+		{"rdma", (&fs.RdmaGroup{}).Set},
+	}
+}
+
+// setV1 writes res into every hierarchy of paths. On update the device
+// rules are left as they are: a client sends them back with the other
+// resources (containerd sends the whole set), and runc's update keeps the
+// rules of create.
+func setV1(paths Paths, res *specs.LinuxResources, update bool) error {
+	r, err := v1Resources(res)
+	if err != nil {
+		return err
+	}
+	r.SkipDevices = update
+	if _, ok := paths["devices"]; !ok && !update {
+		// runc's stance: without it the container could open any device.
+		return errors.New("the devices cgroup controller is not mounted on this host")
+	}
+	for _, c := range v1Controllers() {
+		p, ok := paths[c.name]
+		if !ok {
+			continue // checkControllers refused limits it cannot set
+		}
+		dir := filepath.Join(mountPoint(c.name), p)
+		if err := c.set(dir, r); err != nil {
+			return fmt.Errorf("set %s limits of cgroup %s: %w", c.name, dir, err)
+		}
+	}
+	return nil
+}
+
+// v1Resources converts the spec's resources as runc does
+// (libcontainer/specconv.CreateCgroupConfig in runc 1.5.2).
+func v1Resources(res *specs.LinuxResources) (*ocgroups.Resources, error) {
+	r := &ocgroups.Resources{}
+	if res == nil {
+		return r, nil
+	}
+	devs, err := deviceRules(res.Devices)
+	if err != nil {
+		return nil, err
+	}
+	r.Devices = devs
+	if m := res.Memory; m != nil {
+		if m.Limit != nil {
+			r.Memory = *m.Limit
+		}
+		if m.Reservation != nil {
+			r.MemoryReservation = *m.Reservation
+		}
+		if m.Swap != nil {
+			r.MemorySwap = *m.Swap
+		}
+		r.MemorySwappiness = m.Swappiness
+		if m.DisableOOMKiller != nil {
+			r.OomKillDisable = *m.DisableOOMKiller
+		}
+		if m.CheckBeforeUpdate != nil {
+			r.MemoryCheckBeforeUpdate = *m.CheckBeforeUpdate
+		}
+	}
+	if c := res.CPU; c != nil {
+		if c.Shares != nil {
+			r.CpuShares = *c.Shares
+		}
+		if c.Quota != nil {
+			r.CpuQuota = *c.Quota
+		}
+		if c.Period != nil {
+			r.CpuPeriod = *c.Period
+		}
+		r.CpuBurst = c.Burst
+		if c.RealtimeRuntime != nil {
+			r.CpuRtRuntime = *c.RealtimeRuntime
+		}
+		if c.RealtimePeriod != nil {
+			r.CpuRtPeriod = *c.RealtimePeriod
+		}
+		r.CpusetCpus, r.CpusetMems = c.Cpus, c.Mems
+		r.CPUIdle = c.Idle
+	}
+	if res.Pids != nil {
+		r.PidsLimit = res.Pids.Limit
+	}
+	if b := res.BlockIO; b != nil {
+		if b.Weight != nil {
+			r.BlkioWeight = *b.Weight
+		}
+		if b.LeafWeight != nil {
+			r.BlkioLeafWeight = *b.LeafWeight
+		}
+		for _, wd := range b.WeightDevice {
+			var weight, leaf uint16
+			if wd.Weight != nil {
+				weight = *wd.Weight
+			}
+			if wd.LeafWeight != nil {
+				leaf = *wd.LeafWeight
+			}
+			r.BlkioWeightDevice = append(r.BlkioWeightDevice, ocgroups.NewWeightDevice(wd.Major, wd.Minor, weight, leaf))
+		}
+		throttle := func(in []specs.LinuxThrottleDevice) []*ocgroups.ThrottleDevice {
+			var out []*ocgroups.ThrottleDevice
+			for _, td := range in {
+				out = append(out, ocgroups.NewThrottleDevice(td.Major, td.Minor, td.Rate))
+			}
+			return out
+		}
+		r.BlkioThrottleReadBpsDevice = throttle(b.ThrottleReadBpsDevice)
+		r.BlkioThrottleWriteBpsDevice = throttle(b.ThrottleWriteBpsDevice)
+		r.BlkioThrottleReadIOPSDevice = throttle(b.ThrottleReadIOPSDevice)
+		r.BlkioThrottleWriteIOPSDevice = throttle(b.ThrottleWriteIOPSDevice)
+	}
+	for _, l := range res.HugepageLimits {
+		r.HugetlbLimit = append(r.HugetlbLimit, &ocgroups.HugepageLimit{Pagesize: l.Pagesize, Limit: l.Limit})
+	}
+	if len(res.Rdma) > 0 {
+		r.Rdma = make(map[string]ocgroups.LinuxRdma, len(res.Rdma))
+		for k, v := range res.Rdma {
+			r.Rdma[k] = ocgroups.LinuxRdma{HcaHandles: v.HcaHandles, HcaObjects: v.HcaObjects}
+		}
+	}
+	if n := res.Network; n != nil {
+		if n.ClassID != nil {
+			r.NetClsClassid = *n.ClassID
+		}
+		for _, p := range n.Priorities {
+			r.NetPrioIfpriomap = append(r.NetPrioIfpriomap, &ocgroups.IfPrioMap{Interface: p.Name, Priority: int64(p.Priority)})
+		}
+	}
+	r.Unified = maps.Clone(res.Unified)
+	return r, nil
+}
