@@ -2,11 +2,15 @@ package ociruntime
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // requireV1 skips a test of cgroup v1 behaviour on a cgroup v2 host.
@@ -20,6 +24,113 @@ func requireV1(t *testing.T) {
 // v1Dir is the container's cgroup directory in one v1 hierarchy.
 func (e *env) v1Dir(hierarchy string) string {
 	return filepath.Join("/sys/fs/cgroup", hierarchy, e.spec.Linux.CgroupsPath)
+}
+
+// bounded makes every runtime command of e give up after a minute, so that
+// a runtime that hangs fails the test instead of the suite.
+func (e *env) bounded() {
+	e.inside = func(name string, args ...string) *exec.Cmd {
+		return exec.Command("timeout", append([]string{"-s", "KILL", "60", name}, args...)...)
+	}
+}
+
+// preparedCgroup makes the container's cgroup before the container, in the
+// freezer hierarchy on v1, and returns its directory. The test's cleanup
+// thaws it, kills what a hung runtime left in it and removes it.
+func preparedCgroup(t *testing.T, e *env) string {
+	t.Helper()
+	dir := filepath.Join("/sys/fs/cgroup", e.spec.Linux.CgroupsPath)
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
+		dir = e.v1Dir("freezer")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		setFrozen(t, dir, false)
+		for i := 0; i < 100; i++ {
+			procs, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+			if len(strings.Fields(string(procs))) == 0 {
+				break
+			}
+			for _, p := range strings.Fields(string(procs)) {
+				if pid, err := strconv.Atoi(p); err == nil {
+					_ = unix.Kill(pid, unix.SIGKILL)
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		e.cleanup()
+	})
+	return dir
+}
+
+func setFrozen(t *testing.T, dir string, frozen bool) {
+	t.Helper()
+	file, value := "cgroup.freeze", map[bool]string{true: "1", false: "0"}[frozen]
+	if _, err := os.Stat(filepath.Join(dir, file)); err != nil {
+		file, value = "freezer.state", map[bool]string{true: "FROZEN", false: "THAWED"}[frozen]
+	}
+	if err := os.WriteFile(filepath.Join(dir, file), []byte(value), 0); err != nil && frozen {
+		t.Fatal(err)
+	}
+}
+
+// A container whose cgroup is frozen before it is created is refused with
+// runc's error: its init would never run, and create hung for ever (issue
+// 12, item 10). The cgroup is not the runtime's to change: it stays frozen.
+func TestCgroupFrozenBeforeCreate(t *testing.T) {
+	e := newEnv(t, "true")
+	e.bounded()
+	dir := preparedCgroup(t, e)
+	setFrozen(t, dir, true)
+	if _, err := e.create(); err == nil {
+		t.Fatal("create in a frozen cgroup succeeded")
+	}
+	if msg := e.lastError(); !strings.Contains(msg, "container's cgroup unexpectedly frozen") {
+		t.Errorf("logged error %q, want runc's \"container's cgroup unexpectedly frozen\"", msg)
+	}
+	if _, err := os.Stat(filepath.Join(e.root, e.id)); !os.IsNotExist(err) {
+		t.Errorf("state of the refused container left (%v)", err)
+	}
+	if procs, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs")); len(procs) != 0 {
+		t.Errorf("processes %q were placed in the frozen cgroup", procs)
+	}
+}
+
+// A cgroup that already has a process is refused with runc's error, and the
+// process, which is not the container's, is left alone (delete of the
+// container would have killed it).
+func TestCgroupInUseBeforeCreate(t *testing.T) {
+	e := newEnv(t, "true")
+	e.bounded()
+	dir := preparedCgroup(t, e)
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
+		dir = e.v1Dir("devices") // where runc looks for processes on v1
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := exec.Command("sleep", "1000")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = other.Process.Kill(); _ = other.Wait() }()
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(other.Process.Pid)), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.create(); err == nil {
+		t.Fatal("create in a cgroup with a process succeeded")
+	}
+	if msg := e.lastError(); !strings.Contains(msg, "container's cgroup is not empty: 1 process(es) found") {
+		t.Errorf("logged error %q, want runc's \"container's cgroup is not empty\"", msg)
+	}
+	if err := other.Process.Signal(unix.Signal(0)); err != nil {
+		t.Errorf("the cgroup's own process is gone after the refused create: %v", err)
+	}
+	_ = other.Process.Kill()
+	_ = other.Wait()
+	_ = os.Remove(dir)
 }
 
 // startV1 creates and starts `sleep` with res on a cgroup v1 host.

@@ -161,8 +161,9 @@ func TestSystemdCgroupErrors(t *testing.T) {
 	if _, err := second.create(); err == nil {
 		t.Fatal("a second container got the same systemd unit")
 	}
-	if msg := second.lastError(); !strings.Contains(msg, "start systemd unit "+unit) || !strings.Contains(msg, "already exists") {
-		t.Errorf("logged error %q, want it to name the unit and say it exists", msg)
+	// runc's refusal of a cgroup in use, before the unit is asked for.
+	if msg := second.lastError(); !strings.Contains(msg, "container's cgroup is not empty: 1 process(es) found") {
+		t.Errorf("logged error %q, want runc's \"container's cgroup is not empty\"", msg)
 	}
 	if _, err := os.Stat(filepath.Join(second.root, second.id)); !os.IsNotExist(err) {
 		t.Errorf("state of the failed container left (%v)", err)

@@ -18,6 +18,7 @@ import (
 	ocgroups "github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/fs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Manager controls one container's cgroup.
@@ -105,8 +106,20 @@ func (p Paths) v1Path(name cgroup1.Name) (string, error) {
 
 // New creates the cgroup and applies resources. The default device nodes
 // are always allowed, whatever the spec's device rules deny. Resources for a
-// controller the host does not have are an error, not silently dropped.
+// controller the host does not have are an error, not silently dropped. A
+// cgroup that already has processes or is frozen is refused, as runc does:
+// the container's init would hang in a frozen one, and delete would kill
+// whatever else runs in it.
 func New(paths Paths, res *specs.LinuxResources) (Manager, error) {
+	if err := checkUnused(paths); err != nil {
+		return nil, err
+	}
+	return create(paths, res)
+}
+
+// create is New without the check: the systemd driver's cgroup has the
+// init in it already when its limits are written.
+func create(paths Paths, res *specs.LinuxResources) (Manager, error) {
 	if err := checkControllers(paths, res); err != nil {
 		return nil, err
 	}
@@ -188,6 +201,51 @@ func checkControllers(paths Paths, res *specs.LinuxResources) error {
 		if _, ok := paths[name]; needed && !ok {
 			return fmt.Errorf("the spec sets %s limits, but the %s cgroup controller is not mounted on this host", name, name)
 		}
+	}
+	return nil
+}
+
+// errFrozen is runc's refusal of a frozen cgroup.
+var errFrozen = errors.New("container's cgroup unexpectedly frozen")
+
+// checkUnused refuses, with runc's errors (its factory's Create in runc
+// 1.5.2), a cgroup that has processes or is frozen. On v1, as runc, the
+// processes are looked for in the devices hierarchy.
+func checkUnused(paths Paths) error {
+	if p, ok := paths[""]; ok {
+		dir := filepath.Join(v2Root, p)
+		if err := checkEmpty(dir); err != nil {
+			return err
+		}
+		if data, err := os.ReadFile(filepath.Join(dir, "cgroup.freeze")); err == nil && strings.TrimSpace(string(data)) == "1" {
+			return errFrozen
+		}
+		return nil
+	}
+	if p, ok := paths["devices"]; ok {
+		if err := checkEmpty(filepath.Join(mountPoint("devices"), p)); err != nil {
+			return err
+		}
+	}
+	if p, ok := paths["freezer"]; ok {
+		st, err := (&fs.FreezerGroup{}).GetState(filepath.Join(mountPoint("freezer"), p))
+		if err != nil {
+			return fmt.Errorf("unable to get cgroup freezer state: %w", err)
+		}
+		if st == ocgroups.Frozen {
+			return errFrozen
+		}
+	}
+	return nil
+}
+
+func checkEmpty(dir string) error {
+	pids, err := ocgroups.GetAllPids(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("unable to get cgroup PIDs: %w", err)
+	}
+	if len(pids) != 0 {
+		return fmt.Errorf("container's cgroup is not empty: %d process(es) found", len(pids))
 	}
 	return nil
 }

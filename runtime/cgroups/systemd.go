@@ -53,6 +53,9 @@ func connect(ctx context.Context) (*systemd.Conn, error) {
 // NewSystemd prepares the unit for a container. Nothing is created until
 // Add places the init: systemd only starts a scope with a process in it.
 func NewSystemd(u Unit, paths Paths, res *specs.LinuxResources) (Manager, error) {
+	if err := checkUnused(paths); err != nil {
+		return nil, err
+	}
 	if err := checkControllers(paths, res); err != nil {
 		return nil, err
 	}
@@ -100,7 +103,7 @@ func (c *systemdCgroup) Add(pid int) error {
 		if err := c.startUnit(pid); err != nil {
 			return err
 		}
-		inner, err := New(c.paths, c.res)
+		inner, err := create(c.paths, c.res)
 		if err != nil {
 			_ = c.stopUnit()
 			_ = c.removeDirs()
