@@ -247,3 +247,54 @@ func TestCgroupV1QuotaUnderParentLimit(t *testing.T) {
 		}
 	}
 }
+
+// cpusAllowed is the Cpus_allowed_list line of a /proc status file.
+func cpusAllowed(t *testing.T, status string) string {
+	t.Helper()
+	for _, line := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	t.Fatalf("no Cpus_allowed_list in %q", status)
+	return ""
+}
+
+// A runtime run by a caller pinned to one CPU (taskset) does not pin the
+// container: runc resets the affinity of the init and of exec'd processes
+// to what their cgroup allows (issue 12, item 12).
+func TestCPUAffinityReset(t *testing.T) {
+	self, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := cpusAllowed(t, string(self))
+	if !strings.ContainsAny(all, ",-") {
+		t.Skipf("this test runs on CPUs %s: it needs two", all)
+	}
+	if _, err := exec.LookPath("taskset"); err != nil {
+		t.Skip("no taskset")
+	}
+	e := newEnv(t, "sleep", "1000")
+	e.inside = func(name string, args ...string) *exec.Cmd {
+		return exec.Command("taskset", append([]string{"-c", "0", name}, args...)...)
+	}
+	if _, err := e.create(); err != nil {
+		t.Fatal(err)
+	}
+	e.mustRT("start", e.id)
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(e.state().Pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cpusAllowed(t, string(status)); got != all {
+		t.Errorf("container init runs on CPUs %s, want %s (its cgroup's), not the caller's 0", got, all)
+	}
+	out, err := e.rt("exec", e.id, "cat", "/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cpusAllowed(t, out); got != all {
+		t.Errorf("exec'd process runs on CPUs %s, want %s", got, all)
+	}
+}

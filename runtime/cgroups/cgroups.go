@@ -316,7 +316,10 @@ type v1 struct {
 }
 
 func (c *v1) Add(pid int) error {
-	return c.cg.Add(cgroup1.Process{Pid: pid})
+	if err := c.cg.Add(cgroup1.Process{Pid: pid}); err != nil {
+		return err
+	}
+	return resetCPUAffinity(pid)
 }
 
 func (c *v1) Pids() ([]int, error) {
@@ -383,7 +386,12 @@ type v2 struct {
 	path string
 }
 
-func (c *v2) Add(pid int) error { return c.m.AddProc(uint64(pid)) }
+func (c *v2) Add(pid int) error {
+	if err := c.m.AddProc(uint64(pid)); err != nil {
+		return err
+	}
+	return resetCPUAffinity(pid)
+}
 
 func (c *v2) Pids() ([]int, error) {
 	procs, err := c.m.Procs(true)
