@@ -298,3 +298,36 @@ func TestCPUAffinityReset(t *testing.T) {
 		t.Errorf("exec'd process runs on CPUs %s, want %s", got, all)
 	}
 }
+
+// On a hybrid host the container's processes are in its cgroup in the v2
+// hierarchy too, as runc places them (issue 12, item 13): systemd and
+// cgroup v2 tools find them there, not in the caller's cgroup. Delete
+// removes it (assertGone checks every hierarchy).
+func TestHybridUnifiedHierarchy(t *testing.T) {
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/cgroup/unified", &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		t.Skip("not a hybrid cgroup host")
+	}
+	e := newEnv(t, "sleep", "1000")
+	if _, err := e.create(); err != nil {
+		t.Fatal(err)
+	}
+	e.mustRT("start", e.id)
+	pidFile := filepath.Join(t.TempDir(), "exec.pid")
+	e.mustRT("exec", "--detach", "--pid-file", pidFile, e.id, "sleep", "1000")
+	execPid, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, pid := range map[string]string{"init": strconv.Itoa(e.state().Pid), "exec'd process": string(execPid)} {
+		cg, err := os.ReadFile("/proc/" + pid + "/cgroup")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(cg), "\n0::"+e.spec.Linux.CgroupsPath+"\n") {
+			t.Errorf("%s is not in %s in the v2 hierarchy:\n%s", what, e.spec.Linux.CgroupsPath, cg)
+		}
+	}
+	e.mustRT("delete", "--force", e.id)
+	e.assertGone()
+}

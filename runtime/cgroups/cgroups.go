@@ -93,6 +93,16 @@ func Resolve(p string) (Paths, error) {
 			paths[name] = filepath.Join(parent, p)
 		}
 	}
+	if cgroups.Mode() == cgroups.Hybrid {
+		// runc places the container's processes in the v2 hierarchy
+		// of a hybrid host too, where systemd and cgroup-aware tools
+		// look for them, instead of leaving them in the caller's.
+		if filepath.IsAbs(p) {
+			paths[unifiedKey] = filepath.Clean(p)
+		} else {
+			paths[unifiedKey] = filepath.Join(unified, p)
+		}
+	}
 	return paths, nil
 }
 
@@ -319,6 +329,9 @@ func (c *v1) Add(pid int) error {
 	if err := c.cg.Add(cgroup1.Process{Pid: pid}); err != nil {
 		return err
 	}
+	if err := joinUnified(c.paths, pid); err != nil {
+		return err
+	}
 	return resetCPUAffinity(pid)
 }
 
@@ -360,7 +373,10 @@ func (c *v1) Delete() error {
 	if err := drain(c); err != nil {
 		return err
 	}
-	return c.cg.Delete()
+	if err := c.cg.Delete(); err != nil {
+		return err
+	}
+	return removeUnified(c.paths)
 }
 
 type pather interface{ Path(string) string }

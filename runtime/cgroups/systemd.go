@@ -111,16 +111,7 @@ func (c *systemdCgroup) Add(pid int) error {
 		}
 		c.inner = inner
 	}
-	if err := c.inner.Add(pid); err != nil {
-		return err
-	}
-	if p, ok := c.paths[unifiedKey]; ok {
-		procs := filepath.Join(hierarchyRoot(unifiedKey), p, "cgroup.procs")
-		if err := os.WriteFile(procs, []byte(strconv.Itoa(pid)), 0); err != nil {
-			return fmt.Errorf("join %d to %s: %w", pid, procs, err)
-		}
-	}
-	return nil
+	return c.inner.Add(pid)
 }
 
 func (c *systemdCgroup) startUnit(pid int) error {

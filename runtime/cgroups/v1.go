@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 
 	ocgroups "github.com/opencontainers/cgroups"
@@ -177,4 +178,38 @@ func v1Resources(res *specs.LinuxResources) (*ocgroups.Resources, error) {
 	}
 	r.Unified = maps.Clone(res.Unified)
 	return r, nil
+}
+
+// joinUnified places pid in the container's cgroup in the v2 hierarchy of
+// a hybrid host, where Resolve and ResolveUnit put one, as runc does: it
+// is where systemd and cgroup-aware tools look for a process, and systemd
+// would otherwise count the container's processes in the caller's unit.
+// No limit is set there.
+func joinUnified(paths Paths, pid int) error {
+	p, ok := paths[unifiedKey]
+	if !ok {
+		return nil
+	}
+	dir := filepath.Join(hierarchyRoot(unifiedKey), p)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create cgroup %s: %w", dir, err)
+	}
+	if err := ocgroups.WriteCgroupProc(dir, pid); err != nil {
+		return fmt.Errorf("join %d to cgroup %s: %w", pid, dir, err)
+	}
+	return nil
+}
+
+// removeUnified removes the container's cgroup in the v2 hierarchy of a
+// hybrid host, with any cgroups the container made below it.
+func removeUnified(paths Paths) error {
+	p, ok := paths[unifiedKey]
+	if !ok {
+		return nil
+	}
+	dir := filepath.Join(hierarchyRoot(unifiedKey), p)
+	if err := removeTree(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove cgroup %s: %w", dir, err)
+	}
+	return nil
 }
