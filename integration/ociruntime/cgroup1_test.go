@@ -171,8 +171,10 @@ func TestCgroupV1Limits(t *testing.T) {
 	})
 	t.Run("pids-zero", func(t *testing.T) {
 		// runc writes 1 for 0 (what systemd's TasksMax takes), and -1
-		// lifts the limit.
-		e := startV1(t, &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: ptr(int64(0))}})
+		// lifts the limit. Set by update: the init's runtime may still
+		// start threads until it execs, which a limit of 1 refuses.
+		e := startV1(t, &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: ptr(int64(100))}})
+		e.writeUpdate(`{"pids":{"limit":0}}`)
 		if got := readFile(t, e.v1Dir("pids"), "pids.max"); got != "1" {
 			t.Errorf("pids.max = %s for a limit of 0, want 1", got)
 		}
