@@ -320,83 +320,6 @@ func drain(m Manager) error {
 	return fmt.Errorf("processes %v did not exit after SIGKILL", pids)
 }
 
-type v1 struct {
-	cg    cgroup1.Cgroup
-	paths Paths
-}
-
-func (c *v1) Add(pid int) error {
-	if err := c.cg.Add(cgroup1.Process{Pid: pid}); err != nil {
-		return err
-	}
-	if err := joinUnified(c.paths, pid); err != nil {
-		return err
-	}
-	return resetCPUAffinity(pid)
-}
-
-func (c *v1) Pids() ([]int, error) {
-	subsystem := cgroup1.Devices
-	for _, s := range c.cg.Subsystems() {
-		if s.Name() == cgroup1.Freezer {
-			subsystem = cgroup1.Freezer
-		}
-	}
-	procs, err := c.cg.Processes(subsystem, true)
-	if err != nil {
-		return nil, err
-	}
-	pids := make([]int, 0, len(procs))
-	for _, p := range procs {
-		pids = append(pids, p.Pid)
-	}
-	return pids, nil
-}
-
-// Freeze uses runc's v1 freezer (opencontainers/cgroups/fs), which retries
-// and thaws in between while the cgroup stays FREEZING: a task in the middle
-// of execve (an init exec'ing the user's program, an exec starting) cannot
-// be frozen until it finishes, and containerd/cgroups' Freeze then waits for
-// FROZEN forever. After its retries it thaws and fails instead of hanging.
-func (c *v1) Freeze() error {
-	p, err := c.paths.v1Path(cgroup1.Freezer)
-	if err != nil {
-		return fmt.Errorf("freeze: no freezer cgroup: %w", err)
-	}
-	return (&fs.FreezerGroup{}).Set(filepath.Join(mountPoint("freezer"), p), &ocgroups.Resources{Freezer: ocgroups.Frozen})
-}
-
-func (c *v1) Thaw() error  { return c.cg.Thaw() }
-func (c *v1) Frozen() bool { return c.cg.State() == cgroup1.Frozen }
-
-func (c *v1) Delete() error {
-	if err := drain(c); err != nil {
-		return err
-	}
-	if err := c.cg.Delete(); err != nil {
-		return err
-	}
-	return removeUnified(c.paths)
-}
-
-type pather interface{ Path(string) string }
-
-func (c *v1) MountPaths() map[string]string {
-	paths := map[string]string{}
-	for _, s := range c.cg.Subsystems() {
-		if p, ok := s.(pather); ok {
-			// Path("/") is the hierarchy's mount point, named like the
-			// directory the container expects under /sys/fs/cgroup.
-			path, err := c.paths.v1Path(s.Name())
-			if err != nil {
-				continue
-			}
-			paths[filepath.Base(p.Path("/"))] = p.Path(path)
-		}
-	}
-	return paths
-}
-
 type v2 struct {
 	m    *cgroup2.Manager
 	path string
@@ -410,15 +333,7 @@ func (c *v2) Add(pid int) error {
 }
 
 func (c *v2) Pids() ([]int, error) {
-	procs, err := c.m.Procs(true)
-	if err != nil {
-		return nil, err
-	}
-	pids := make([]int, 0, len(procs))
-	for _, p := range procs {
-		pids = append(pids, int(p))
-	}
-	return pids, nil
+	return treePids(filepath.Join(v2Root, c.path), ocgroups.GetPids)
 }
 
 func (c *v2) Freeze() error { return c.m.Freeze() }
@@ -429,11 +344,14 @@ func (c *v2) Frozen() bool {
 	return err == nil && strings.TrimSpace(string(data)) == "1"
 }
 
+// Delete kills what is left in the cgroup and removes it with any cgroups
+// below it, as on v1.
 func (c *v2) Delete() error {
 	if err := drain(c); err != nil {
 		return err
 	}
-	return c.m.Delete()
+	// removeTree's errors name the directory (rmdir PATH: ...).
+	return removeTree(filepath.Join(v2Root, c.path))
 }
 
 func (c *v2) MountPaths() map[string]string {

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	systemd "github.com/coreos/go-systemd/v22/dbus"
@@ -311,32 +310,4 @@ func hierarchyRoot(name string) string {
 		return "/sys/fs/cgroup"
 	}
 	return mountPoint(name)
-}
-
-// removeTree removes a cgroup directory and the cgroups below it, deepest
-// first, retrying briefly while the last processes are still leaving.
-func removeTree(dir string) error {
-	var err error
-	for i := 0; i < 50; i++ {
-		if err = removeTreeOnce(dir); err == nil || errors.Is(err, os.ErrNotExist) || !errors.Is(err, syscall.EBUSY) {
-			return err
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return err
-}
-
-func removeTreeOnce(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if e.IsDir() {
-			if err := removeTreeOnce(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
-			}
-		}
-	}
-	return os.Remove(dir)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/containerd/cgroups/v3/cgroup1"
 	ocgroups "github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/fs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -178,6 +179,89 @@ func v1Resources(res *specs.LinuxResources) (*ocgroups.Resources, error) {
 	}
 	r.Unified = maps.Clone(res.Unified)
 	return r, nil
+}
+
+type v1 struct {
+	cg    cgroup1.Cgroup
+	paths Paths
+}
+
+func (c *v1) Add(pid int) error {
+	if err := c.cg.Add(cgroup1.Process{Pid: pid}); err != nil {
+		return err
+	}
+	if err := joinUnified(c.paths, pid); err != nil {
+		return err
+	}
+	return resetCPUAffinity(pid)
+}
+
+// Pids lists the processes in the cgroup and below it, read in the
+// freezer hierarchy (the processes pause freezes) or, without one, in the
+// devices hierarchy, where runc reads them.
+func (c *v1) Pids() ([]int, error) {
+	name := "devices"
+	if _, ok := c.paths["freezer"]; ok {
+		name = "freezer"
+	}
+	p, ok := c.paths[name]
+	if !ok {
+		return nil, fmt.Errorf("no %s cgroup: %w", name, cgroup1.ErrControllerNotActive)
+	}
+	return treePids(filepath.Join(mountPoint(name), p), ocgroups.GetPids)
+}
+
+// Freeze uses runc's v1 freezer (opencontainers/cgroups/fs), which retries
+// and thaws in between while the cgroup stays FREEZING: a task in the middle
+// of execve (an init exec'ing the user's program, an exec starting) cannot
+// be frozen until it finishes, and containerd/cgroups' Freeze then waits for
+// FROZEN forever. After its retries it thaws and fails instead of hanging.
+func (c *v1) Freeze() error {
+	p, err := c.paths.v1Path(cgroup1.Freezer)
+	if err != nil {
+		return fmt.Errorf("freeze: no freezer cgroup: %w", err)
+	}
+	return (&fs.FreezerGroup{}).Set(filepath.Join(mountPoint("freezer"), p), &ocgroups.Resources{Freezer: ocgroups.Frozen})
+}
+
+func (c *v1) Thaw() error  { return c.cg.Thaw() }
+func (c *v1) Frozen() bool { return c.cg.State() == cgroup1.Frozen }
+
+// Delete kills what is left in the cgroup and removes it, with any
+// cgroups the container made below it, in every hierarchy, as runc's
+// Destroy does (removeTree): a cgroup that is already gone is not an
+// error.
+func (c *v1) Delete() error {
+	if err := drain(c); err != nil {
+		return err
+	}
+	var errs []error
+	for _, dir := range c.MountPaths() {
+		// removeTree's errors name the directory (rmdir PATH: ...).
+		errs = append(errs, removeTree(dir))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return removeUnified(c.paths)
+}
+
+type pather interface{ Path(string) string }
+
+func (c *v1) MountPaths() map[string]string {
+	paths := map[string]string{}
+	for _, s := range c.cg.Subsystems() {
+		if p, ok := s.(pather); ok {
+			// Path("/") is the hierarchy's mount point, named like the
+			// directory the container expects under /sys/fs/cgroup.
+			path, err := c.paths.v1Path(s.Name())
+			if err != nil {
+				continue
+			}
+			paths[filepath.Base(p.Path("/"))] = p.Path(path)
+		}
+	}
+	return paths
 }
 
 // joinUnified places pid in the container's cgroup in the v2 hierarchy of
