@@ -5,7 +5,9 @@ GO          ?= go
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 BINDIR      := $(CURDIR)/bin
-# Both binaries are pure Go; set CGO_ENABLED=1 to build with cgo.
+# Both binaries are pure Go and built static: hostnet-runc runs inside
+# containers as their init, where no dynamic loader exists (a dynamically
+# linked build refuses to run).
 CGO_ENABLED ?= 0
 export CGO_ENABLED
 
