@@ -1,6 +1,7 @@
 package network
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -79,7 +80,7 @@ const criContainerType = "io.kubernetes.cri.container-type"
 
 // prepareBridge attaches the container to the bridge and rewrites its
 // spec to join the namespace. On failure everything done is undone.
-func prepareBridge(r Request, path string, s *specs.Spec, before []byte, explicit bool, ports []spec.PortMapping, res *Result) (retErr error) {
+func prepareBridge(ctx context.Context, r Request, path string, s *specs.Spec, before []byte, explicit bool, ports []spec.PortMapping, res *Result) (retErr error) {
 	if ns, ok := spec.NetworkNamespace(s); ok && ns.Path != "" {
 		// A pod's netns, joined by path, is not ours to replace. A CRI app
 		// container inherits the pod's annotations, so it also asks for
@@ -103,6 +104,9 @@ func prepareBridge(r Request, path string, s *specs.Spec, before []byte, explici
 	}
 	if err := checkPortsFree("/proc", hostPorts); err != nil {
 		return taken(err, "")
+	}
+	if r.Config.CNIConfList != "" {
+		return prepareCNI(ctx, r, path, s, before, ports, res)
 	}
 	cfg := r.Config.Bridge
 	key := attachmentKey(r)

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -92,7 +93,7 @@ func Prepare(ctx context.Context, r Request) (Result, error) {
 		// The spec's namespaces are left exactly as the client made them.
 		return res, nil
 	case spec.ModeBridge:
-		if err := prepareBridge(r, path, s, before, explicit, ports, &res); err != nil {
+		if err := prepareBridge(ctx, r, path, s, before, explicit, ports, &res); err != nil {
 			return Result{}, err
 		}
 		return res, nil
@@ -108,7 +109,7 @@ func Prepare(ctx context.Context, r Request) (Result, error) {
 // and also runs from `shim delete` after the shim died: it works from the
 // state Prepare left in the bundle, not from the shim's memory or config.
 func Teardown(ctx context.Context, r Request) error {
-	return teardownBridge(r.Bundle)
+	return errors.Join(teardownCNI(ctx, r.Bundle), teardownBridge(r.Bundle))
 }
 
 // prepareHost shares the host's network stack the way `docker run
