@@ -14,6 +14,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/hostnet-dev/hostnet/shim/network/bridge"
+	"github.com/hostnet-dev/hostnet/shim/network/fwd"
 	"github.com/hostnet-dev/hostnet/shim/network/ipam"
 	"github.com/hostnet-dev/hostnet/shim/network/nat"
 	"github.com/hostnet-dev/hostnet/shim/network/netns"
@@ -52,6 +53,7 @@ type attachment struct {
 	NetNS      string             `json:"netns"`
 	Address    netip.Addr         `json:"address,omitzero"` // once leased
 	Ports      []spec.PortMapping `json:"ports,omitempty"`
+	Forward    fwd.Rules          `json:"forward,omitzero"`
 
 	// made is what this Prepare created, so that its failure undoes
 	// exactly that: an existing link, lease or rule of the same name may
@@ -61,7 +63,7 @@ type attachment struct {
 
 // made records the steps of attach that changed the host.
 type made struct {
-	lease, netns, veth, rules bool
+	lease, netns, veth, rules, forward bool
 }
 
 // attachmentKey names what a container owns on the host: its lease, its
@@ -190,14 +192,18 @@ func (a *attachment) attach() error {
 		return err
 	}
 	a.made.rules = true
-	return nil
+	// Hosts whose iptables FORWARD chain drops (Docker's) must let the
+	// container's own traffic through.
+	a.Forward = fwd.Rules{Key: a.Key, Bridge: a.Bridge, Addr: a.Address}
+	a.made.forward = true
+	return a.Forward.Add()
 }
 
 // teardown undoes attach, each step idempotent, in reverse order. The
 // state file goes last, and only when every step worked, so that a later
 // Teardown can retry what failed.
 func (a *attachment) teardown(bundle string) error {
-	return a.undo(bundle, made{lease: true, netns: true, veth: true, rules: true})
+	return a.undo(bundle, made{lease: true, netns: true, veth: true, rules: true, forward: true})
 }
 
 // rollback undoes what a failed Prepare made, and nothing else.
@@ -207,6 +213,11 @@ func (a *attachment) rollback(bundle string) error {
 
 func (a *attachment) undo(bundle string, m made) error {
 	var errs []error
+	if m.forward {
+		if err := a.Forward.Remove(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if m.rules {
 		if err := a.NAT.Remove(a.Key); err != nil {
 			errs = append(errs, err)

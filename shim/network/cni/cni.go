@@ -210,7 +210,7 @@ func (a *Attachment) Del(ctx context.Context) error {
 }
 
 func (a *Attachment) cni() *libcni.CNIConfig {
-	return libcni.NewCNIConfigWithCacheDir(a.BinDirs, filepath.Join(a.bundle, cacheDir), nil)
+	return libcni.NewCNIConfigWithCacheDir(a.BinDirs, filepath.Join(a.bundle, cacheDir), &pluginExec{})
 }
 
 func (a *Attachment) runtimeConf() *libcni.RuntimeConf {
