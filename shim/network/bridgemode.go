@@ -141,6 +141,16 @@ func prepareBridge(ctx context.Context, r Request, path string, s *specs.Spec, b
 		return err
 	}
 
+	if err := joinBridgeNetNS(r, s, a.NetNS, a.Address, res); err != nil {
+		return err
+	}
+	return writeSpecIfChanged(path, s, before)
+}
+
+// joinBridgeNetNS points the spec at the bridge-mode netns at nsPath, with
+// the container's id as hostname and its own hosts (naming addr, unless
+// invalid) and resolv.conf, written into the bundle.
+func joinBridgeNetNS(r Request, s *specs.Spec, nsPath string, addr netip.Addr, res *Result) error {
 	spec.SetBridgeHostname(s, r.ID)
 	files := []spec.HostFile{
 		{Source: filepath.Join(r.Bundle, hostsFile), Destination: "/etc/hosts"},
@@ -153,15 +163,19 @@ func prepareBridge(ctx context.Context, r Request, path string, s *specs.Spec, b
 	if warning != "" {
 		res.Warnings = append(res.Warnings, warning)
 	}
-	if err := writeFile(files[0].Source, spec.HostsFile(s.Hostname, a.Address)); err != nil {
+	hostname := s.Hostname
+	if !addr.IsValid() {
+		hostname = "" // no address to name
+	}
+	if err := writeFile(files[0].Source, spec.HostsFile(hostname, addr)); err != nil {
 		return err
 	}
 	if err := writeFile(files[1].Source, resolv); err != nil {
 		return err
 	}
 	addHostFiles(s, r.Bundle, files, res)
-	spec.JoinNetworkNamespace(s, a.NetNS)
-	return writeSpecIfChanged(path, s, before)
+	spec.JoinNetworkNamespace(s, nsPath)
+	return nil
 }
 
 // attach leases the address, creates the namespace, connects it to the

@@ -53,30 +53,9 @@ func prepareCNI(ctx context.Context, r Request, path string, s *specs.Spec, befo
 	}
 	res.Why += "; CNI network " + a.Name()
 
-	spec.SetBridgeHostname(s, r.ID)
-	files := []spec.HostFile{
-		{Source: filepath.Join(r.Bundle, hostsFile), Destination: "/etc/hosts"},
-		{Source: filepath.Join(r.Bundle, resolvFile), Destination: "/etc/resolv.conf"},
-	}
-	resolv, warning, err := containerResolvConf()
-	if err != nil {
+	if err := joinBridgeNetNS(r, s, nsPath, addr, res); err != nil {
 		return err
 	}
-	if warning != "" {
-		res.Warnings = append(res.Warnings, warning)
-	}
-	hostname := s.Hostname
-	if !addr.IsValid() {
-		hostname = "" // the plugins gave no address to name
-	}
-	if err := writeFile(files[0].Source, spec.HostsFile(hostname, addr)); err != nil {
-		return err
-	}
-	if err := writeFile(files[1].Source, resolv); err != nil {
-		return err
-	}
-	addHostFiles(s, r.Bundle, files, res)
-	spec.JoinNetworkNamespace(s, nsPath)
 	return writeSpecIfChanged(path, s, before)
 }
 
