@@ -34,7 +34,8 @@ cleanup() {
 	for cg in /sys/fs/cgroup/*/"$NS" /sys/fs/cgroup/"$NS"; do
 		[[ -d $cg ]] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null
 	done
-	rm -rf "${RUNTIME_ROOT:?}/$NS"
+	# The runtime's state of the namespace: <root>/<namespace>@<instance>.
+	rm -rf "${RUNTIME_ROOT:?}/$NS"@*
 	if awk -v d="$dir/" 'index($5, d) == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
 		echo "demo: mounts left below $dir; not removing it" >&2
 	else

@@ -91,37 +91,10 @@ func testCompat(t *testing.T, containerd, ctr string) {
 	}
 	t.Logf("containerd %s (%s), ctr %s", version, containerd, ctr)
 
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
 	// A namespace, and so a cgroup tree and runtime state, of its own.
 	release, _, _ := strings.Cut(version, "+")
 	ns := fmt.Sprintf("hostnet-compat-%d-%s", os.Getpid(), notIDChars.ReplaceAllString(strings.ToLower(release), ""))
-	d, err := daemon.Start(ctx, daemon.Config{
-		BinDir:       binDir,
-		Containerd:   containerd,
-		Ctr:          ctr,
-		Namespace:    ns,
-		RuntimeRoots: []string{runtimeRoot},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("containerd log:\n%s", d.LogTail(60))
-		}
-		if err := d.Stop(); err != nil {
-			t.Errorf("stop containerd %s: %v", version, err)
-		}
-	})
-	archive := filepath.Join(d.Dir, "busybox.tar")
-	if _, err := image.WriteFile(archive, image.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.ImportImage(ctx, archive); err != nil {
-		t.Fatal(err)
-	}
-	e := &compatEnv{d: d}
+	e := startCompatEnv(t, daemon.Config{Containerd: containerd, Ctr: ctr, Namespace: ns}, "containerd "+version)
 	t.Run("RunExitCode", e.testRun)
 	t.Run("ExecPauseKill", e.testExecPauseKill)
 	t.Run("Bridge", e.testBridge)
@@ -136,6 +109,36 @@ func testCompat(t *testing.T, containerd, ctr string) {
 		t.Run("PodNetwork", ce.testPodNetwork)
 		t.Run("BridgeRejectedForHostNetworkPod", ce.testBridgeHostNetworkPod)
 	})
+}
+
+// startCompatEnv starts a private containerd of cfg (BinDir and
+// RuntimeRoots are the tests'), called name in the test's log, with the
+// busybox image, and stops it when the test ends.
+func startCompatEnv(t *testing.T, cfg daemon.Config, name string) *compatEnv {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cfg.BinDir, cfg.RuntimeRoots = binDir, []string{runtimeRoot}
+	d, err := daemon.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s's log:\n%s", name, d.LogTail(60))
+		}
+		if err := d.Stop(); err != nil {
+			t.Errorf("stop %s: %v", name, err)
+		}
+	})
+	archive := filepath.Join(d.Dir, "busybox.tar")
+	if _, err := image.WriteFile(archive, image.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ImportImage(ctx, archive); err != nil {
+		t.Fatal(err)
+	}
+	return &compatEnv{d: d}
 }
 
 // ctr runs ctr against the daemon, also from a cleanup, after t.Context()
@@ -279,7 +282,7 @@ func (e *compatEnv) assertGone(t *testing.T, id string, pids ...int) {
 		t.Errorf("task bundle %s left (err=%v)", e.d.TaskDir(id), err)
 	}
 	if runtimeRoot != "" {
-		if _, err := os.Stat(filepath.Join(runtimeRoot, e.d.Namespace, id)); !errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(e.d.RuntimeStateRoot(testRuntime, runtimeRoot), id)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("runtime state of %s left (err=%v)", id, err)
 		}
 	}
@@ -409,29 +412,36 @@ func (e *compatEnv) testShimKilled(t *testing.T) {
 	if _, err := os.Stat(e.shimSocket(id)); err != nil {
 		t.Fatalf("shim socket of a running container: %v", err)
 	}
+	e.killShim(t, id, shimPid)
+	if _, _, ok := e.task(t, id); ok {
+		e.mustCtr(t, "tasks", "delete", id)
+	}
+	e.mustCtr(t, "containers", "delete", id)
+	e.assertGone(t, id, initPid)
+}
+
+// killShim kills id's shim, pid shimPid, and waits until containerd has
+// cleaned up after it (`shim delete`): it then deletes the task, or (1.6)
+// lists it as stopped.
+func (e *compatEnv) killShim(t *testing.T, id string, shimPid int) {
+	t.Helper()
 	if err := syscall.Kill(shimPid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	if !daemon.WaitGone(shimPid, 10*time.Second) {
 		t.Fatalf("shim %d survived SIGKILL", shimPid)
 	}
-	// containerd deletes the task once it has cleaned up after the shim.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, status, ok := e.task(t, id)
 		if !ok || status == "STOPPED" {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("task %s still %s 30s after its shim died", id, status)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if _, _, ok := e.task(t, id); ok {
-		e.mustCtr(t, "tasks", "delete", id)
-	}
-	e.mustCtr(t, "containers", "delete", id)
-	e.assertGone(t, id, initPid)
 }
 
 func fileExists(p string) bool {

@@ -104,6 +104,24 @@ func startCRIEnv(t *testing.T, systemd bool) *criEnv {
 // empty), e.g. an older release (compat_test.go).
 func startCRIEnvOf(t *testing.T, systemd bool, containerd, ctr string) *criEnv {
 	t.Helper()
+	return startCRIEnvWith(t, criEnvOptions{systemd: systemd, containerd: containerd, ctr: ctr})
+}
+
+// criEnvOptions are startCRIEnvWith's: systemd, containerd and ctr as for
+// startCRIEnvOf, and runc, when set, the runc that containerd's runc shim
+// runs for the handler daemon.CRIRuncHandler, to compare with.
+type criEnvOptions struct {
+	systemd         bool
+	containerd, ctr string
+	runc            string
+	// runcOptionsHandler registers daemon.CRIRuncOptionsHandler.
+	runcOptionsHandler bool
+}
+
+// startCRIEnvWith is startCRIEnv with options.
+func startCRIEnvWith(t *testing.T, o criEnvOptions) *criEnv {
+	t.Helper()
+	systemd, containerd, ctr := o.systemd, o.containerd, o.ctr
 	for _, p := range []string{"bridge", "host-local", "portmap", "loopback"} {
 		if _, err := os.Stat(filepath.Join(criCNIBinDir, p)); err != nil {
 			t.Fatalf("CNI plugin %s missing (apt-get install containernetworking-plugins): %v", p, err)
@@ -204,6 +222,9 @@ func startCRIEnvOf(t *testing.T, systemd bool, containerd, ctr string) *criEnv {
 		HostnetConfig: fmt.Sprintf("[network.bridge]\nname = %q\nsubnet = %q\nstate_dir = %q\n",
 			hostnetBridge, e.hostnetSubnet.String(), e.tempDir(t)),
 		SystemdCgroup: systemd,
+		RuncBinary:    o.runc,
+
+		RuncOptionsHandler: o.runcOptionsHandler,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -355,8 +376,13 @@ type pod struct {
 // and removes it (and so its containers) if the test did not.
 func (e *criEnv) runPod(t *testing.T, hostNetwork bool, annotations map[string]string) *pod {
 	t.Helper()
-	cfg := e.podConfig(t, hostNetwork, annotations)
-	resp, err := e.rt.RunPodSandbox(criCtx(t), &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: daemon.CRIHandler})
+	return e.runPodWith(t, e.podConfig(t, hostNetwork, annotations), daemon.CRIHandler)
+}
+
+// runPodWith is runPod for any pod config and runtime handler.
+func (e *criEnv) runPodWith(t *testing.T, cfg *runtimeapi.PodSandboxConfig, handler string) *pod {
+	t.Helper()
+	resp, err := e.rt.RunPodSandbox(criCtx(t), &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: handler})
 	if err != nil {
 		t.Fatalf("RunPodSandbox: %v", err)
 	}
@@ -435,6 +461,12 @@ func (e *criEnv) tempDir(t *testing.T) string {
 // sleeps until SIGTERM, and waits until CRI reports it running.
 func (p *pod) startContainer(t *testing.T, name string) string {
 	t.Helper()
+	return p.startContainerWith(t, name, nil)
+}
+
+// startContainerWith is startContainer with the volume mounts mounts.
+func (p *pod) startContainerWith(t *testing.T, name string, mounts []*runtimeapi.Mount) string {
+	t.Helper()
 	ctx := criCtx(t)
 	resp, err := p.e.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
 		PodSandboxId: p.id,
@@ -444,6 +476,7 @@ func (p *pod) startContainer(t *testing.T, name string) string {
 			// sh as pid 1 ignores SIGTERM without a handler.
 			Command: []string{"sh", "-c", `trap "exit 0" TERM; sleep 1000 & wait`},
 			LogPath: name + ".log",
+			Mounts:  mounts,
 			Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
 				NamespaceOptions: p.config.Linux.SecurityContext.NamespaceOptions,
 			}},

@@ -291,7 +291,7 @@ func assertNoRuntimeState(t *testing.T, id string) {
 	if runtimeRoot == "" {
 		return
 	}
-	dir := filepath.Join(runtimeRoot, testDaemon.Namespace, id)
+	dir := filepath.Join(testDaemon.RuntimeStateRoot(testRuntime, runtimeRoot), id)
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("runtime state %s still exists (err=%v)", dir, err)
 	}

@@ -543,7 +543,7 @@ func TestShimPids(t *testing.T) {
 		}
 
 		if v.binary != "" && testRuntime == daemon.HostnetRuntime {
-			state, err := exec.CommandContext(ctx, v.binary, "--root", filepath.Join(runtimeRoot, testDaemon.Namespace), "state", id).Output()
+			state, err := exec.CommandContext(ctx, v.binary, "--root", testDaemon.RuntimeStateRoot(testRuntime, runtimeRoot), "state", id).Output()
 			if err != nil {
 				t.Fatalf("%s state %s: %v: the container does not belong to this runtime", v.binary, id, err)
 			}

@@ -32,7 +32,7 @@ var HostFiles = []HostFile{
 // mounts something there (CRI provides its own).
 func AddHostFiles(s *specs.Spec, files []HostFile) {
 	for _, f := range files {
-		if mountsOver(s, f.Destination) {
+		if MountsOn(s, f.Destination) {
 			continue
 		}
 		s.Mounts = append(s.Mounts, specs.Mount{
@@ -44,7 +44,9 @@ func AddHostFiles(s *specs.Spec, files []HostFile) {
 	}
 }
 
-func mountsOver(s *specs.Spec, dest string) bool {
+// MountsOn reports whether one of the spec's mounts is at dest, a clean
+// absolute path.
+func MountsOn(s *specs.Spec, dest string) bool {
 	return slices.ContainsFunc(s.Mounts, func(m specs.Mount) bool {
 		return filepath.Clean(m.Destination) == dest
 	})

@@ -18,9 +18,9 @@
 // Adding a scenario is a test function: build a pod with newPod (or
 // decode a manifest), c.run it, and check it with c.mustExec, c.logs,
 // c.portForward and c.modeOf. User-namespaced pods (hostUsers: false) and
-// recursiveReadOnly volume mounts are such functions once hostnet-runc
-// supports them: both features are on by default in Kubernetes 1.37, and
-// the kubelet's configuration here sets nothing against them.
+// recursiveReadOnly volume mounts are on by default in Kubernetes 1.37
+// (userns_test.go); the former run under the RuntimeClass of the handler
+// daemon.CRIRuncOptionsHandler, as containerd 2.x needs.
 //
 // Environment:
 //

@@ -177,3 +177,41 @@ func TestSysctlsOnlyInContainerNamespaces(t *testing.T) {
 		e.assertGone()
 	})
 }
+
+// A container needs no /proc of its own: the capabilities are set without
+// reading /proc/self/status after pivot_root (moby/sys/capability's Load
+// does, so hostnet-runc failed "read capabilities: open
+// /proc/self/status: no such file or directory"; runc 1.5.2 fails the same
+// way, on "open /proc/sys/kernel/cap_last_cap", so this test is
+// hostnet-runc's only). The host sees exactly the spec's sets.
+func TestNoProcMount(t *testing.T) {
+	if referenceRunc(t) {
+		t.Skip("runc 1.5.2 reads /proc/self/status after pivot_root and fails without a /proc mount")
+	}
+	e := newEnv(t, "sleep", "1000")
+	e.spec.Mounts = slices.DeleteFunc(e.spec.Mounts, func(m specs.Mount) bool { return m.Destination == "/proc" })
+	caps := []string{"CAP_KILL"}
+	c := e.spec.Process.Capabilities
+	c.Bounding, c.Effective, c.Permitted, c.Inheritable, c.Ambient = caps, caps, caps, nil, nil
+	if _, err := e.create(); err != nil {
+		t.Fatalf("%v: %s", err, e.lastError())
+	}
+	e.mustRT("start", e.id)
+	pid := strconv.Itoa(e.state().Pid)
+	status, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const killOnly = "0000000000000020" // 1 << CAP_KILL
+	lines := capLines(string(status))
+	for _, set := range []string{"CapBnd", "CapPrm", "CapEff"} {
+		if lines[set] != killOnly {
+			t.Errorf("%s = %s, want %s (CAP_KILL only)", set, lines[set], killOnly)
+		}
+	}
+	if out, err := e.rt("exec", e.id, "sh", "-c", "ls -A /proc | wc -l"); err != nil || strings.TrimSpace(out) != "0" {
+		t.Errorf("exec in the container: %q, %v; want an empty /proc", out, err)
+	}
+	e.mustRT("delete", "--force", e.id)
+	e.assertGone()
+}

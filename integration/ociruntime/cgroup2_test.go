@@ -310,3 +310,20 @@ func TestCgroupV2SystemdDriver(t *testing.T) {
 		t.Errorf("cgroups left after delete:\n%s", left)
 	}
 }
+
+// A pids limit of 0, cpu.idle and the CFS burst on cgroup v2, as runc
+// writes them (issue 12, item 11: containerd/cgroups left pids.max at
+// "max" for 0 and wrote neither cpu.idle nor cpu.max.burst).
+func TestCgroupV2PidsZeroIdleBurst(t *testing.T) {
+	e, dir := startV2(t, &specs.LinuxResources{
+		Pids: &specs.LinuxPids{Limit: ptr(int64(100))},
+		CPU:  &specs.LinuxCPU{Idle: ptr(int64(1)), Quota: ptr(int64(50000)), Period: ptr(uint64(100000)), Burst: ptr(uint64(20000))},
+	})
+	// By update: the init's runtime may start threads until it execs.
+	e.writeUpdate(`{"pids":{"limit":0}}`)
+	for file, want := range map[string]string{"pids.max": "1", "cpu.idle": "1", "cpu.max": "50000 100000", "cpu.max.burst": "20000"} {
+		if got := readFile(t, dir, file); got != want {
+			t.Errorf("%s = %s, want %s", file, got, want)
+		}
+	}
+}

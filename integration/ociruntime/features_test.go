@@ -33,6 +33,7 @@ func TestFeaturesAreTrue(t *testing.T) {
 	t.Run("seccomp", func(t *testing.T) { testFeatureSeccomp(t, f.Linux.Seccomp) })
 	t.Run("mountOptions", func(t *testing.T) { testFeatureMountOptions(t, f.MountOptions) })
 	t.Run("lsm", func(t *testing.T) { testFeatureLSM(t, f.Linux) })
+	t.Run("idmap", func(t *testing.T) { testFeatureIDMap(t, f.Linux.MountExtensions) })
 	t.Run("not implemented", func(t *testing.T) { testFeatureRefusals(t, f.Linux) })
 }
 
@@ -379,4 +380,30 @@ func testFeatureRefusals(t *testing.T, l *features.Linux) {
 			e.assertGone()
 		})
 	}
+}
+
+// Idmapped mounts, when enabled, map: a file the host's root owns shows
+// as the container's root's through an idmap bind mount in a user
+// namespace whose root is the host's uid 100000, and what that root writes
+// is the host root's. (When disabled, testFeatureRefusals checks that
+// they are refused.)
+func testFeatureIDMap(t *testing.T, m *features.MountExtensions) {
+	if m == nil || m.IDMap == nil || m.IDMap.Enabled == nil || !*m.IDMap.Enabled {
+		t.Skip("features says idmapped mounts are not implemented")
+	}
+	vol := idmapSource(t)
+	e := newEnv(t, "sh", "-c", "stat -c %u /mnt/root-file; touch /mnt/new")
+	withUserNamespace(t, e)
+	e.spec.Mounts = append(e.spec.Mounts, specs.Mount{Destination: "/mnt", Type: "bind", Source: vol, Options: []string{"rbind", "idmap"}})
+	out, err := e.runOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, e.lastError())
+	}
+	if strings.TrimSpace(out) != "0" {
+		t.Errorf("the host root's file is owned by %q in the container, want 0", strings.TrimSpace(out))
+	}
+	if got := owner(t, filepath.Join(vol, "new")); got != "0:0" {
+		t.Errorf("the container root's file is owned by %s on the host, want 0:0", got)
+	}
+	e.assertGone()
 }

@@ -63,7 +63,7 @@ func run(m *testing.M) int {
 
 // makeRootfs lays out a minimal busybox root.
 func makeRootfs(dir string) error {
-	for _, d := range []string{"bin", "proc", "sys", "dev", "etc", "tmp", "root"} {
+	for _, d := range []string{"bin", "proc", "sys", "dev", "etc", "tmp", "root", "mnt"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return err
 		}

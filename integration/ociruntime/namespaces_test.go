@@ -2,6 +2,7 @@ package ociruntime
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 func withoutNamespace(s *specs.Spec, t specs.LinuxNamespaceType) {
@@ -197,4 +199,171 @@ func capEff(status string) string {
 		}
 	}
 	return ""
+}
+
+// startUserNamespaceHolder runs a container with a user namespace of its
+// own (withUserNamespace's mappings) and returns its init's pid, for
+// other containers to join its namespaces as a pod's containers join the
+// sandbox's.
+func startUserNamespaceHolder(t *testing.T) (*env, int) {
+	t.Helper()
+	holder := newEnv(t, "sleep", "1000")
+	holder.id += "-holder"
+	holder.spec.Linux.CgroupsPath += "-holder"
+	withUserNamespace(t, holder)
+	if _, err := holder.create(); err != nil {
+		t.Fatalf("%v: %s", err, holder.lastError())
+	}
+	holder.mustRT("start", holder.id)
+	return holder, holder.state().Pid
+}
+
+// nsOwner is the inode of the user namespace that owns the namespace file
+// at path (ioctl NS_GET_USERNS).
+func nsOwner(t *testing.T, path string) uint64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fd, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_USERNS)
+	if err != nil {
+		t.Fatalf("NS_GET_USERNS %s: %v", path, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}
+
+func nsInode(t *testing.T, path string) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}
+
+// pinNamespace bind-mounts the namespace file at path onto a file of the
+// test's, as containerd's CRI pins a pod's user namespace: a path that is
+// not /proc/<pid>/ns/user.
+func pinNamespace(t *testing.T, path string) string {
+	t.Helper()
+	pin := filepath.Join(t.TempDir(), "userns")
+	if err := os.WriteFile(pin, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(path, pin, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(pin, unix.MNT_DETACH) })
+	return pin
+}
+
+// Issue 13 item 1: a container joins a user namespace by path at create,
+// as a pod's app containers join the sandbox's (containerd repeats the
+// namespace's mappings in the spec; a path alone is enough). Its new
+// namespaces belong to the joined user namespace, not to the host's, so
+// that its root can mount, and a new PID namespace makes it pid 1.
+// Refused by hostnet-runc before ("joining an existing user namespace by
+// path is not supported"); passes with HOSTNET_RUNC=runc 1.5.2 too.
+func TestJoinUserNamespaceAtCreate(t *testing.T) {
+	holder, holderPid := startUserNamespaceHolder(t)
+	holderNS := "/proc/" + strconv.Itoa(holderPid) + "/ns/"
+	userns := nsInode(t, holderNS+"user")
+	for _, tc := range []struct {
+		name    string
+		path    func() string
+		maps    bool // repeat the namespace's mappings in the spec
+		joinPid bool // join the holder's PID namespace instead of a new one
+	}{
+		{name: "new pid namespace", path: func() string { return holderNS + "user" }, maps: true},
+		{name: "pinned path without mappings", path: func() string { return pinNamespace(t, holderNS+"user") }},
+		{name: "joined pid namespace", path: func() string { return holderNS + "user" }, maps: true, joinPid: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "sh", "-c", "echo pid $$; id -u; cat /proc/self/uid_map; grep -c . /proc/mounts; exec sleep 1000")
+			withUserNamespace(t, e)
+			for i, ns := range e.spec.Linux.Namespaces {
+				switch {
+				case ns.Type == specs.UserNamespace:
+					e.spec.Linux.Namespaces[i].Path = tc.path()
+				case ns.Type == specs.PIDNamespace && tc.joinPid:
+					e.spec.Linux.Namespaces[i].Path = holderNS + "pid"
+				}
+			}
+			if !tc.maps {
+				e.spec.Linux.UIDMappings, e.spec.Linux.GIDMappings = nil, nil
+			}
+			if _, err := e.create(); err != nil {
+				t.Fatalf("%v: %s", err, e.lastError())
+			}
+			pid := e.state().Pid
+			e.mustRT("start", e.id)
+			if got := nsInode(t, "/proc/"+strconv.Itoa(pid)+"/ns/user"); got != userns {
+				t.Errorf("container's user namespace %d, want the holder's %d", got, userns)
+			}
+			for _, ns := range []string{"mnt", "uts", "ipc", "net", "pid"} {
+				if tc.joinPid && ns == "pid" {
+					if got, want := nsInode(t, "/proc/"+strconv.Itoa(pid)+"/ns/pid"), nsInode(t, holderNS+"pid"); got != want {
+						t.Errorf("pid namespace %d, want the holder's %d", got, want)
+					}
+					continue
+				}
+				if owner := nsOwner(t, "/proc/"+strconv.Itoa(pid)+"/ns/"+ns); owner != userns {
+					t.Errorf("the container's new %s namespace belongs to user namespace %d, want the joined %d", ns, owner, userns)
+				}
+			}
+			got, err := e.rt("exec", e.id, "sh", "-c", "id -u; readlink /proc/self/ns/user")
+			if err != nil {
+				t.Fatalf("exec: %v: %s", err, e.lastError())
+			}
+			if f := strings.Fields(got); len(f) != 2 || f[0] != "0" || f[1] != fmt.Sprintf("user:[%d]", userns) {
+				t.Errorf("exec'd process: %q, want uid 0 in user:[%d]", got, userns)
+			}
+			status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantPid := "NSpid:\t" + strconv.Itoa(pid) + "\t1\n"
+			if tc.joinPid {
+				wantPid = "NSpid:\t" + strconv.Itoa(pid) + "\t"
+			}
+			if !strings.Contains(string(status), wantPid) || !strings.Contains(string(status), "\nUid:\t100000\t100000\t100000\t100000\n") {
+				t.Errorf("host status of the init:\n%s\nwant %q and host uid 100000", status, wantPid)
+			}
+			e.mustRT("delete", "--force", e.id)
+			e.assertGone()
+		})
+	}
+	holder.mustRT("delete", "--force", holder.id)
+	holder.assertGone()
+}
+
+// A spec that joins a user namespace and gives other mappings than the
+// namespace's is refused, as runc refuses it, and leaves nothing behind.
+func TestJoinUserNamespaceWrongMappings(t *testing.T) {
+	holder, holderPid := startUserNamespaceHolder(t)
+	e := newEnv(t, "true")
+	withUserNamespace(t, e)
+	for i, ns := range e.spec.Linux.Namespaces {
+		if ns.Type == specs.UserNamespace {
+			e.spec.Linux.Namespaces[i].Path = "/proc/" + strconv.Itoa(holderPid) + "/ns/user"
+		}
+	}
+	e.spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 200000, Size: 65536}}
+	_, err := e.create()
+	if err == nil {
+		t.Fatal("create with mappings other than the joined namespace's succeeded")
+	}
+	if !strings.Contains(err.Error(), "non-matching mapping") {
+		t.Errorf("create: %v; want runc's \"non-matching mapping\" error", err)
+	}
+	e.assertGone()
+	holder.mustRT("delete", "--force", holder.id)
+	holder.assertGone()
 }

@@ -18,6 +18,7 @@ import (
 	ocgroups "github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/fs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Manager controls one container's cgroup.
@@ -92,6 +93,16 @@ func Resolve(p string) (Paths, error) {
 			paths[name] = filepath.Join(parent, p)
 		}
 	}
+	if cgroups.Mode() == cgroups.Hybrid {
+		// runc places the container's processes in the v2 hierarchy
+		// of a hybrid host too, where systemd and cgroup-aware tools
+		// look for them, instead of leaving them in the caller's.
+		if filepath.IsAbs(p) {
+			paths[unifiedKey] = filepath.Clean(p)
+		} else {
+			paths[unifiedKey] = filepath.Join(unified, p)
+		}
+	}
 	return paths, nil
 }
 
@@ -105,8 +116,20 @@ func (p Paths) v1Path(name cgroup1.Name) (string, error) {
 
 // New creates the cgroup and applies resources. The default device nodes
 // are always allowed, whatever the spec's device rules deny. Resources for a
-// controller the host does not have are an error, not silently dropped.
+// controller the host does not have are an error, not silently dropped. A
+// cgroup that already has processes or is frozen is refused, as runc does:
+// the container's init would hang in a frozen one, and delete would kill
+// whatever else runs in it.
 func New(paths Paths, res *specs.LinuxResources) (Manager, error) {
+	if err := checkUnused(paths); err != nil {
+		return nil, err
+	}
+	return create(paths, res)
+}
+
+// create is New without the check: the systemd driver's cgroup has the
+// init in it already when its limits are written.
+func create(paths Paths, res *specs.LinuxResources) (Manager, error) {
 	if err := checkControllers(paths, res); err != nil {
 		return nil, err
 	}
@@ -135,7 +158,11 @@ func New(paths Paths, res *specs.LinuxResources) (Manager, error) {
 		}
 		return &v2{m: m, path: v2path}, nil
 	}
-	cg, err := cgroup1.New(paths.v1Path, v1Resources(res))
+	// Only the directories: runc's controllers write the limits.
+	cg, err := cgroup1.New(paths.v1Path, &specs.LinuxResources{})
+	if err == nil {
+		err = setV1(paths, res, false)
+	}
 	if err != nil {
 		removeCreated(existed)
 		return nil, fmt.Errorf("create cgroup %s: %w", paths, err)
@@ -184,6 +211,51 @@ func checkControllers(paths Paths, res *specs.LinuxResources) error {
 		if _, ok := paths[name]; needed && !ok {
 			return fmt.Errorf("the spec sets %s limits, but the %s cgroup controller is not mounted on this host", name, name)
 		}
+	}
+	return nil
+}
+
+// errFrozen is runc's refusal of a frozen cgroup.
+var errFrozen = errors.New("container's cgroup unexpectedly frozen")
+
+// checkUnused refuses, with runc's errors (its factory's Create in runc
+// 1.5.2), a cgroup that has processes or is frozen. On v1, as runc, the
+// processes are looked for in the devices hierarchy.
+func checkUnused(paths Paths) error {
+	if p, ok := paths[""]; ok {
+		dir := filepath.Join(v2Root, p)
+		if err := checkEmpty(dir); err != nil {
+			return err
+		}
+		if data, err := os.ReadFile(filepath.Join(dir, "cgroup.freeze")); err == nil && strings.TrimSpace(string(data)) == "1" {
+			return errFrozen
+		}
+		return nil
+	}
+	if p, ok := paths["devices"]; ok {
+		if err := checkEmpty(filepath.Join(mountPoint("devices"), p)); err != nil {
+			return err
+		}
+	}
+	if p, ok := paths["freezer"]; ok {
+		st, err := (&fs.FreezerGroup{}).GetState(filepath.Join(mountPoint("freezer"), p))
+		if err != nil {
+			return fmt.Errorf("unable to get cgroup freezer state: %w", err)
+		}
+		if st == ocgroups.Frozen {
+			return errFrozen
+		}
+	}
+	return nil
+}
+
+func checkEmpty(dir string) error {
+	pids, err := ocgroups.GetAllPids(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("unable to get cgroup PIDs: %w", err)
+	}
+	if len(pids) != 0 {
+		return fmt.Errorf("container's cgroup is not empty: %d process(es) found", len(pids))
 	}
 	return nil
 }
@@ -248,91 +320,20 @@ func drain(m Manager) error {
 	return fmt.Errorf("processes %v did not exit after SIGKILL", pids)
 }
 
-type v1 struct {
-	cg    cgroup1.Cgroup
-	paths Paths
-}
-
-func (c *v1) Add(pid int) error {
-	return c.cg.Add(cgroup1.Process{Pid: pid})
-}
-
-func (c *v1) Pids() ([]int, error) {
-	subsystem := cgroup1.Devices
-	for _, s := range c.cg.Subsystems() {
-		if s.Name() == cgroup1.Freezer {
-			subsystem = cgroup1.Freezer
-		}
-	}
-	procs, err := c.cg.Processes(subsystem, true)
-	if err != nil {
-		return nil, err
-	}
-	pids := make([]int, 0, len(procs))
-	for _, p := range procs {
-		pids = append(pids, p.Pid)
-	}
-	return pids, nil
-}
-
-// Freeze uses runc's v1 freezer (opencontainers/cgroups/fs), which retries
-// and thaws in between while the cgroup stays FREEZING: a task in the middle
-// of execve (an init exec'ing the user's program, an exec starting) cannot
-// be frozen until it finishes, and containerd/cgroups' Freeze then waits for
-// FROZEN forever. After its retries it thaws and fails instead of hanging.
-func (c *v1) Freeze() error {
-	p, err := c.paths.v1Path(cgroup1.Freezer)
-	if err != nil {
-		return fmt.Errorf("freeze: no freezer cgroup: %w", err)
-	}
-	return (&fs.FreezerGroup{}).Set(filepath.Join(mountPoint("freezer"), p), &ocgroups.Resources{Freezer: ocgroups.Frozen})
-}
-
-func (c *v1) Thaw() error  { return c.cg.Thaw() }
-func (c *v1) Frozen() bool { return c.cg.State() == cgroup1.Frozen }
-
-func (c *v1) Delete() error {
-	if err := drain(c); err != nil {
-		return err
-	}
-	return c.cg.Delete()
-}
-
-type pather interface{ Path(string) string }
-
-func (c *v1) MountPaths() map[string]string {
-	paths := map[string]string{}
-	for _, s := range c.cg.Subsystems() {
-		if p, ok := s.(pather); ok {
-			// Path("/") is the hierarchy's mount point, named like the
-			// directory the container expects under /sys/fs/cgroup.
-			path, err := c.paths.v1Path(s.Name())
-			if err != nil {
-				continue
-			}
-			paths[filepath.Base(p.Path("/"))] = p.Path(path)
-		}
-	}
-	return paths
-}
-
 type v2 struct {
 	m    *cgroup2.Manager
 	path string
 }
 
-func (c *v2) Add(pid int) error { return c.m.AddProc(uint64(pid)) }
+func (c *v2) Add(pid int) error {
+	if err := c.m.AddProc(uint64(pid)); err != nil {
+		return err
+	}
+	return resetCPUAffinity(pid)
+}
 
 func (c *v2) Pids() ([]int, error) {
-	procs, err := c.m.Procs(true)
-	if err != nil {
-		return nil, err
-	}
-	pids := make([]int, 0, len(procs))
-	for _, p := range procs {
-		pids = append(pids, int(p))
-	}
-	return pids, nil
+	return treePids(filepath.Join(v2Root, c.path), ocgroups.GetPids)
 }
 
 func (c *v2) Freeze() error { return c.m.Freeze() }
@@ -343,11 +344,14 @@ func (c *v2) Frozen() bool {
 	return err == nil && strings.TrimSpace(string(data)) == "1"
 }
 
+// Delete kills what is left in the cgroup and removes it with any cgroups
+// below it, as on v1.
 func (c *v2) Delete() error {
 	if err := drain(c); err != nil {
 		return err
 	}
-	return c.m.Delete()
+	// removeTree's errors name the directory (rmdir PATH: ...).
+	return removeTree(filepath.Join(v2Root, c.path))
 }
 
 func (c *v2) MountPaths() map[string]string {

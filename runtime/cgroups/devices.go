@@ -4,7 +4,8 @@ import (
 	"fmt"
 
 	ocgroups "github.com/opencontainers/cgroups"
-	// Registers runc's device filter as ocgroups.DevicesSetV2.
+	// Registers runc's device code as ocgroups.DevicesSetV1 and
+	// DevicesSetV2.
 	_ "github.com/opencontainers/cgroups/devices"
 	devconfig "github.com/opencontainers/cgroups/devices/config"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -52,7 +53,8 @@ func checkDevices(rules []specs.LinuxDeviceCgroup) error {
 }
 
 // deviceRules converts the spec's rules to runc's, with runc's defaults
-// for what the spec leaves out: every type, every major and minor.
+// for what the spec leaves out: every type, every major and minor. Each
+// cgroup version writes them through runc's device code.
 func deviceRules(rules []specs.LinuxDeviceCgroup) ([]*devconfig.Rule, error) {
 	out := make([]*devconfig.Rule, 0, len(rules))
 	for i, r := range rules {
@@ -78,13 +80,11 @@ func deviceRules(rules []specs.LinuxDeviceCgroup) ([]*devconfig.Rule, error) {
 		if r.Minor != nil {
 			rule.Minor = *r.Minor
 		}
+		// Other letters than r, w and m are dropped and the rest put in
+		// order by runc's emulator, which every rule goes through
+		// (DevicesSetV1, DevicesSetV2): "rwa" grants "rw" as with runc.
 		if r.Access == "" {
 			return nil, fmt.Errorf("device access at %d field cannot be empty", i)
-		}
-		for _, c := range r.Access {
-			if c != 'r' && c != 'w' && c != 'm' {
-				return nil, fmt.Errorf("device rule %d: invalid access %q", i, r.Access)
-			}
 		}
 		out = append(out, rule)
 	}

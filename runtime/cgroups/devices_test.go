@@ -207,11 +207,14 @@ func TestDeviceRulesChecked(t *testing.T) {
 	for _, r := range []specs.LinuxDeviceCgroup{
 		devRule(true, "c", i64(1), i64(3), ""),
 		devRule(true, "x", nil, nil, "rwm"),
-		devRule(true, "c", nil, nil, "rwx"),
 	} {
 		if err := checkDevices([]specs.LinuxDeviceCgroup{r}); err == nil {
 			t.Errorf("rule %+v accepted", r)
 		}
+	}
+	// runc keeps r, w and m of an access and drops the rest.
+	if err := checkDevices([]specs.LinuxDeviceCgroup{devRule(true, "c", nil, nil, "rwa")}); err != nil {
+		t.Errorf("access rwa: %v", err)
 	}
 	if err := checkDevices(withDefaultDevices(nil).Devices); err != nil {
 		t.Errorf("default rules: %v", err)

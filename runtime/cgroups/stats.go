@@ -19,7 +19,10 @@ func (c *v1) Update(res *specs.LinuxResources) error {
 	if res != nil && len(res.Unified) > 0 {
 		return errV1Unified
 	}
-	return c.cg.Update(v1Resources(res))
+	if err := checkControllers(c.paths, res); err != nil {
+		return err
+	}
+	return setV1(c.paths, res, true)
 }
 
 func (c *v1) Stats() (*Stats, error) {

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	systemd "github.com/coreos/go-systemd/v22/dbus"
@@ -53,6 +52,9 @@ func connect(ctx context.Context) (*systemd.Conn, error) {
 // NewSystemd prepares the unit for a container. Nothing is created until
 // Add places the init: systemd only starts a scope with a process in it.
 func NewSystemd(u Unit, paths Paths, res *specs.LinuxResources) (Manager, error) {
+	if err := checkUnused(paths); err != nil {
+		return nil, err
+	}
 	if err := checkControllers(paths, res); err != nil {
 		return nil, err
 	}
@@ -100,7 +102,7 @@ func (c *systemdCgroup) Add(pid int) error {
 		if err := c.startUnit(pid); err != nil {
 			return err
 		}
-		inner, err := New(c.paths, c.res)
+		inner, err := create(c.paths, c.res)
 		if err != nil {
 			_ = c.stopUnit()
 			_ = c.removeDirs()
@@ -108,16 +110,7 @@ func (c *systemdCgroup) Add(pid int) error {
 		}
 		c.inner = inner
 	}
-	if err := c.inner.Add(pid); err != nil {
-		return err
-	}
-	if p, ok := c.paths[unifiedKey]; ok {
-		procs := filepath.Join(hierarchyRoot(unifiedKey), p, "cgroup.procs")
-		if err := os.WriteFile(procs, []byte(strconv.Itoa(pid)), 0); err != nil {
-			return fmt.Errorf("join %d to %s: %w", pid, procs, err)
-		}
-	}
-	return nil
+	return c.inner.Add(pid)
 }
 
 func (c *systemdCgroup) startUnit(pid int) error {
@@ -317,32 +310,4 @@ func hierarchyRoot(name string) string {
 		return "/sys/fs/cgroup"
 	}
 	return mountPoint(name)
-}
-
-// removeTree removes a cgroup directory and the cgroups below it, deepest
-// first, retrying briefly while the last processes are still leaving.
-func removeTree(dir string) error {
-	var err error
-	for i := 0; i < 50; i++ {
-		if err = removeTreeOnce(dir); err == nil || errors.Is(err, os.ErrNotExist) || !errors.Is(err, syscall.EBUSY) {
-			return err
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return err
-}
-
-func removeTreeOnce(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if e.IsDir() {
-			if err := removeTreeOnce(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
-			}
-		}
-	}
-	return os.Remove(dir)
 }

@@ -11,6 +11,7 @@ import (
 	systemd "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
 	ocgroups "github.com/opencontainers/cgroups"
+	devconfig "github.com/opencontainers/cgroups/devices/config"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -78,8 +79,12 @@ func resourceProperties(res *specs.LinuxResources, v2 bool) ([]systemd.Property,
 			props = append(props, prop("CPUQuotaPeriodUSec", *c.Period))
 		}
 	}
-	if p := res.Pids; p != nil && p.Limit != nil && *p.Limit != 0 {
-		props = append(props, prop("TasksMax", limitValue(*p.Limit)))
+	if p := res.Pids; p != nil && p.Limit != nil {
+		n := *p.Limit
+		if n == 0 {
+			n = 1 // systemd refuses 0; runc asks for 1 (and writes 1 to pids.max)
+		}
+		props = append(props, prop("TasksMax", limitValue(n)))
 	}
 	if res.Devices != nil {
 		dp, err := deviceProperties(res.Devices)
@@ -285,6 +290,10 @@ func deviceProperties(rules []specs.LinuxDeviceCgroup) ([]systemd.Property, erro
 		}
 		if r.Access == "" {
 			r.Access = "rwm"
+		}
+		// As runc's emulator reads it: r, w and m, in that order.
+		if r.Access = string(devconfig.Permissions(r.Access).Union("")); r.Access == "" {
+			continue
 		}
 		everything := r.Type == "a" && r.Major == nil && r.Minor == nil && fullAccess(r.Access)
 		switch {

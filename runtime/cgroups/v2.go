@@ -15,7 +15,8 @@ import (
 
 // What runc 1.5.2 does on cgroup v2 (opencontainers/cgroups/fs2) that
 // containerd/cgroups/v3 does not: every controller enabled down the path,
-// memory and swap as runc converts them, and the spec's unified map.
+// memory and swap as runc converts them, a pids limit of 0, cpu idle and
+// burst, and the spec's unified map.
 
 const v2Root = "/sys/fs/cgroup"
 
@@ -32,6 +33,11 @@ func v2Resources(res *specs.LinuxResources) *cgroup2.Resources {
 	r := cgroup2.ToResources(res)
 	r.Devices = nil
 	r.Memory = nil
+	if res.Pids != nil && res.Pids.Limit != nil && *res.Pids.Limit == 0 {
+		// runc's 0: "1", as systemd takes it (containerd/cgroups
+		// writes nothing and leaves no limit).
+		r.Pids = &cgroup2.Pids{Max: 1}
+	}
 	if res.CPU != nil && res.CPU.Shares != nil {
 		// runc's conversion, which maps the default 1024 shares to the
 		// default weight 100 (containerd/cgroups' linear one gives 39).
@@ -240,12 +246,34 @@ func hasController(dir, name string) bool {
 	return false
 }
 
-// setV2 applies what containerd/cgroups does not, after it: memory, the
-// device filter (at create only: runc's update leaves it) and the unified
-// map, in runc's order.
+// setV2CPU writes cpu.idle and cpu.max.burst, which containerd/cgroups
+// does not: after cpu.max, which a burst may not exceed.
+func setV2CPU(dir string, c *specs.LinuxCPU) error {
+	if c == nil {
+		return nil
+	}
+	if c.Idle != nil {
+		if err := writeV2(dir, "cpu.idle", strconv.FormatInt(*c.Idle, 10)); err != nil {
+			return err
+		}
+	}
+	if c.Burst != nil {
+		if err := writeV2(dir, "cpu.max.burst", strconv.FormatUint(*c.Burst, 10)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setV2 applies what containerd/cgroups does not, after it: cpu idle and
+// burst, memory, the device filter (at create only: runc's update leaves
+// it) and the unified map, in runc's order.
 func setV2(dir string, res *specs.LinuxResources, update bool) error {
 	if res == nil {
 		return nil
+	}
+	if err := setV2CPU(dir, res.CPU); err != nil {
+		return err
 	}
 	if err := setV2Memory(dir, res.Memory, update); err != nil {
 		return err

@@ -3,7 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"strconv"
@@ -16,84 +15,47 @@ import (
 	"github.com/hostnet-dev/hostnet/runtime/container"
 )
 
-func createFlags(name string, o *container.CreateOpts, detach *bool) *flag.FlagSet {
-	fs := newFlags(name)
-	fs.StringVar(&o.Bundle, "bundle", ".", "path to the bundle")
-	fs.StringVar(&o.Bundle, "b", ".", "path to the bundle")
-	fs.StringVar(&o.PidFile, "pid-file", "", "file to write the init's pid to")
-	fs.StringVar(&o.ConsoleSocket, "console-socket", "", "unix socket to send the pty master to")
-	fs.BoolVar(&o.NoPivot, "no-pivot", false, "use MS_MOVE+chroot instead of pivot_root")
-	fs.IntVar(&o.PreserveFds, "preserve-fds", 0, "pass this many extra fds (from 3) to the process")
-	fs.BoolVar(&o.NoNewKeyring, "no-new-keyring", false, "keep the caller's session keyring")
-	// create always detaches; run waits unless told not to.
-	fs.BoolVar(detach, "detach", false, "do not wait for the container")
-	fs.BoolVar(detach, "d", false, "do not wait for the container")
-	return fs
+// createOptions are the flags create and run share.
+func createFlags(f *flagSet, o *container.CreateOpts) {
+	f.stringVar(&o.Bundle, "bundle, b", "path to the root of the bundle directory, defaults to the current directory")
+	f.stringVar(&o.ConsoleSocket, "console-socket", "path to an AF_UNIX socket which will receive a file descriptor referencing the master end of the console's pseudoterminal")
+	f.stringVar(&o.PidfdSocket, "pidfd-socket", "path to an AF_UNIX socket which will receive a file descriptor referencing the init process")
+	f.stringVar(&o.PidFile, "pid-file", "specify the file to write the process id to")
+	f.boolVar(&o.NoPivot, "no-pivot", "do not use pivot root to jail process inside rootfs.  This should be used whenever the rootfs is on top of a ramdisk")
+	f.boolVar(&o.NoNewKeyring, "no-new-keyring", "do not create a new session keyring for the container.  This will cause the container to inherit the calling processes session key")
+	f.intVar(&o.PreserveFds, "preserve-fds", "Pass N additional file descriptors to the container (stdio + $LISTEN_FDS + N in total)")
+}
+
+func newCreateOpts(g *globals) container.CreateOpts {
+	return container.CreateOpts{Bundle: ".", SystemdCgroup: g.systemdCgroup, Warnf: g.log.Warnf, Debugf: g.log.Debugf}
 }
 
 func runCreate(g *globals, args []string) error {
-	o := container.CreateOpts{SystemdCgroup: g.systemdCgroup, Warnf: g.log.Warnf}
-	fs := createFlags("create", &o, new(bool))
-	id, err := parseID(fs, args, "create")
+	o := newCreateOpts(g)
+	f := newFlags("create")
+	createFlags(f, &o)
+	// Not a runc flag (create always detaches), accepted as before.
+	f.boolVar(new(bool), "detach, d", "")
+	pos, err := f.parse(args, exactly(1))
 	if err != nil {
 		return err
 	}
-	return container.Create(g.root, id, o)
-}
-
-// runRun is create + start; in the foreground it waits for the container
-// and exits with its status, then deletes it.
-func runRun(g *globals, args []string) error {
-	o := container.CreateOpts{SystemdCgroup: g.systemdCgroup, Warnf: g.log.Warnf}
-	detach := new(bool)
-	fs := createFlags("run", &o, detach)
-	id, err := parseID(fs, args, "run")
-	if err != nil {
+	if o.Spec, err = loadBundleSpec(o.Bundle); err != nil {
 		return err
 	}
-	if err := container.Create(g.root, id, o); err != nil {
+	// As runc: create detaches, so a terminal needs a socket to go to.
+	if err := checkTerminal(o.ConsoleSocket, true, o.Spec.Process.Terminal); err != nil {
 		return err
 	}
-	c, err := container.Load(g.root, id)
-	if err != nil {
-		return err
-	}
-	var hookWarning *container.HookWarning
-	if err := c.Start(); err != nil && !errors.As(err, &hookWarning) {
-		c.Delete(true)
-		return err
-	} else if err != nil {
-		g.log.Warnf("%s", err)
-	}
-	if *detach {
-		return nil
-	}
-	var ws unix.WaitStatus
-	for {
-		// The init is our own child here: create forked it.
-		_, err := unix.Wait4(c.InitPid, &ws, 0, nil)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err := c.Delete(true); err != nil && !errors.As(err, &hookWarning) {
-		return err
-	} else if err != nil {
-		g.log.Warnf("%s", err)
-	}
-	status := ws.ExitStatus()
-	if ws.Signaled() {
-		status = 128 + int(ws.Signal())
-	}
-	return exitError(status)
+	return container.Create(g.root, pos[0], o)
 }
 
 func runStart(g *globals, args []string) error {
-	id, err := parseID(newFlags("start"), args, "start")
+	pos, err := newFlags("start").parse(args, exactly(1))
 	if err != nil {
 		return err
 	}
-	c, err := container.Load(g.root, id)
+	c, err := container.Load(g.root, pos[0])
 	if err != nil {
 		return err
 	}
@@ -101,11 +63,11 @@ func runStart(g *globals, args []string) error {
 }
 
 func runState(g *globals, args []string) error {
-	id, err := parseID(newFlags("state"), args, "state")
+	pos, err := newFlags("state").parse(args, exactly(1))
 	if err != nil {
 		return err
 	}
-	c, err := container.Load(g.root, id)
+	c, err := container.Load(g.root, pos[0])
 	if err != nil {
 		return err
 	}
@@ -113,30 +75,32 @@ func runState(g *globals, args []string) error {
 }
 
 func runList(g *globals, args []string) error {
-	fs := newFlags("list")
-	format := fs.String("format", "table", "table or json")
-	fs.StringVar(format, "f", "table", "table or json")
-	quiet := fs.Bool("quiet", false, "print only ids")
-	fs.BoolVar(quiet, "q", false, "print only ids")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("list: %w", err)
+	f := newFlags("list")
+	format, quiet := "table", false
+	f.stringVar(&format, "format, f", "select one of: table or json")
+	f.boolVar(&quiet, "quiet, q", "display only container IDs")
+	if _, err := f.parse(args, exactly(0)); err != nil {
+		return err
 	}
-	cs, err := container.List(g.root)
+	// As runc: a missing root that was asked for is an error, the default
+	// one only means no container has been created yet.
+	cs, err := container.List(g.root, !g.rootSet)
 	if err != nil {
 		return err
 	}
-	states := make([]container.OCIState, 0, len(cs))
+	var states []container.OCIState // null in JSON when empty, as runc's
 	for _, c := range cs {
 		states = append(states, c.OCIState())
 	}
 	switch {
-	case *quiet:
+	case quiet:
 		for _, s := range states {
 			fmt.Println(s.ID)
 		}
-	case *format == "json":
-		return printJSON(states)
-	case *format == "table":
+	case format == "json":
+		// One line, as runc prints it.
+		return json.NewEncoder(os.Stdout).Encode(states)
+	case format == "table":
 		w := tabwriter.NewWriter(os.Stdout, 12, 1, 3, ' ', 0)
 		fmt.Fprint(w, "ID\tPID\tSTATUS\tBUNDLE\tCREATED\tOWNER\n")
 		for _, s := range states {
@@ -144,92 +108,68 @@ func runList(g *globals, args []string) error {
 		}
 		return w.Flush()
 	default:
-		return fmt.Errorf("invalid format %q: must be table or json", *format)
+		return errors.New("invalid format option")
 	}
 	return nil
 }
 
 func runKill(g *globals, args []string) error {
-	fs := newFlags("kill")
-	all := fs.Bool("all", false, "signal every process in the container")
-	fs.BoolVar(all, "a", false, "signal every process in the container")
-	id, err := parseID(fs, args, "kill")
+	f := newFlags("kill")
+	all := false
+	f.boolVar(&all, "all, a", "send the signal to every process in the container, not only its init")
+	pos, err := f.parse(args, argCount{1, 2})
 	if err != nil {
 		return err
 	}
 	sig := unix.SIGTERM
-	if fs.NArg() > 1 {
-		if sig, err = ParseSignal(fs.Arg(1)); err != nil {
+	if len(pos) > 1 {
+		if sig, err = ParseSignal(pos[1]); err != nil {
 			return err
 		}
 	}
-	c, err := container.Load(g.root, id)
+	c, err := container.Load(g.root, pos[0])
 	if err != nil {
 		return err
 	}
-	return c.Signal(sig, *all)
+	err = c.Signal(sig, all)
+	if errors.Is(err, container.ErrNotRunning) && all {
+		// As runc: --all of a container with nothing left to signal.
+		return nil
+	}
+	return err
 }
 
 func runDelete(g *globals, args []string) error {
-	fs := newFlags("delete")
-	force := fs.Bool("force", false, "kill the container first if it is running")
-	fs.BoolVar(force, "f", false, "kill the container first if it is running")
-	id, err := parseID(fs, args, "delete")
+	f := newFlags("delete")
+	force := false
+	f.boolVar(&force, "force, f", "Forcibly deletes the container if it is still running (uses SIGKILL)")
+	pos, err := f.parse(args, exactly(1))
 	if err != nil {
 		return err
 	}
+	id := pos[0]
 	c, err := container.Load(g.root, id)
 	if errors.Is(err, container.ErrNotExist) {
 		// A create that died before writing state leaves a bare directory.
 		if rerr := container.RemoveStale(g.root, id); rerr != nil {
 			return rerr
 		}
-		if *force {
+		if force {
 			return nil
 		}
 	}
 	if err != nil {
 		return err
 	}
-	return c.Delete(*force)
-}
-
-func runPs(g *globals, args []string) error {
-	fs := newFlags("ps")
-	format := fs.String("format", "table", "table or json")
-	fs.StringVar(format, "f", "table", "table or json")
-	id, err := parseID(fs, args, "ps")
-	if err != nil {
-		return err
-	}
-	c, err := container.Load(g.root, id)
-	if err != nil {
-		return err
-	}
-	pids, err := c.Pids()
-	if err != nil {
-		return err
-	}
-	switch *format {
-	case "json":
-		return printJSON(pids)
-	case "table":
-		fmt.Println("PID")
-		for _, p := range pids {
-			fmt.Println(p)
-		}
-		return nil
-	default:
-		return fmt.Errorf("invalid format %q: must be table or json", *format)
-	}
+	return c.Delete(force)
 }
 
 func runPause(g *globals, args []string) error {
-	id, err := parseID(newFlags("pause"), args, "pause")
+	pos, err := newFlags("pause").parse(args, exactly(1))
 	if err != nil {
 		return err
 	}
-	c, err := container.Load(g.root, id)
+	c, err := container.Load(g.root, pos[0])
 	if err != nil {
 		return err
 	}
@@ -237,21 +177,22 @@ func runPause(g *globals, args []string) error {
 }
 
 func runResume(g *globals, args []string) error {
-	id, err := parseID(newFlags("resume"), args, "resume")
+	pos, err := newFlags("resume").parse(args, exactly(1))
 	if err != nil {
 		return err
 	}
-	c, err := container.Load(g.root, id)
+	c, err := container.Load(g.root, pos[0])
 	if err != nil {
 		return err
 	}
 	return c.Resume()
 }
 
-// ParseSignal accepts "KILL", "SIGKILL" or "9".
+// ParseSignal accepts "KILL", "SIGKILL" or "9"; 0 checks that the init is
+// alive, as kill(2) and runc do.
 func ParseSignal(s string) (unix.Signal, error) {
 	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 || n > 64 {
+		if n < 0 || n > 64 {
 			return 0, fmt.Errorf("invalid signal %q", s)
 		}
 		return unix.Signal(n), nil
@@ -263,7 +204,7 @@ func ParseSignal(s string) (unix.Signal, error) {
 	if sig := unix.SignalNum(name); sig != 0 {
 		return sig, nil
 	}
-	return 0, fmt.Errorf("invalid signal %q", s)
+	return 0, fmt.Errorf("unknown signal %q", s)
 }
 
 func printJSON(v any) error {

@@ -4,13 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
+	"github.com/hostnet-dev/hostnet/runtime/cgroups"
 	"github.com/hostnet-dev/hostnet/runtime/container"
 )
 
@@ -20,68 +21,84 @@ type stringList []string
 func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
+// runExec starts a process in a container. Its runtime errors exit 255, as
+// runc's do: 1 could be the process's own status.
 func runExec(g *globals, args []string) error {
-	fs := newFlags("exec")
+	f := newFlags("exec")
+	// As runc: the command after the id is not parsed (ls -l stays ls -l).
+	f.inOrder = true
 	o := container.ExecOpts{Warnf: g.log.Warnf}
-	processFile := fs.String("process", "", "JSON file with the process (a runtime-spec process)")
-	fs.StringVar(processFile, "p", "", "")
-	detach := fs.Bool("detach", false, "do not wait for the process")
-	fs.BoolVar(detach, "d", false, "")
-	tty := fs.Bool("tty", false, "allocate a pseudo-TTY")
-	fs.BoolVar(tty, "t", false, "")
-	cwd := fs.String("cwd", "", "working directory")
-	user := fs.String("user", "", "uid[:gid]")
-	fs.StringVar(user, "u", "", "")
-	var env, caps stringList
-	fs.Var(&env, "env", "environment variable KEY=VALUE")
-	fs.Var(&env, "e", "")
-	fs.Var(&caps, "cap", "additional capability")
-	noNewPrivs := fs.Bool("no-new-privs", false, "set no_new_privs")
-	fs.StringVar(&o.PidFile, "pid-file", "", "file to write the process's pid to")
-	fs.StringVar(&o.ConsoleSocket, "console-socket", "", "unix socket to send the pty master to")
-	fs.IntVar(&o.PreserveFds, "preserve-fds", 0, "pass this many extra fds (from 3)")
-	processLabel := fs.String("process-label", "", "set the SELinux label of the process")
-	apparmor := fs.String("apparmor", "", "set the AppArmor profile of the process")
-	id, err := parseID(fs, args, "exec")
+	var processFile, cwd, user, processLabel, apparmor string
+	var detach, terminal, noNewPrivs, ignorePaused bool
+	var env, caps, gids, cgroupArgs stringList
+	f.stringVar(&o.ConsoleSocket, "console-socket", "path to an AF_UNIX socket which will receive a file descriptor referencing the master end of the console's pseudoterminal")
+	f.stringVar(&o.PidfdSocket, "pidfd-socket", "path to an AF_UNIX socket which will receive a file descriptor referencing the exec process")
+	f.stringVar(&cwd, "cwd", "current working directory in the container")
+	f.listVar(&env, "env, e", "set environment variables")
+	f.boolVar(&terminal, "tty, t", "allocate a pseudo-TTY")
+	f.stringVar(&user, "user, u", "UID (format: <uid>[:<gid>])")
+	f.listVar(&gids, "additional-gids, g", "additional gids")
+	f.stringVar(&processFile, "process, p", "path to the process.json")
+	f.boolVar(&detach, "detach, d", "detach from the container's process")
+	f.stringVar(&o.PidFile, "pid-file", "specify the file to write the process id to")
+	f.stringVar(&processLabel, "process-label", "set the asm process label for the process commonly used with selinux")
+	f.stringVar(&apparmor, "apparmor", "set the apparmor profile for the process")
+	f.boolVar(&noNewPrivs, "no-new-privs", "set the no new privileges value for the process")
+	f.listVar(&caps, "cap, c", "add a capability to the bounding set for the process")
+	f.intVar(&o.PreserveFds, "preserve-fds", "Pass N additional file descriptors to the container (stdio + $LISTEN_FDS + N in total)")
+	f.listVar(&cgroupArgs, "cgroup", "run the process in an (existing) sub-cgroup(s). Format is [<controller>:]<cgroup>.")
+	f.boolVar(&ignorePaused, "ignore-paused", "allow exec in a paused container")
+	pos, err := f.parse(args, atLeast(1))
 	if err != nil {
 		return err
 	}
-	c, err := container.Load(g.root, id)
+	fail := func(err error) error { return &statusError{255, fmt.Errorf("exec failed: %w", err)} }
+	c, err := container.Load(g.root, pos[0])
 	if err != nil {
-		return err
+		return fail(err)
 	}
-	if *processFile != "" {
-		data, err := os.ReadFile(*processFile)
+	if processFile != "" {
+		data, err := os.ReadFile(processFile)
 		if err != nil {
-			return fmt.Errorf("read process file: %w", err)
+			return fail(err)
 		}
 		o.Process = &specs.Process{}
 		if err := json.Unmarshal(data, o.Process); err != nil {
-			return fmt.Errorf("parse process file %s: %w", *processFile, err)
+			return fail(fmt.Errorf("parse process file %s: %w", processFile, err))
 		}
 	} else {
-		if fs.NArg() < 2 {
-			return errors.New("exec: a command or --process is required")
+		if len(pos) < 2 {
+			return fail(errors.New("exec args cannot be empty"))
 		}
 		// Defaults come from the container's own process.
 		s, err := container.LoadSpec(c.Bundle)
 		if err != nil {
-			return err
+			return fail(err)
 		}
 		o.Process = s.Process
-		o.Process.Args = fs.Args()[1:]
-		o.Process.Terminal = *tty
+		o.Process.Args = pos[1:]
+		o.Process.Terminal = terminal
 		o.Process.Env = append(o.Process.Env, env...)
-		if *cwd != "" {
-			o.Process.Cwd = *cwd
+		if cwd != "" {
+			o.Process.Cwd = cwd
 		}
-		if *user != "" {
-			if err := parseUser(*user, &o.Process.User); err != nil {
-				return err
+		if user != "" {
+			if err := parseUser(user, &o.Process.User); err != nil {
+				return fail(err)
 			}
 		}
-		if *noNewPrivs {
-			o.Process.NoNewPrivileges = true
+		for _, s := range gids {
+			gid, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				return fail(fmt.Errorf("invalid --additional-gids %q: %w", s, err))
+			}
+			if gid < 0 || gid > math.MaxUint32 {
+				return fail(fmt.Errorf("additional-gids must be a positive number %d", gid))
+			}
+			o.Process.User.AdditionalGids = append(o.Process.User.AdditionalGids, uint32(gid))
+		}
+		if f.isSet("no-new-privs") {
+			o.Process.NoNewPrivileges = noNewPrivs
 		}
 		if len(caps) > 0 && o.Process.Capabilities != nil {
 			pc := o.Process.Capabilities
@@ -98,43 +115,53 @@ func runExec(g *globals, args []string) error {
 	// Applied over a --process file too (runc drops them there): they can
 	// only confine the process more, and a flag that does nothing is worse
 	// than one that fails. A host without the LSM refuses them at exec.
-	if *apparmor != "" {
-		o.Process.ApparmorProfile = *apparmor
+	if apparmor != "" {
+		o.Process.ApparmorProfile = apparmor
 	}
-	if *processLabel != "" {
-		o.Process.SelinuxLabel = *processLabel
+	if processLabel != "" {
+		o.Process.SelinuxLabel = processLabel
 	}
 	if len(o.Process.Args) == 0 {
-		return errors.New("exec: process args must not be empty")
+		return fail(errors.New("args must not be empty"))
 	}
-	// As runc: only a detached process with a terminal sends it over the
-	// console socket. Connecting to it without one would leave the caller
-	// waiting on the socket for a terminal that never comes.
-	switch {
-	case *detach && o.Process.Terminal && o.ConsoleSocket == "":
-		return errors.New("cannot allocate tty if runc will detach without setting console socket")
-	case (!*detach || !o.Process.Terminal) && o.ConsoleSocket != "":
-		return errors.New("cannot use console socket if runc will not detach or allocate tty")
+	if o.SubCgroups, err = cgroups.ParseSub(cgroupArgs); err != nil {
+		return fail(err)
+	}
+	o.IgnorePaused = ignorePaused
+	if err := checkTerminal(o.ConsoleSocket, detach, o.Process.Terminal); err != nil {
+		return fail(err)
+	}
+	var fg *foreground
+	var t *tty
+	if !detach {
+		fg = newForeground(g.log, false)
+		defer fg.stop()
+		if o.Process.Terminal {
+			if t, err = newTTY(o.Process); err != nil {
+				return fail(err)
+			}
+			defer t.close()
+			o.Console = t.conn
+		}
 	}
 	proc, err := c.Exec(o)
 	if err != nil {
-		return err
+		return fail(err)
 	}
-	if *detach {
+	if detach {
 		return proc.Release()
 	}
-	var ws unix.WaitStatus
-	for {
-		_, err := unix.Wait4(proc.Pid, &ws, 0, nil)
-		if !errors.Is(err, unix.EINTR) {
-			break
+	if t != nil {
+		if err := t.attach(); err != nil {
+			_ = proc.Kill()
+			_, _ = proc.Wait()
+			return fail(err)
 		}
 	}
-	if ws.Signaled() {
-		return exitError(128 + int(ws.Signal()))
-	}
-	if code := ws.ExitStatus(); code != 0 {
-		return exitError(code)
+	status := fg.wait(proc.Pid, t)
+	t.close()
+	if status != 0 {
+		return exitError(status)
 	}
 	return nil
 }

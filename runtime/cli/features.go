@@ -16,8 +16,12 @@ import (
 // trust, so each list comes from the code that implements it, and what is
 // not implemented says false (and is refused in a spec, see
 // container.Validate) rather than being left out.
-func runFeatures(*globals, []string) error {
+func runFeatures(_ *globals, args []string) error {
+	if _, err := newFlags("features").parse(args, exactly(0)); err != nil {
+		return err
+	}
 	yes, no := true, false
+	idmap := rootfs.IDMapSupported()
 	opts := rootfs.KnownMountOptions()
 	sort.Strings(opts)
 	return printJSON(features.Features{
@@ -42,11 +46,12 @@ func runFeatures(*globals, []string) error {
 			// Compiled in, as the format means it: a profile or label is
 			// applied (initproc.applyLSM), or refused on a host without
 			// the LSM.
-			Apparmor:        &features.Apparmor{Enabled: &yes},
-			Selinux:         &features.Selinux{Enabled: &yes},
-			IntelRdt:        &features.IntelRdt{Enabled: &no},
-			MemoryPolicy:    &features.MemoryPolicy{},
-			MountExtensions: &features.MountExtensions{IDMap: &features.IDMap{Enabled: &no}},
+			Apparmor:     &features.Apparmor{Enabled: &yes},
+			Selinux:      &features.Selinux{Enabled: &yes},
+			IntelRdt:     &features.IntelRdt{Enabled: &no},
+			MemoryPolicy: &features.MemoryPolicy{},
+			// Idmapped mounts need mount_setattr(2) (rootfs.IDMappedTree).
+			MountExtensions: &features.MountExtensions{IDMap: &features.IDMap{Enabled: &idmap}},
 			NetDevices:      &features.NetDevices{Enabled: &no},
 		},
 		Annotations: map[string]string{"org.hostnet.runtime.version": Version},

@@ -12,14 +12,17 @@ import (
 
 // runSpec writes a starter config.json, like `runc spec`.
 func runSpec(_ *globals, args []string) error {
-	fs := newFlags("spec")
-	bundle := fs.String("bundle", ".", "where to write config.json")
-	fs.StringVar(bundle, "b", ".", "")
-	fs.Bool("rootless", false, "not supported: ignored")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("spec: %w", err)
+	fl := newFlags("spec")
+	bundle, rootless := "", false
+	fl.stringVar(&bundle, "bundle, b", "path to the root of the bundle directory")
+	fl.boolVar(&rootless, "rootless", "generate a configuration for a rootless container (not supported)")
+	if _, err := fl.parse(args, exactly(0)); err != nil {
+		return err
 	}
-	path := filepath.Join(*bundle, "config.json")
+	if rootless {
+		return errors.New("spec --rootless: rootless containers are not supported by hostnet-runc")
+	}
+	path := filepath.Join(bundle, "config.json")
 	if _, err := os.Stat(path); err == nil {
 		return fmt.Errorf("file %s exists: remove it first", path)
 	}

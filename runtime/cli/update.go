@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,32 +20,33 @@ import (
 // runtime-spec LinuxResources JSON file ("-" for stdin, which containerd's
 // shims use); single-value flags override it.
 func runUpdate(g *globals, args []string) error {
-	fs := newFlags("update")
-	resources := fs.String("resources", "", "LinuxResources JSON file, - for stdin")
-	fs.StringVar(resources, "r", "", "")
-	memory := fs.String("memory", "", "memory limit (e.g. 512m)")
-	memSwap := fs.String("memory-swap", "", "memory+swap limit, -1 for unlimited")
-	memReservation := fs.String("memory-reservation", "", "memory soft limit")
-	cpuShares := fs.String("cpu-share", "", "CPU shares (relative weight)")
-	cpuQuota := fs.String("cpu-quota", "", "CPU CFS quota in microseconds")
-	cpuPeriod := fs.String("cpu-period", "", "CPU CFS period in microseconds")
-	cpusetCpus := fs.String("cpuset-cpus", "", "CPUs allowed (e.g. 0-1)")
-	cpusetMems := fs.String("cpuset-mems", "", "memory nodes allowed")
-	pidsLimit := fs.String("pids-limit", "", "maximum number of processes")
-	blkioWeight := fs.String("blkio-weight", "", "block IO weight (10-1000)")
-	id, err := parseID(fs, args, "update")
+	f := newFlags("update")
+	var resources, memory, memSwap, memReservation, cpuShares, cpuQuota, cpuPeriod, cpusetCpus, cpusetMems, pidsLimit, blkioWeight string
+	f.stringVar(&resources, "resources, r", "path to the file containing the resources to update or '-' to read from the standard input; the options below override its values")
+	f.stringVar(&blkioWeight, "blkio-weight", "Specifies per cgroup weight, range is from 10 to 1000")
+	f.stringVar(&cpuPeriod, "cpu-period", "CPU CFS period to be used for hardcapping (in usecs). 0 to use system default")
+	f.stringVar(&cpuQuota, "cpu-quota", "CPU CFS hardcap limit (in usecs). Allowed cpu time in a given period")
+	f.stringVar(&cpuShares, "cpu-share", "CPU shares (relative weight vs. other containers)")
+	f.stringVar(&cpusetCpus, "cpuset-cpus", "CPU(s) to use")
+	f.stringVar(&cpusetMems, "cpuset-mems", "Memory node(s) to use")
+	f.stringVar(&memory, "memory", "Memory limit (in bytes)")
+	f.stringVar(&memReservation, "memory-reservation", "Memory reservation or soft_limit (in bytes)")
+	f.stringVar(&memSwap, "memory-swap", "Total memory usage (memory + swap); set '-1' to enable unlimited swap")
+	f.stringVar(&pidsLimit, "pids-limit", "Maximum number of pids allowed in the container")
+	pos, err := f.parse(args, exactly(1))
 	if err != nil {
 		return err
 	}
+	id := pos[0]
 	c, err := container.Load(g.root, id)
 	if err != nil {
 		return err
 	}
 	r := &specs.LinuxResources{}
-	if *resources != "" {
+	if resources != "" {
 		var in io.Reader = os.Stdin
-		if *resources != "-" {
-			f, err := os.Open(*resources)
+		if resources != "-" {
+			f, err := os.Open(resources)
 			if err != nil {
 				return fmt.Errorf("open resources file: %w", err)
 			}
@@ -94,12 +96,12 @@ func runUpdate(g *globals, args []string) error {
 		return nil
 	}
 	for _, err := range []error{
-		setBytes("memory", *memory, func(n int64) { mem().Limit = &n }),
-		setBytes("memory-swap", *memSwap, func(n int64) { mem().Swap = &n }),
-		setBytes("memory-reservation", *memReservation, func(n int64) { mem().Reservation = &n }),
-		setUint("cpu-share", *cpuShares, func(n uint64) { cpu().Shares = &n }),
-		setUint("cpu-period", *cpuPeriod, func(n uint64) { cpu().Period = &n }),
-		setUint("blkio-weight", *blkioWeight, func(n uint64) {
+		setBytes("memory", memory, func(n int64) { mem().Limit = &n }),
+		setBytes("memory-swap", memSwap, func(n int64) { mem().Swap = &n }),
+		setBytes("memory-reservation", memReservation, func(n int64) { mem().Reservation = &n }),
+		setUint("cpu-share", cpuShares, func(n uint64) { cpu().Shares = &n }),
+		setUint("cpu-period", cpuPeriod, func(n uint64) { cpu().Period = &n }),
+		setUint("blkio-weight", blkioWeight, func(n uint64) {
 			w := uint16(n)
 			r.BlockIO = &specs.LinuxBlockIO{Weight: &w}
 		}),
@@ -108,23 +110,23 @@ func runUpdate(g *globals, args []string) error {
 			return err
 		}
 	}
-	if *cpuQuota != "" {
-		n, err := strconv.ParseInt(*cpuQuota, 10, 64)
+	if cpuQuota != "" {
+		n, err := strconv.ParseInt(cpuQuota, 10, 64)
 		if err != nil {
-			return fmt.Errorf("invalid --cpu-quota %q: %w", *cpuQuota, err)
+			return fmt.Errorf("invalid --cpu-quota %q: %w", cpuQuota, err)
 		}
 		cpu().Quota = &n
 	}
-	if *cpusetCpus != "" {
-		cpu().Cpus = *cpusetCpus
+	if cpusetCpus != "" {
+		cpu().Cpus = cpusetCpus
 	}
-	if *cpusetMems != "" {
-		cpu().Mems = *cpusetMems
+	if cpusetMems != "" {
+		cpu().Mems = cpusetMems
 	}
-	if *pidsLimit != "" {
-		n, err := strconv.ParseInt(*pidsLimit, 10, 64)
+	if pidsLimit != "" {
+		n, err := strconv.ParseInt(pidsLimit, 10, 64)
 		if err != nil {
-			return fmt.Errorf("invalid --pids-limit %q: %w", *pidsLimit, err)
+			return fmt.Errorf("invalid --pids-limit %q: %w", pidsLimit, err)
 		}
 		r.Pids = &specs.LinuxPids{Limit: &n}
 	}
@@ -144,15 +146,17 @@ func runUpdate(g *globals, args []string) error {
 // runEvents prints the container's stats, once with --stats, else every
 // interval along with OOM events, until the container stops.
 func runEvents(g *globals, args []string) error {
-	fs := newFlags("events")
-	once := fs.Bool("stats", false, "print stats once and exit")
-	interval := fs.Duration("interval", 5*time.Second, "how often to print stats")
-	id, err := parseID(fs, args, "events")
+	f := newFlags("events")
+	once, interval := false, 5*time.Second
+	f.durationVar(&interval, "interval", "set the stats collection interval")
+	f.boolVar(&once, "stats", "display the container's stats then exit")
+	pos, err := f.parse(args, exactly(1))
 	if err != nil {
 		return err
 	}
-	if *interval <= 0 {
-		return fmt.Errorf("events: --interval must be positive")
+	id := pos[0]
+	if interval <= 0 {
+		return errors.New("duration interval must be greater than 0")
 	}
 	c, err := container.Load(g.root, id)
 	if err != nil {
@@ -174,7 +178,7 @@ func runEvents(g *globals, args []string) error {
 			Data *cgroups.Stats `json:"data"`
 		}{"stats", id, s})
 	}
-	if *once {
+	if once {
 		return emitStats()
 	}
 	ooms, _ := cg.OOMKills()
@@ -186,7 +190,7 @@ func runEvents(g *globals, args []string) error {
 			if err := emitStats(); err != nil {
 				return err
 			}
-			next = time.Now().Add(*interval)
+			next = time.Now().Add(interval)
 		}
 		if n, err := cg.OOMKills(); err == nil && n > ooms {
 			ooms = n

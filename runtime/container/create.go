@@ -21,17 +21,25 @@ import (
 
 // CreateOpts are the flags of `create`.
 type CreateOpts struct {
-	Bundle        string
+	Bundle string
+	// Spec, when set, is the bundle's config.json already loaded (with
+	// LoadSpec) by the caller.
+	Spec          *specs.Spec
 	PidFile       string
 	ConsoleSocket string
-	NoPivot       bool
-	NoNewKeyring  bool
-	PreserveFds   int
+	// Console, instead of ConsoleSocket, is a connected socket to send the
+	// pty master over: the foreground run's own.
+	Console      *os.File
+	PidfdSocket  string
+	NoPivot      bool
+	NoNewKeyring bool
+	PreserveFds  int
 	// SystemdCgroup makes systemd create the cgroup as a transient unit;
 	// cgroupsPath is then "slice:prefix:name".
 	SystemdCgroup bool
-	// Warnf, when set, receives what runc logs as warnings.
-	Warnf func(format string, args ...any)
+	// Warnf, when set, receives what runc logs as warnings, Debugf what
+	// it logs with --debug.
+	Warnf, Debugf func(format string, args ...any)
 }
 
 // warnUnknownCapabilities logs, with runc's words, the capability names the
@@ -53,9 +61,11 @@ func Create(root, id string, o CreateOpts) (err error) {
 	if err != nil {
 		return err
 	}
-	s, err := LoadSpec(bundle)
-	if err != nil {
-		return err
+	s := o.Spec
+	if s == nil {
+		if s, err = LoadSpec(bundle); err != nil {
+			return err
+		}
 	}
 	warnUnknownCapabilities(o.Warnf, s.Process.Capabilities)
 	rootPath, err := RootfsPath(bundle, s)
@@ -91,6 +101,11 @@ func Create(root, id string, o CreateOpts) (err error) {
 	if err := unix.Mkfifo(fifo, 0o622); err != nil {
 		return fmt.Errorf("create exec fifo: %w", err)
 	}
+	// The umask took bits off; the init opens the fifo for writing as the
+	// container's user, which need not be root, as runc does.
+	if err := os.Chmod(fifo, 0o622); err != nil {
+		return fmt.Errorf("chmod exec fifo: %w", err)
+	}
 	// In a user namespace the init is an unprivileged uid on the host; the
 	// fifo must be its own to open, as runc does.
 	if uid, gid := hostID(s.Linux.UIDMappings, 0), hostID(s.Linux.GIDMappings, 0); uid != 0 || gid != 0 {
@@ -114,7 +129,7 @@ func Create(root, id string, o CreateOpts) (err error) {
 		undo = append(undo, func() { _ = rootfs.Unmount(rootPath) })
 	}
 	so := initSpawnOpts(s)
-	so.dir, so.fifo, so.consoleSocket = bundle, fifo, o.ConsoleSocket
+	so.dir, so.fifo, so.consoleSocket, so.consoleConn = bundle, fifo, o.ConsoleSocket, o.Console
 	// Sockets passed by systemd (socket activation) come first and the
 	// process is told about them, as with runc.
 	if n := listenFds(); n > 0 {
@@ -129,8 +144,28 @@ func Create(root, id string, o CreateOpts) (err error) {
 	defer p.sync.Close()
 	undo = append(undo, p.kill)
 	pid := p.proc.Pid
+	uidMaps, gidMaps := s.Linux.UIDMappings, s.Linux.GIDMappings
+	if so.userns != "" {
+		if uidMaps, gidMaps, err = joinedUserNamespace(pid, s); err != nil {
+			return err
+		}
+		// A spec that joins by path need not repeat the mappings: the
+		// fifo is then the namespace root's now (the init opens it only
+		// after start).
+		if s.Linux.UIDMappings == nil {
+			if err := os.Chown(fifo, hostID(uidMaps, 0), hostID(gidMaps, 0)); err != nil {
+				return fmt.Errorf("chown exec fifo: %w", err)
+			}
+		}
+	}
 	if err := cg.Add(pid); err != nil {
 		return fmt.Errorf("add init %d to cgroup %s: %w", pid, cgPaths, err)
+	}
+	debugf(o.Debugf, "container %s: init %d started in cgroup %s", id, pid, cgPaths)
+	if o.PidfdSocket != "" {
+		if err := sendPidfd(o.PidfdSocket, pid, "standard"); err != nil {
+			return err
+		}
 	}
 	if err := p.setOOMScoreAdj(s.Process.OOMScoreAdj); err != nil {
 		return err
@@ -147,9 +182,15 @@ func Create(root, id string, o CreateOpts) (err error) {
 		undo = append(undo, func() { _ = hooks.Run("poststop", s.Hooks.Poststop, state) })
 	}
 	boot := initproc.Bootstrap{Spec: s, Rootfs: rootPath, NoPivot: o.NoPivot, NoNewKeyring: o.NoNewKeyring, CgroupPaths: cg.MountPaths(), State: state}
-	if err := p.handshake(boot, runtimeHooks); err != nil {
+	sources := &mountSources{spec: s, bundle: bundle, pid: pid, hostMountNS: hostMountNS}
+	if spec.HasNamespace(s, specs.UserNamespace) {
+		sources.uidMaps, sources.gidMaps = uidMaps, gidMaps
+	}
+	defer sources.close()
+	if err := p.handshake(boot, runtimeHooks, sources.open); err != nil {
 		return err
 	}
+	debugf(o.Debugf, "container %s: init %d ready, waiting for start", id, pid)
 
 	start, _, err := processStart(pid)
 	if err != nil {
@@ -188,6 +229,12 @@ func resolveCgroup(cgroupsPath, id string, systemd bool) (*cgroups.Unit, cgroups
 	}
 	paths, err := cgroups.Resolve(cgroupsPath)
 	return nil, paths, err
+}
+
+func debugf(f func(string, ...any), format string, args ...any) {
+	if f != nil {
+		f(format, args...)
+	}
 }
 
 // hostID maps a container id to the host's through the spec's mappings;

@@ -17,7 +17,17 @@ type ExecOpts struct {
 	Process       *specs.Process
 	PidFile       string
 	ConsoleSocket string
-	PreserveFds   int
+	// Console, instead of ConsoleSocket, is a connected socket to send the
+	// pty master over: the foreground exec's own.
+	Console     *os.File
+	PidfdSocket string
+	PreserveFds int
+	// SubCgroups places the process in sub-cgroups of the container's
+	// (--cgroup): by v1 controller, or under "" for all of them.
+	SubCgroups map[string]string
+	// IgnorePaused allows an exec into a paused container, which then
+	// starts once the container resumes.
+	IgnorePaused bool
 	// Warnf, when set, receives what runc logs as warnings.
 	Warnf func(format string, args ...any)
 }
@@ -35,15 +45,15 @@ var nsFile = map[specs.LinuxNamespaceType]string{
 	specs.UserNamespace: "user",
 }
 
-// Exec starts an additional process in the running container, in its
-// namespaces and cgroup. It returns the process's pid once it is running.
+// Exec starts an additional process in the container, in its namespaces
+// and cgroup. It returns the process once it is running. As with runc, a
+// created container, whose init waits for start, takes execs too.
 func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
-	switch st := c.Status(); st {
-	case Running:
-	case Paused:
-		return nil, errors.New("cannot exec in a paused container")
-	default:
-		return nil, fmt.Errorf("cannot exec in a %s container", st)
+	switch st := c.Status(); {
+	case st == Stopped:
+		return nil, errors.New("cannot exec in a stopped container")
+	case st == Paused && !o.IgnorePaused:
+		return nil, errors.New("cannot exec in a paused container (use --ignore-paused to override)")
 	}
 	warnUnknownCapabilities(o.Warnf, o.Process.Capabilities)
 	userns := ""
@@ -68,26 +78,41 @@ func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
 	}
 	p, err := spawn(spawnOpts{
 		consoleSocket: o.ConsoleSocket,
+		consoleConn:   o.Console,
 		preserveFds:   o.PreserveFds,
-		setsid:        o.Process.Terminal,
-		joins:         joins,
-		userns:        userns,
+		// A session of its own, with or without a terminal, as runc's:
+		// a foreground exec forwards the caller's signals itself, and
+		// the terminal's would else reach the process twice.
+		setsid: true,
+		joins:  joins,
+		userns: userns,
 	})
 	if err != nil {
 		return nil, err
 	}
 	defer p.sync.Close()
 	pid := p.proc.Pid
-	if err := cg.Add(pid); err != nil {
+	if o.SubCgroups != nil {
+		err = c.Cgroup.AddSub(pid, o.SubCgroups)
+	} else {
+		err = cg.Add(pid)
+	}
+	if err != nil {
 		p.kill()
 		return nil, fmt.Errorf("add process %d to cgroup %s: %w", pid, c.Cgroup, err)
+	}
+	if o.PidfdSocket != "" {
+		if err := sendPidfd(o.PidfdSocket, pid, "setns"); err != nil {
+			p.kill()
+			return nil, err
+		}
 	}
 	if err := p.setOOMScoreAdj(o.Process.OOMScoreAdj); err != nil {
 		p.kill()
 		return nil, err
 	}
 	spec := &specs.Spec{Process: o.Process, Linux: &specs.Linux{Seccomp: c.Seccomp}}
-	if err := p.handshake(initproc.Bootstrap{Exec: true, Spec: spec}, nil); err != nil {
+	if err := p.handshake(initproc.Bootstrap{Exec: true, Spec: spec}, nil, nil); err != nil {
 		p.kill()
 		return nil, err
 	}

@@ -105,31 +105,69 @@ func (c *Container) openFifo(path string) (*os.File, error) {
 	}
 }
 
-// Signal sends sig to the init, or with all to every process in the cgroup.
+// ErrNotRunning is a signal for a container without a live init.
+var ErrNotRunning = errors.New("container not running")
+
+// Signal sends sig to the init, as runc does, or with all to every process
+// in the container's cgroup. Signal 0 only checks that the init is alive.
+//
+// As runc: SIGKILL goes to every process in the cgroup when the container
+// shares the runtime's pid namespace, or once its init is gone (with a pid
+// namespace of its own, the kernel has then killed the rest already):
+// killing only the init would leave the others running. A paused
+// container is thawed after SIGKILL, which a frozen process cannot act on.
 func (c *Container) Signal(sig unix.Signal, all bool) error {
-	if all {
-		cg, err := c.LoadCgroup()
-		if err != nil {
-			return fmt.Errorf("container %s: %w", c.ID, err)
+	alive := processAlive(c.InitPid, c.InitStart)
+	if sig == unix.SIGKILL && !all {
+		if !alive {
+			all = true
+		} else if private, err := c.nsDiffers(specs.PIDNamespace); err == nil && !private {
+			all = true
 		}
-		pids, err := cg.Pids()
-		if err != nil {
-			return err
-		}
-		for _, pid := range pids {
-			if err := unix.Kill(pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
-				return fmt.Errorf("signal %d: %w", pid, err)
-			}
-		}
-		return nil
 	}
-	if c.Status() == Stopped {
-		return errors.New("container not running")
+	if all {
+		return c.signalAll(sig, alive)
+	}
+	if !alive {
+		return ErrNotRunning
 	}
 	if err := unix.Kill(c.InitPid, sig); err != nil {
-		return fmt.Errorf("signal init %d: %w", c.InitPid, err)
+		return fmt.Errorf("unable to signal init: %w", err)
+	}
+	if sig == unix.SIGKILL && c.frozen() {
+		if cg, err := c.LoadCgroup(); err == nil {
+			_ = cg.Thaw()
+		}
 	}
 	return nil
+}
+
+// signalAll signals every process in the container's cgroup while it is
+// frozen, so none can fork away, as runc's signalAllProcesses does.
+func (c *Container) signalAll(sig unix.Signal, alive bool) error {
+	cg, err := c.LoadCgroup()
+	if errors.Is(err, cgroups.ErrNotExist) && !alive {
+		return ErrNotRunning
+	}
+	if err != nil {
+		return fmt.Errorf("container %s: %w", c.ID, err)
+	}
+	paused := cg.Frozen()
+	_ = cg.Freeze()
+	pids, err := cg.Pids()
+	if err == nil && len(pids) == 0 && !alive {
+		err = ErrNotRunning
+	}
+	for _, pid := range pids {
+		if kerr := unix.Kill(pid, sig); kerr != nil && !errors.Is(kerr, unix.ESRCH) && err == nil {
+			err = fmt.Errorf("signal %d: %w", pid, kerr)
+		}
+	}
+	// A paused container stays paused, unless it was killed.
+	if !paused || sig == unix.SIGKILL {
+		_ = cg.Thaw()
+	}
+	return err
 }
 
 // Delete removes a stopped container; force kills a running one first. A

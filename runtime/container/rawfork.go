@@ -30,12 +30,27 @@ import (
 // created by the clone; the child waits for its id maps if it has a new
 // user namespace, joins the user namespace to join, if any, becomes its
 // root, and execs the sealed init.
+//
+// With a user namespace to join, the new namespaces must belong to it, not
+// to the runtime's: the child unshares them once it has joined, and, as a
+// new PID namespace takes in only the children of the process that
+// unshared it, forks once more (CLONE_PARENT, so the init is the
+// runtime's child like any other) and reports the grandchild's pid; the
+// grandchild, pid 1 of the new namespace, goes on to the exec. runc's
+// nsexec has the same two stages.
 
 // rawForkArgs is everything the child needs, prepared by the parent:
 // after the fork the child may not allocate.
 type rawForkArgs struct {
 	cloneFlags uintptr
-	mapWait    int // read end: the parent writes a byte once the id maps are set, or -1
+	// unshareFlags are the namespaces created once the user namespace is
+	// joined; with CLONE_NEWPID the child forks again.
+	unshareFlags uintptr
+	mapWait      int // read end: the parent writes a byte once the id maps are set, or -1
+	mapWaitW     int // its write end, which the child closes, or -1
+	// hold makes the child exit after mapWait instead of exec'ing: it only
+	// lends its new user namespace (newUserNamespace).
+	hold       bool
 	userns     int // fd of the user namespace to join, or -1
 	becomeRoot bool
 	exe        int // fd of the sealed init binary, exec'd with execveat
@@ -51,10 +66,13 @@ type rawForkArgs struct {
 // forkExec starts f from the calling thread (which is in the namespaces
 // to join already) and returns the process once it has exec'd.
 func forkExec(f *forkSpec) (*os.Process, error) {
-	a := &rawForkArgs{cloneFlags: f.cloneFlags, mapWait: -1, userns: -1, exe: int(f.exe.Fd())}
+	a := &rawForkArgs{cloneFlags: f.cloneFlags, mapWait: -1, mapWaitW: -1, userns: -1, exe: int(f.exe.Fd())}
 	where := "the container"
 	if f.userns != nil {
 		a.userns, where = int(f.userns.Fd()), "user namespace "+f.userns.Name()
+		// Created by the clone, they would belong to the runtime's user
+		// namespace, where the container's root has no say over them.
+		a.cloneFlags, a.unshareFlags = 0, f.cloneFlags
 	}
 	a.becomeRoot = f.userns != nil || f.cloneFlags&unix.CLONE_NEWUSER != 0
 	var err error
@@ -83,7 +101,7 @@ func forkExec(f *forkSpec) (*os.Process, error) {
 			return nil, fmt.Errorf("create pipe: %w", err)
 		}
 		defer unix.Close(maps[1])
-		a.mapWait = maps[0]
+		a.mapWait, a.mapWaitW = maps[0], maps[1]
 	}
 
 	pid, e := rawFork(a)
@@ -95,34 +113,65 @@ func forkExec(f *forkSpec) (*os.Process, error) {
 	if e != 0 {
 		return nil, fmt.Errorf("fork: %w", e)
 	}
-	var ws unix.WaitStatus
 	if a.mapWait >= 0 {
 		err := writeIDMaps(f, pid)
 		if err == nil {
 			_, err = unix.Write(maps[1], []byte{0})
 		}
 		if err != nil {
-			unix.Kill(pid, unix.SIGKILL)
-			unix.Wait4(pid, &ws, 0, nil)
+			reap(pid, true)
 			return nil, err
 		}
 	}
 
-	// EOF: the pipe closed on exec. Else the step and errno that failed.
-	var report [8]byte
-	n, rerr := readFull(p[0], report[:])
-	if n == 0 && rerr == nil {
-		return os.FindProcess(pid)
+	// Records of what the children do, until EOF: the pipe closes on exec.
+	initPid, err := readForkReport(p[0], pid)
+	if initPid != pid {
+		// The intermediate child, done once it has forked the init.
+		reap(pid, err != nil)
 	}
-	if n != len(report) {
+	if err != nil {
+		reap(initPid, true)
+		return nil, fmt.Errorf("start process in %s: %w", where, err)
+	}
+	return os.FindProcess(initPid)
+}
+
+// readForkReport reads the child's report pipe to EOF: each record is a
+// failed step and its errno, or step 0 and the pid of the grandchild that
+// goes on in a new PID namespace. It returns the pid of the process that
+// exec'd (or would have), and what failed.
+func readForkReport(fd, pid int) (int, error) {
+	initPid := pid
+	for {
+		var rec [8]byte
+		n, err := readFull(fd, rec[:])
+		if n == 0 && err == nil {
+			return initPid, nil
+		}
+		if n != len(rec) {
+			return initPid, fmt.Errorf("read child's report: %d bytes, %v", n, err)
+		}
+		step, val := binary.LittleEndian.Uint32(rec[:4]), binary.LittleEndian.Uint32(rec[4:])
+		if step == 0 {
+			initPid = int(val)
+			continue
+		}
+		return initPid, fmt.Errorf("%s: %w", forkSteps[step], syscall.Errno(val))
+	}
+}
+
+// reap waits for a child of ours, killing it first if asked.
+func reap(pid int, kill bool) {
+	if kill {
 		unix.Kill(pid, unix.SIGKILL)
-		unix.Wait4(pid, &ws, 0, nil)
-		return nil, fmt.Errorf("start process in %s: read child's report: %d bytes, %v", where, n, rerr)
 	}
-	unix.Wait4(pid, &ws, 0, nil)
-	step := forkSteps[binary.LittleEndian.Uint32(report[:4])]
-	errno := syscall.Errno(binary.LittleEndian.Uint32(report[4:]))
-	return nil, fmt.Errorf("start process in %s: %s: %w", where, step, errno)
+	var ws unix.WaitStatus
+	for {
+		if _, err := unix.Wait4(pid, &ws, 0, nil); err != unix.EINTR {
+			return
+		}
+	}
 }
 
 // rawFork clones with every signal blocked on this thread, so that no Go
@@ -162,6 +211,7 @@ func readFull(fd int, buf []byte) (int, error) {
 var forkSteps = map[uint32]string{
 	1: "join the user namespace", 2: "become its root group", 3: "become its root user",
 	4: "setsid", 5: "pass descriptors", 6: "wait for its id maps", 7: "execveat",
+	8: "create its namespaces", 9: "fork into the new PID namespace",
 }
 
 // rawForkExec forks; the child waits for its id maps, joins the user
@@ -182,7 +232,10 @@ func rawForkExec(a *rawForkArgs) (int, syscall.Errno) {
 	}
 	// Child.
 	var step uint32
+	var msg [8]byte
 	if a.mapWait >= 0 {
+		// The parent's copy is the only writer: EOF if it dies.
+		syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(a.mapWaitW), 0, 0)
 		var b byte
 		for {
 			r, _, e = syscall.RawSyscall(syscall.SYS_READ, uintptr(a.mapWait), uintptr(unsafe.Pointer(&b)), 1)
@@ -193,6 +246,11 @@ func rawForkExec(a *rawForkArgs) (int, syscall.Errno) {
 		if e != 0 || r != 1 {
 			step = 6
 			goto fail
+		}
+		if a.hold {
+			for {
+				syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
+			}
 		}
 	}
 	if a.userns >= 0 {
@@ -215,6 +273,28 @@ func rawForkExec(a *rawForkArgs) (int, syscall.Errno) {
 			goto fail
 		}
 	}
+	if a.unshareFlags != 0 {
+		if _, _, e = syscall.RawSyscall(syscall.SYS_UNSHARE, a.unshareFlags, 0, 0); e != 0 {
+			step = 8
+			goto fail
+		}
+		if a.unshareFlags&syscall.CLONE_NEWPID != 0 {
+			r, _, e = syscall.RawSyscall6(syscall.SYS_CLONE, syscall.CLONE_PARENT|uintptr(syscall.SIGCHLD), 0, 0, 0, 0, 0)
+			if e != 0 {
+				step = 9
+				goto fail
+			}
+			if r != 0 {
+				// The grandchild's pid (in our PID namespace, the
+				// runtime's), for the parent; then this one is done.
+				msg[4], msg[5], msg[6], msg[7] = byte(r), byte(r>>8), byte(r>>16), byte(r>>24)
+				syscall.RawSyscall(syscall.SYS_WRITE, uintptr(a.errPipe), uintptr(unsafe.Pointer(&msg[0])), 8)
+				for {
+					syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
+				}
+			}
+		}
+	}
 	if a.setsid {
 		if _, _, e = syscall.RawSyscall(syscall.SYS_SETSID, 0, 0, 0); e != 0 {
 			step = 4
@@ -233,7 +313,6 @@ func rawForkExec(a *rawForkArgs) (int, syscall.Errno) {
 		uintptr(unsafe.Pointer(&a.argv[0])), uintptr(unsafe.Pointer(&a.envp[0])), unix.AT_EMPTY_PATH, 0)
 	step = 7
 fail:
-	var msg [8]byte
 	msg[0], msg[1], msg[2], msg[3] = byte(step), byte(step>>8), byte(step>>16), byte(step>>24)
 	msg[4], msg[5], msg[6], msg[7] = byte(e), byte(e>>8), byte(e>>16), byte(e>>24)
 	syscall.RawSyscall(syscall.SYS_WRITE, uintptr(a.errPipe), uintptr(unsafe.Pointer(&msg[0])), 8)

@@ -42,6 +42,9 @@ type spawnOpts struct {
 	dir           string // working directory before the init moves on
 	fifo          string // exec fifo; empty for exec
 	consoleSocket string
+	// consoleConn, instead of consoleSocket, is a connected socket of the
+	// caller's own to send the pty master over (a foreground run or exec).
+	consoleConn *os.File
 	// preserveFds is how many of the caller's descriptors, from 3 on, the
 	// process gets (--preserve-fds, and LISTEN_FDS for create).
 	preserveFds int
@@ -52,7 +55,8 @@ type spawnOpts struct {
 	setsid           bool
 	joins            []specs.LinuxNamespace // entered with setns before the fork
 	// userns is a user namespace the child joins after the fork: setns(2)
-	// refuses it to a multi-threaded caller.
+	// refuses it to a multi-threaded caller. The namespaces of cloneFlags
+	// are then created in it.
 	userns string
 }
 
@@ -68,6 +72,10 @@ func initSpawnOpts(s *specs.Spec) spawnOpts {
 	o := spawnOpts{setsid: true}
 	for _, ns := range s.Linux.Namespaces {
 		switch {
+		case ns.Path != "" && ns.Type == specs.UserNamespace:
+			// Joined by the child (setns(2) refuses it to a threaded
+			// caller), which then creates the new namespaces in it.
+			o.userns = ns.Path
 		case ns.Path != "":
 			o.joins = append(o.joins, ns)
 		case ns.Type == specs.UserNamespace:
@@ -147,6 +155,9 @@ func spawn(o spawnOpts) (*initProcess, error) {
 		defer sock.Close()
 		fds.ConsoleSocket = int(sock.Fd())
 		f.keep = append(f.keep, sock)
+	} else if o.consoleConn != nil {
+		fds.ConsoleSocket = int(o.consoleConn.Fd())
+		f.keep = append(f.keep, o.consoleConn)
 	}
 	f.argv = []string{"hostnet-runc", initproc.Command}
 	f.env = []string{initproc.SyncFdEnv + "=" + strconv.Itoa(int(childEnd.Fd())), "GOMAXPROCS=1"}
@@ -207,18 +218,27 @@ func writeIDMaps(f *forkSpec, pid int) error {
 }
 
 func writePidFile(proc *procfs.Handle, pid int, name string, data []byte) error {
-	h, err := proc.OpenPid(pid, name)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	file, err := pathrs.Reopen(h, unix.O_WRONLY)
+	file, err := openPidFile(proc, pid, name, unix.O_WRONLY)
 	if err != nil {
 		return err
 	}
 	defer file.Close()
 	_, err = file.Write(data)
 	return err
+}
+
+// openPidFile opens /proc/<pid>/<name> through the procfs handle.
+func openPidFile(proc *procfs.Handle, pid int, name string, flags int) (*os.File, error) {
+	h, err := proc.OpenPid(pid, name)
+	if err != nil {
+		return nil, fmt.Errorf("open %s of process %d: %w", name, pid, err)
+	}
+	defer h.Close()
+	f, err := pathrs.Reopen(h, flags)
+	if err != nil {
+		return nil, fmt.Errorf("open %s of process %d: %w", name, pid, err)
+	}
+	return f, nil
 }
 
 // checkPreservedFds makes sure the descriptors 3..3+n-1 are the caller's:
@@ -249,8 +269,9 @@ func idMapFile(maps []specs.LinuxIDMapping) []byte {
 }
 
 // handshake sends the bootstrap and waits for the process to be ready,
-// running runtimeHooks when the init asks for them.
-func (p *initProcess) handshake(b initproc.Bootstrap, runtimeHooks func() error) error {
+// running runtimeHooks when the init asks for them and answering its
+// requests for mount sources with mountSource.
+func (p *initProcess) handshake(b initproc.Bootstrap, runtimeHooks func() error, mountSource func(int) (*os.File, error)) error {
 	b.Fds = p.fds
 	enc, dec := json.NewEncoder(p.sync), json.NewDecoder(p.sync)
 	if err := enc.Encode(b); err != nil {
@@ -278,6 +299,18 @@ func (p *initProcess) handshake(b initproc.Bootstrap, runtimeHooks func() error)
 			}
 			if herr != nil {
 				return herr
+			}
+		case r.MountSource != nil:
+			src, err := (*os.File)(nil), errNoMountSources
+			if mountSource != nil {
+				src, err = mountSource(*r.MountSource)
+			}
+			serr := initproc.SendMountSource(p.sync, src, err)
+			if src != nil {
+				src.Close()
+			}
+			if serr != nil {
+				return serr
 			}
 		case r.Ready:
 			return nil

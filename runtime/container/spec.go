@@ -12,6 +12,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/hostnet-dev/hostnet/runtime/rootfs"
 	"github.com/hostnet-dev/hostnet/spec"
 )
 
@@ -66,9 +67,6 @@ func Validate(s *specs.Spec) error {
 			return fmt.Errorf("namespace %q is listed twice", ns.Type)
 		}
 		seen[ns.Type] = true
-		if ns.Type == specs.UserNamespace && ns.Path != "" {
-			return errors.New("joining an existing user namespace by path is not supported")
-		}
 		if ns.Type == specs.TimeNamespace && ns.Path != "" {
 			return errors.New("joining an existing time namespace by path is not supported")
 		}
@@ -81,8 +79,8 @@ func Validate(s *specs.Spec) error {
 		if !filepath.IsAbs(m.Destination) {
 			return fmt.Errorf("mount destination %q is not absolute", m.Destination)
 		}
-		if len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 {
-			return fmt.Errorf("mount %s: idmapped mounts (uidMappings, gidMappings) are not supported by hostnet-runc", m.Destination)
+		if err := validateIDMap(s, m); err != nil {
+			return fmt.Errorf("mount %s: %w", m.Destination, err)
 		}
 	}
 	// Refused rather than ignored: `features` says these are not
@@ -97,6 +95,29 @@ func Validate(s *specs.Spec) error {
 		return errors.New("linux.netDevices is specified in config, but moving network devices is not supported by hostnet-runc")
 	}
 	return spec.CheckSysctls(s, isHostNetNS)
+}
+
+// validateIDMap checks an idmapped mount as runc does: a bind mount, with
+// both uid and gid mappings of its own or, without any, a user namespace of
+// the container's to take them from.
+func validateIDMap(s *specs.Spec, m specs.Mount) error {
+	opts := rootfs.ParseMountOptions(m.Options)
+	if !rootfs.IDMapped(m, opts) {
+		return nil
+	}
+	switch {
+	case m.Type != "bind" && opts.Flags&unix.MS_BIND == 0:
+		return errors.New("id-mapped mounts are only supported for bind-mounts")
+	case !rootfs.IDMapSupported():
+		return errors.New("id-mapped mounts need mount_setattr(2), which this kernel lacks (Linux 5.12 or later)")
+	case m.UIDMappings == nil && m.GIDMappings == nil:
+		if !spec.HasNamespace(s, specs.UserNamespace) {
+			return errors.New("id-mapped mounts without uidMappings and gidMappings take the container's user namespace's, and it has none")
+		}
+	case len(m.UIDMappings) == 0 || len(m.GIDMappings) == 0:
+		return errors.New("id-mapped mounts must have both uid and gid mappings specified")
+	}
+	return nil
 }
 
 // isHostNetNS reports whether the network namespace at path is the

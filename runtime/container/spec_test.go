@@ -35,10 +35,12 @@ func TestLoadSpec(t *testing.T) {
 		{"read-only root in the host's mount ns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r","readonly":true},"linux":{"namespaces":[{"type":"pid"}]}}`, "root.readonly needs a mount namespace"},
 		{"unknown ns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"mount"},{"type":"bogus"}]}}`, `namespace type "bogus" is not supported`},
 		{"duplicate ns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"mount"},{"type":"mount"}]}}`, "listed twice"},
-		{"join userns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"mount"},{"type":"user","path":"/proc/1/ns/user"}]}}`, "joining an existing user namespace"},
 		{"relative mount", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"mounts":[{"destination":"tmp","type":"tmpfs"}],"linux":{"namespaces":[{"type":"mount"}]}}`, `mount destination "tmp" is not absolute`},
+		// Idmapped mounts as runc checks them.
+		{"idmapped mount without gid mappings", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"mounts":[{"destination":"/m","type":"bind","source":"/tmp","uidMappings":[{"containerID":0,"hostID":1000,"size":1}]}],"linux":{"namespaces":[{"type":"mount"}]}}`, "must have both uid and gid mappings"},
+		{"idmapped tmpfs", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"mounts":[{"destination":"/m","type":"tmpfs","source":"tmpfs","options":["idmap"]}],"linux":{"namespaces":[{"type":"mount"},{"type":"user"}]}}`, "only supported for bind-mounts"},
+		{"idmap without a user namespace", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"mounts":[{"destination":"/m","type":"bind","source":"/tmp","options":["rbind","idmap"]}],"linux":{"namespaces":[{"type":"mount"}]}}`, "it has none"},
 		// What features reports as not implemented is refused, not ignored.
-		{"idmapped mount", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"mounts":[{"destination":"/m","type":"bind","source":"/tmp","uidMappings":[{"containerID":0,"hostID":1000,"size":1}]}],"linux":{"namespaces":[{"type":"mount"}]}}`, "idmapped mounts"},
 		{"intelRdt", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"intelRdt":{"closID":"x"}}}`, "linux.intelRdt is specified in config"},
 		{"memoryPolicy", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"memoryPolicy":{"mode":"MPOL_BIND","nodes":"0"}}}`, "linux.memoryPolicy is specified in config"},
 		{"netDevices", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"network"}],"netDevices":{"eth1":{}}}}`, "linux.netDevices is specified in config"},

@@ -9,12 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/hostnet-dev/hostnet/runtime/cgroups"
 )
@@ -58,6 +60,8 @@ type State struct {
 type Container struct {
 	Dir string
 	State
+	// Owner is the user owning the state directory, set by List.
+	Owner string `json:"-"`
 }
 
 // ErrNotExist is returned for an id with no state.
@@ -136,14 +140,16 @@ func (c *Container) OCIState() OCIState {
 	}
 	return OCIState{
 		OCIVersion: c.OCIVersion, ID: c.ID, Pid: pid, Status: status, Bundle: c.Bundle,
-		Rootfs: c.Rootfs, Created: c.Created, Annotations: c.Annotations,
+		Rootfs: c.Rootfs, Created: c.Created, Annotations: c.Annotations, Owner: c.Owner,
 	}
 }
 
-// List loads every container under root.
-func List(root string) ([]*Container, error) {
+// List loads every container under root, with the owner of its state
+// directory, as `runc list` reports them. A missing root is an error
+// unless missingOK.
+func List(root string, missingOK bool) ([]*Container, error) {
 	entries, err := os.ReadDir(root)
-	if errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, os.ErrNotExist) && missingOK {
 		return nil, nil
 	}
 	if err != nil {
@@ -151,11 +157,34 @@ func List(root string) ([]*Container, error) {
 	}
 	var out []*Container
 	for _, e := range entries {
-		if c, err := Load(root, e.Name()); err == nil {
-			out = append(out, c)
+		if !e.IsDir() {
+			continue
 		}
+		c, err := Load(root, e.Name())
+		if err != nil {
+			// As runc: a half-created container is reported, not fatal.
+			if !errors.Is(err, ErrNotExist) {
+				fmt.Fprintf(os.Stderr, "load container %s: %v\n", e.Name(), err)
+			}
+			continue
+		}
+		c.Owner = owner(c.Dir)
+		out = append(out, c)
 	}
 	return out, nil
+}
+
+// owner names the user owning dir, or "#uid" if it has no name.
+func owner(dir string) string {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return ""
+	}
+	uid := strconv.Itoa(int(st.Uid))
+	if u, err := user.LookupId(uid); err == nil {
+		return u.Username
+	}
+	return "#" + uid
 }
 
 func (c *Container) frozen() bool {

@@ -41,7 +41,7 @@ func Main() {
 	os.Unsetenv(SyncFdEnv)
 	sync := os.NewFile(uintptr(fd), "sync")
 
-	ch := &channel{enc: json.NewEncoder(sync), dec: json.NewDecoder(sync)}
+	ch := &channel{sync: sync, enc: json.NewEncoder(sync), dec: json.NewDecoder(sync)}
 	var b Bootstrap
 	if err := ch.dec.Decode(&b); err != nil {
 		ch.reply(fmt.Errorf("read bootstrap from parent: %w", err))
@@ -102,8 +102,9 @@ func execProgram(p *program) {
 
 // channel is the init's side of the sync socket.
 type channel struct {
-	enc *json.Encoder
-	dec *json.Decoder
+	sync *os.File
+	enc  *json.Encoder
+	dec  *json.Decoder
 }
 
 func (c *channel) reply(err error) error {
@@ -185,6 +186,7 @@ func prepare(b *Bootstrap, ch *channel) (*program, error) {
 		CgroupPaths: b.CgroupPaths,
 		UserNS:      spec.HasNamespace(s, specs.UserNamespace),
 		HostMountNS: hostMountNS,
+		MountSource: ch.mountSource,
 	}
 	if s.Linux.MountLabel != "" && !selinuxEnabled() {
 		return nil, fmt.Errorf("SELinux mount label %q is set but SELinux is not enabled on this host", s.Linux.MountLabel)

@@ -49,14 +49,17 @@ type Fds struct {
 	Preserved int `json:"preserved"`
 }
 
-// Reply is a message from the init: ready to exec, why it cannot, or a
+// Reply is a message from the init: ready to exec, why it cannot, a
 // request to run the prestart and createRuntime hooks now that the mounts
 // are in place (they run in the runtime's namespaces, so the parent runs
-// them and answers with a HookResult).
+// them and answers with a HookResult), or a request for the source of the
+// bind mount Spec.Mounts[*MountSource], which the parent answers with
+// SendMountSource.
 type Reply struct {
-	Ready bool   `json:"ready,omitempty"`
-	Error string `json:"error,omitempty"`
-	Hooks bool   `json:"hooks,omitempty"`
+	Ready       bool   `json:"ready,omitempty"`
+	Error       string `json:"error,omitempty"`
+	Hooks       bool   `json:"hooks,omitempty"`
+	MountSource *int   `json:"mountSource,omitempty"`
 }
 
 // HookResult answers a hooks request; Error is empty on success.

@@ -19,13 +19,14 @@ import (
 // setUser switches to the spec's uid/gid and leaves exactly the spec's
 // capabilities. The bounding set is dropped first (that needs CAP_SETPCAP),
 // then the ids change with keep-caps on, then the other sets are applied.
+//
+// Every set is cleared and then given the spec's capabilities, so nothing
+// is read first: capability.Load reads /proc/self/status, and after
+// pivot_root /proc is the container's, which may be missing or fake.
 func setUser(proc *specs.Process) error {
 	caps, err := capability.NewPid2(0)
 	if err != nil {
-		return fmt.Errorf("read capabilities: %w", err)
-	}
-	if err := caps.Load(); err != nil {
-		return fmt.Errorf("read capabilities: %w", err)
+		return fmt.Errorf("capabilities: %w", err)
 	}
 	want := proc.Capabilities
 	if want == nil {

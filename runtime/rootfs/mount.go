@@ -30,6 +30,11 @@ type Config struct {
 	// namespace: the mounts are then the host's, so the host's propagation
 	// is left alone and Unmount must remove them at delete.
 	HostMountNS bool
+	// MountSource asks the runtime on the host for the source of the
+	// bind mount Spec.Mounts[index]: an idmapped tree to attach for an
+	// idmapped mount, else an O_PATH descriptor of a source the init, an
+	// unprivileged uid on the host in a user namespace, cannot reach.
+	MountSource func(index int) (*os.File, error)
 }
 
 // Prepare mounts the container's filesystems under c.Rootfs. The caller must
@@ -64,9 +69,10 @@ func Prepare(c *Config) error {
 	r := &resolver{root: root}
 
 	devBound := false
-	for _, m := range c.Spec.Mounts {
-		e := mountEntry{Mount: m, opts: ParseMountOptions(m.Options)}
+	for i, m := range c.Spec.Mounts {
+		e := mountEntry{Mount: m, index: i, opts: ParseMountOptions(m.Options)}
 		e.bind = m.Type == "bind" || e.opts.Flags&unix.MS_BIND != 0
+		e.idmapped = IDMapped(m, e.opts)
 		if err := mountOne(r, c, e); err != nil {
 			return fmt.Errorf("error mounting %q to rootfs at %q: %w", m.Source, m.Destination, err)
 		}
@@ -86,24 +92,41 @@ func Prepare(c *Config) error {
 // mountEntry is a spec mount with its options parsed.
 type mountEntry struct {
 	specs.Mount
-	opts MountOptions
-	bind bool
+	index    int // in the spec's mounts
+	opts     MountOptions
+	bind     bool
+	idmapped bool
+	// src is the bind source the runtime opened on the host, or nil: the
+	// init binds m.Source itself.
+	src *os.File
 }
 
 func mountOne(r *resolver, c *Config, m mountEntry) error {
 	if !filepath.IsAbs(m.Destination) {
 		return fmt.Errorf("mount destination %q is not absolute", m.Destination)
 	}
-	if m.opts.IDMap || len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 {
-		return errors.New("id-mapped mounts are not supported")
+	if m.idmapped && !m.bind {
+		return errors.New("id-mapped mounts are only supported for bind-mounts")
 	}
 	dir := true
 	if m.bind {
-		fi, err := os.Stat(m.Source)
-		if err != nil {
-			return fmt.Errorf("bind source: %w", err)
+		var err error
+		if m.src, err = bindSource(c, m); err != nil {
+			return err
 		}
-		dir = fi.IsDir()
+		if m.src != nil {
+			defer m.src.Close()
+		}
+		var st unix.Stat_t
+		if m.src != nil {
+			err = unix.Fstat(int(m.src.Fd()), &st)
+		} else {
+			err = unix.Stat(m.Source, &st)
+		}
+		if err != nil {
+			return fmt.Errorf("bind source: %w", &os.PathError{Op: "stat", Path: m.Source, Err: err})
+		}
+		dir = st.Mode&unix.S_IFMT == unix.S_IFDIR
 	}
 	t, err := r.open(m.Destination, dir)
 	if err != nil {
@@ -131,7 +154,7 @@ func mountOne(r *resolver, c *Config, m mountEntry) error {
 	case m.Type == "cgroup" || m.Type == "cgroup2":
 		return mountCgroup(r, c, m.Mount, m.opts)
 	case m.bind:
-		err = bindMount(r, t, m.Source, m.opts)
+		err = bindMount(r, t, bindFrom{path: m.Source, file: m.src, tree: m.idmapped}, m.opts)
 	case m.opts.CopyUp && m.Type == "tmpfs":
 		err = copyUp(r, t, m)
 	default:
@@ -141,7 +164,7 @@ func mountOne(r *resolver, c *Config, m mountEntry) error {
 			// namespace it owns (not the host's, nor one the shim made):
 			// bind the /sys we see instead, with the same flags, as runc
 			// does. Masked and read-only paths apply to it as usual.
-			err = bindMount(r, t, "/sys", MountOptions{Flags: m.opts.Flags | unix.MS_REC})
+			err = bindMount(r, t, bindFrom{path: "/sys"}, MountOptions{Flags: m.opts.Flags | unix.MS_REC})
 		}
 	}
 	if err != nil {
@@ -199,11 +222,55 @@ func setRecursiveAttrs(t *target, m mountEntry) error {
 	return nil
 }
 
+// bindSource asks the runtime for the source of an idmapped bind mount,
+// which only it can make, and of a bind mount whose source the init cannot
+// reach: in a user namespace it is an unprivileged uid on the host, and a
+// pod's volumes are in directories only the host's root may enter.
+func bindSource(c *Config, m mountEntry) (*os.File, error) {
+	if !m.idmapped {
+		if !c.UserNS {
+			return nil, nil
+		}
+		if _, err := os.Stat(m.Source); err == nil {
+			return nil, nil
+		}
+	}
+	if c.MountSource == nil {
+		return nil, errors.New("the runtime cannot open mount sources here")
+	}
+	return c.MountSource(m.index)
+}
+
+// bindFrom is a bind mount's source: a path the init resolves, or a
+// descriptor the runtime opened, which is a detached mount tree to attach
+// for an idmapped mount.
+type bindFrom struct {
+	path string
+	file *os.File
+	tree bool
+}
+
+func (b bindFrom) statfs(st *unix.Statfs_t) error {
+	if b.file != nil {
+		return unix.Fstatfs(int(b.file.Fd()), st)
+	}
+	return unix.Statfs(b.path, st)
+}
+
 // bindMount binds source onto t and then applies the flags a bind mount
 // ignores on creation (ro, nosuid, ...) with a remount, as mount(8) does;
 // an option that clears a flag (rw, suid, ...) asks for the remount too.
-func bindMount(r *resolver, t *target, source string, opts MountOptions) error {
-	if err := unix.Mount(source, t.procFd(), "", unix.MS_BIND|opts.Flags&unix.MS_REC, ""); err != nil {
+func bindMount(r *resolver, t *target, source bindFrom, opts MountOptions) error {
+	var err error
+	switch {
+	case source.tree:
+		err = attach(int(source.file.Fd()), t.File)
+	case source.file != nil:
+		err = unix.Mount(procFd(source.file), t.procFd(), "", unix.MS_BIND|opts.Flags&unix.MS_REC, "")
+	default:
+		err = unix.Mount(source.path, t.procFd(), "", unix.MS_BIND|opts.Flags&unix.MS_REC, "")
+	}
+	if err != nil {
 		return err
 	}
 	extra := opts.Flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT)
@@ -224,15 +291,15 @@ func bindMount(r *resolver, t *target, source string, opts MountOptions) error {
 	// namespace, seen from a user namespace): keep them, unless the
 	// options ask to clear one, which cannot be done.
 	var st unix.Statfs_t
-	if serr := unix.Statfs(source, &st); serr != nil {
+	if serr := source.statfs(&st); serr != nil {
 		return err
 	}
 	locked := statfsFlags(int64(st.Flags))
 	if clear := opts.Cleared & locked; clear != 0 {
-		return fmt.Errorf("cannot clear locked mount flags %#x of %s: %w", clear, source, err)
+		return fmt.Errorf("cannot clear locked mount flags %#x of %s: %w", clear, source.path, err)
 	}
 	if err := unix.Mount("", top.procFd(), "", flags|locked, ""); err != nil {
-		return fmt.Errorf("remount with the locked flags %#x of %s: %w", locked, source, err)
+		return fmt.Errorf("remount with the locked flags %#x of %s: %w", locked, source.path, err)
 	}
 	return nil
 }
@@ -244,7 +311,7 @@ func bindPath(r *resolver, source, dest string, opts MountOptions) error {
 		return fmt.Errorf("bind source: %w", err)
 	}
 	return r.with(dest, fi.IsDir(), func(t *target) error {
-		return bindMount(r, t, source, opts)
+		return bindMount(r, t, bindFrom{path: source}, opts)
 	})
 }
 

@@ -23,8 +23,9 @@ type MountOptions struct {
 	// CopyUp (tmpcopyup) fills a new tmpfs with what the directory it
 	// covers held.
 	CopyUp bool
-	// IDMap is set by idmap and ridmap, which ask for an id-mapped mount.
-	IDMap bool
+	// IDMap is set by idmap and ridmap, which ask for an id-mapped mount;
+	// RecursiveIDMap (ridmap) maps the mounts below the top one too.
+	IDMap, RecursiveIDMap bool
 }
 
 var flagOptions = map[string]struct {
@@ -143,8 +144,10 @@ func ParseMountOptions(options []string) MountOptions {
 		switch opt {
 		case "tmpcopyup":
 			o.CopyUp = true
-		case "idmap", "ridmap":
+		case "idmap":
 			o.IDMap = true
+		case "ridmap":
+			o.IDMap, o.RecursiveIDMap = true, true
 		default:
 			data = append(data, opt)
 		}

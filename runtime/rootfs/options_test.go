@@ -24,7 +24,8 @@ func TestParseMountOptions(t *testing.T) {
 		{"recursive atime", []string{"rnoatime"}, MountOptions{RecSet: unix.MOUNT_ATTR_NOATIME, RecClear: unix.MOUNT_ATTR__ATIME}},
 		{"flags mount(2) takes", []string{"nosymfollow", "lazytime", "iversion", "silent"},
 			MountOptions{Flags: unix.MS_NOSYMFOLLOW | unix.MS_LAZYTIME | unix.MS_I_VERSION | unix.MS_SILENT}},
-		{"idmap", []string{"rbind", "ridmap"}, MountOptions{Flags: unix.MS_BIND | unix.MS_REC, IDMap: true}},
+		{"idmap", []string{"rbind", "idmap"}, MountOptions{Flags: unix.MS_BIND | unix.MS_REC, IDMap: true}},
+		{"ridmap", []string{"rbind", "ridmap"}, MountOptions{Flags: unix.MS_BIND | unix.MS_REC, IDMap: true, RecursiveIDMap: true}},
 	} {
 		if got := ParseMountOptions(tc.in); got != tc.want {
 			t.Errorf("%s: got %+v, want %+v", tc.name, got, tc.want)

@@ -177,7 +177,7 @@ func checkProcMount(t *target, m mountEntry) error {
 	case t.rel == "/proc":
 		if m.bind {
 			var st unix.Statfs_t
-			if err := unix.Statfs(m.Source, &st); err != nil {
+			if err := (bindFrom{path: m.Source, file: m.src}).statfs(&st); err != nil {
 				return fmt.Errorf("statfs %s: %w", m.Source, err)
 			}
 			if st.Type == unix.PROC_SUPER_MAGIC {

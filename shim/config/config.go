@@ -1,7 +1,8 @@
-// Package config is hostnet's own runtime configuration: the TOML document a
-// user hands the shim through containerd's runtime options (ConfigPath or
-// ConfigBody), e.g. `ctr run --runtime-config-path` or a CRI runtime's
-// `options = { ConfigPath = "..." }`.
+// Package config is what configures the shim for a container: containerd's
+// runtime options, which FromOptions turns into Settings, and hostnet's own
+// TOML document (Config), which a user hands the shim through them
+// (ConfigPath or ConfigBody), e.g. `ctr run --runtime-config-path` or a CRI
+// runtime's `options = { ConfigPath = "..." }`.
 package config
 
 import (
@@ -16,6 +17,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/hostnet-dev/hostnet/shim/network/cni"
+	"github.com/hostnet-dev/hostnet/shim/network/ipam"
 	"github.com/hostnet-dev/hostnet/spec"
 )
 
@@ -128,22 +130,12 @@ func (c *Config) Validate() error {
 		return errors.New("network.bridge.subnet must be a CIDR such as 10.89.0.0/16")
 	}
 	b.Subnet = b.Subnet.Masked()
-	// The bridge, its IPAM and NAT are IPv4 only: refuse anything else
-	// here, not at the first bridge-mode container.
-	if !b.Subnet.Addr().Is4() {
-		return fmt.Errorf("network.bridge.subnet %s must be IPv4", b.Subnet)
-	}
-	if b.Subnet.Bits() > 30 {
-		return fmt.Errorf("network.bridge.subnet %s is too small: it needs room for a gateway and containers", b.Subnet)
-	}
-	if b.Gateway.IsValid() && !b.Subnet.Contains(b.Gateway) {
-		return fmt.Errorf("network.bridge.gateway %s is outside subnet %s", b.Gateway, b.Subnet)
-	}
-	if b.Gateway == b.Subnet.Addr() || b.Gateway == lastAddr(b.Subnet) {
-		return fmt.Errorf("network.bridge.gateway %s is the network or broadcast address of subnet %s", b.Gateway, b.Subnet)
-	}
-	if !b.Gateway.IsValid() {
+	if !b.Gateway.IsValid() && b.Subnet.Addr().Is4() {
 		b.Gateway = b.Subnet.Addr().Next()
+	}
+	// The error starts with "subnet" or "gateway": the setting at fault.
+	if err := ipam.CheckSubnet(b.Subnet, b.Gateway); err != nil {
+		return fmt.Errorf("network.bridge.%v", err)
 	}
 	if b.MTU < 68 || b.MTU > 65535 {
 		return fmt.Errorf("network.bridge.mtu %d is out of range (68-65535)", b.MTU)
@@ -172,12 +164,4 @@ func validInterfaceName(name string) error {
 		return errors.New(`must not be "." or ".." nor contain '/', ':' or white space`)
 	}
 	return nil
-}
-
-// lastAddr is the highest address of an IPv4 prefix, its broadcast address.
-func lastAddr(p netip.Prefix) netip.Addr {
-	a := p.Masked().Addr().As4()
-	host := ^uint32(0) >> p.Bits()
-	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]) | host
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }

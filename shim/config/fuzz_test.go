@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -58,4 +59,13 @@ func FuzzParse(f *testing.F) {
 func isMode(m spec.NetworkMode) bool {
 	_, err := spec.ParseNetworkMode(string(m))
 	return err == nil && !strings.ContainsAny(string(m), " \t\n")
+}
+
+// lastAddr is the highest address of an IPv4 prefix, its broadcast
+// address, computed apart from the check under test.
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	host := ^uint32(0) >> p.Bits()
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]) | host
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }

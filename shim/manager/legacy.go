@@ -35,11 +35,12 @@ import (
 	"os"
 
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
-	"github.com/containerd/containerd/v2/pkg/atomicfile"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/protobuf/proto"
 	"github.com/containerd/containerd/v2/pkg/shim"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/hostnet-dev/hostnet/shim/bundle"
 )
 
 // maxStartInput bounds what `start` reads from stdin, as pkg/shim does.
@@ -48,10 +49,6 @@ const maxStartInput = 10 << 20
 // ttrpcAddressEnv is how containerd before 2.3 passes its ttrpc address
 // (for events) to `start`; the server inherits it from there.
 const ttrpcAddressEnv = "TTRPC_ADDRESS"
-
-// addressFile is the file in the bundle containerd 1.7 reloads the shim's
-// address from after a restart.
-const addressFile = "address"
 
 // Run runs the shim binary: pkg/shim's RunShim, with `start` from
 // containerd 1.7 and 2.0 to 2.2 answered here. It does not return.
@@ -185,24 +182,11 @@ func legacyStart(ctx context.Context, m shim.Shim, inv invocation, input []byte,
 	if p := result.GetProtocol(); p != "ttrpc" {
 		return fmt.Errorf("start: containerd before 2.3 needs a ttrpc shim, not %q", p)
 	}
-	// containerd runs `start` in the bundle.
-	if err := writeAddress(addressFile, result.GetAddress()); err != nil {
+	// containerd runs `start` in the bundle; 1.7 reloads the address from
+	// there after a restart.
+	if err := bundle.New(".").WriteAddress(result.GetAddress()); err != nil {
 		return fmt.Errorf("failed to write shim address: %w", err)
 	}
 	_, err = io.WriteString(stdout, result.GetAddress())
 	return err
-}
-
-// writeAddress writes the shim's address atomically, as containerd 1.7's
-// shims did: containerd may read it at any time after a restart.
-func writeAddress(path, address string) error {
-	f, err := atomicfile.New(path, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.WriteString(f, address); err != nil {
-		f.Cancel()
-		return err
-	}
-	return f.Close()
 }

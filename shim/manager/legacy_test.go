@@ -18,6 +18,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/protobuf/proto"
 	"github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/typeurl/v2"
+
+	"github.com/hostnet-dev/hostnet/shim/bundle"
 )
 
 // childShimEnv makes the test binary run Run with a fakeShim instead of
@@ -142,8 +144,8 @@ func (f *fakeShim) Info(context.Context, io.Reader) (*types.RuntimeInfo, error) 
 // bare address (task API v2, which all of them take) and leaves it in the
 // bundle's address file, where containerd 1.7 finds it after a restart.
 func TestLegacyStart(t *testing.T) {
-	bundle := t.TempDir()
-	t.Chdir(bundle)
+	dir := t.TempDir()
+	t.Chdir(dir)
 	t.Setenv("TTRPC_ADDRESS", "/run/containerd/containerd.sock.ttrpc")
 	const address = "unix:///run/containerd/s/0123abcd"
 	m := &fakeShim{result: &bootapi.BootstrapResult{Version: 3, Protocol: "ttrpc", Address: address}}
@@ -155,10 +157,10 @@ func TestLegacyStart(t *testing.T) {
 	if stdout.String() != address {
 		t.Errorf("printed %q, want the bare address %q", stdout.String(), address)
 	}
-	if data, err := os.ReadFile(filepath.Join(bundle, "address")); err != nil || string(data) != address {
+	if data, err := os.ReadFile(filepath.Join(dir, "address")); err != nil || string(data) != address {
 		t.Errorf("address file: %q, %v; want %q", data, err, address)
 	}
-	if got := shimAddress(bundle); got != address {
+	if got := bundle.New(dir).ShimAddress(); got != address {
 		t.Errorf("shimAddress from the address file = %q, want %q", got, address)
 	}
 	p := m.params

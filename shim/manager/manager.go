@@ -20,23 +20,22 @@ import (
 
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	"github.com/containerd/containerd/api/types"
-	"github.com/containerd/containerd/api/types/runc/options"
-	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/defaults"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/errdefs"
-	runc "github.com/containerd/go-runc"
 	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
 	"github.com/opencontainers/runtime-spec/specs-go/features"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/hostnet-dev/hostnet/shim/bundle"
 	"github.com/hostnet-dev/hostnet/shim/config"
-	"github.com/hostnet-dev/hostnet/shim/network"
-	"github.com/hostnet-dev/hostnet/shim/process"
-	"github.com/hostnet-dev/hostnet/shim/runtime"
+	"github.com/hostnet-dev/hostnet/shim/ociruntime"
 	"github.com/hostnet-dev/hostnet/shim/shimcgroup"
+	"github.com/hostnet-dev/hostnet/shim/task"
 )
 
 // RuntimeName is the name containerd knows this shim by.
@@ -81,7 +80,7 @@ func (m manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_ 
 		socketDir = filepath.Join(defaults.DefaultStateDir, "s")
 	}
 	// containerd runs `start` in the container's bundle.
-	group, err := groupID(".", id)
+	group, err := groupID(bundle.New("."), id)
 	if err != nil {
 		return nil, err
 	}
@@ -145,17 +144,11 @@ func (m manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_ 
 	return result(address), nil
 }
 
-// groupID returns the shim group of the container id whose bundle is dir.
-func groupID(dir, id string) (string, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
+// groupID returns the shim group of the container id in bundle b.
+func groupID(b bundle.Bundle, id string) (string, error) {
+	spec, err := b.ReadSpec()
 	if err != nil {
-		return "", fmt.Errorf("failed to read OCI spec of %s: %w", id, err)
-	}
-	var spec struct {
-		Annotations map[string]string `json:"annotations"`
-	}
-	if err := json.Unmarshal(data, &spec); err != nil {
-		return "", fmt.Errorf("failed to parse OCI spec of %s: %w", id, err)
+		return "", fmt.Errorf("container %s: %w", id, err)
 	}
 	for _, a := range groupAnnotations {
 		if g := spec.Annotations[a]; g != "" {
@@ -223,47 +216,38 @@ func serverCommand(ctx context.Context, id, grpcAddress string, debug bool) (*ex
 // `shim delete` in the bundle. It reports the exit the shim recorded, else
 // SIGKILL's, as the runtime's forced delete kills what is left.
 func (m manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
-	bundle, err := bundlePath(ctx)
-	if err != nil {
-		return shim.StopStatus{}, err
-	}
-	ns, err := namespaces.NamespaceRequired(ctx)
+	b, err := bundlePath(ctx)
 	if err != nil {
 		return shim.StopStatus{}, err
 	}
 	logger := log.G(ctx).WithField("id", id)
-	netCfg := config.Defaults().Network
-	cfg, err := runtime.ReadConfig(bundle)
+	var rt *ociruntime.Runtime
+	var cfg ociruntime.Config
+	err = b.ReadRuntime(&cfg)
+	if err == nil && cfg.Binary == "" {
+		err = errors.New("the runtime config names no runtime binary")
+	}
 	switch {
 	case err == nil:
-		// Kills every process left in the container's cgroup.
-		if err := runtime.New(bundle, cfg).Delete(ctx, id, true); err != nil {
-			logger.WithError(err).Warn("failed to delete container from runtime")
-		}
-		netCfg = cfg.Hostnet.Network
+		rt = ociruntime.New(cfg, b.RuntimeLog())
 	case errors.Is(err, os.ErrNotExist):
 		// The shim died before it asked the runtime for anything.
 	default:
 		logger.WithError(err).Warn("cannot tell which runtime created the container")
 	}
+	// The forced delete kills every process left in the container.
+	if err := task.Teardown(ctx, b, id, rt, true); err != nil {
+		logger.WithError(err).Warn("failed to clean up after the shim")
+	}
 	killedAt := time.Now()
-	// Teardown works from the state the network setup left in the bundle,
-	// so it needs no more than the defaults if the runtime config is gone.
-	req := network.Request{Bundle: bundle, ID: id, Namespace: ns, Config: netCfg}
-	if err := network.Teardown(ctx, req); err != nil {
-		logger.WithError(err).Warn("failed to tear down network")
-	}
-	if err := mount.UnmountRecursive(filepath.Join(bundle, "rootfs"), 0); err != nil {
-		logger.WithError(err).Warn("failed to unmount rootfs")
-	}
-	removeDeadSocket(ctx, bundle)
+	removeDeadSocket(ctx, b)
 
-	if e, err := process.ReadExit(bundle); err == nil {
+	if e, err := b.ReadExit(); err == nil {
 		return shim.StopStatus{Pid: e.Pid, ExitStatus: e.Status, ExitedAt: e.Timestamp}, nil
 	} else if !errors.Is(err, os.ErrNotExist) {
 		logger.WithError(err).Warn("failed to read recorded exit status")
 	}
-	pid, err := runc.ReadPidFile(filepath.Join(bundle, "init.pid"))
+	pid, err := b.ReadInitPid()
 	if err != nil {
 		pid = 0
 	}
@@ -275,8 +259,8 @@ func (m manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 }
 
 // removeDeadSocket removes the socket a dead shim could not remove itself.
-func removeDeadSocket(ctx context.Context, bundle string) {
-	address := shimAddress(bundle)
+func removeDeadSocket(ctx context.Context, b bundle.Bundle) {
+	address := b.ShimAddress()
 	if !strings.HasPrefix(address, "unix://") {
 		return
 	}
@@ -288,57 +272,43 @@ func removeDeadSocket(ctx context.Context, bundle string) {
 	}
 }
 
-// shimAddress is the address Start returned for the bundle's container:
-// containerd 2.x records it in the bundle's bootstrap.json; under
-// containerd 1.7 only the `address` file legacyStart wrote has it.
-func shimAddress(bundle string) string {
-	if data, err := os.ReadFile(filepath.Join(bundle, "bootstrap.json")); err == nil {
-		var result struct {
-			Address string `json:"address"`
-		}
-		if json.Unmarshal(data, &result) == nil {
-			return result.Address
-		}
-	}
-	data, err := os.ReadFile(filepath.Join(bundle, addressFile))
-	if err != nil {
-		return ""
-	}
-	return string(data)
-}
-
-func bundlePath(ctx context.Context) (string, error) {
+func bundlePath(ctx context.Context) (bundle.Bundle, error) {
 	if opts, ok := ctx.Value(shim.OptsKey{}).(shim.Opts); ok && opts.BundlePath != "" {
-		return opts.BundlePath, nil
+		return bundle.New(opts.BundlePath), nil
 	}
 	// containerd runs shim actions with the bundle as working directory.
-	return os.Getwd()
+	dir, err := os.Getwd()
+	return bundle.New(dir), err
 }
 
 // Info describes the shim and, if the runtime binary can be found and
-// answers `features`, what the runtime supports.
+// answers `features`, what the runtime supports: the runtime the options
+// select, in either form a create takes (runc's options, or hostnet's TOML
+// through ConfigPath or ConfigBody, as CRI sends it). containerd's CRI
+// derives a handler's user_namespaces and recursive_read_only_mounts from
+// these features, and a task create with idmapped mounts checks them.
 func (m manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeInfo, error) {
 	info := &types.RuntimeInfo{
 		Name:    m.name,
 		Version: &types.RuntimeVersion{Version: Version, Revision: Revision},
 	}
-	name := runtime.DefaultBinary
-	opts, err := shim.ReadRuntimeOptions[*options.Options](optionsR)
-	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+	data, err := io.ReadAll(optionsR)
+	if err != nil {
 		return nil, fmt.Errorf("failed to read runtime options: %w", err)
 	}
-	if opts != nil {
-		if info.Options, err = typeurl.MarshalAnyToProto(opts); err != nil {
-			return nil, fmt.Errorf("failed to marshal runtime options: %w", err)
-		}
-		if opts.BinaryName != "" {
-			name = opts.BinaryName
+	if len(data) > 0 {
+		info.Options = &anypb.Any{}
+		if err := proto.Unmarshal(data, info.Options); err != nil {
+			return nil, fmt.Errorf("failed to read runtime options: %w", err)
 		}
 	}
-	binary, err := runtime.ResolveBinary(name)
+	// The features are those of the runtime these options select, read from
+	// runc's options or hostnet's TOML alike.
+	settings, err := config.FromOptions(info.Options, "", "")
 	if err != nil {
 		return nil, err
 	}
+	binary := settings.Runtime.Binary
 	feat, err := runtimeFeatures(ctx, binary)
 	if err != nil {
 		log.G(ctx).WithError(err).Debug("runtime does not report its features")

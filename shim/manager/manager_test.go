@@ -11,7 +11,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/shim"
 	runc "github.com/containerd/go-runc"
 
-	"github.com/hostnet-dev/hostnet/shim/process"
+	"github.com/hostnet-dev/hostnet/shim/bundle"
 )
 
 func TestGroupID(t *testing.T) {
@@ -28,13 +28,13 @@ func TestGroupID(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(tc.spec), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			got, err := groupID(dir, "c1")
+			got, err := groupID(bundle.New(dir), "c1")
 			if err != nil || got != tc.want {
 				t.Errorf("groupID = %q, %v; want %q", got, err, tc.want)
 			}
 		})
 	}
-	if _, err := groupID(t.TempDir(), "c1"); err == nil {
+	if _, err := groupID(bundle.New(t.TempDir()), "c1"); err == nil {
 		t.Error("groupID without a spec succeeded")
 	}
 }
@@ -43,12 +43,12 @@ func TestGroupID(t *testing.T) {
 // it wrote its runtime config: nothing to ask the runtime, and the exit is
 // the one recorded if there is one, else SIGKILL's.
 func TestStopWithoutRuntimeConfig(t *testing.T) {
-	bundle := t.TempDir()
+	dir := t.TempDir()
 	ctx := namespaces.WithNamespace(context.Background(), "hostnet-test")
-	ctx = context.WithValue(ctx, shim.OptsKey{}, shim.Opts{BundlePath: bundle})
+	ctx = context.WithValue(ctx, shim.OptsKey{}, shim.Opts{BundlePath: dir})
 	m := New(RuntimeName)
 
-	if err := os.WriteFile(filepath.Join(bundle, "init.pid"), []byte("4242"), 0o644); err != nil {
+	if err := os.WriteFile(bundle.New(dir).InitPidFile(), []byte("4242"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	st, err := m.Stop(ctx, "c1")
@@ -60,7 +60,7 @@ func TestStopWithoutRuntimeConfig(t *testing.T) {
 	}
 
 	at := time.Unix(1700000000, 0).UTC()
-	if err := process.WriteExit(bundle, runc.Exit{Pid: 4242, Status: 3, Timestamp: at}); err != nil {
+	if err := bundle.New(dir).WriteExit(runc.Exit{Pid: 4242, Status: 3, Timestamp: at}); err != nil {
 		t.Fatal(err)
 	}
 	st, err = m.Stop(ctx, "c1")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -13,20 +12,13 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/hostnet-dev/hostnet/shim/bundle"
 	"github.com/hostnet-dev/hostnet/shim/network/bridge"
 	"github.com/hostnet-dev/hostnet/shim/network/fwd"
 	"github.com/hostnet-dev/hostnet/shim/network/ipam"
 	"github.com/hostnet-dev/hostnet/shim/network/nat"
 	"github.com/hostnet-dev/hostnet/shim/network/netns"
 	"github.com/hostnet-dev/hostnet/spec"
-)
-
-// Files bridge mode keeps in the bundle.
-const (
-	stateFile  = "hostnet-network.json"
-	netnsFile  = "netns"
-	hostsFile  = "hosts"
-	resolvFile = "resolv.conf"
 )
 
 // The nftables table every shim shares; tests use their own.
@@ -72,7 +64,7 @@ type made struct {
 // which lies in the state directory of the containerd that made it, tells
 // them apart. namespace/id stays readable for operators.
 func attachmentKey(r Request) string {
-	sum := sha256.Sum256([]byte(filepath.Clean(r.Bundle)))
+	sum := sha256.Sum256([]byte(filepath.Clean(r.Bundle.Path)))
 	return r.Namespace + "/" + r.ID + "@" + hex.EncodeToString(sum[:4])
 }
 
@@ -82,7 +74,7 @@ const criContainerType = "io.kubernetes.cri.container-type"
 
 // prepareBridge attaches the container to the bridge and rewrites its
 // spec to join the namespace. On failure everything done is undone.
-func prepareBridge(ctx context.Context, r Request, path string, s *specs.Spec, before []byte, explicit bool, ports []spec.PortMapping, res *Result) (retErr error) {
+func prepareBridge(ctx context.Context, r Request, s *specs.Spec, explicit bool, ports []spec.PortMapping, res *Result) (retErr error) {
 	if ns, ok := spec.NetworkNamespace(s); ok && ns.Path != "" {
 		// A pod's netns, joined by path, is not ours to replace. A CRI app
 		// container inherits the pod's annotations, so it also asks for
@@ -108,7 +100,7 @@ func prepareBridge(ctx context.Context, r Request, path string, s *specs.Spec, b
 		return taken(err, "")
 	}
 	if r.Config.CNIConfList != "" {
-		return prepareCNI(ctx, r, path, s, before, ports, res)
+		return prepareCNI(ctx, r, s, ports, res)
 	}
 	cfg := r.Config.Bridge
 	key := attachmentKey(r)
@@ -121,7 +113,7 @@ func prepareBridge(ctx context.Context, r Request, path string, s *specs.Spec, b
 		IPAMDir:    cfg.StateDir,
 		NAT:        natTable,
 		HostIfName: hostIfName(key),
-		NetNS:      filepath.Join(r.Bundle, netnsFile),
+		NetNS:      r.Bundle.NetNS(),
 		Ports:      ports,
 	}
 	if err := a.save(r.Bundle); err != nil {
@@ -141,10 +133,7 @@ func prepareBridge(ctx context.Context, r Request, path string, s *specs.Spec, b
 		return err
 	}
 
-	if err := joinBridgeNetNS(r, s, a.NetNS, a.Address, res); err != nil {
-		return err
-	}
-	return writeSpecIfChanged(path, s, before)
+	return joinBridgeNetNS(r, s, a.NetNS, a.Address, res)
 }
 
 // joinBridgeNetNS points the spec at the bridge-mode netns at nsPath, with
@@ -153,8 +142,8 @@ func prepareBridge(ctx context.Context, r Request, path string, s *specs.Spec, b
 func joinBridgeNetNS(r Request, s *specs.Spec, nsPath string, addr netip.Addr, res *Result) error {
 	spec.SetBridgeHostname(s, r.ID)
 	files := []spec.HostFile{
-		{Source: filepath.Join(r.Bundle, hostsFile), Destination: "/etc/hosts"},
-		{Source: filepath.Join(r.Bundle, resolvFile), Destination: "/etc/resolv.conf"},
+		{Source: r.Bundle.Hosts(), Destination: "/etc/hosts"},
+		{Source: r.Bundle.ResolvConf(), Destination: "/etc/resolv.conf"},
 	}
 	resolv, warning, err := containerResolvConf()
 	if err != nil {
@@ -167,14 +156,15 @@ func joinBridgeNetNS(r Request, s *specs.Spec, nsPath string, addr netip.Addr, r
 	if !addr.IsValid() {
 		hostname = "" // no address to name
 	}
-	if err := writeFile(files[0].Source, spec.HostsFile(hostname, addr)); err != nil {
+	if err := r.Bundle.WriteHosts(spec.HostsFile(hostname, addr)); err != nil {
 		return err
 	}
-	if err := writeFile(files[1].Source, resolv); err != nil {
+	if err := r.Bundle.WriteResolvConf(resolv); err != nil {
 		return err
 	}
-	addHostFiles(s, r.Bundle, files, res)
+	addHostFiles(s, r.Bundle.Path, files, res)
 	spec.JoinNetworkNamespace(s, nsPath)
+	res.SpecChanged = true
 	return nil
 }
 
@@ -216,16 +206,16 @@ func (a *attachment) attach() error {
 // teardown undoes attach, each step idempotent, in reverse order. The
 // state file goes last, and only when every step worked, so that a later
 // Teardown can retry what failed.
-func (a *attachment) teardown(bundle string) error {
-	return a.undo(bundle, made{lease: true, netns: true, veth: true, rules: true, forward: true})
+func (a *attachment) teardown(b bundle.Bundle) error {
+	return a.undo(b, made{lease: true, netns: true, veth: true, rules: true, forward: true})
 }
 
 // rollback undoes what a failed Prepare made, and nothing else.
-func (a *attachment) rollback(bundle string) error {
-	return a.undo(bundle, a.made)
+func (a *attachment) rollback(b bundle.Bundle) error {
+	return a.undo(b, a.made)
 }
 
-func (a *attachment) undo(bundle string, m made) error {
+func (a *attachment) undo(b bundle.Bundle, m made) error {
 	var errs []error
 	if m.forward {
 		if err := a.Forward.Remove(); err != nil {
@@ -256,42 +246,36 @@ func (a *attachment) undo(bundle string, m made) error {
 			errs = append(errs, err)
 		}
 	}
-	for _, name := range []string{hostsFile, resolvFile} {
-		if err := os.Remove(filepath.Join(bundle, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
+	if err := b.RemoveHostFiles(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("failed to tear down bridge network of %s: %w", a.Key, errors.Join(errs...))
 	}
-	if err := os.Remove(filepath.Join(bundle, stateFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := b.RemoveNetwork(); err != nil {
 		return fmt.Errorf("failed to remove network state of %s: %w", a.Key, err)
 	}
 	return nil
 }
 
-// teardownBridge undoes what the bundle's state file records, if any.
-func teardownBridge(bundle string) error {
-	data, err := os.ReadFile(filepath.Join(bundle, stateFile))
+// teardownBridge undoes what the bundle's network record says, if any.
+func teardownBridge(b bundle.Bundle) error {
+	var a attachment
+	err := b.ReadNetwork(&a)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil // not bridge mode, or already torn down
 	}
 	if err != nil {
 		return fmt.Errorf("failed to read network state: %w", err)
 	}
-	var a attachment
-	if err := json.Unmarshal(data, &a); err != nil {
-		return fmt.Errorf("failed to parse network state %s: %w", filepath.Join(bundle, stateFile), err)
-	}
-	return a.teardown(bundle)
+	return a.teardown(b)
 }
 
-func (a *attachment) save(bundle string) error {
-	data, err := json.Marshal(a)
-	if err != nil {
-		return fmt.Errorf("failed to encode network state: %w", err)
+func (a *attachment) save(b bundle.Bundle) error {
+	if err := b.WriteNetwork(a); err != nil {
+		return fmt.Errorf("failed to save network state: %w", err)
 	}
-	return writeFile(filepath.Join(bundle, stateFile), data)
+	return nil
 }
 
 // hostIfName names the host end of a container's veth after its key, so
@@ -322,19 +306,4 @@ func containerResolvConf() ([]byte, string, error) {
 		}
 	}
 	return first, "the host's resolv.conf has no nameserver a bridge network container can reach: it gets none", nil
-}
-
-// writeFile replaces path by rename so readers never see half a file.
-// There is no fsync: these files are only meaningful until the host
-// reboots, and the rename alone survives a crash of the shim.
-func writeFile(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return fmt.Errorf("failed to write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("failed to write %s: %w", path, err)
-	}
-	return nil
 }

@@ -2,8 +2,6 @@ package network
 
 import (
 	"bufio"
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -18,11 +16,13 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/vishvananda/netlink"
 
+	"github.com/hostnet-dev/hostnet/shim/bundle"
 	"github.com/hostnet-dev/hostnet/shim/config"
 	"github.com/hostnet-dev/hostnet/shim/network/bridge"
 	"github.com/hostnet-dev/hostnet/shim/network/internal/nstest"
 	"github.com/hostnet-dev/hostnet/shim/network/ipam"
 	"github.com/hostnet-dev/hostnet/shim/network/nat"
+	"github.com/hostnet-dev/hostnet/shim/network/netns"
 	"github.com/hostnet-dev/hostnet/spec"
 )
 
@@ -64,10 +64,10 @@ func bridgeBundle(t testing.TB, n config.Network, id, ports string) Request {
 	if ports != "" {
 		s.Annotations = map[string]string{spec.PortsAnnotation: ports}
 	}
-	bundle, _ := writeBundle(t, s)
-	r := Request{Bundle: bundle, ID: id, Namespace: "test", Config: n}
+	dir, _ := writeBundle(t, s)
+	r := Request{Bundle: bundle.New(dir), ID: id, Namespace: "test", Config: n}
 	t.Cleanup(func() {
-		if err := Teardown(context.Background(), r); err != nil {
+		if err := Teardown(r.Bundle); err != nil {
 			t.Error(err)
 		}
 	})
@@ -78,7 +78,7 @@ func bridgeBundle(t testing.TB, n config.Network, id, ports string) Request {
 func serve(t *testing.T, nsPath, name string, port int) {
 	t.Helper()
 	var ln net.Listener
-	err := nstest.Do(nsPath, func() (err error) {
+	err := netns.Do(nsPath, func() (err error) {
 		ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
 		return err
 	})
@@ -115,7 +115,7 @@ func fetch(nsPath string, addr netip.AddrPort) (string, error) {
 	if nsPath == "" {
 		err = dial()
 	} else {
-		err = nstest.Do(nsPath, dial)
+		err = netns.Do(nsPath, dial)
 	}
 	if err != nil {
 		return "", err
@@ -127,6 +127,7 @@ func fetch(nsPath string, addr netip.AddrPort) (string, error) {
 }
 
 func TestBridgeMode(t *testing.T) {
+	nstest.NeedRoot(t)
 	n := bridgeNetwork(t, 24)
 	hostPort := uint16(20000 + os.Getpid()%10000)
 	ra := bridgeBundle(t, n, "a", fmt.Sprintf("%d:8080", hostPort))
@@ -134,13 +135,13 @@ func TestBridgeMode(t *testing.T) {
 
 	var addrs []netip.Addr
 	for _, r := range []Request{ra, rb} {
-		res, err := Prepare(context.Background(), r)
+		res, err := prepare(r)
 		if err != nil || res.Mode != spec.ModeBridge {
 			t.Fatalf("Prepare %s = %+v, %v", r.ID, res, err)
 		}
-		_, s := readBack(t, r.Bundle)
+		_, s := readBack(t, r.Bundle.Path)
 		ns, _ := spec.NetworkNamespace(s)
-		if ns.Path != filepath.Join(r.Bundle, netnsFile) {
+		if ns.Path != r.Bundle.NetNS() {
 			t.Errorf("%s joins netns %q, want the bundle's", r.ID, ns.Path)
 		}
 		if s.Hostname != r.ID {
@@ -150,10 +151,10 @@ func TestBridgeMode(t *testing.T) {
 		for _, m := range s.Mounts {
 			mounts[m.Destination] = m.Source
 		}
-		if mounts["/etc/hosts"] != filepath.Join(r.Bundle, hostsFile) || mounts["/etc/resolv.conf"] != filepath.Join(r.Bundle, resolvFile) {
+		if mounts["/etc/hosts"] != r.Bundle.Hosts() || mounts["/etc/resolv.conf"] != r.Bundle.ResolvConf() {
 			t.Errorf("%s mounts = %v", r.ID, mounts)
 		}
-		hosts, _ := os.ReadFile(filepath.Join(r.Bundle, hostsFile))
+		hosts, _ := os.ReadFile(r.Bundle.Hosts())
 		f := strings.Fields(string(hosts))
 		addr, err := netip.ParseAddr(f[len(f)-2])
 		if err != nil || !n.Bridge.Subnet.Contains(addr) || f[len(f)-1] != r.ID {
@@ -164,7 +165,7 @@ func TestBridgeMode(t *testing.T) {
 	if addrs[0] == addrs[1] {
 		t.Fatalf("both containers got %s", addrs[0])
 	}
-	nsA, nsB := filepath.Join(ra.Bundle, netnsFile), filepath.Join(rb.Bundle, netnsFile)
+	nsA, nsB := ra.Bundle.NetNS(), rb.Bundle.NetNS()
 	gw := n.Bridge.Gateway
 
 	serve(t, nsA, "a", 8080)
@@ -202,10 +203,10 @@ func TestBridgeMode(t *testing.T) {
 	}
 
 	for _, r := range []Request{ra, rb} {
-		if err := Teardown(context.Background(), r); err != nil {
+		if err := Teardown(r.Bundle); err != nil {
 			t.Fatal(err)
 		}
-		if err := Teardown(context.Background(), r); err != nil {
+		if err := Teardown(r.Bundle); err != nil {
 			t.Errorf("second Teardown: %v", err)
 		}
 	}
@@ -231,12 +232,15 @@ func checkNothingLeft(t *testing.T, n config.Network, reqs ...Request) {
 		if _, err := netlink.LinkByName(hostIfName(key)); err == nil {
 			t.Errorf("%s: veth %s left", key, hostIfName(key))
 		}
-		for _, name := range []string{stateFile, netnsFile, hostsFile, resolvFile} {
-			if _, err := os.Stat(filepath.Join(r.Bundle, name)); !os.IsNotExist(err) {
-				t.Errorf("%s: %s left in the bundle (%v)", key, name, err)
+		for _, path := range []string{r.Bundle.NetNS(), r.Bundle.Hosts(), r.Bundle.ResolvConf()} {
+			if _, err := os.Stat(path); !os.IsNotExist(err) {
+				t.Errorf("%s: %s left in the bundle (%v)", key, path, err)
 			}
 		}
-		if strings.Contains(string(mountinfo), filepath.Join(r.Bundle, netnsFile)) {
+		if err := r.Bundle.ReadNetwork(&attachment{}); !os.IsNotExist(err) {
+			t.Errorf("%s: network state left in the bundle (%v)", key, err)
+		}
+		if strings.Contains(string(mountinfo), r.Bundle.NetNS()) {
 			t.Errorf("%s: netns still mounted", key)
 		}
 	}
@@ -253,10 +257,11 @@ func checkNothingLeft(t *testing.T, n config.Network, reqs ...Request) {
 }
 
 func TestBridgeModeFailuresUndo(t *testing.T) {
+	nstest.NeedRoot(t)
 	n := bridgeNetwork(t, 30) // room for one container
 	hostPort := uint16(20000 + os.Getpid()%10000)
 	first := bridgeBundle(t, n, "first", fmt.Sprintf("%d:80", hostPort))
-	if _, err := Prepare(context.Background(), first); err != nil {
+	if _, err := prepare(first); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -268,12 +273,12 @@ func TestBridgeModeFailuresUndo(t *testing.T) {
 		{"malformed", "80", errdefs.ErrInvalidArgument, `invalid port mapping "80"`},
 	} {
 		r := bridgeBundle(t, n, tc.id, tc.ports)
-		before, _ := readBack(t, r.Bundle)
-		_, err := Prepare(context.Background(), r)
+		before, _ := readBack(t, r.Bundle.Path)
+		_, err := prepare(r)
 		if !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), tc.mention) {
 			t.Errorf("%s: Prepare error %v, want %v mentioning %q", tc.id, err, tc.wantErr, tc.mention)
 		}
-		if after, _ := readBack(t, r.Bundle); string(after) != string(before) {
+		if after, _ := readBack(t, r.Bundle.Path); string(after) != string(before) {
 			t.Errorf("%s: config.json changed although Prepare failed", tc.id)
 		}
 		checkNothingLeftFor(t, r)
@@ -286,7 +291,7 @@ func TestBridgeModeFailuresUndo(t *testing.T) {
 	}
 	busy := ln.Addr().(*net.TCPAddr).Port
 	r := bridgeBundle(t, n, "hostbusy", fmt.Sprintf("%d:80", busy))
-	_, err = Prepare(context.Background(), r)
+	_, err = prepare(r)
 	ln.Close()
 	if want := fmt.Sprintf("port %d/tcp is already in use on the host by pid %d", busy, os.Getpid()); !errors.Is(err, errdefs.ErrAlreadyExists) || !strings.Contains(err.Error(), want) {
 		t.Errorf("host listener on the published port: err = %v, want %q", err, want)
@@ -295,7 +300,7 @@ func TestBridgeModeFailuresUndo(t *testing.T) {
 
 	// A port conflict fails in the last step, after the lease, netns and
 	// veth exist: all of them must go.
-	if err := Teardown(context.Background(), first); err != nil {
+	if err := Teardown(first.Bundle); err != nil {
 		t.Fatal(err)
 	}
 	holder := bridgeBundle(t, n, "holder", fmt.Sprintf("%d:80", hostPort))
@@ -303,16 +308,16 @@ func TestBridgeModeFailuresUndo(t *testing.T) {
 	holder.Config.Bridge.Gateway = holder.Config.Bridge.Subnet.Addr().Next()
 	holder.Config.Bridge.Name = n.Bridge.Name + "h"
 	t.Cleanup(func() { bridge.Bridge{Name: holder.Config.Bridge.Name}.Delete() })
-	if _, err := Prepare(context.Background(), holder); err != nil {
+	if _, err := prepare(holder); err != nil {
 		t.Fatal(err)
 	}
 	r = bridgeBundle(t, n, "conflict", fmt.Sprintf("%d:81", hostPort))
-	_, err = Prepare(context.Background(), r)
+	_, err = prepare(r)
 	if !errors.Is(err, errdefs.ErrAlreadyExists) || !strings.Contains(err.Error(), "already published by container test/holder") {
 		t.Errorf("port conflict: %v", err)
 	}
 	checkNothingLeftFor(t, r)
-	if err := Teardown(context.Background(), holder); err != nil {
+	if err := Teardown(holder.Bundle); err != nil {
 		t.Fatal(err)
 	}
 	checkNothingLeft(t, n, first, r)
@@ -322,11 +327,7 @@ func TestBridgeModeFailuresUndo(t *testing.T) {
 func attached(t *testing.T, r Request) attachment {
 	t.Helper()
 	var a attachment
-	data, err := os.ReadFile(filepath.Join(r.Bundle, stateFile))
-	if err == nil {
-		err = json.Unmarshal(data, &a)
-	}
-	if err != nil {
+	if err := r.Bundle.ReadNetwork(&a); err != nil {
 		t.Fatalf("network state of %s: %v", r.ID, err)
 	}
 	return a
@@ -338,10 +339,10 @@ func checkNothingLeftFor(t *testing.T, r Request) {
 	if _, err := netlink.LinkByName(hostIfName(key)); err == nil {
 		t.Errorf("%s: veth left", key)
 	}
-	if _, err := os.Stat(filepath.Join(r.Bundle, netnsFile)); !os.IsNotExist(err) {
+	if _, err := os.Stat(r.Bundle.NetNS()); !os.IsNotExist(err) {
 		t.Errorf("%s: netns left", key)
 	}
-	if _, err := os.Stat(filepath.Join(r.Bundle, stateFile)); !os.IsNotExist(err) {
+	if err := r.Bundle.ReadNetwork(&attachment{}); !os.IsNotExist(err) {
 		t.Errorf("%s: state file left", key)
 	}
 	alloc, _ := ipam.New(r.Config.Bridge.StateDir, r.Config.Bridge.Subnet, r.Config.Bridge.Gateway)
@@ -355,12 +356,12 @@ func checkNothingLeftFor(t *testing.T, r Request) {
 
 func TestBridgeModeKeepsJoinedNetNS(t *testing.T) {
 	n := bridgeNetwork(t, 24)
-	bundle, before := writeBundle(t, newSpec("", joinNet))
-	res, err := Prepare(context.Background(), Request{Bundle: bundle, ID: "pod", Namespace: "test", Config: n})
+	dir, before := writeBundle(t, newSpec("", joinNet))
+	res, err := prepare(Request{Bundle: bundle.New(dir), ID: "pod", Namespace: "test", Config: n})
 	if err != nil || res.Mode != spec.ModeBridge {
 		t.Fatalf("Prepare = %+v, %v", res, err)
 	}
-	if after, _ := readBack(t, bundle); string(after) != string(before) {
+	if after, _ := readBack(t, dir); string(after) != string(before) {
 		t.Error("a spec joining a pod's netns was rewritten")
 	}
 }
@@ -369,15 +370,15 @@ func TestBridgeModeKeepsJoinedNetNS(t *testing.T) {
 func BenchmarkAttachDetach(b *testing.B) {
 	n := bridgeNetwork(b, 24)
 	r := bridgeBundle(b, n, "bench", "18090:80")
-	raw, _ := readBack(b, r.Bundle)
+	raw, _ := readBack(b, r.Bundle.Path)
 	for b.Loop() {
-		if _, err := Prepare(context.Background(), r); err != nil {
+		if _, err := prepare(r); err != nil {
 			b.Fatal(err)
 		}
-		if err := Teardown(context.Background(), r); err != nil {
+		if err := Teardown(r.Bundle); err != nil {
 			b.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(r.Bundle, configFile), raw, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(r.Bundle.Path, specFile), raw, 0o600); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,7 +1,6 @@
 package network
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/hostnet-dev/hostnet/shim/network/ipam"
 	"github.com/hostnet-dev/hostnet/spec"
+
+	"github.com/hostnet-dev/hostnet/shim/network/internal/nstest"
 )
 
 // assertAttached checks that what Prepare recorded for r is still on the
@@ -39,14 +40,15 @@ func assertAttached(t *testing.T, r Request, a attachment) {
 // The second one's create must neither take the first one's address nor,
 // failing, remove its veth, rules and lease.
 func TestBridgeModeSameIDInTwoContainerds(t *testing.T) {
+	nstest.NeedRoot(t)
 	n := bridgeNetwork(t, 24)
 	running := bridgeBundle(t, n, "same", "")
 	other := bridgeBundle(t, n, "same", "") // another containerd's bundle
-	if _, err := Prepare(context.Background(), running); err != nil {
+	if _, err := prepare(running); err != nil {
 		t.Fatal(err)
 	}
 	mine := attached(t, running)
-	_, err := Prepare(context.Background(), other)
+	_, err := prepare(other)
 	assertAttached(t, running, mine)
 	if err != nil {
 		t.Fatalf("Prepare of the same namespace/id from another containerd: %v", err)
@@ -57,7 +59,7 @@ func TestBridgeModeSameIDInTwoContainerds(t *testing.T) {
 	}
 	// The runtime then fails to create it (its state root collides):
 	// the shim tears down what Prepare set up.
-	if err := Teardown(context.Background(), other); err != nil {
+	if err := Teardown(other.Bundle); err != nil {
 		t.Fatal(err)
 	}
 	assertAttached(t, running, mine)
@@ -67,6 +69,7 @@ func TestBridgeModeSameIDInTwoContainerds(t *testing.T) {
 // A failed create undoes what it made, and nothing that was there before:
 // here a link that already has the name of its veth.
 func TestBridgeModeRollbackUndoesOnlyItsOwn(t *testing.T) {
+	nstest.NeedRoot(t)
 	n := bridgeNetwork(t, 24)
 	r := bridgeBundle(t, n, "collides", "")
 	squatter := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: hostIfName(attachmentKey(r))}}
@@ -74,7 +77,7 @@ func TestBridgeModeRollbackUndoesOnlyItsOwn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer netlink.LinkDel(squatter)
-	_, err := Prepare(context.Background(), r)
+	_, err := prepare(r)
 	if !errors.Is(err, errdefs.ErrAlreadyExists) || !strings.Contains(err.Error(), "failed to create veth "+squatter.Name) {
 		t.Fatalf("Prepare with its veth name taken: %v, want already exists naming %s", err, squatter.Name)
 	}
@@ -90,9 +93,10 @@ func TestBridgeModeRollbackUndoesOnlyItsOwn(t *testing.T) {
 // Issue 10, item 2: a host IP must be one of the host's. Nothing is
 // touched when it is not: no bridge, no lease.
 func TestBridgeModeHostIPMustBeLocal(t *testing.T) {
+	nstest.NeedRoot(t)
 	n := bridgeNetwork(t, 24)
 	neighbour := bridgeBundle(t, n, "neighbour", "")
-	if _, err := Prepare(context.Background(), neighbour); err != nil {
+	if _, err := prepare(neighbour); err != nil {
 		t.Fatal(err)
 	}
 	neighbourAddr := attached(t, neighbour).Address
@@ -102,22 +106,22 @@ func TestBridgeModeHostIPMustBeLocal(t *testing.T) {
 		"198.51.100.53:53:53/udp",
 	} {
 		r := bridgeBundle(t, n, fmt.Sprintf("hostip%d", i), ports)
-		before, _ := readBack(t, r.Bundle)
-		_, err := Prepare(context.Background(), r)
+		before, _ := readBack(t, r.Bundle.Path)
+		_, err := prepare(r)
 		ip, _, _ := strings.Cut(ports, ":")
 		want := fmt.Sprintf("annotation %s: cannot publish port %s", spec.PortsAnnotation, ports)
 		if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), want) ||
 			!strings.Contains(err.Error(), "host IP "+ip+" is not an address of this host") {
 			t.Errorf("publish %s: %v, want invalid argument containing %q", ports, err, want)
 		}
-		if after, _ := readBack(t, r.Bundle); string(after) != string(before) {
+		if after, _ := readBack(t, r.Bundle.Path); string(after) != string(before) {
 			t.Errorf("publish %s: config.json changed although Prepare failed", ports)
 		}
 		checkNothingLeftFor(t, r)
 	}
 	// The host's own addresses are fine: loopback, and unspecified.
 	r := bridgeBundle(t, n, "local", fmt.Sprintf("127.0.0.1:%d:80,0.0.0.0:%d:81/udp", hostPort, hostPort))
-	if _, err := Prepare(context.Background(), r); err != nil {
+	if _, err := prepare(r); err != nil {
 		t.Errorf("publish on 127.0.0.1 and 0.0.0.0: %v", err)
 	}
 }
@@ -125,10 +129,11 @@ func TestBridgeModeHostIPMustBeLocal(t *testing.T) {
 // Issue 10, item 3: a host-mode container declaring a port a bridge
 // container publishes is refused, naming the port and the container.
 func TestHostModeRefusesPublishedPort(t *testing.T) {
+	nstest.NeedRoot(t)
 	n := bridgeNetwork(t, 24)
 	hostPort := 20000 + os.Getpid()%10000
 	publisher := bridgeBundle(t, n, "publisher", fmt.Sprintf("127.0.0.1:%d:80", hostPort))
-	if _, err := Prepare(context.Background(), publisher); err != nil {
+	if _, err := prepare(publisher); err != nil {
 		t.Fatal(err)
 	}
 	key := attached(t, publisher).Key
@@ -138,8 +143,8 @@ func TestHostModeRefusesPublishedPort(t *testing.T) {
 	} {
 		s := newSpec("host", pidNS)
 		s.Annotations[spec.PortsAnnotation] = tc.ports
-		bundle, before := writeBundle(t, s)
-		_, err := Prepare(context.Background(), request(bundle, n))
+		dir, before := writeBundle(t, s)
+		_, err := prepare(request(dir, n))
 		if tc.want == "" {
 			if err != nil {
 				t.Errorf("host mode declaring %s: %v", tc.ports, err)
@@ -149,7 +154,7 @@ func TestHostModeRefusesPublishedPort(t *testing.T) {
 		if !errors.Is(err, errdefs.ErrAlreadyExists) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("host mode declaring %s: %v, want already exists containing %q", tc.ports, err, tc.want)
 		}
-		if after, _ := readBack(t, bundle); string(after) != string(before) {
+		if after, _ := readBack(t, dir); string(after) != string(before) {
 			t.Error("config.json changed although Prepare failed")
 		}
 	}

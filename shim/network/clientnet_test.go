@@ -1,7 +1,6 @@
 package network
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -41,7 +40,7 @@ func TestPrepareCRIDefaultSysctls(t *testing.T) {
 			s.Annotations[spec.CRIContainerTypeAnnotation] = "sandbox"
 			s.Linux.Sysctl = tc.sysctl
 			bundle, before := writeBundle(t, s)
-			res, err := Prepare(context.Background(), request(bundle, config.Network{}))
+			res, err := prepare(request(bundle, config.Network{}))
 			if tc.wantErr != "" {
 				if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want invalid argument containing %q", err, tc.wantErr)
@@ -91,7 +90,7 @@ func TestPrepareClientNetworks(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &specs.Spec{Version: specs.Version, Annotations: tc.ann, Linux: &specs.Linux{Namespaces: tc.ns}}
 			bundle, before := writeBundle(t, s)
-			res, err := Prepare(context.Background(), request(bundle, config.Network{}))
+			res, err := prepare(request(bundle, config.Network{}))
 			if tc.wantErr != "" {
 				if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want invalid argument containing %q", err, tc.wantErr)
@@ -123,7 +122,7 @@ func TestPrepareNerdctlPorts(t *testing.T) {
 	}
 	prepare := func() error {
 		bundle, before := writeBundle(t, bridgeSpec())
-		_, err := Prepare(context.Background(), request(bundle, config.Network{}))
+		_, err := prepare(request(bundle, config.Network{}))
 		if after, _ := readBack(t, bundle); string(after) != string(before) {
 			t.Error("config.json changed although Prepare failed")
 		}

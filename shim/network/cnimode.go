@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -13,6 +12,7 @@ import (
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/hostnet-dev/hostnet/shim/bundle"
 	"github.com/hostnet-dev/hostnet/shim/network/cni"
 	"github.com/hostnet-dev/hostnet/shim/network/netns"
 	"github.com/hostnet-dev/hostnet/spec"
@@ -23,8 +23,8 @@ import (
 // built-in bridge, the plugins' ADD runs against it, and the spec joins it.
 // The record DEL needs is saved before anything changes, so that Teardown
 // undoes a half-done attach too; on failure Prepare does that itself.
-func prepareCNI(ctx context.Context, r Request, path string, s *specs.Spec, before []byte, ports []spec.PortMapping, res *Result) (retErr error) {
-	nsPath := filepath.Join(r.Bundle, netnsFile)
+func prepareCNI(ctx context.Context, r Request, s *specs.Spec, ports []spec.PortMapping, res *Result) (retErr error) {
+	nsPath := r.Bundle.NetNS()
 	a, err := cni.New(r.Bundle, r.Config.CNIConfList, r.Config.CNIBinDir, cniContainerID(r), nsPath, ports)
 	if err != nil {
 		return invalid(err)
@@ -53,10 +53,7 @@ func prepareCNI(ctx context.Context, r Request, path string, s *specs.Spec, befo
 	}
 	res.Why += "; CNI network " + a.Name()
 
-	if err := joinBridgeNetNS(r, s, nsPath, addr, res); err != nil {
-		return err
-	}
-	return writeSpecIfChanged(path, s, before)
+	return joinBridgeNetNS(r, s, nsPath, addr, res)
 }
 
 // loopbackUp brings up lo in the namespace at path, through a netlink
@@ -94,8 +91,8 @@ func cniContainerID(r Request) string {
 // teardownCNI runs DEL for the CNI network the bundle's record names, if
 // any, then removes the namespace, the files and the record, the record
 // last so that a failure can be retried.
-func teardownCNI(ctx context.Context, bundle string) error {
-	a, err := cni.Read(bundle)
+func teardownCNI(ctx context.Context, b bundle.Bundle) error {
+	a, err := cni.Read(b)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil // not a CNI network, or already torn down
 	}
@@ -109,10 +106,8 @@ func teardownCNI(ctx context.Context, bundle string) error {
 	if err := netns.Remove(a.NetNS); err != nil {
 		errs = append(errs, err)
 	}
-	for _, name := range []string{hostsFile, resolvFile} {
-		if err := os.Remove(filepath.Join(bundle, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
+	if err := b.RemoveHostFiles(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("failed to tear down CNI network of %s: %w", a.ContainerID, errors.Join(errs...))
@@ -126,8 +121,8 @@ func teardownCNI(ctx context.Context, bundle string) error {
 // leave it running unreachable. Later checks would need somewhere to report
 // to; kubelet's probes and the client's own checks are that. Other
 // containers have nothing to check.
-func Check(ctx context.Context, r Request) error {
-	a, err := cni.Read(r.Bundle)
+func Check(ctx context.Context, b bundle.Bundle) error {
+	a, err := cni.Read(b)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}

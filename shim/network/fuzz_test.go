@@ -2,7 +2,6 @@ package network
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"github.com/moby/sys/capability"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/hostnet-dev/hostnet/shim/bundle"
 	"github.com/hostnet-dev/hostnet/shim/config"
 	"github.com/hostnet-dev/hostnet/spec"
 )
@@ -62,13 +62,13 @@ func FuzzPrepare(f *testing.F) {
 		if m, _, err := spec.ModeFor(&parsed, def); err == nil && m == spec.ModeBridge {
 			return
 		}
-		bundle := t.TempDir()
-		path := filepath.Join(bundle, configFile)
+		dir := t.TempDir()
+		path := filepath.Join(dir, specFile)
 		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		req := Request{Bundle: bundle, ID: "fuzz", Namespace: "fuzz", Config: config.Network{DefaultMode: def, Hardened: hardened}}
-		res, err := Prepare(context.Background(), req)
+		req := Request{Bundle: bundle.New(dir), ID: "fuzz", Namespace: "fuzz", Config: config.Network{DefaultMode: def, Hardened: hardened}}
+		res, err := prepare(req)
 		after, _ := os.ReadFile(path)
 		if err != nil || res.Mode == spec.ModeNone {
 			if !bytes.Equal(after, []byte(doc)) {
@@ -110,7 +110,7 @@ func FuzzPrepare(f *testing.F) {
 		if !sameApartFromHostRewrite(&parsed, &s) {
 			t.Fatalf("the rewrite changed more than host mode may:\n%s\nto\n%s", doc, after)
 		}
-		if _, err := Prepare(context.Background(), req); err != nil {
+		if _, err := prepare(req); err != nil {
 			t.Fatalf("second Prepare: %v", err)
 		}
 		if again, _ := os.ReadFile(path); !bytes.Equal(again, after) {

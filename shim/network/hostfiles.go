@@ -46,7 +46,7 @@ func mountableHostFiles(s *specs.Spec, bundle string, files []spec.HostFile) (ok
 		root = filepath.Join(bundle, root)
 	}
 	for _, f := range files {
-		if slices.ContainsFunc(s.Mounts, func(m specs.Mount) bool { return filepath.Clean(m.Destination) == f.Destination }) {
+		if spec.MountsOn(s, f.Destination) {
 			ok = append(ok, f) // AddHostFiles leaves the spec's own mount
 			continue
 		}

@@ -1,7 +1,6 @@
 package network
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -30,7 +29,7 @@ func fakeHost(t *testing.T) string {
 			t.Error(err)
 		}
 	})
-	err := nstest.Do(path, func() error {
+	err := netns.Do(path, func() error {
 		lo, err := netlink.LinkByName("lo")
 		if err == nil {
 			err = netlink.LinkSetUp(lo)
@@ -47,15 +46,15 @@ func fakeHost(t *testing.T) string {
 // the test ends.
 func prepareIn(t *testing.T, host string, r Request) {
 	t.Helper()
-	err := nstest.Do(host, func() error {
-		_, err := Prepare(context.Background(), r)
+	err := netns.Do(host, func() error {
+		_, err := prepare(r)
 		return err
 	})
 	if err != nil {
 		t.Fatalf("Prepare %s: %v", r.ID, err)
 	}
 	t.Cleanup(func() {
-		if err := nstest.Do(host, func() error { return Teardown(context.Background(), r) }); err != nil {
+		if err := netns.Do(host, func() error { return Teardown(r.Bundle) }); err != nil {
 			t.Error(err)
 		}
 	})
@@ -66,7 +65,7 @@ func prepareIn(t *testing.T, host string, r Request) {
 func listenIn[T interface{ Close() error }](t *testing.T, path string, listen func() (T, error)) T {
 	t.Helper()
 	var l T
-	err := nstest.Do(path, func() (err error) {
+	err := netns.Do(path, func() (err error) {
 		l, err = listen()
 		return err
 	})
@@ -99,6 +98,7 @@ func received(c net.PacketConn) <-chan string {
 // keep working. Everything happens in a namespace standing in for the
 // host.
 func TestBridgeLoopbackUnreachable(t *testing.T) {
+	nstest.NeedRoot(t)
 	host := fakeHost(t)
 	n := bridgeNetwork(t, 24)
 	hostPort := uint16(20000 + os.Getpid()%10000)
@@ -106,7 +106,7 @@ func TestBridgeLoopbackUnreachable(t *testing.T) {
 	rb := bridgeBundle(t, n, "attacker", "")
 	prepareIn(t, host, ra)
 	prepareIn(t, host, rb)
-	nsA, nsB := filepath.Join(ra.Bundle, netnsFile), filepath.Join(rb.Bundle, netnsFile)
+	nsA, nsB := ra.Bundle.NetNS(), rb.Bundle.NetNS()
 	serve(t, nsA, "published", 8080)
 
 	// Localhost publishing: the host's own connection to 127.0.0.1.
@@ -133,7 +133,7 @@ func TestBridgeLoopbackUnreachable(t *testing.T) {
 	}
 	defer pc.Close()
 	var gwMAC net.HardwareAddr
-	err = nstest.Do(host, func() error {
+	err = netns.Do(host, func() error {
 		br, err := netlink.LinkByName(n.Bridge.Name)
 		if err == nil {
 			gwMAC = br.Attrs().HardwareAddr

@@ -6,28 +6,23 @@
 package network
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
-	"github.com/containerd/containerd/v2/pkg/atomicfile"
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/hostnet-dev/hostnet/shim/bundle"
 	"github.com/hostnet-dev/hostnet/shim/config"
 	"github.com/hostnet-dev/hostnet/spec"
 )
 
-const configFile = "config.json"
-
 // Request names the container whose network is being prepared.
 type Request struct {
-	Bundle    string
+	Bundle    bundle.Bundle
 	ID        string
 	Namespace string
 	Config    config.Network
@@ -43,18 +38,17 @@ type Result struct {
 	// Hardened is set when the spec was hardened (spec.Harden): processes
 	// exec'd into the container must be too.
 	Hardened bool
+	// SpecChanged is set when Prepare rewrote the spec, which the caller
+	// then saves. A spec left alone is not written back: re-encoded, it
+	// would lose the fields this build's runtime-spec does not know.
+	SpecChanged bool
 }
 
-// Prepare rewrites <bundle>/config.json for the network mode the container
-// asks for: its annotation, else the configured default. The file is only
-// rewritten if it changes. Bad input is an InvalidArgument error that names
-// the annotation or setting at fault.
-func Prepare(ctx context.Context, r Request) (Result, error) {
-	path := filepath.Join(r.Bundle, configFile)
-	s, err := readSpec(path)
-	if err != nil {
-		return Result{}, err
-	}
+// Prepare rewrites s, the container's OCI spec, for the network mode the
+// container asks for: its annotation, else the configured default. Bad
+// input is an InvalidArgument error that names the annotation or setting at
+// fault; s may then be half rewritten and must not be used.
+func Prepare(ctx context.Context, r Request, s *specs.Spec) (Result, error) {
 	resolved, err := spec.ResolveMode(s, r.Config.DefaultMode)
 	if err != nil {
 		return Result{}, invalid(err)
@@ -79,37 +73,33 @@ func Prepare(ctx context.Context, r Request) (Result, error) {
 			return Result{}, invalid(err)
 		}
 	}
-	before, err := json.Marshal(s)
-	if err != nil {
-		return Result{}, fmt.Errorf("failed to encode OCI spec: %w", err)
-	}
 	res := Result{Mode: mode, Why: resolved.Why}
 	switch mode {
 	case spec.ModeHost:
-		if err := prepareHost(s, r.Bundle, explicit, ports, r.Config, &res); err != nil {
+		if err := prepareHost(s, r.Bundle.Path, explicit, ports, r.Config, &res); err != nil {
 			return Result{}, err
 		}
 	case spec.ModeNone:
 		// The spec's namespaces are left exactly as the client made them.
 		return res, nil
 	case spec.ModeBridge:
-		if err := prepareBridge(ctx, r, path, s, before, explicit, ports, &res); err != nil {
+		if err := prepareBridge(ctx, r, s, explicit, ports, &res); err != nil {
 			return Result{}, err
 		}
-		return res, nil
 	default:
 		// Not NotImplemented: containerd would retry the create with an
 		// older task API and leak this shim.
 		return Result{}, fmt.Errorf("network mode %s is not handled by this shim: %w", mode, errdefs.ErrFailedPrecondition)
 	}
-	return res, writeSpecIfChanged(path, s, before)
+	return res, nil
 }
 
-// Teardown releases what Prepare set up outside the bundle. It is idempotent
-// and also runs from `shim delete` after the shim died: it works from the
-// state Prepare left in the bundle, not from the shim's memory or config.
-func Teardown(ctx context.Context, r Request) error {
-	return errors.Join(teardownCNI(ctx, r.Bundle), teardownBridge(r.Bundle))
+// Teardown releases what Prepare set up outside the bundle b. It is
+// idempotent and also runs from `shim delete` after the shim died: it works
+// from the record Prepare left in the bundle, not from the shim's memory or
+// configuration.
+func Teardown(b bundle.Bundle) error {
+	return errors.Join(teardownCNI(context.Background(), b), teardownBridge(b))
 }
 
 // prepareHost shares the host's network stack the way `docker run
@@ -123,6 +113,7 @@ func prepareHost(s *specs.Spec, bundle string, explicit bool, ports []spec.PortM
 			return nil
 		}
 	}
+	res.SpecChanged = true
 	if dropped := spec.DropCRIDefaultSysctls(s); len(dropped) > 0 {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("dropped containerd's default sysctls %s (CRI's enable_unprivileged_ports/icmp): "+
 			"in host network mode the host's settings apply", strings.Join(dropped, ", ")))
@@ -157,45 +148,4 @@ func prepareHost(s *specs.Spec, bundle string, explicit bool, ports []spec.PortM
 // to the client, which would print each of them.
 func invalid(err error) error {
 	return fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
-}
-
-func readSpec(path string) (*specs.Spec, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("failed to read OCI spec: %w", err)
-	}
-	var s specs.Spec
-	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("failed to parse OCI spec %s: %w", path, err)
-	}
-	return &s, nil
-}
-
-// writeSpecIfChanged replaces the spec atomically when it differs from
-// before: the runtime must never read a half-written config.json, and a
-// crash must leave the old one intact.
-func writeSpecIfChanged(path string, s *specs.Spec, before []byte) error {
-	data, err := json.Marshal(s)
-	if err != nil {
-		return fmt.Errorf("failed to encode OCI spec: %w", err)
-	}
-	if bytes.Equal(data, before) {
-		return nil
-	}
-	mode := os.FileMode(0o644)
-	if fi, err := os.Stat(path); err == nil {
-		mode = fi.Mode().Perm()
-	}
-	f, err := atomicfile.New(path, mode)
-	if err != nil {
-		return fmt.Errorf("failed to rewrite OCI spec %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Cancel()
-		return fmt.Errorf("failed to rewrite OCI spec %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("failed to rewrite OCI spec %s: %w", path, err)
-	}
-	return nil
 }

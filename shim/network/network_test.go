@@ -12,21 +12,27 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/hostnet-dev/hostnet/shim/bundle"
 	"github.com/hostnet-dev/hostnet/shim/config"
 	"github.com/hostnet-dev/hostnet/spec"
+
+	"github.com/hostnet-dev/hostnet/shim/network/internal/nstest"
 )
 
-func writeBundle(t testing.TB, s *specs.Spec) (bundle string, raw []byte) {
+// specFile is the bundle's OCI spec, as containerd names it.
+const specFile = "config.json"
+
+func writeBundle(t testing.TB, s *specs.Spec) (dir string, raw []byte) {
 	t.Helper()
-	bundle = t.TempDir()
+	dir = t.TempDir()
 	raw, err := json.MarshalIndent(s, "", "\t")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(bundle, configFile), raw, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, specFile), raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return bundle, raw
+	return dir, raw
 }
 
 func newSpec(annotation string, ns ...specs.LinuxNamespace) *specs.Spec {
@@ -37,9 +43,9 @@ func newSpec(annotation string, ns ...specs.LinuxNamespace) *specs.Spec {
 	return s
 }
 
-func readBack(t testing.TB, bundle string) ([]byte, *specs.Spec) {
+func readBack(t testing.TB, dir string) ([]byte, *specs.Spec) {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(bundle, configFile))
+	raw, err := os.ReadFile(filepath.Join(dir, specFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,13 +62,27 @@ var (
 	pidNS   = specs.LinuxNamespace{Type: specs.PIDNamespace}
 )
 
+// prepare is Prepare as the task service runs it: on the bundle's spec,
+// saved when Prepare changed it.
+func prepare(r Request) (Result, error) {
+	s, err := r.Bundle.ReadSpec()
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := Prepare(context.Background(), r, s)
+	if err == nil && res.SpecChanged {
+		err = r.Bundle.WriteSpec(s)
+	}
+	return res, err
+}
+
 func TestPrepare(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		spec       *specs.Spec
 		wantMode   spec.NetworkMode
 		wantNS     []specs.LinuxNamespace
-		wantSame   bool // config.json must not be rewritten
+		wantSame   bool // the spec must be left alone
 		wantErr    error
 		errMention string
 	}{
@@ -71,26 +91,33 @@ func TestPrepare(t *testing.T) {
 		{name: "explicit host drops joined netns", spec: newSpec("host", joinNet, pidNS), wantMode: spec.ModeHost, wantNS: []specs.LinuxNamespace{pidNS}},
 		{name: "host without netns", spec: newSpec("host", pidNS), wantMode: spec.ModeHost, wantNS: []specs.LinuxNamespace{pidNS}},
 		{name: "none is untouched", spec: newSpec("none", pidNS, newNet), wantMode: spec.ModeNone, wantSame: true},
-		{name: "bridge joining a netns", spec: newSpec("bridge", joinNet), wantErr: errdefs.ErrInvalidArgument, errMention: "joins network namespace /proc/1/ns/net", wantSame: true},
-		{name: "invalid", spec: newSpec("macvlan", newNet), wantErr: errdefs.ErrInvalidArgument, errMention: spec.NetworkAnnotation, wantSame: true},
+		{name: "bridge joining a netns", spec: newSpec("bridge", joinNet), wantErr: errdefs.ErrInvalidArgument, errMention: "joins network namespace /proc/1/ns/net"},
+		{name: "invalid", spec: newSpec("macvlan", newNet), wantErr: errdefs.ErrInvalidArgument, errMention: spec.NetworkAnnotation},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			bundle, before := writeBundle(t, tc.spec)
-			res, err := Prepare(context.Background(), request(bundle, config.Network{}))
-			mode := res.Mode
+			before, err := json.Marshal(tc.spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := tc.spec
+			res, err := Prepare(context.Background(), request(t.TempDir(), config.Network{}), s)
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), tc.errMention) {
 					t.Fatalf("Prepare error = %v, want %v mentioning %q", err, tc.wantErr, tc.errMention)
 				}
-			} else if err != nil || mode != tc.wantMode {
-				t.Fatalf("Prepare = %q, %v; want %q", mode, err, tc.wantMode)
+				return
 			}
-			after, s := readBack(t, bundle)
+			if err != nil || res.Mode != tc.wantMode {
+				t.Fatalf("Prepare = %q, %v; want %q", res.Mode, err, tc.wantMode)
+			}
 			if tc.wantSame {
-				if string(after) != string(before) {
-					t.Errorf("config.json was rewritten:\n%s", after)
+				if after, _ := json.Marshal(s); res.SpecChanged || string(after) != string(before) {
+					t.Errorf("the spec was rewritten (changed %v):\n%s", res.SpecChanged, after)
 				}
 				return
+			}
+			if !res.SpecChanged {
+				t.Error("Prepare rewrote the spec without saying so")
 			}
 			if len(s.Linux.Namespaces) != len(tc.wantNS) {
 				t.Fatalf("namespaces = %+v, want %+v", s.Linux.Namespaces, tc.wantNS)
@@ -100,27 +127,19 @@ func TestPrepare(t *testing.T) {
 					t.Errorf("namespace %d = %+v, want %+v", i, s.Linux.Namespaces[i], tc.wantNS[i])
 				}
 			}
-			fi, err := os.Stat(filepath.Join(bundle, configFile))
-			if err != nil || fi.Mode().Perm() != 0o600 {
-				t.Errorf("config.json mode = %v, %v; want 0600 kept", fi.Mode().Perm(), err)
-			}
-			if entries, _ := os.ReadDir(bundle); len(entries) != 1 {
-				t.Errorf("bundle holds %d files, want only config.json (no temp file left)", len(entries))
-			}
-			if mode == spec.ModeHost && len(s.Mounts) != len(spec.HostFiles) {
+			if res.Mode == spec.ModeHost && len(s.Mounts) != len(spec.HostFiles) {
 				t.Errorf("host mode mounts = %+v, want the host's resolv.conf and hosts", s.Mounts)
 			}
 		})
 	}
 }
 
-func request(bundle string, n config.Network) Request {
+func request(dir string, n config.Network) Request {
 	if n.DefaultMode == "" {
 		n.DefaultMode = spec.ModeHost
 	}
-	return Request{Bundle: bundle, ID: "c1", Namespace: "test", Config: n}
+	return Request{Bundle: bundle.New(dir), ID: "c1", Namespace: "test", Config: n}
 }
-
 func TestPrepareHostMode(t *testing.T) {
 	hostname, _ := os.Hostname()
 	for _, tc := range []struct {
@@ -165,16 +184,15 @@ func TestPrepareHostMode(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.wantWarn {
+				nstest.NeedRoot(t) // the port check reads the nft table
+			}
 			s := newSpec("", pidNS, newNet)
 			tc.mutate(s)
-			bundle, before := writeBundle(t, s)
-			res, err := Prepare(context.Background(), request(bundle, tc.cfg))
+			res, err := Prepare(context.Background(), request(t.TempDir(), tc.cfg), s)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, errdefs.ErrInvalidArgument) {
 					t.Fatalf("err = %v, want invalid argument containing %q", err, tc.wantErr)
-				}
-				if after, _ := readBack(t, bundle); string(after) != string(before) {
-					t.Error("config.json changed although Prepare failed")
 				}
 				return
 			}
@@ -185,15 +203,8 @@ func TestPrepareHostMode(t *testing.T) {
 				t.Errorf("warnings = %q", res.Warnings)
 			}
 			if tc.check != nil {
-				_, after := readBack(t, bundle)
-				tc.check(t, after)
+				tc.check(t, s)
 			}
 		})
-	}
-}
-
-func TestPrepareMissingSpec(t *testing.T) {
-	if _, err := Prepare(context.Background(), request(t.TempDir(), config.Network{})); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("Prepare without config.json error = %v, want not exist", err)
 	}
 }

@@ -1,6 +1,6 @@
 // Package process keeps the shim's record of container processes (the init
-// process and execs): their state, exit status and waiters, and the plumbing
-// between their stdio and what containerd handed the shim.
+// process and execs): their state, exit status and waiters, and their stdio
+// (package procio).
 //
 // It never calls the OCI runtime; the task service does, and reports here.
 package process
@@ -14,6 +14,8 @@ import (
 	"github.com/containerd/console"
 	"github.com/containerd/containerd/v2/pkg/stdio"
 	"github.com/containerd/errdefs"
+
+	"github.com/hostnet-dev/hostnet/shim/procio"
 )
 
 // State is where a process is in its life.
@@ -55,7 +57,7 @@ type Process struct {
 	mu         sync.Mutex
 	state      State
 	pid        int
-	io         *IO
+	io         *procio.IO
 	exitStatus int
 	exitedAt   time.Time
 	exited     chan struct{}
@@ -84,14 +86,14 @@ func (p *Process) State() State {
 }
 
 // IO returns the process's stdio plumbing, nil if not set up.
-func (p *Process) IO() *IO {
+func (p *Process) IO() *procio.IO {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.io
 }
 
 // SetCreated records the pid and stdio of a process the runtime has created.
-func (p *Process) SetCreated(pid int, pio *IO) {
+func (p *Process) SetCreated(pid int, pio *procio.IO) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.pid, p.io = pid, pio

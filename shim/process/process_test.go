@@ -3,16 +3,12 @@ package process
 import (
 	"context"
 	"errors"
-	"net/url"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/containerd/console"
 	"github.com/containerd/containerd/v2/pkg/stdio"
 	"github.com/containerd/errdefs"
-	runc "github.com/containerd/go-runc"
 )
 
 func TestLifecycle(t *testing.T) {
@@ -59,58 +55,6 @@ func TestLifecycle(t *testing.T) {
 	}
 	if err := p.SetDeleted(); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestParseTarget(t *testing.T) {
-	for _, tc := range []struct {
-		in, scheme, path string
-		err              error
-	}{
-		{in: "/run/containerd/fifo/1/x-stdout", scheme: "fifo", path: "/run/containerd/fifo/1/x-stdout"},
-		{in: "fifo:///run/f", scheme: "fifo", path: "/run/f"},
-		{in: "file:///var/log/c.log", scheme: "file", path: "/var/log/c.log"},
-		{in: "binary:///usr/bin/logger?id=1", scheme: "binary", path: "/usr/bin/logger"},
-		{in: "binary-v2:///usr/bin/logger", scheme: "binary-v2", path: "/usr/bin/logger"},
-		{in: "file://relative/x", err: errdefs.ErrInvalidArgument},
-		{in: "ftp://host/x", err: errdefs.ErrInvalidArgument},
-	} {
-		u, err := parseTarget(tc.in)
-		if tc.err != nil {
-			if !errors.Is(err, tc.err) {
-				t.Errorf("parseTarget(%q) error = %v, want %v", tc.in, err, tc.err)
-			}
-			continue
-		}
-		if err != nil || u.Scheme != tc.scheme || u.Path != tc.path {
-			t.Errorf("parseTarget(%q) = %v, %v", tc.in, u, err)
-		}
-	}
-}
-
-func TestLoggerArgs(t *testing.T) {
-	u, err := url.Parse("binary:///bin/logger?tag=web&verbose=&driver=json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := strings.Join(loggerArgs(u), " ")
-	if want := "driver json tag web verbose"; got != want {
-		t.Errorf("loggerArgs = %q, want %q", got, want)
-	}
-}
-
-func TestExitRecord(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := ReadExit(dir); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("ReadExit without a record = %v", err)
-	}
-	want := runc.Exit{Pid: 42, Status: 3, Timestamp: time.Unix(1700000000, 5).UTC()}
-	if err := WriteExit(dir, want); err != nil {
-		t.Fatal(err)
-	}
-	got, err := ReadExit(dir)
-	if err != nil || got.Pid != want.Pid || got.Status != want.Status || !got.Timestamp.Equal(want.Timestamp) {
-		t.Errorf("ReadExit = %+v, %v; want %+v", got, err, want)
 	}
 }
 

@@ -2,11 +2,8 @@ package task
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -20,38 +17,35 @@ import (
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/hostnet-dev/hostnet/shim/bundle"
+	"github.com/hostnet-dev/hostnet/shim/config"
 	"github.com/hostnet-dev/hostnet/shim/network"
+	"github.com/hostnet-dev/hostnet/shim/ociruntime"
 	"github.com/hostnet-dev/hostnet/shim/process"
-	"github.com/hostnet-dev/hostnet/shim/runtime"
+	"github.com/hostnet-dev/hostnet/shim/procio"
 )
 
-const (
-	initPidFile = "init.pid"
-	// ioDrainTimeout bounds how long deleting a process waits for its output
-	// to reach the client.
-	ioDrainTimeout = 10 * time.Second
-)
+// ioDrainTimeout bounds how long deleting a process waits for its output to
+// reach the client.
+const ioDrainTimeout = 10 * time.Second
 
 // container is one task: its runtime, rootfs, init process and execs.
 type container struct {
 	id     string
-	bundle string
-	rt     *runtime.Runtime
-	netReq network.Request // to tear down what the network mode set up
-	rootfs string          // mounted by the shim; empty if the client mounted it
-	init   *process.Process
-	oom    *oomWatcher // nil if the cgroup cannot be watched
-	// sharedPidNS containers have no pid namespace of their own, so the
-	// init's exit does not kill the processes it leaves behind.
-	sharedPidNS bool
+	bundle bundle.Bundle
+	rt     *ociruntime.Runtime
+	// ioUID and ioGID own the stdio pipes of the container's processes.
+	ioUID, ioGID int
+	init         *process.Process
+	oom          *oomWatcher // nil if the cgroup cannot be watched
+	// killAllOnExit is set for containers without a pid namespace of
+	// their own: the init's exit does not kill what it leaves behind.
+	killAllOnExit bool
 	// hardened containers' exec'd processes are hardened like the init.
 	hardened bool
 
-	// cgroup is the init's cgroup, cgroup1.Cgroup or *cgroupsv2.Manager,
-	// loaded at create: it still holds the container's statistics once the
-	// init has exited, when the init's pid no longer leads to it. Nil if it
-	// could not be loaded.
-	cgroup any
+	// cgroup is the container's, loaded at create; nil if it could not be.
+	cgroup *containerCgroup
 
 	// Guarded by the service's exitMu, which orders exec starts against the
 	// init's exit without being held across any runtime call.
@@ -79,7 +73,8 @@ type execProcess struct {
 }
 
 // createContainer prepares the bundle and has the runtime create the init
-// process. On failure it leaves nothing behind: no mount, no runtime state.
+// process. On failure it leaves nothing behind: no mount, no network, no
+// runtime state (Teardown).
 func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller *console.Epoller) (_ *container, retErr error) {
 	if r.Checkpoint != "" {
 		return nil, fmt.Errorf("restoring from a checkpoint is not supported by the hostnet shim: %w", errdefs.ErrNotImplemented)
@@ -88,54 +83,67 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := runtime.ConfigFromOptions(r.Options, ns)
+	set, err := config.FromOptions(r.Options, ns, r.Bundle)
 	if err != nil {
 		return nil, err
 	}
+	b := bundle.New(r.Bundle)
 	c := &container{
 		id:     r.ID,
-		bundle: r.Bundle,
-		rt:     runtime.New(r.Bundle, cfg),
-		netReq: network.Request{Bundle: r.Bundle, ID: r.ID, Namespace: ns, Config: cfg.Hostnet.Network},
+		bundle: b,
+		rt:     ociruntime.New(set.Runtime, b.RuntimeLog()),
+		ioUID:  set.IoUID,
+		ioGID:  set.IoGID,
 		execs:  make(map[string]*execProcess),
 	}
-	// Mounted before the network mode is prepared, which checks the root
-	// file system for the files it mounts into it.
-	if len(r.Rootfs) > 0 {
-		if c.rootfs, err = mountRootfs(r); err != nil {
-			return nil, err
-		}
-		defer func() {
-			if retErr != nil {
-				c.unmountRootfs(ctx)
-			}
-		}()
-	}
-
-	netRes, err := network.Prepare(ctx, c.netReq)
+	// The spec is read once, here: the network mode rewrites this value,
+	// the shim takes what it needs from it, and the runtime gets it from
+	// the one write below.
+	spec, err := b.ReadSpec()
 	if err != nil {
 		return nil, err
 	}
+	// Whatever failed, Teardown undoes what was done: each of its steps
+	// finds what it undoes in the bundle. The runtime's state, only once
+	// the runtime was asked to create it: the id may be another's.
+	var created *ociruntime.Runtime
 	defer func() {
 		if retErr != nil {
-			if err := network.Teardown(context.WithoutCancel(ctx), c.netReq); err != nil {
-				log.G(ctx).WithError(err).WithField("id", r.ID).Warn("failed to tear down network")
+			if err := Teardown(context.WithoutCancel(ctx), b, r.ID, created, true); err != nil {
+				log.G(ctx).WithError(err).WithField("id", r.ID).Warn("failed to clean up after a failed create")
 			}
 		}
 	}()
+	// Mounted before the network mode is prepared, which checks the root
+	// file system for the files it mounts into it.
+	if len(r.Rootfs) > 0 {
+		if err := mountRootfs(r, b); err != nil {
+			return nil, err
+		}
+	}
+	netReq := network.Request{Bundle: b, ID: r.ID, Namespace: ns, Config: set.Network}
+	netRes, err := network.Prepare(ctx, netReq, spec)
+	if err != nil {
+		return nil, err
+	}
 	// At info: the mode is the first thing an admin asks about a container.
 	log.G(ctx).WithFields(log.Fields{"id": r.ID, "mode": netRes.Mode, "why": netRes.Why}).Info("network mode")
 	for _, w := range netRes.Warnings {
 		log.G(ctx).WithField("id", r.ID).Warn(w)
 	}
-	if err := runtime.WriteConfig(r.Bundle, cfg); err != nil {
-		return nil, err
+	if netRes.SpecChanged {
+		if err := b.WriteSpec(spec); err != nil {
+			return nil, err
+		}
 	}
-	c.sharedPidNS = sharesPidNamespace(r.Bundle)
+	if err := b.WriteRuntime(set.Runtime); err != nil {
+		return nil, fmt.Errorf("failed to save runtime config: %w", err)
+	}
+	c.killAllOnExit = killAllOnExit(spec)
 	c.hardened = netRes.Hardened
 
 	sio := stdio.Stdio{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
-	pio, err := process.NewIO(r.ID, sio, cfg.IoUID, cfg.IoGID, epoller)
+	pio, err := procio.New(r.ID, sio, c.ioUID, c.ioGID, epoller)
 	if err != nil {
 		return nil, err
 	}
@@ -145,25 +153,17 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 		}
 	}()
 
-	pidFile := filepath.Join(r.Bundle, initPidFile)
-	opts := &runc.CreateOpts{PidFile: pidFile}
+	opts := &runc.CreateOpts{PidFile: b.InitPidFile()}
 	pio.ApplyCreate(opts)
-	err = c.rt.Create(ctx, r.ID, r.Bundle, opts)
-	defer func() {
-		// A failed create may still have left state behind.
-		if retErr != nil {
-			if err := c.rt.Delete(context.WithoutCancel(ctx), r.ID, true); err != nil {
-				log.G(ctx).WithError(err).WithField("id", r.ID).Warn("failed to clean up runtime state")
-			}
-		}
-	}()
-	if err != nil {
+	// A failed create may still have left state behind.
+	created = c.rt
+	if err := c.rt.Create(ctx, r.ID, r.Bundle, opts); err != nil {
 		return nil, err
 	}
 	if err := pio.Start(ctx); err != nil {
 		return nil, err
 	}
-	pid, err := runc.ReadPidFile(pidFile)
+	pid, err := b.ReadInitPid()
 	if err != nil {
 		return nil, fmt.Errorf("failed to read init pid of %s: %w", r.ID, err)
 	}
@@ -172,30 +172,20 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 	return c, nil
 }
 
-func mountRootfs(r *taskAPI.CreateTaskRequest) (string, error) {
-	rootfs := filepath.Join(r.Bundle, "rootfs")
+// mountRootfs mounts the root file system containerd handed the shim at the
+// bundle's rootfs; Teardown unmounts it.
+func mountRootfs(r *taskAPI.CreateTaskRequest, b bundle.Bundle) error {
+	rootfs := b.Rootfs()
 	if err := os.Mkdir(rootfs, 0o711); err != nil && !os.IsExist(err) {
-		return "", fmt.Errorf("failed to create rootfs mountpoint: %w", err)
+		return fmt.Errorf("failed to create rootfs mountpoint: %w", err)
 	}
 	mounts := make([]mount.Mount, 0, len(r.Rootfs))
 	for _, m := range r.Rootfs {
 		mounts = append(mounts, mount.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
 	}
 	if err := mount.All(mounts, rootfs); err != nil {
-		// mount.All may have mounted some of them.
-		_ = mount.UnmountRecursive(rootfs, 0)
-		return "", fmt.Errorf("failed to mount rootfs of %s: %w", r.ID, err)
-	}
-	return rootfs, nil
-}
-
-func (c *container) unmountRootfs(ctx context.Context) error {
-	if c.rootfs == "" {
-		return nil
-	}
-	if err := mount.UnmountRecursive(c.rootfs, 0); err != nil {
-		log.G(ctx).WithError(err).WithField("id", c.id).Warn("failed to unmount rootfs")
-		return fmt.Errorf("failed to unmount rootfs %s: %w", c.rootfs, err)
+		// mount.All may have mounted some of them: Teardown unmounts them.
+		return fmt.Errorf("failed to mount rootfs of %s: %w", r.ID, err)
 	}
 	return nil
 }
@@ -227,7 +217,7 @@ func (c *container) exec(execID string) (*execProcess, error) {
 // startExec has the runtime start a created exec and connects its stdio.
 // The caller has marked e as starting; no lock is held.
 func (c *container) startExec(ctx context.Context, e *execProcess, epoller *console.Epoller) (retErr error) {
-	pio, err := process.NewIO(c.id, e.Stdio, c.rt.IoUID, c.rt.IoGID, epoller)
+	pio, err := procio.New(c.id, e.Stdio, c.ioUID, c.ioGID, epoller)
 	if err != nil {
 		return err
 	}
@@ -236,12 +226,11 @@ func (c *container) startExec(ctx context.Context, e *execProcess, epoller *cons
 			pio.Close(0)
 		}
 	}()
-	pidFile, err := os.CreateTemp(c.bundle, "exec-*.pid")
+	pidFile, err := c.bundle.NewExecPidFile()
 	if err != nil {
-		return fmt.Errorf("failed to create exec pid file: %w", err)
+		return err
 	}
-	pidFile.Close()
-	defer os.Remove(pidFile.Name())
+	defer os.Remove(pidFile)
 
 	spec := e.spec
 	if ws, ok := e.PendingWinsize(); ok {
@@ -250,12 +239,12 @@ func (c *container) startExec(ctx context.Context, e *execProcess, epoller *cons
 		// that reads its size at once.
 		spec.ConsoleSize = &specs.Box{Height: uint(ws.Height), Width: uint(ws.Width)}
 	}
-	opts := &runc.ExecOpts{PidFile: pidFile.Name()}
+	opts := &runc.ExecOpts{PidFile: pidFile}
 	pio.ApplyExec(opts)
 	if err := c.rt.Exec(ctx, c.id, spec, opts); err != nil {
 		return err
 	}
-	pid, err := runc.ReadPidFile(pidFile.Name())
+	pid, err := runc.ReadPidFile(pidFile)
 	if err != nil {
 		return fmt.Errorf("failed to read pid of exec %s: %w", e.ID, err)
 	}
@@ -271,20 +260,17 @@ func (c *container) startExec(ctx context.Context, e *execProcess, epoller *cons
 	return nil
 }
 
-// sharesPidNamespace reports whether the container runs in its runtime's pid
-// namespace rather than its own.
-func sharesPidNamespace(bundle string) bool {
-	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
-	if err != nil {
-		return false
-	}
-	var s specs.Spec
-	if json.Unmarshal(data, &s) != nil || s.Linux == nil {
-		return false
-	}
-	for _, ns := range s.Linux.Namespaces {
-		if ns.Type == specs.PIDNamespace {
-			return ns.Path != ""
+// killAllOnExit reports whether the init's exit must be followed by killing
+// every process left in the container: unless it has a new pid namespace of
+// its own, whose processes the kernel kills with its init. This is the runc
+// shim's rule (runc.ShouldKillAllOnExit), taken from the spec the shim
+// parsed at create instead of a config.json read again at every exit.
+func killAllOnExit(s *specs.Spec) bool {
+	if s.Linux != nil {
+		for _, ns := range s.Linux.Namespaces {
+			if ns.Type == specs.PIDNamespace && ns.Path == "" {
+				return false
+			}
 		}
 	}
 	return true
@@ -322,20 +308,10 @@ func (c *container) deleteInit(ctx context.Context) error {
 			pio.Close(0)
 		}
 	}
-	var errs []error
-	if err := c.rt.Delete(ctx, c.id, false); err != nil {
-		errs = append(errs, err)
-	}
 	if c.oom != nil {
 		c.oom.close()
 	}
-	if err := c.unmountRootfs(ctx); err != nil {
-		errs = append(errs, err)
-	}
-	if err := network.Teardown(ctx, c.netReq); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := Teardown(ctx, c.bundle, c.id, c.rt, false); err != nil {
 		return err
 	}
 	return c.init.SetDeleted()

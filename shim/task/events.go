@@ -208,7 +208,7 @@ func (s *service) handleInitExit(c *container, e runc.Exit) {
 	}
 	s.exitMu.Unlock()
 
-	if c.sharedPidNS || live > 0 {
+	if c.killAllOnExit || live > 0 {
 		// With its own pid namespace the kernel has killed the rest already;
 		// without, they would outlive the container.
 		if err := c.rt.Kill(s.context, c.id, int(unix.SIGKILL), true); err != nil {
@@ -226,7 +226,7 @@ func (s *service) handleInitExit(c *container, e runc.Exit) {
 	}
 	// Recorded for `shim delete`, should the shim die before containerd
 	// has the exit.
-	if err := process.WriteExit(c.bundle, e); err != nil {
+	if err := c.bundle.WriteExit(e); err != nil {
 		log.G(s.context).WithError(err).WithField("id", c.id).Warn("failed to record exit status")
 	}
 	s.publishExit(c, c.init, e)

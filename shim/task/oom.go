@@ -3,17 +3,12 @@ package task
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/containerd/cgroups/v3"
-	"github.com/containerd/cgroups/v3/cgroup1"
-	cgroupsv2 "github.com/containerd/cgroups/v3/cgroup2"
 	eventstypes "github.com/containerd/containerd/api/events"
 	"golang.org/x/sys/unix"
 )
@@ -34,42 +29,12 @@ type oomWatcher struct {
 	done     chan struct{}
 }
 
-// watchOOM watches the memory cgroup the process pid is in; OOM kills from
-// now on are reported once start is called.
-func watchOOM(id string, pid int, send func(any)) (*oomWatcher, error) {
-	var (
-		counter string
-		fd      int
-	)
-	if cgroups.Mode() == cgroups.Unified {
-		group, err := cgroupsv2.PidGroupPath(pid)
-		if err != nil {
-			return nil, fmt.Errorf("failed to find cgroup of pid %d: %w", pid, err)
-		}
-		m, err := cgroupsv2.Load(group)
-		if err != nil {
-			return nil, fmt.Errorf("failed to load cgroup %s: %w", group, err)
-		}
-		if fd, _, err = m.MemoryEventFD(); err != nil {
-			return nil, fmt.Errorf("failed to watch memory events of cgroup %s: %w", group, err)
-		}
-		counter = filepath.Join("/sys/fs/cgroup", group, "memory.events")
-	} else {
-		path := cgroup1.PidPath(pid)
-		cg, err := cgroup1.Load(path)
-		if err != nil {
-			return nil, fmt.Errorf("failed to load cgroups of pid %d: %w", pid, err)
-		}
-		dir, err := memoryDir(cg, path)
-		if err != nil {
-			return nil, err
-		}
-		efd, err := cg.OOMEventFD()
-		if err != nil {
-			return nil, fmt.Errorf("failed to watch OOM events of memory cgroup %s: %w", dir, err)
-		}
-		fd = int(efd)
-		counter = filepath.Join(dir, "memory.oom_control")
+// watchOOM watches the container's memory cgroup; OOM kills from now on
+// are reported once start is called.
+func watchOOM(id string, cg *containerCgroup, send func(any)) (*oomWatcher, error) {
+	fd, err := cg.oomEventFD()
+	if err != nil {
+		return nil, fmt.Errorf("failed to watch OOM events of the memory cgroup: %w", err)
 	}
 	// Non-blocking, so that the runtime poller can interrupt the read on close.
 	if err := unix.SetNonblock(fd, true); err != nil {
@@ -79,32 +44,19 @@ func watchOOM(id string, pid int, send func(any)) (*oomWatcher, error) {
 	w := &oomWatcher{
 		id:      id,
 		send:    send,
-		counter: counter,
+		counter: cg.oomCounter,
 		wake:    os.NewFile(uintptr(fd), "oom-events"),
 		done:    make(chan struct{}),
 	}
 	// Kills counted before now are not this container's: its cgroup may
 	// be one it joined rather than made.
-	w.reported, _ = oomKills(counter)
+	w.reported, _ = oomKills(w.counter)
 	return w, nil
 }
 
 // start publishes OOM kills from now on.
 func (w *oomWatcher) start() {
 	go w.run()
-}
-
-func memoryDir(cg cgroup1.Cgroup, path cgroup1.Path) (string, error) {
-	rel, err := path(cgroup1.Memory)
-	if err != nil {
-		return "", fmt.Errorf("failed to find memory cgroup: %w", err)
-	}
-	for _, s := range cg.Subsystems() {
-		if p, ok := s.(interface{ Path(string) string }); ok && s.Name() == cgroup1.Memory {
-			return p.Path(rel), nil
-		}
-	}
-	return "", errors.New("memory cgroup controller is not mounted")
 }
 
 func (w *oomWatcher) run() {

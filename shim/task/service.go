@@ -52,6 +52,10 @@ type service struct {
 
 	mu         sync.Mutex
 	containers map[string]*container
+	// creating reserves the ids being created, so that a second create of
+	// one cannot run the runtime beside the first, fail, and tear down
+	// what the first made.
+	creating map[string]struct{}
 
 	exitMu   sync.Mutex
 	running  map[int]tracked
@@ -75,6 +79,7 @@ func NewService(ctx context.Context, publisher shim.Publisher, sd shutdown.Servi
 		events:     make(chan event, 128),
 		exits:      reaper.Default.Subscribe(),
 		containers: make(map[string]*container),
+		creating:   make(map[string]struct{}),
 		running:    make(map[int]tracked),
 		watchers:   make(map[*exitWatch]struct{}),
 	}
@@ -121,10 +126,18 @@ func (s *service) getProcess(id, execID string) (*container, *process.Process, e
 func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*taskAPI.CreateTaskResponse, error) {
 	s.mu.Lock()
 	_, exists := s.containers[r.ID]
-	s.mu.Unlock()
-	if exists {
+	_, reserved := s.creating[r.ID]
+	if exists || reserved {
+		s.mu.Unlock()
 		return nil, errgrpc.ToGRPCf(errdefs.ErrAlreadyExists, "container %s", r.ID)
 	}
+	s.creating[r.ID] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.creating, r.ID)
+		s.mu.Unlock()
+	}()
 
 	w := s.watchExits()
 	c, err := createContainer(ctx, r, s.epoller)
@@ -145,10 +158,13 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 	}
 	// Watched from creation on, as a container can run out of memory
 	// before it is started; reported once TaskCreate is out.
-	if c.oom, err = watchOOM(c.id, pid, s.send); err != nil {
-		log.G(ctx).WithError(err).WithField("id", c.id).Warn("OOM kills of container will not be reported")
+	if c.cgroup != nil {
+		if c.oom, err = watchOOM(c.id, c.cgroup, s.send); err != nil {
+			log.G(ctx).WithError(err).WithField("id", c.id).Warn("OOM kills of container will not be reported")
+		}
 	}
 	s.mu.Lock()
+	delete(s.creating, r.ID)
 	s.containers[r.ID] = c
 	s.mu.Unlock()
 
@@ -184,7 +200,7 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	if st := p.State(); st != process.Created {
 		return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "container %s is %s", c.id, st)
 	}
-	if err := network.Check(ctx, c.netReq); err != nil {
+	if err := network.Check(ctx, c.bundle); err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
 	// Hold back the init's exit until TaskStart is out.
@@ -374,7 +390,7 @@ func (s *service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.
 	status, at := p.ExitStatus()
 	return &taskAPI.StateResponse{
 		ID:         p.ID,
-		Bundle:     c.bundle,
+		Bundle:     c.bundle.Path,
 		Pid:        uint32(p.Pid()),
 		Status:     taskStatus(p.State()),
 		Stdin:      p.Stdio.Stdin,
@@ -567,7 +583,7 @@ func (s *service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*task
 func (s *service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*ptypes.Empty, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.containers) > 0 {
+	if len(s.containers) > 0 || len(s.creating) > 0 {
 		return empty, nil
 	}
 	s.shutdown.Shutdown()

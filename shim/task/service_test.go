@@ -2,7 +2,6 @@ package task
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -30,7 +29,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/hostnet-dev/hostnet/shim/process"
+	"github.com/hostnet-dev/hostnet/shim/bundle"
 )
 
 // These tests drive the task service directly, without containerd, against
@@ -197,8 +196,8 @@ func newHarness(t *testing.T) *harness {
 // bundle writes a bundle for container id running args.
 func (h *harness) bundle(id string, args []string, edit func(*specs.Spec)) string {
 	h.t.Helper()
-	bundle := filepath.Join(h.dir, id)
-	if err := os.MkdirAll(bundle, 0o711); err != nil {
+	dir := filepath.Join(h.dir, id)
+	if err := os.MkdirAll(dir, 0o711); err != nil {
 		h.t.Fatal(err)
 	}
 	s := testSpec(args)
@@ -206,14 +205,10 @@ func (h *harness) bundle(id string, args []string, edit func(*specs.Spec)) strin
 	if edit != nil {
 		edit(s)
 	}
-	data, err := json.Marshal(s)
-	if err != nil {
+	if err := bundle.New(dir).WriteSpec(s); err != nil {
 		h.t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o644); err != nil {
-		h.t.Fatal(err)
-	}
-	return bundle
+	return dir
 }
 
 // testSpec runs args in the busybox root with namespaces of its own.
@@ -263,6 +258,11 @@ func (h *harness) create(id string, args []string, stdout, stderr string, edit f
 	if _, err := h.svc.Create(h.ctx, r); err != nil {
 		h.t.Fatalf("Create %s: %v", id, err)
 	}
+	h.cleanup(id)
+}
+
+// cleanup removes container id when the test ends.
+func (h *harness) cleanup(id string) {
 	h.t.Cleanup(func() {
 		// Whatever the test left, leave no container, cgroup or state.
 		ctx := context.Background()
@@ -390,11 +390,52 @@ func TestLifecycleEvents(t *testing.T) {
 	}
 	h.expectEvents(id, "TaskCreate", "TaskStart", "TaskExecAdded(sleeper)", "TaskExecStarted(sleeper)",
 		"TaskPaused", "TaskResumed", "TaskExit(sleeper)", "TaskExit", "TaskDelete")
-	if e, err := process.ReadExit(filepath.Join(h.dir, id)); err != nil || e.Status != 137 {
+	if e, err := bundle.New(filepath.Join(h.dir, id)).ReadExit(); err != nil || e.Status != 137 {
 		t.Errorf("recorded exit = %+v, %v", e, err)
 	}
 	if _, err := h.svc.State(h.ctx, &taskAPI.StateRequest{ID: id}); !errdefs.IsNotFound(errgrpc.ToNative(err)) {
 		t.Errorf("State after Delete = %v, want not found", err)
+	}
+}
+
+// TestCreateSameIDConcurrently: of two creates of one id at once, one
+// creates the container and the other is refused as existing, leaving the
+// container alone: it starts and exits as its program says.
+func TestCreateSameIDConcurrently(t *testing.T) {
+	h := newHarness(t)
+	const id = "twice"
+	bundle := h.bundle(id, []string{"/bin/busybox", "sh", "-c", "exit 7"}, nil)
+	h.cleanup(id)
+	start := make(chan struct{})
+	errs := make(chan error, 2)
+	for range 2 {
+		r := h.options()
+		r.ID, r.Bundle = id, bundle
+		go func() {
+			<-start
+			_, err := h.svc.Create(h.ctx, r)
+			errs <- err
+		}()
+	}
+	close(start)
+	var created, refused int
+	for range 2 {
+		switch err := <-errs; {
+		case err == nil:
+			created++
+		case errdefs.IsAlreadyExists(errgrpc.ToNative(err)):
+			refused++
+		default:
+			t.Errorf("Create: %v, want success or already exists", err)
+		}
+	}
+	if created != 1 || refused != 1 {
+		t.Fatalf("%d creates succeeded and %d were refused as existing, want one each", created, refused)
+	}
+	_, err := h.svc.Start(h.ctx, &taskAPI.StartRequest{ID: id})
+	h.must("Start", err)
+	if status := h.wait(id, ""); status != 7 {
+		t.Errorf("exit status = %d, want 7", status)
 	}
 }
 

@@ -46,7 +46,9 @@ func (d *Daemon) Stop() error {
 		errs = append(errs, d.removeCgroups())
 	}
 	for _, root := range d.runtimeRoots {
-		errs = append(errs, os.RemoveAll(filepath.Join(root, d.Namespace)))
+		for _, rt := range []string{HostnetRuntime, RuncRuntime} {
+			errs = append(errs, os.RemoveAll(d.RuntimeStateRoot(rt, root)))
+		}
 	}
 	if mounts, _ := mountinfo.GetMounts(mountinfo.PrefixFilter(d.Dir)); len(mounts) > 0 {
 		// Never recurse into something still mounted.

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -22,6 +23,18 @@ const CRINamespace = "k8s.io"
 // CRIHandler is the runtime handler (a RuntimeClass's handler) StartCRI
 // registers for the hostnet shim.
 const CRIHandler = "hostnet"
+
+// CRIRuncHandler is the handler StartCRI registers for containerd's runc
+// shim when CRIConfig.RuncBinary is set.
+const CRIRuncHandler = "runc"
+
+// CRIRuncOptionsHandler is the handler StartCRI registers, when
+// CRIConfig.RuncOptionsHandler is set, for the hostnet shim with runc's
+// options type: runtime_type io.containerd.runc.v2 and runtime_path the
+// hostnet shim. containerd 2.x's CRI starts the containers of
+// user-namespaced pods with options only runc's type carries (IoUid,
+// IoGid) and fails on any other handler that has options.
+const CRIRuncOptionsHandler = "hostnet-runc-options"
 
 // CRIConfig is what StartCRI adds to the daemon's configuration so that
 // containerd's CRI plugin can run pods with the hostnet runtime, without
@@ -53,6 +66,15 @@ type CRIConfig struct {
 	// SystemdCgroup sets hostnet's [runtime] systemd_cgroup, as a node
 	// whose kubelet uses the systemd cgroup driver needs.
 	SystemdCgroup bool
+	// RuncBinary, when set, registers the handler CRIRuncHandler too:
+	// containerd's runc shim running this runc (BinaryName), with its
+	// state in the daemon's directory, to compare hostnet's handler with
+	// (containerd 2.x only).
+	RuncBinary string
+	// RuncOptionsHandler registers the handler CRIRuncOptionsHandler too,
+	// with hostnet-runc's state in the daemon's directory, hostnet's
+	// default configuration and PodAnnotations (containerd 2.x only).
+	RuncOptionsHandler bool
 }
 
 // StartCRI is Start with containerd's CRI plugin configured for the
@@ -93,9 +115,19 @@ func StartCRI(ctx context.Context, cfg Config, cri CRIConfig) (*Daemon, error) {
 			return "", err
 		}
 		if cfg.ConfigVersion < 3 {
+			if cri.RuncBinary != "" || cri.RuncOptionsHandler {
+				return "", errors.New("daemon: CRIConfig.RuncBinary and RuncOptionsHandler need containerd 2.x")
+			}
 			return d.criConfigV2(cri, hostnetConfig)
 		}
-		return d.criConfig(cri, hostnetConfig, oneBinDir)
+		if cri.RuncBinary != "" {
+			runcRoot := filepath.Join(d.Dir, "runc")
+			if err := os.MkdirAll(runcRoot, 0o700); err != nil {
+				return "", err
+			}
+			d.runtimeRoots = append(d.runtimeRoots, runcRoot)
+		}
+		return d.criConfig(cri, hostnetConfig, runtimeRoot, oneBinDir)
 	})
 }
 
@@ -156,7 +188,7 @@ func tomlList(ss []string, quote func(string) string) string {
 
 // criConfig renders a config version 3 file like config, plus the CRI
 // plugins' settings.
-func (d *Daemon) criConfig(cri CRIConfig, hostnetConfig string, oneBinDir bool) (string, error) {
+func (d *Daemon) criConfig(cri CRIConfig, hostnetConfig, runtimeRoot string, oneBinDir bool) (string, error) {
 	q := tomlString
 	list := func(ss []string) string { return tomlList(ss, q) }
 	binDirs := "    bin_dirs = " + list(cri.CNIBinDirs)
@@ -177,7 +209,7 @@ func (d *Daemon) criConfig(cri CRIConfig, hostnetConfig string, oneBinDir bool) 
 		"",
 		"[plugins.'io.containerd.cri.v1.runtime']")
 	lines = append(lines, criRuntimeSettings(cri)...)
-	return strings.Join(append(lines,
+	lines = append(lines,
 		"  [plugins.'io.containerd.cri.v1.runtime'.cni]",
 		binDirs,
 		"    conf_dir = "+q(cri.CNIConfDir),
@@ -190,6 +222,28 @@ func (d *Daemon) criConfig(cri CRIConfig, hostnetConfig string, oneBinDir bool) 
 		"      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes."+CRIHandler+".options]",
 		"        ConfigPath = "+q(hostnetConfig),
 		"",
+	)
+	if cri.RuncBinary != "" {
+		lines = append(lines,
+			"    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes."+CRIRuncHandler+"]",
+			"      runtime_type = "+q(RuncRuntime),
+			"      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes."+CRIRuncHandler+".options]",
+			"        BinaryName = "+q(cri.RuncBinary),
+			"        Root = "+q(filepath.Join(d.Dir, "runc")),
+			"")
+	}
+	if cri.RuncOptionsHandler {
+		lines = append(lines,
+			"    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes."+CRIRuncOptionsHandler+"]",
+			"      runtime_type = "+q(RuncRuntime),
+			"      runtime_path = "+q(filepath.Join(d.binDir, "containerd-shim-hostnet-v1")),
+			"      pod_annotations = "+list(cri.PodAnnotations),
+			"      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes."+CRIRuncOptionsHandler+".options]",
+			"        Root = "+q(runtimeRoot),
+			"        SystemdCgroup = "+strconv.FormatBool(cri.SystemdCgroup),
+			"")
+	}
+	return strings.Join(append(lines,
 		"[plugins.'io.containerd.grpc.v1.cri']",
 		"  disable_tcp_service = true",
 		"  stream_server_address = '127.0.0.1'",

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+
+	"github.com/hostnet-dev/hostnet/shim/ociruntime"
 )
 
 // HostnetRuntime is the runtime name containerd maps to containerd-shim-hostnet-v1.
@@ -43,7 +45,8 @@ type Config struct {
 	// cgroups below /<Namespace> that runtimes left behind.
 	Namespace string
 	// RuntimeRoots are the state roots of the OCI runtimes the shims call
-	// (runc's --root). Stop removes <root>/<Namespace> from each of them.
+	// (runc's --root). Stop removes the daemon's directories in each of
+	// them (RuntimeStateRoot).
 	RuntimeRoots []string
 	// StartTimeout bounds how long Start waits for the socket; 30s if zero.
 	StartTimeout time.Duration
@@ -82,6 +85,8 @@ type Daemon struct {
 	LogPath string
 	// Namespace is the containerd namespace of the helpers.
 	Namespace string
+	// binDir holds the hostnet binaries (Config.BinDir, absolute).
+	binDir string
 
 	runtimeRoots []string
 	command      func(name string, args ...string) *exec.Cmd
@@ -138,6 +143,7 @@ func start(ctx context.Context, cfg Config, prefix string, render func(*Daemon) 
 		FIFODir:   filepath.Join(dir, "fifo"),
 		LogPath:   filepath.Join(dir, "containerd.log"),
 		Namespace: cfg.Namespace,
+		binDir:    binDir,
 
 		runtimeRoots: cfg.RuntimeRoots,
 		ownNetNS:     cfg.NetNS,
@@ -466,6 +472,17 @@ func flagValue(argv []string, flag string) string {
 // TaskDir is the task's bundle directory in containerd's state.
 func (d *Daemon) TaskDir(id string) string {
 	return filepath.Join(d.State, "io.containerd.runtime.v2.task", d.Namespace, id)
+}
+
+// RuntimeStateRoot is the directory the shim of runtime keeps the state of
+// this daemon's containers in, in its OCI runtime's state root root: runc's
+// shim uses <root>/<Namespace>, hostnet's one per namespace of each
+// containerd (ociruntime.StateRoot, from any of the namespace's bundles).
+func (d *Daemon) RuntimeStateRoot(runtime, root string) string {
+	if runtime == HostnetRuntime {
+		return ociruntime.StateRoot(root, d.Namespace, d.TaskDir("any"))
+	}
+	return filepath.Join(root, d.Namespace)
 }
 
 // LogTail returns the last n lines of the daemon's log.

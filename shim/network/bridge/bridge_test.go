@@ -49,6 +49,7 @@ func testNetNS(t *testing.T) string {
 }
 
 func TestEnsure(t *testing.T) {
+	nstest.NeedRoot(t)
 	b, link := testBridge(t)
 	if link.Attrs().MTU != 1400 {
 		t.Errorf("bridge MTU = %d, want 1400", link.Attrs().MTU)
@@ -69,6 +70,7 @@ func TestEnsure(t *testing.T) {
 }
 
 func TestEnsureNotABridge(t *testing.T) {
+	nstest.NeedRoot(t)
 	name := fmt.Sprintf("hnd%d", os.Getpid())
 	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: name + "p"}); err != nil {
 		t.Fatal(err)
@@ -81,6 +83,7 @@ func TestEnsureNotABridge(t *testing.T) {
 }
 
 func TestAttachDetach(t *testing.T) {
+	nstest.NeedRoot(t)
 	b, br := testBridge(t)
 	nsPath := testNetNS(t)
 	ep := Endpoint{
@@ -163,6 +166,7 @@ func TestAttachDetach(t *testing.T) {
 }
 
 func TestAttachFailureUndoes(t *testing.T) {
+	nstest.NeedRoot(t)
 	b, br := testBridge(t)
 	nsPath := testNetNS(t)
 	// A gateway outside the container's subnet makes the last step, the

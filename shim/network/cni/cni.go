@@ -24,13 +24,8 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"golang.org/x/sys/unix"
 
+	"github.com/hostnet-dev/hostnet/shim/bundle"
 	"github.com/hostnet-dev/hostnet/spec"
-)
-
-// Files in the bundle.
-const (
-	recordFile = "hostnet-cni.json"
-	cacheDir   = "cni-cache"
 )
 
 // IfName is the container's interface.
@@ -99,7 +94,7 @@ type Attachment struct {
 	IfName         string         `json:"ifName"`
 	CapabilityArgs map[string]any `json:"capabilityArgs,omitempty"`
 
-	bundle string
+	bundle bundle.Bundle
 	list   *libcni.NetworkConfigList
 }
 
@@ -107,13 +102,13 @@ type Attachment struct {
 // namespace will be netnsPath. Ports are handed to the plugins that take the
 // portMappings capability (portmap); with ports but no such plugin it
 // fails, as they would silently not be published.
-func New(bundle, file, binDir, containerID, netnsPath string, ports []spec.PortMapping) (*Attachment, error) {
+func New(b bundle.Bundle, file, binDir, containerID, netnsPath string, ports []spec.PortMapping) (*Attachment, error) {
 	list, err := Load(file)
 	if err != nil {
 		return nil, err
 	}
 	a := &Attachment{File: file, BinDirs: []string{binDir}, ContainerID: containerID, NetNS: netnsPath, IfName: IfName,
-		bundle: bundle, list: list}
+		bundle: b, list: list}
 	if len(ports) > 0 {
 		if !takes(list, portMappings) {
 			return nil, fmt.Errorf("CNI network %q (%s) cannot publish ports %s: none of its plugins takes the %s capability (add portmap with \"capabilities\": {\"%s\": true})",
@@ -127,35 +122,24 @@ func New(bundle, file, binDir, containerID, netnsPath string, ports []spec.PortM
 	return a, nil
 }
 
-// Read loads the record in bundle; an error wrapping os.ErrNotExist means
-// there is none (the container has no CNI network, or it was deleted).
-func Read(bundle string) (*Attachment, error) {
-	data, err := os.ReadFile(filepath.Join(bundle, recordFile))
-	if err != nil {
+// Read loads the record in the bundle; an error wrapping os.ErrNotExist
+// means there is none (the container has no CNI network, or it was
+// deleted).
+func Read(b bundle.Bundle) (*Attachment, error) {
+	a := &Attachment{bundle: b}
+	if err := b.ReadCNI(a); err != nil {
 		return nil, err
 	}
-	a := &Attachment{bundle: bundle}
-	if err := json.Unmarshal(data, a); err != nil {
-		return nil, fmt.Errorf("failed to parse CNI network record %s: %w", filepath.Join(bundle, recordFile), err)
-	}
+	var err error
 	if a.list, err = libcni.ConfListFromBytes(a.ConfList); err != nil {
-		return nil, fmt.Errorf("CNI network record %s: %w", filepath.Join(bundle, recordFile), err)
+		return nil, fmt.Errorf("CNI network record in %s: %w", b.Path, err)
 	}
 	return a, nil
 }
 
-// Save writes the record into the bundle, replacing it by rename.
+// Save writes the record into the bundle.
 func (a *Attachment) Save() error {
-	data, err := json.Marshal(a)
-	if err != nil {
-		return fmt.Errorf("failed to encode CNI network record: %w", err)
-	}
-	path := filepath.Join(a.bundle, recordFile)
-	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
-		return fmt.Errorf("failed to save CNI network record: %w", err)
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
-		os.Remove(path + ".tmp")
+	if err := a.bundle.WriteCNI(a); err != nil {
 		return fmt.Errorf("failed to save CNI network record: %w", err)
 	}
 	return nil
@@ -163,10 +147,7 @@ func (a *Attachment) Save() error {
 
 // Remove deletes the record and libcni's cache from the bundle.
 func (a *Attachment) Remove() error {
-	if err := os.RemoveAll(filepath.Join(a.bundle, cacheDir)); err != nil {
-		return fmt.Errorf("failed to remove CNI cache: %w", err)
-	}
-	if err := os.Remove(filepath.Join(a.bundle, recordFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := a.bundle.RemoveCNI(); err != nil {
 		return fmt.Errorf("failed to remove CNI network record: %w", err)
 	}
 	return nil
@@ -210,7 +191,7 @@ func (a *Attachment) Del(ctx context.Context) error {
 }
 
 func (a *Attachment) cni() *libcni.CNIConfig {
-	return libcni.NewCNIConfigWithCacheDir(a.BinDirs, filepath.Join(a.bundle, cacheDir), &pluginExec{})
+	return libcni.NewCNIConfigWithCacheDir(a.BinDirs, a.bundle.CNICache(), &pluginExec{})
 }
 
 func (a *Attachment) runtimeConf() *libcni.RuntimeConf {

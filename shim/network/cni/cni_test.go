@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hostnet-dev/hostnet/shim/bundle"
 	"github.com/hostnet-dev/hostnet/spec"
 )
 
@@ -29,15 +30,15 @@ var ports = []spec.PortMapping{
 // without a plugin taking them refuses the ports instead of dropping them.
 func TestNewPorts(t *testing.T) {
 	without := writeList(t, `{"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "bridge"}]}`)
-	if _, err := New(t.TempDir(), without, "/opt/cni/bin", "c", "/ns", ports); err == nil ||
+	if _, err := New(bundle.New(t.TempDir()), without, "/opt/cni/bin", "c", "/ns", ports); err == nil ||
 		!strings.Contains(err.Error(), `CNI network "n" (`+without+`) cannot publish ports 127.0.0.1:8080:80/tcp,0.0.0.0:5353:53/udp`) {
 		t.Errorf("ports without portmap: %v", err)
 	}
-	if _, err := New(t.TempDir(), without, "/opt/cni/bin", "c", "/ns", nil); err != nil {
+	if _, err := New(bundle.New(t.TempDir()), without, "/opt/cni/bin", "c", "/ns", nil); err != nil {
 		t.Errorf("no ports without portmap: %v", err)
 	}
 	with := writeList(t, `{"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "bridge"}, {"type": "portmap", "capabilities": {"portMappings": true}}]}`)
-	a, err := New(t.TempDir(), with, "/opt/cni/bin", "c", "/ns", ports)
+	a, err := New(bundle.New(t.TempDir()), with, "/opt/cni/bin", "c", "/ns", ports)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,8 +63,8 @@ func TestRecord(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "n", "20-fw.conf"), []byte(`{"type": "firewall"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	bundle := t.TempDir()
-	a, err := New(bundle, list, "/opt/cni/bin", "ns-id-0123abcd", "/b/netns", nil)
+	b0 := bundle.New(t.TempDir())
+	a, err := New(b0, list, "/opt/cni/bin", "ns-id-0123abcd", "/b/netns", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +74,7 @@ func TestRecord(t *testing.T) {
 	if err := os.WriteFile(list, []byte(`garbage`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b, err := Read(bundle)
+	b, err := Read(b0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func TestRecord(t *testing.T) {
 	if err := b.Remove(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Read(bundle); !os.IsNotExist(err) {
+	if _, err := Read(b0); !os.IsNotExist(err) {
 		t.Errorf("Read after Remove: %v", err)
 	}
 }

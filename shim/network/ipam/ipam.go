@@ -18,7 +18,9 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
-	"golang.org/x/sys/unix"
+
+	"github.com/hostnet-dev/hostnet/shim/internal/atomicwrite"
+	"github.com/hostnet-dev/hostnet/shim/network/internal/lockfile"
 )
 
 // Allocator leases addresses of one subnet.
@@ -42,16 +44,34 @@ type state struct {
 	Last netip.Addr `json:"last,omitzero"`
 }
 
+// CheckSubnet checks that containers can have addresses of subnet behind
+// gateway: the bridge, its IPAM and NAT are IPv4 only, the subnet needs
+// room for the gateway and a container, and the gateway must be an address
+// of the subnet a host can have. The configuration is checked with it when
+// it is read, and New checks what it is given. The error's first word,
+// "subnet" or "gateway", names the value at fault.
+func CheckSubnet(subnet netip.Prefix, gateway netip.Addr) error {
+	subnet = subnet.Masked()
+	switch {
+	case !subnet.Addr().Is4():
+		return fmt.Errorf("subnet %s must be IPv4", subnet)
+	case subnet.Bits() > 30:
+		return fmt.Errorf("subnet %s is too small: it needs room for a gateway and containers", subnet)
+	case !subnet.Contains(gateway):
+		return fmt.Errorf("gateway %s is outside subnet %s", gateway, subnet)
+	case gateway == subnet.Addr() || !subnet.Contains(gateway.Next()):
+		return fmt.Errorf("gateway %s is the network or broadcast address of subnet %s", gateway, subnet)
+	}
+	return nil
+}
+
 // New returns an allocator for subnet, whose gateway address is never
 // leased, keeping its state in dir.
 func New(dir string, subnet netip.Prefix, gateway netip.Addr) (*Allocator, error) {
+	if err := CheckSubnet(subnet, gateway); err != nil {
+		return nil, fmt.Errorf("ipam: %v: %w", err, errdefs.ErrInvalidArgument)
+	}
 	subnet = subnet.Masked()
-	if !subnet.Addr().Is4() || subnet.Bits() > 30 {
-		return nil, fmt.Errorf("ipam: subnet %s must be IPv4 with room for a gateway and a container (at most /30): %w", subnet, errdefs.ErrInvalidArgument)
-	}
-	if !subnet.Contains(gateway) {
-		return nil, fmt.Errorf("ipam: gateway %s is outside subnet %s: %w", gateway, subnet, errdefs.ErrInvalidArgument)
-	}
 	bootID, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {
 		return nil, fmt.Errorf("ipam: failed to read boot id: %w", err)
@@ -148,17 +168,11 @@ func (a *Allocator) isBroadcast(addr netip.Addr) bool {
 // update runs fn on the state under the lock and writes the state back if
 // fn reports a change.
 func (a *Allocator) update(fn func(*state) (bool, error)) error {
-	if err := os.MkdirAll(filepath.Dir(a.file), 0o700); err != nil {
-		return fmt.Errorf("ipam: failed to create state directory: %w", err)
-	}
-	lf, err := os.OpenFile(a.lock, os.O_RDWR|os.O_CREATE, 0o600)
+	lf, err := lockfile.Lock(a.lock) // in the state directory, beside a.file
 	if err != nil {
-		return fmt.Errorf("ipam: failed to open lock: %w", err)
+		return fmt.Errorf("ipam: %w", err)
 	}
 	defer lf.Close() // releases the flock
-	if err := flock(lf); err != nil {
-		return fmt.Errorf("ipam: failed to lock %s: %w", a.lock, err)
-	}
 	s, err := a.read()
 	if err != nil {
 		return err
@@ -168,15 +182,6 @@ func (a *Allocator) update(fn func(*state) (bool, error)) error {
 		return err
 	}
 	return a.write(s)
-}
-
-func flock(f *os.File) error {
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if !errors.Is(err, unix.EINTR) {
-			return err
-		}
-	}
 }
 
 func (a *Allocator) read() (*state, error) {
@@ -202,20 +207,15 @@ func (a *Allocator) read() (*state, error) {
 	return s, nil
 }
 
-// write replaces the file by rename so a crash never leaves half a
-// document. There is no fsync: leases do not outlive the boot anyway.
+// write replaces the leases atomically, so a crash never leaves half a
+// document.
 func (a *Allocator) write(s *state) error {
 	data, err := json.Marshal(s)
 	if err != nil {
 		return fmt.Errorf("ipam: failed to encode leases: %w", err)
 	}
-	tmp := a.file + ".tmp" // only ever written under the lock
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("ipam: failed to write leases: %w", err)
-	}
-	if err := os.Rename(tmp, a.file); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("ipam: failed to write leases: %w", err)
+	if err := atomicwrite.WriteFile(a.file, data, 0o600); err != nil {
+		return fmt.Errorf("ipam: %w", err)
 	}
 	return nil
 }

@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -30,6 +29,7 @@ import (
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
 
+	"github.com/hostnet-dev/hostnet/shim/network/internal/lockfile"
 	"github.com/hostnet-dev/hostnet/spec"
 )
 
@@ -290,24 +290,11 @@ func overlaps(p, q spec.PortMapping) bool {
 
 // locked runs fn with a fresh nftables connection under the table's flock.
 func (t Table) locked(fn func(*nftables.Conn) error) error {
-	if err := os.MkdirAll(t.LockDir, 0o700); err != nil {
-		return fmt.Errorf("failed to create nftables lock directory: %w", err)
-	}
-	path := filepath.Join(t.LockDir, "nft-"+t.Name+".lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := lockfile.Lock(filepath.Join(t.LockDir, "nft-"+t.Name+".lock"))
 	if err != nil {
-		return fmt.Errorf("failed to open nftables lock: %w", err)
+		return fmt.Errorf("nftables: %w", err)
 	}
 	defer f.Close() // releases the flock
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("failed to lock %s: %w", path, err)
-	}
 	c, err := nftables.New(nftables.AsLasting())
 	if err != nil {
 		return fmt.Errorf("failed to open nftables netlink connection: %w", err)

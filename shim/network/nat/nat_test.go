@@ -12,6 +12,8 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/hostnet-dev/hostnet/spec"
+
+	"github.com/hostnet-dev/hostnet/shim/network/internal/nstest"
 )
 
 // testTable is unique to this test process and deleted with it.
@@ -51,6 +53,7 @@ func listTable(t *testing.T, name string) (string, bool) {
 }
 
 func TestAddRemove(t *testing.T) {
+	nstest.NeedRoot(t)
 	tbl := testTable(t)
 	a := endpoint(t, "a", "10.234.99.2", "18080:80/tcp,127.0.0.1:15353:53/udp")
 	b := endpoint(t, "b", "10.234.99.3", "")
@@ -133,6 +136,7 @@ func chainText(table, name string) string {
 }
 
 func TestPortConflicts(t *testing.T) {
+	nstest.NeedRoot(t)
 	tbl := testTable(t)
 	if err := tbl.Add(endpoint(t, "a", "10.234.99.2", "127.0.0.1:18081:80")); err != nil {
 		t.Fatal(err)

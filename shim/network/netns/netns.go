@@ -28,35 +28,66 @@ func Create(path string) (retErr error) {
 		}
 	}()
 
-	// unshare switches the calling thread, so it runs on a goroutine
-	// locked to its thread. The thread returns to the original namespace
-	// before it is unlocked; if it cannot, it stays locked and the Go
-	// runtime retires it when the goroutine exits, rather than run other
-	// goroutines in the container's namespace.
+	return onThread(func() error {
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("failed to create network namespace: %w", err)
+		}
+		return nil
+	}, func() error {
+		if err := unix.Mount(threadNetNS(), path, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("failed to pin network namespace at %s: %w", path, err)
+		}
+		return nil
+	})
+}
+
+// Do runs fn on a thread switched into the network namespace pinned at
+// path; sockets fn opens stay in that namespace.
+func Do(path string, fn func() error) error {
+	return onThread(func() error {
+		target, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("failed to open network namespace: %w", err)
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("failed to enter network namespace %s: %w", path, err)
+		}
+		return nil
+	}, fn)
+}
+
+// onThread runs fn on a goroutine locked to its thread, after enter moved
+// that thread into another network namespace: setns and unshare switch the
+// calling thread only. The thread goes back to the original namespace
+// before it is unlocked; if it cannot, it stays locked and the Go runtime
+// retires it when the goroutine exits, rather than run other goroutines in
+// the other namespace.
+func onThread(enter, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		orig, err := os.Open(threadNetNS())
 		if err != nil {
 			errc <- fmt.Errorf("failed to open current network namespace: %w", err)
 			return
 		}
 		defer orig.Close()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("failed to create network namespace: %w", err)
+		if err := enter(); err != nil {
+			errc <- err
 			return
 		}
-		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		err = unix.Mount(self, path, "", unix.MS_BIND, "")
-		if err != nil {
-			err = fmt.Errorf("failed to pin network namespace at %s: %w", path, err)
-		}
-		errc <- err
+		errc <- fn()
 		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
 			runtime.UnlockOSThread()
 		}
 	}()
 	return <-errc
+}
+
+// threadNetNS is the network namespace of the calling thread.
+func threadNetNS() string {
+	return fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
 }
 
 // Remove unmounts and deletes a namespace pinned by Create. The namespace

@@ -3,7 +3,6 @@ package netns
 import (
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -11,8 +10,9 @@ import (
 )
 
 func TestCreateRemove(t *testing.T) {
-	runtime.LockOSThread() // for /proc/thread-self
-	defer runtime.UnlockOSThread()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CAP_SYS_ADMIN)")
+	}
 	path := filepath.Join(t.TempDir(), "netns")
 	t.Cleanup(func() { Remove(path) })
 	if err := Create(path); err != nil {
@@ -22,11 +22,30 @@ func TestCreateRemove(t *testing.T) {
 	if err := unix.Stat(path, &pinned); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Stat("/proc/thread-self/ns/net", &self); err != nil {
+	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
 		t.Fatal(err)
 	}
 	if pinned.Ino == self.Ino {
 		t.Fatal("pinned namespace is the test's own")
+	}
+	// Do runs in the pinned namespace, and no thread of the test's stays
+	// there.
+	var inside unix.Stat_t
+	if err := Do(path, func() error { return unix.Stat(threadNetNS(), &inside) }); err != nil {
+		t.Fatal(err)
+	}
+	if inside.Ino != pinned.Ino {
+		t.Errorf("Do ran in namespace %d, want the pinned %d", inside.Ino, pinned.Ino)
+	}
+	tasks, _ := filepath.Glob("/proc/self/task/*/ns/net")
+	for _, task := range tasks {
+		var st unix.Stat_t
+		if unix.Stat(task, &st) == nil && st.Ino == pinned.Ino {
+			t.Errorf("thread %s is still in the pinned namespace", task)
+		}
+	}
+	if err := Do(filepath.Join(t.TempDir(), "none"), func() error { return nil }); err == nil {
+		t.Error("Do in a namespace that does not exist succeeded")
 	}
 	if !mounted(t, path) {
 		t.Fatalf("%s is not a mount point", path)

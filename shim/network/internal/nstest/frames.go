@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hostnet-dev/hostnet/shim/network/netns"
 )
 
 // PacketConn is an AF_PACKET socket on one interface of a network
@@ -24,7 +26,7 @@ type PacketConn struct {
 // ListenPacket opens a packet socket on ifname in the namespace at path.
 func ListenPacket(path, ifname string) (*PacketConn, error) {
 	var pc *PacketConn
-	err := Do(path, func() error {
+	err := netns.Do(path, func() error {
 		ifi, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return err

@@ -1,12 +1,11 @@
-// Package runtime drives the OCI runtime (hostnet-runc, or any
+// Package ociruntime drives the OCI runtime (hostnet-runc, or any
 // runc-compatible binary) through go-runc for one container, and turns the
 // runtime's JSON log into the errors the containerd user sees.
-package runtime
+package ociruntime
 
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 
 	"github.com/containerd/errdefs"
@@ -15,8 +14,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// LogFile is where, in the bundle, the runtime writes its JSON log.
-const LogFile = "log.json"
+// Config is how the shim runs the OCI runtime for one container. What
+// `shim delete` needs to delete the container after its shim died (the
+// binary, its root and its cgroup driver) is saved in the bundle
+// (bundle.WriteRuntime); the create flags are not.
+type Config struct {
+	// Binary is the absolute path of the runtime binary.
+	Binary string `json:"binary"`
+	// Root is the runtime's state directory, namespace included.
+	Root          string `json:"root"`
+	SystemdCgroup bool   `json:"systemd_cgroup,omitempty"`
+	NoPivotRoot   bool   `json:"-"`
+	NoNewKeyring  bool   `json:"-"`
+}
 
 // Runtime runs OCI runtime commands for the containers of one bundle.
 type Runtime struct {
@@ -25,9 +35,8 @@ type Runtime struct {
 	runc *runc.Runc
 }
 
-// New returns a Runtime that runs c.Binary with its log in bundle.
-func New(bundle string, c Config) *Runtime {
-	logPath := filepath.Join(bundle, LogFile)
+// New returns a Runtime that runs c.Binary with its JSON log at logPath.
+func New(c Config, logPath string) *Runtime {
 	return &Runtime{
 		Config: c,
 		log:    logPath,

@@ -1,6 +1,8 @@
-package runtime
+package ociruntime
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +11,31 @@ import (
 
 	"github.com/containerd/errdefs"
 )
+
+const (
+	// DefaultBinary is the OCI runtime the shim drives unless told otherwise.
+	DefaultBinary = "hostnet-runc"
+	// DefaultRoot is the runtime's state root; each containerd namespace of
+	// each containerd has a directory of its own in it (StateRoot).
+	DefaultRoot = "/run/containerd/hostnet-runc"
+)
+
+// StateRoot is the runtime's --root for the containers containerd keeps in
+// namespace, one of whose bundles is bundle: <root>/<namespace>@<instance>.
+//
+// Several containerds on a host share root (each defaults to DefaultRoot)
+// and may each run a container namespace/id. The runtime knows a container
+// by its id in the root alone: in a shared directory, one containerd's
+// failed create or forced `shim delete` of an id would delete the other's
+// container. instance tells them apart, as bridge mode's keys do: the first
+// 8 hex digits of the sha256 of the directory the bundle lies in,
+// <state>/io.containerd.runtime.v2.task/<namespace>, which is in the state
+// directory of the containerd that made it. The namespace stays readable
+// for operators (`hostnet-runc --root` ... `list`).
+func StateRoot(root, namespace, bundle string) string {
+	sum := sha256.Sum256([]byte(filepath.Dir(filepath.Clean(bundle))))
+	return filepath.Join(root, namespace+"@"+hex.EncodeToString(sum[:4]))
+}
 
 // ResolveBinary returns the absolute path of the runtime binary called name.
 //

@@ -1,21 +1,15 @@
-package runtime
+package ociruntime
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 
-	"github.com/containerd/containerd/api/types/runc/options"
-	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/errdefs"
-	"github.com/containerd/typeurl/v2"
-	"google.golang.org/protobuf/types/known/anypb"
-
-	"github.com/hostnet-dev/hostnet/shim/config"
 )
 
 func writeExecutable(t *testing.T, path string) {
@@ -74,6 +68,30 @@ func TestResolveBinary(t *testing.T) {
 	}
 }
 
+// TestStateRoot: the containers of one containerd namespace share a state
+// root; the same namespace of another containerd (another state directory)
+// and another namespace each get their own, below the root the options name.
+func TestStateRoot(t *testing.T) {
+	bundle := func(state, ns, id string) string {
+		return filepath.Join(state, "io.containerd.runtime.v2.task", ns, id)
+	}
+	a := StateRoot(DefaultRoot, "default", bundle("/run/containerd", "default", "web"))
+	if got := StateRoot(DefaultRoot, "default", bundle("/run/containerd", "default", "db")+"/"); got != a {
+		t.Errorf("another container of the same containerd namespace: root %s, want %s", got, a)
+	}
+	if filepath.Dir(a) != DefaultRoot || !strings.HasPrefix(filepath.Base(a), "default@") || len(filepath.Base(a)) != len("default@")+8 {
+		t.Errorf("root %s, want %s/default@ and 8 hex digits", a, DefaultRoot)
+	}
+	for _, other := range []string{
+		StateRoot(DefaultRoot, "default", bundle("/var/lib/other/state", "default", "web")),
+		StateRoot(DefaultRoot, "k8s.io", bundle("/run/containerd", "k8s.io", "web")),
+	} {
+		if other == a {
+			t.Errorf("another containerd or namespace shares the root %s", a)
+		}
+	}
+}
+
 func TestLastError(t *testing.T) {
 	log := strings.Join([]string{
 		`{"level":"warning","msg":"cgroup v1 is deprecated","time":"2024-01-01T00:00:00Z"}`,
@@ -93,7 +111,7 @@ func TestLastError(t *testing.T) {
 }
 
 func TestLastErrorSince(t *testing.T) {
-	path := filepath.Join(t.TempDir(), LogFile)
+	path := filepath.Join(t.TempDir(), "log.json")
 	if err := os.WriteFile(path, []byte(`{"level":"error","msg":"stale"}`+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -115,91 +133,6 @@ func TestLastErrorSince(t *testing.T) {
 	}
 }
 
-func TestDecodeOptions(t *testing.T) {
-	o, hn, err := DecodeOptions(nil)
-	if err != nil || o.BinaryName != "" || hn.Network.DefaultMode != "host" {
-		t.Fatalf("DecodeOptions(nil) = %v, %+v, %v", o, hn, err)
-	}
-
-	a, err := typeurl.MarshalAnyToProto(&options.Options{BinaryName: "/usr/sbin/runc", Root: "/run/x"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, _, err = DecodeOptions(a)
-	if err != nil || o.BinaryName != "/usr/sbin/runc" || o.Root != "/run/x" {
-		t.Fatalf("DecodeOptions = %v, %v", o, err)
-	}
-
-	other, err := typeurl.MarshalAnyToProto(&options.ProcessDetails{ExecID: "e"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := DecodeOptions(other); !errors.Is(err, errdefs.ErrInvalidArgument) {
-		t.Errorf("DecodeOptions(other type) error = %v, want invalid argument", err)
-	}
-	if _, _, err := DecodeOptions(&anypb.Any{TypeUrl: "example.com/unknown", Value: []byte{1}}); err == nil {
-		t.Error("DecodeOptions(unknown type) succeeded")
-	}
-}
-
-func TestDecodeHostnetConfig(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "hostnet.toml")
-	if err := os.WriteFile(path, []byte("[network]\ndefault_mode = \"none\"\n[runtime]\nbinary = \"/usr/sbin/runc\"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for name, ro := range map[string]*runtimeoptions.Options{
-		"path": {ConfigPath: path},
-		"body": {ConfigBody: []byte("[network]\ndefault_mode = \"none\"\n[runtime]\nbinary = \"/usr/sbin/runc\"\n")},
-	} {
-		a, err := typeurl.MarshalAnyToProto(ro)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, hn, err := DecodeOptions(a)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if hn.Network.DefaultMode != "none" || hn.Runtime.Binary != "/usr/sbin/runc" {
-			t.Errorf("%s: decoded %+v", name, hn)
-		}
-	}
-	a, err := typeurl.MarshalAnyToProto(&runtimeoptions.Options{ConfigBody: []byte("[network]\ndefault_mode = \"mesh\"\n")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := DecodeOptions(a); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), `invalid network mode "mesh"`) {
-		t.Errorf("bad config body: err = %v", err)
-	}
-}
-
-func TestConfigFromOptions(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "my-runc")
-	writeExecutable(t, bin)
-	a, err := typeurl.MarshalAnyToProto(&options.Options{BinaryName: bin, Root: "/run/my-runc", SystemdCgroup: true, IoUid: 7})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := ConfigFromOptions(a, "k8s.io")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := Config{Binary: bin, Root: "/run/my-runc/k8s.io", SystemdCgroup: true, IoUID: 7, Hostnet: config.Defaults()}
-	if !reflect.DeepEqual(c, want) {
-		t.Errorf("ConfigFromOptions = %+v, want %+v", c, want)
-	}
-
-	bundle := t.TempDir()
-	if _, err := ReadConfig(bundle); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("ReadConfig without config error = %v, want not exist", err)
-	}
-	if err := WriteConfig(bundle, c); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := ReadConfig(bundle); err != nil || got != c {
-		t.Errorf("ReadConfig = %+v, %v; want %+v", got, err, c)
-	}
-}
-
 func TestClassify(t *testing.T) {
 	for msg, want := range map[string]error{
 		`container "x" does not exist`: errdefs.ErrNotFound,
@@ -209,5 +142,17 @@ func TestClassify(t *testing.T) {
 		if got := classify(msg); got != want {
 			t.Errorf("classify(%q) = %v, want %v", msg, got, want)
 		}
+	}
+}
+
+// TestConfigRecord: the bundle's record of the runtime holds what `shim
+// delete` reads, and nothing else.
+func TestConfigRecord(t *testing.T) {
+	data, err := json.Marshal(Config{Binary: "/bin/r", Root: "/run/r/ns", SystemdCgroup: true, NoPivotRoot: true, NoNewKeyring: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"binary":"/bin/r","root":"/run/r/ns","systemd_cgroup":true}`; string(data) != want {
+		t.Errorf("record = %s, want %s", data, want)
 	}
 }

@@ -1,4 +1,4 @@
-package process
+package procio
 
 import (
 	"context"
@@ -8,9 +8,9 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"sort"
 	"time"
 
+	runcprocess "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/process"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	runc "github.com/containerd/go-runc"
 	"golang.org/x/sys/unix"
@@ -25,6 +25,11 @@ const loggerReadyTimeout = 30 * time.Second
 // stdout on fd 3 and stderr on fd 4, and signals on fd 5 that it is ready:
 // binary-v2 loggers by writing a byte, legacy binary ones by closing it.
 // CONTAINER_ID and CONTAINER_NAMESPACE name the container.
+//
+// The command is the runc shim's (NewBinaryCmd). Its NewBinaryIO is not
+// used: it waits for the logger with os/exec, which races the shim's reaper
+// for the exit, and waits for readiness without a bound; here the logger
+// runs under go-runc's Monitor, the reaper, and both waits are bounded.
 type logger struct {
 	cmd   *exec.Cmd
 	exits chan runc.Exit
@@ -68,8 +73,9 @@ func startLogger(ctx context.Context, u *url.URL, id string) (_ *logger, retErr 
 	}
 	theirs, ours = append(theirs, readyW), append(ours, readyR)
 
-	cmd := exec.Command(u.Path, loggerArgs(u)...)
-	cmd.Env = []string{"CONTAINER_ID=" + id, "CONTAINER_NAMESPACE=" + ns}
+	// The command line and environment the runc shim gives a logging
+	// binary.
+	cmd := runcprocess.NewBinaryCmd(u, id, ns)
 	cmd.ExtraFiles = []*os.File{outR, errR, readyW}
 	// go-runc's monitor is the shim's reaper, which must see the exit.
 	exits, err := runc.Monitor.Start(cmd)
@@ -99,25 +105,6 @@ func startLogger(ctx context.Context, u *url.URL, id string) (_ *logger, retErr 
 		return nil, fmt.Errorf("logging binary %s exited or closed fd 5 without signalling that it is ready", u.Path)
 	}
 	return l, nil
-}
-
-// loggerArgs turns the URI's query into arguments, "key value" for each
-// parameter in key order; cio.BinaryIO encodes its args map this way.
-func loggerArgs(u *url.URL) []string {
-	q := u.Query()
-	keys := make([]string, 0, len(q))
-	for k := range q {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var args []string
-	for _, k := range keys {
-		args = append(args, k)
-		if v := q.Get(k); v != "" {
-			args = append(args, v)
-		}
-	}
-	return args
 }
 
 // close ends the logger once its input is closed: it is given timeout to

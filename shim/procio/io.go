@@ -1,4 +1,7 @@
-package process
+// Package procio connects a container process's stdio, as containerd hands
+// it to the shim (fifos, files, logging binaries), to the pipes or terminal
+// the OCI runtime gives the process.
+package procio
 
 import (
 	"context"
@@ -29,7 +32,7 @@ const loggerExitTimeout = 5 * time.Second
 // runtime gives the process: pipes, or a pseudo-terminal whose master the
 // runtime sends over a console socket.
 //
-// Use: NewIO, pass it to the runtime with ApplyCreate or ApplyExec, Start
+// Use: New, pass it to the runtime with ApplyCreate or ApplyExec, Start
 // once the runtime returned, Shutdown when the process exits, Close when it
 // is deleted.
 type IO struct {
@@ -56,10 +59,10 @@ type IO struct {
 	closed  bool
 }
 
-// NewIO prepares stdio for a process of container id. uid and gid own the
+// New prepares stdio for a process of container id. uid and gid own the
 // pipes given to the process; epoller multiplexes terminals and must outlive
 // the process.
-func NewIO(id string, sio stdio.Stdio, uid, gid int, epoller *console.Epoller) (_ *IO, retErr error) {
+func New(id string, sio stdio.Stdio, uid, gid int, epoller *console.Epoller) (_ *IO, retErr error) {
 	i := &IO{id: id, sio: sio, epoller: epoller}
 	if sio.Stdout != "" {
 		u, err := parseTarget(sio.Stdout)
