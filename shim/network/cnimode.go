@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/vishvananda/netlink"
@@ -17,6 +18,9 @@ import (
 	"github.com/hostnet-dev/hostnet/shim/network/netns"
 	"github.com/hostnet-dev/hostnet/spec"
 )
+
+// cniTimeout bounds the plugins' DEL when the caller has no deadline.
+const cniTimeout = 2 * time.Minute
 
 // prepareCNI is bridge mode delegated to the CNI plugins of
 // network.cni_conflist: the namespace is pinned in the bundle as for the

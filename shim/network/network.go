@@ -99,7 +99,11 @@ func Prepare(ctx context.Context, r Request, s *specs.Spec) (Result, error) {
 // from the record Prepare left in the bundle, not from the shim's memory or
 // configuration.
 func Teardown(b bundle.Bundle) error {
-	return errors.Join(teardownCNI(context.Background(), b), teardownBridge(b))
+	// Bounded: a hung CNI plugin must not hold a delete forever. The
+	// record stays, so a later delete retries.
+	ctx, cancel := context.WithTimeout(context.Background(), cniTimeout)
+	defer cancel()
+	return errors.Join(teardownCNI(ctx, b), teardownBridge(b))
 }
 
 // prepareHost shares the host's network stack the way `docker run
