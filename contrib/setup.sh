@@ -97,6 +97,10 @@ else
 	log "runc ${RUNC_VERSION} present in ${RUNC_CACHE}/bin"
 fi
 
+# containernetworking/plugins v1.10.0, which the CNI delegation tests run
+# beside Debian's 1.1.1.
+"$REPO/contrib/cni-plugins.sh"
+
 log "building hostnet"
 make -C "$REPO" build
 log "done: $(containerd --version | head -1)"

@@ -54,6 +54,10 @@ const (
 	// /etc/resolv.conf for the container.
 	hostsFile      = "hosts"
 	resolvConfFile = "resolv.conf"
+	// cniFile is what bridge mode through CNI ran, for DEL; cniCacheDir
+	// is libcni's cache of the ADD result.
+	cniFile     = "hostnet-cni.json"
+	cniCacheDir = "cni-cache"
 )
 
 // Bundle is a container's bundle directory.
@@ -165,6 +169,29 @@ func (b Bundle) ReadNetwork(v any) error {
 // RemoveNetwork removes the record WriteNetwork made.
 func (b Bundle) RemoveNetwork() error {
 	return b.remove(networkFile)
+}
+
+// CNICache is libcni's cache directory for the container's CNI network.
+func (b Bundle) CNICache() string { return b.file(cniCacheDir) }
+
+// WriteCNI records v, the CNI network bridge mode ran, as JSON.
+func (b Bundle) WriteCNI(v any) error {
+	return b.writeJSON(cniFile, v, 0o600)
+}
+
+// ReadCNI decodes what WriteCNI recorded into v. The error wraps
+// os.ErrNotExist if there is no record.
+func (b Bundle) ReadCNI(v any) error {
+	return b.readJSON(cniFile, v)
+}
+
+// RemoveCNI removes libcni's cache and the record WriteCNI made, the
+// record last.
+func (b Bundle) RemoveCNI() error {
+	if err := os.RemoveAll(b.CNICache()); err != nil {
+		return err
+	}
+	return b.remove(cniFile)
 }
 
 // WriteRuntime records v, how the runtime was run, as JSON.

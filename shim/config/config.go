@@ -11,10 +11,12 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/hostnet-dev/hostnet/shim/network/cni"
 	"github.com/hostnet-dev/hostnet/shim/network/ipam"
 	"github.com/hostnet-dev/hostnet/spec"
 )
@@ -33,8 +35,10 @@ type Network struct {
 	// containers, which would otherwise act on the host's network.
 	Hardened bool   `toml:"hardened"`
 	Bridge   Bridge `toml:"bridge"`
-	// CNIConfList, when set, makes bridge mode run these CNI plugins
-	// instead of the built-in bridge.
+	// CNIConfList, when set, makes bridge mode run the plugins of this
+	// CNI network configuration list, found in CNIBinDir, instead of the
+	// built-in bridge. It is read and checked with the rest of the
+	// document, so a broken list fails the create that loads it.
 	CNIConfList string `toml:"cni_conflist"`
 	CNIBinDir   string `toml:"cni_bin_dir"`
 }
@@ -138,6 +142,14 @@ func (c *Config) Validate() error {
 	}
 	if err := validInterfaceName(b.Name); err != nil {
 		return fmt.Errorf("network.bridge.name %q %v", b.Name, err)
+	}
+	if n := c.Network; n.CNIConfList != "" {
+		if !filepath.IsAbs(n.CNIBinDir) {
+			return fmt.Errorf("network.cni_bin_dir %q must be an absolute path", n.CNIBinDir)
+		}
+		if _, err := cni.Load(n.CNIConfList); err != nil {
+			return fmt.Errorf("network.cni_conflist: %w", err)
+		}
 	}
 	return nil
 }

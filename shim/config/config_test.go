@@ -1,9 +1,14 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/hostnet-dev/hostnet/spec"
 )
@@ -87,6 +92,46 @@ gateway = "fd00::1"`, "outside subnet"},
 		_, err := Parse([]byte(tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Parse(%q) err = %v, want it to contain %q", tc.doc, err, tc.want)
+		}
+	}
+}
+
+// TestParseCNIConfList: the list is read and checked with the document, and
+// every error names the file, as containerd's CRI does.
+func TestParseCNIConfList(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.conflist")
+	write := func(name, data string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("good.conflist", `{"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "bridge"}]}`)
+	c, err := Parse([]byte(fmt.Sprintf("[network]\ncni_conflist = %q\ncni_bin_dir = \"/usr/lib/cni\"\n", good)))
+	if err != nil || c.Network.CNIConfList != good || c.Network.CNIBinDir != "/usr/lib/cni" {
+		t.Fatalf("Parse: %+v, %v", c.Network, err)
+	}
+	fifo := filepath.Join(dir, "fifo.conflist")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, binDir, want string }{
+		{filepath.Join(dir, "missing.conflist"), "/opt/cni/bin", "network.cni_conflist: failed to load CNI configuration list " + filepath.Join(dir, "missing.conflist") + ": open"},
+		{write("bad.conflist", `{"name": `), "/opt/cni/bin", "invalid CNI configuration list " + filepath.Join(dir, "bad.conflist")},
+		{write("conf.conflist", `{"cniVersion": "1.0.0", "name": "n", "type": "bridge"}`), "/opt/cni/bin", "invalid CNI configuration list " + filepath.Join(dir, "conf.conflist")},
+		{write("noname.conflist", `{"cniVersion": "1.0.0", "plugins": [{"type": "bridge"}]}`), "/opt/cni/bin", "noname.conflist: error parsing configuration list: no name"},
+		{write("empty.conflist", `{"cniVersion": "1.0.0", "name": "n", "plugins": []}`), "/opt/cni/bin", "empty.conflist"},
+		{fifo, "/opt/cni/bin", fifo + ": not a regular file"},
+		{dir, "/opt/cni/bin", dir + ": not a regular file"},
+		{"relative.conflist", "/opt/cni/bin", `"relative.conflist": not an absolute path`},
+		{good, "bin", `network.cni_bin_dir "bin" must be an absolute path`},
+	} {
+		doc := fmt.Sprintf("[network]\ncni_conflist = %q\ncni_bin_dir = %q\n", tc.path, tc.binDir)
+		if _, err := Parse([]byte(doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%q) err = %v, want it to contain %q", doc, err, tc.want)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package network
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/hostnet-dev/hostnet/shim/bundle"
 	"github.com/hostnet-dev/hostnet/shim/network/bridge"
+	"github.com/hostnet-dev/hostnet/shim/network/fwd"
 	"github.com/hostnet-dev/hostnet/shim/network/ipam"
 	"github.com/hostnet-dev/hostnet/shim/network/nat"
 	"github.com/hostnet-dev/hostnet/shim/network/netns"
@@ -43,6 +45,7 @@ type attachment struct {
 	NetNS      string             `json:"netns"`
 	Address    netip.Addr         `json:"address,omitzero"` // once leased
 	Ports      []spec.PortMapping `json:"ports,omitempty"`
+	Forward    fwd.Rules          `json:"forward,omitzero"`
 
 	// made is what this Prepare created, so that its failure undoes
 	// exactly that: an existing link, lease or rule of the same name may
@@ -52,7 +55,7 @@ type attachment struct {
 
 // made records the steps of attach that changed the host.
 type made struct {
-	lease, netns, veth, rules bool
+	lease, netns, veth, rules, forward bool
 }
 
 // attachmentKey names what a container owns on the host: its lease, its
@@ -71,7 +74,7 @@ const criContainerType = "io.kubernetes.cri.container-type"
 
 // prepareBridge attaches the container to the bridge and rewrites its
 // spec to join the namespace. On failure everything done is undone.
-func prepareBridge(r Request, s *specs.Spec, explicit bool, ports []spec.PortMapping, res *Result) (retErr error) {
+func prepareBridge(ctx context.Context, r Request, s *specs.Spec, explicit bool, ports []spec.PortMapping, res *Result) (retErr error) {
 	if ns, ok := spec.NetworkNamespace(s); ok && ns.Path != "" {
 		// A pod's netns, joined by path, is not ours to replace. A CRI app
 		// container inherits the pod's annotations, so it also asks for
@@ -95,6 +98,9 @@ func prepareBridge(r Request, s *specs.Spec, explicit bool, ports []spec.PortMap
 	}
 	if err := checkPortsFree("/proc", hostPorts); err != nil {
 		return taken(err, "")
+	}
+	if r.Config.CNIConfList != "" {
+		return prepareCNI(ctx, r, s, ports, res)
 	}
 	cfg := r.Config.Bridge
 	key := attachmentKey(r)
@@ -127,6 +133,13 @@ func prepareBridge(r Request, s *specs.Spec, explicit bool, ports []spec.PortMap
 		return err
 	}
 
+	return joinBridgeNetNS(r, s, a.NetNS, a.Address, res)
+}
+
+// joinBridgeNetNS points the spec at the bridge-mode netns at nsPath, with
+// the container's id as hostname and its own hosts (naming addr, unless
+// invalid) and resolv.conf, written into the bundle.
+func joinBridgeNetNS(r Request, s *specs.Spec, nsPath string, addr netip.Addr, res *Result) error {
 	spec.SetBridgeHostname(s, r.ID)
 	files := []spec.HostFile{
 		{Source: r.Bundle.Hosts(), Destination: "/etc/hosts"},
@@ -139,14 +152,18 @@ func prepareBridge(r Request, s *specs.Spec, explicit bool, ports []spec.PortMap
 	if warning != "" {
 		res.Warnings = append(res.Warnings, warning)
 	}
-	if err := r.Bundle.WriteHosts(spec.HostsFile(s.Hostname, a.Address)); err != nil {
+	hostname := s.Hostname
+	if !addr.IsValid() {
+		hostname = "" // no address to name
+	}
+	if err := r.Bundle.WriteHosts(spec.HostsFile(hostname, addr)); err != nil {
 		return err
 	}
 	if err := r.Bundle.WriteResolvConf(resolv); err != nil {
 		return err
 	}
 	addHostFiles(s, r.Bundle.Path, files, res)
-	spec.JoinNetworkNamespace(s, a.NetNS)
+	spec.JoinNetworkNamespace(s, nsPath)
 	res.SpecChanged = true
 	return nil
 }
@@ -179,14 +196,18 @@ func (a *attachment) attach() error {
 		return err
 	}
 	a.made.rules = true
-	return nil
+	// Hosts whose iptables FORWARD chain drops (Docker's) must let the
+	// container's own traffic through.
+	a.Forward = fwd.Rules{Key: a.Key, Bridge: a.Bridge, Addr: a.Address}
+	a.made.forward = true
+	return a.Forward.Add()
 }
 
 // teardown undoes attach, each step idempotent, in reverse order. The
 // state file goes last, and only when every step worked, so that a later
 // Teardown can retry what failed.
 func (a *attachment) teardown(b bundle.Bundle) error {
-	return a.undo(b, made{lease: true, netns: true, veth: true, rules: true})
+	return a.undo(b, made{lease: true, netns: true, veth: true, rules: true, forward: true})
 }
 
 // rollback undoes what a failed Prepare made, and nothing else.
@@ -196,6 +217,11 @@ func (a *attachment) rollback(b bundle.Bundle) error {
 
 func (a *attachment) undo(b bundle.Bundle, m made) error {
 	var errs []error
+	if m.forward {
+		if err := a.Forward.Remove(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if m.rules {
 		if err := a.NAT.Remove(a.Key); err != nil {
 			errs = append(errs, err)

@@ -7,6 +7,7 @@ package network
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -82,7 +83,7 @@ func Prepare(ctx context.Context, r Request, s *specs.Spec) (Result, error) {
 		// The spec's namespaces are left exactly as the client made them.
 		return res, nil
 	case spec.ModeBridge:
-		if err := prepareBridge(r, s, explicit, ports, &res); err != nil {
+		if err := prepareBridge(ctx, r, s, explicit, ports, &res); err != nil {
 			return Result{}, err
 		}
 	default:
@@ -98,7 +99,11 @@ func Prepare(ctx context.Context, r Request, s *specs.Spec) (Result, error) {
 // from the record Prepare left in the bundle, not from the shim's memory or
 // configuration.
 func Teardown(b bundle.Bundle) error {
-	return teardownBridge(b)
+	// Bounded: a hung CNI plugin must not hold a delete forever. The
+	// record stays, so a later delete retries.
+	ctx, cancel := context.WithTimeout(context.Background(), cniTimeout)
+	defer cancel()
+	return errors.Join(teardownCNI(ctx, b), teardownBridge(b))
 }
 
 // prepareHost shares the host's network stack the way `docker run

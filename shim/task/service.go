@@ -31,6 +31,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/hostnet-dev/hostnet/shim/network"
 	"github.com/hostnet-dev/hostnet/shim/process"
 	hostspec "github.com/hostnet-dev/hostnet/spec"
 )
@@ -198,6 +199,9 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	p := c.init
 	if st := p.State(); st != process.Created {
 		return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "container %s is %s", c.id, st)
+	}
+	if err := network.Check(ctx, c.bundle); err != nil {
+		return nil, errgrpc.ToGRPC(err)
 	}
 	// Hold back the init's exit until TaskStart is out.
 	w := s.watchExits(p.Pid())

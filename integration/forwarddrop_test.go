@@ -1,0 +1,316 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/hostnet-dev/hostnet/integration/internal/daemon"
+	"github.com/hostnet-dev/hostnet/integration/internal/hoststate"
+	hostnetns "github.com/hostnet-dev/hostnet/shim/network/netns"
+)
+
+// TestBridgeForwardDrop: on a host whose iptables FORWARD policy is DROP
+// (Docker sets it), the built-in bridge still passes its containers'
+// forwarded traffic, and only theirs: a container reaches a machine beyond
+// the host, that machine reaches the container's published port, two
+// containers on the bridge reach each other (bridged frames go through
+// FORWARD with br_netfilter), but the container's unpublished port stays
+// closed to that machine. Once the containers are gone the host's rules
+// are as before. Both iptables flavours; containerd runs in a network
+// namespace of the test's ("the host"), and "the machine beyond" is another
+// namespace on a veth from it.
+func TestBridgeForwardDrop(t *testing.T) {
+	for i, flavour := range []string{"iptables-nft", "iptables-legacy"} {
+		t.Run(flavour, func(t *testing.T) {
+			if _, err := os.Stat("/usr/sbin/" + flavour); err != nil {
+				t.Skipf("%s: %v", flavour, err)
+			}
+			testForwardDrop(t, flavour, i)
+		})
+	}
+}
+
+func testForwardDrop(t *testing.T, flavour string, n int) {
+	d := netNSDaemon(t, fmt.Sprintf("fwddrop%d", n))
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	pid := os.Getpid()
+	if out, err := d.InNetNS(ctx, flavour, "-w", "-P", "FORWARD", "DROP").CombinedOutput(); err != nil {
+		t.Fatalf("%s -P FORWARD DROP: %v: %s", flavour, err, out)
+	}
+
+	// The machine beyond: a namespace on a veth from the host.
+	remoteNS := filepath.Join(t.TempDir(), "remote")
+	if err := hostnetns.Create(remoteNS); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hostnetns.Remove(remoteNS) })
+	link := netip.MustParsePrefix(fmt.Sprintf("10.241.%d.0/30", pid%200))
+	hostAddr, remoteAddr := link.Addr().Next(), link.Addr().Next().Next()
+	connectRemote(t, d, remoteNS, fmt.Sprintf("hnfwd%dr%d", pid%1000000, n), hostAddr, remoteAddr, link.Bits())
+
+	b := &bridgeNet{
+		name:    fmt.Sprintf("hnfwd%dx%d", pid%1000000, n),
+		subnet:  netip.MustParsePrefix(fmt.Sprintf("10.%d.%d.0/24", 242+n, pid%200)),
+		ipamDir: t.TempDir(),
+	}
+	b.gateway = b.subnet.Addr().Next()
+	b.config = filepath.Join(t.TempDir(), "hostnet.toml")
+	if err := os.WriteFile(b.config, fmt.Appendf(nil, "[network.bridge]\nname = %q\nsubnet = %q\nstate_dir = %q\n", b.name, b.subnet, b.ipamDir), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := &cniNet{d: d, config: b.config}
+	before, err := hoststate.Take(d.NetNSPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := hoststate.Restore(before); err != nil {
+			t.Errorf("restore the test's host netns: %v", err)
+		}
+	})
+
+	const hostPort = 18090
+	const body = "hello through FORWARD DROP"
+	id := "fwd-server"
+	t.Cleanup(func() { c.remove(t, id) })
+	if out, err := c.ctr(t, c.runArgs([]string{"--detach"}, fmt.Sprintf("%d:8080", hostPort), id, "sh", "-c",
+		fmt.Sprintf("mkdir -p /tmp/www && echo '%s' > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www", body))...); err != nil {
+		t.Fatalf("run %s: %v: %s", id, err, out)
+	}
+	c.waitRunning(t, id)
+	var leases struct{ Leases map[netip.Addr]string }
+	data, err := os.ReadFile(b.leasesFile())
+	if err == nil {
+		err = json.Unmarshal(data, &leases)
+	}
+	if err != nil || len(leases.Leases) != 1 {
+		t.Fatalf("leases of %s: %s, %v", b.name, data, err)
+	}
+	var addr netip.Addr
+	for a := range leases.Leases {
+		addr = a
+	}
+
+	// The machine beyond to the published port, on the host's address.
+	get := func(target netip.AddrPort) (string, error) {
+		conn, err := dialIn(ctx, remoteNS, target.String())
+		if err != nil {
+			return "", err
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(conn, "GET /index.html HTTP/1.0\r\n\r\n")
+		out, err := io.ReadAll(conn)
+		return string(out), err
+	}
+	var got string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if got, err = get(netip.AddrPortFrom(hostAddr, hostPort)); (err == nil && strings.Contains(got, body)) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil || !strings.Contains(got, body) {
+		t.Errorf("beyond the host to the published port %s: %q, %v", netip.AddrPortFrom(hostAddr, hostPort), got, err)
+	}
+	// ... but not to the container's own address and port, which are not
+	// published (the machine beyond routes the subnet through the host).
+	addRoute(t, remoteNS, b.subnet, hostAddr)
+	if got, err := get(netip.AddrPortFrom(addr, 8080)); err == nil {
+		t.Errorf("beyond the host to the unpublished %s: %q, want it dropped by the FORWARD policy", netip.AddrPortFrom(addr, 8080), got)
+	}
+
+	// The container to the machine beyond.
+	ln, err := listenIn(remoteNS, netip.AddrPortFrom(remoteAddr, 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(conn, "beyond\n")
+			conn.Close()
+		}
+	}()
+	lport := ln.Addr().(*net.TCPAddr).Port
+	out, err := c.ctr(t, c.runArgs([]string{"--rm"}, "", "fwd-client", "sh", "-c",
+		fmt.Sprintf("nc -w 5 %s %d; printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 5 %s 8080", remoteAddr, lport, addr))...)
+	if err != nil {
+		t.Errorf("client container: %v: %s", err, out)
+	}
+	if !strings.Contains(out, "beyond") {
+		t.Errorf("container to the machine beyond: %q", out)
+	}
+	if !strings.Contains(out, body) {
+		t.Errorf("container to container on the bridge: %q", out)
+	}
+	if policy, err := d.InNetNS(ctx, flavour, "-w", "-S", "FORWARD").Output(); err != nil || !strings.Contains(string(policy), "-P FORWARD DROP") {
+		t.Errorf("FORWARD policy: %s, %v", policy, err)
+	}
+
+	c.remove(t, id)
+	delBridge(t, d, b.name)
+	now, err := hoststate.Take(d.NetNSPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := hoststate.Diff(before, now); len(diff) > 0 {
+		t.Errorf("left in the test host's network namespace:\n%s", strings.Join(diff, "\n"))
+	}
+}
+
+func delBridge(t *testing.T, d *daemon.Daemon, name string) {
+	t.Helper()
+	h, err := d.Netlink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if l, err := h.LinkByName(name); err == nil {
+		if err := h.LinkDel(l); err != nil {
+			t.Errorf("delete bridge %s: %v", name, err)
+		}
+	}
+}
+
+// connectRemote links the daemon's namespace to remote with a veth pair.
+func connectRemote(t *testing.T, d *daemon.Daemon, remote, name string, hostAddr, remoteAddr netip.Addr, bits int) {
+	t.Helper()
+	h, err := d.Netlink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	rns, err := netns.GetFromPath(remote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rns.Close()
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: "eth0", PeerNamespace: netlink.NsFd(rns)}
+	if err := h.LinkAdd(veth); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if h, err := d.Netlink(); err == nil {
+			if l, err := h.LinkByName(name); err == nil {
+				h.LinkDel(l)
+			}
+			h.Close()
+		}
+	})
+	l, err := h.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: hostAddr.AsSlice(), Mask: net.CIDRMask(bits, 32)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
+	rh, err := netlink.NewHandleAt(rns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rh.Close()
+	for _, name := range []string{"eth0", "lo"} {
+		rl, err := rh.LinkByName(name)
+		if err == nil {
+			err = rh.LinkSetUp(rl)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "eth0" {
+			if err := rh.AddrAdd(rl, &netlink.Addr{IPNet: &net.IPNet{IP: remoteAddr.AsSlice(), Mask: net.CIDRMask(bits, 32)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func addRoute(t *testing.T, ns string, dst netip.Prefix, via netip.Addr) {
+	t.Helper()
+	h, err := nsHandle(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := h.RouteAdd(&netlink.Route{Dst: &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(dst.Bits(), 32)}, Gw: via.AsSlice()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func nsHandle(path string) (*netlink.Handle, error) {
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	return netlink.NewHandleAt(ns)
+}
+
+// inNS runs f on a thread in the namespace at path; a thread that cannot
+// return stays locked and ends with its goroutine.
+func inNS(path string, f func()) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		target, err := netns.GetFromPath(path)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			errc <- err
+			return
+		}
+		f()
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- nil
+	}()
+	return <-errc
+}
+
+func dialIn(ctx context.Context, path, addr string) (conn net.Conn, err error) {
+	if nsErr := inNS(path, func() {
+		d := net.Dialer{Timeout: 3 * time.Second}
+		conn, err = d.DialContext(ctx, "tcp4", addr)
+	}); nsErr != nil {
+		return nil, nsErr
+	}
+	return conn, err
+}
+
+func listenIn(path, addr string) (ln net.Listener, err error) {
+	if nsErr := inNS(path, func() { ln, err = net.Listen("tcp4", addr) }); nsErr != nil {
+		return nil, nsErr
+	}
+	return ln, err
+}

@@ -1,0 +1,159 @@
+// Package fwd lets a bridge-mode container's forwarded traffic through the
+// iptables FORWARD chain of hosts that filter forwarding (Docker sets its
+// policy to DROP).
+//
+// hostnet's own nftables table cannot do it: nftables runs every base chain
+// of a hook, and a packet an earlier chain accepted is still dropped by
+// another table's. So, as CNI's firewall plugin and Docker do, the accept
+// rules go into the iptables filter table's FORWARD chain itself, through
+// the iptables binary of that table's flavour (nft or legacy), and only
+// where such a chain exists: a host without one forwards already. Each
+// container gets two rules, scoped to its address on its bridge:
+//
+//	-I FORWARD -s ADDR/32 -i BRIDGE -j ACCEPT
+//	-I FORWARD -d ADDR/32 -o BRIDGE -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT
+//
+// what it sends, and the replies and published-port connections (DNATed
+// by hostnet's table) it receives; nothing else is opened. They carry the
+// comment "hostnet <key>" and are removed with the container.
+package fwd
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/google/nftables"
+
+	"github.com/hostnet-dev/hostnet/shim/network/reaped"
+)
+
+// Rules are one container's accept rules.
+type Rules struct {
+	Key    string     `json:"key"`
+	Bridge string     `json:"bridge"`
+	Addr   netip.Addr `json:"addr"`
+	// Binaries are the iptables commands the rules were inserted with
+	// (iptables-nft, iptables-legacy), for their removal.
+	Binaries []string `json:"binaries,omitempty"`
+}
+
+// Add inserts the rules into each iptables filter FORWARD chain the host
+// has and records where. A host with none gets nothing.
+func (r *Rules) Add() error {
+	for _, bin := range forwardChains() {
+		for _, spec := range r.specs() {
+			if err := iptables(bin, append([]string{"-I", "FORWARD", "1"}, spec...)...); err != nil {
+				return err
+			}
+			if !contains(r.Binaries, bin) {
+				r.Binaries = append(r.Binaries, bin)
+			}
+		}
+	}
+	return nil
+}
+
+// Remove deletes the rules Add inserted; rules already gone are not an
+// error.
+func (r *Rules) Remove() error {
+	var errs []error
+	for _, bin := range r.Binaries {
+		for _, spec := range r.specs() {
+			for {
+				err := iptables(bin, append([]string{"-D", "FORWARD"}, spec...)...)
+				if err == nil {
+					continue // a retried Add may have inserted it twice
+				}
+				if !errors.Is(err, errNoRule) {
+					errs = append(errs, err)
+				}
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Rules) specs() [][]string {
+	addr := r.Addr.String() + "/32"
+	comment := []string{"-m", "comment", "--comment", "hostnet " + r.Key}
+	return [][]string{
+		append([]string{"-s", addr, "-i", r.Bridge}, append(comment, "-j", "ACCEPT")...),
+		append([]string{"-d", addr, "-o", r.Bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED,DNAT"}, append(comment, "-j", "ACCEPT")...),
+	}
+}
+
+// forwardChains are the iptables commands whose filter table has a FORWARD
+// chain here: iptables-nft's is an nftables chain "ip filter FORWARD",
+// iptables-legacy's shows in /proc/net/ip_tables_names.
+func forwardChains() []string {
+	var out []string
+	if c, err := nftables.New(); err == nil {
+		if chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4); err == nil {
+			for _, ch := range chains {
+				if ch.Table.Name == "filter" && ch.Name == "FORWARD" {
+					if bin := lookBinary("iptables-nft", "nf_tables"); bin != "" {
+						out = append(out, bin)
+					}
+					break
+				}
+			}
+		}
+	}
+	if names, err := os.ReadFile("/proc/net/ip_tables_names"); err == nil && contains(strings.Fields(string(names)), "filter") {
+		if bin := lookBinary("iptables-legacy", "legacy"); bin != "" {
+			out = append(out, bin)
+		}
+	}
+	return out
+}
+
+// lookBinary finds the iptables command of a flavour: its own name, else
+// plain iptables if that is the flavour (`iptables -V` says which).
+func lookBinary(name, flavour string) string {
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	p, err := exec.LookPath("iptables")
+	if err != nil {
+		return ""
+	}
+	var out bytes.Buffer
+	cmd := exec.Command(p, "-V")
+	cmd.Stdout = &out
+	if err := reaped.Run(cmd); err != nil || !strings.Contains(out.String(), "("+flavour+")") {
+		return ""
+	}
+	return p
+}
+
+var errNoRule = errors.New("no such rule")
+
+func iptables(bin string, args ...string) error {
+	args = append([]string{"-w", "-t", "filter"}, args...)
+	cmd := exec.Command(bin, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := reaped.Run(cmd); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if strings.Contains(msg, "does a matching rule exist") || strings.Contains(msg, "No chain/target/match") {
+			return fmt.Errorf("%s %s: %s: %w", bin, strings.Join(args, " "), msg, errNoRule)
+		}
+		return fmt.Errorf("%s %s: %v: %s", bin, strings.Join(args, " "), err, msg)
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
