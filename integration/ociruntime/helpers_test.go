@@ -46,7 +46,8 @@ func newEnv(t *testing.T, args ...string) *env {
 		spec:   cli.DefaultSpec(),
 	}
 	if len(e.id) > 60 {
-		e.id = e.id[len(e.id)-60:]
+		// Never a leading '-': the runtime would read the id as a flag.
+		e.id = strings.TrimLeft(e.id[len(e.id)-60:], "-")
 	}
 	e.spec.Process.Terminal = false
 	e.spec.Process.Args = args
