@@ -86,10 +86,13 @@ plan=$job/tests/plan
 runflag() { if [[ -n ${HOSTNET_VM_RUN:-} ]]; then echo "-test.run $HOSTNET_VM_RUN"; else echo "$1"; fi; }
 if want unit; then
 	mapfile -t pkgs < <(cd "$repo" && go list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.Dir}}{{end}}' ./spec/... ./shim/... ./runtime/... ./integration/internal/...)
-	(cd "$repo" && CGO_ENABLED=0 go test -c -o "$job/tests/" "${pkgs[@]}")
+	# A directory of their own: a unit package may share its name with a
+	# test group's binary (shim/ociruntime and integration/ociruntime).
+	mkdir -p "$job/tests/unit"
+	(cd "$repo" && CGO_ENABLED=0 go test -c -o "$job/tests/unit/" "${pkgs[@]}")
 	for dir in "${pkgs[@]}"; do
 		rel=${dir#"$repo"/}
-		echo "unit:$rel $(basename "$dir").test $rel 600" >>"$plan"
+		echo "unit:$rel unit/$(basename "$dir").test $rel 600" >>"$plan"
 	done
 fi
 if want ociruntime || want ociruntime-runc; then

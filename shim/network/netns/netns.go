@@ -77,10 +77,13 @@ func onThread(enter, fn func() error) error {
 			errc <- err
 			return
 		}
-		errc <- fn()
+		err = fn()
+		// Back before answering: once onThread returns, no thread of the
+		// caller's is in the other namespace.
 		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
 			runtime.UnlockOSThread()
 		}
+		errc <- err
 	}()
 	return <-errc
 }
