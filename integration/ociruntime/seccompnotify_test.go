@@ -308,3 +308,21 @@ func TestSeccompNotifyRefused(t *testing.T) {
 		})
 	}
 }
+
+// The listener does not leak: a startContainer hook, which runs in the
+// container after the filter is loaded, sees only its stdio and the
+// directory it lists, as runc's test checks.
+func TestSeccompNotifyStartContainerHook(t *testing.T) {
+	agent := startSeccompAgent(t)
+	e := newEnv(t, "true")
+	e.spec.Linux.Seccomp = notifyProfile(agent.path, "mkdir", "mkdirat")
+	e.spec.Hooks = &specs.Hooks{StartContainer: []specs.Hook{{
+		Path: "/bin/sh",
+		Args: []string{"sh", "-c", `n=$(ls /proc/self/fd | wc -l); [ "$n" -eq 4 ] || { echo "hook has $n fds:" $(ls -l /proc/self/fd) >&2; exit 1; }`},
+	}}}
+	if out, err := e.runOutput(); err != nil {
+		t.Fatalf("run: %v: %q %s", err, out, e.lastError())
+	}
+	agent.next()
+	e.assertGone()
+}
