@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -198,18 +197,7 @@ func TestSeccompNotify(t *testing.T) {
 			e := newEnv(t, "sh", "-c", "mkdir /tmp/notified 2>&1; echo status=$?")
 			e.spec.Process.NoNewPrivileges = nnp
 			e.spec.Linux.Seccomp = notifyProfile(agent.path, "mkdir", "mkdirat")
-			out := filepath.Join(t.TempDir(), "out")
-			f, err := os.Create(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			e.writeSpec()
-			cmd := exec.Command(runtimeBin, "--root", e.root, "--log", e.log, "--log-format", "json", "create", "--bundle", e.bundle, e.id)
-			cmd.Stdout, cmd.Stderr = f, f
-			if err := cmd.Run(); err != nil {
-				t.Fatalf("create: %v: %s", err, e.lastError())
-			}
+			out := e.createCapturing()
 			st := agent.next()
 			pid := e.state().Pid
 			if st.Version != specs.Version || !slices.Equal(st.Fds, []string{specs.SeccompFdName}) || st.Metadata != "bar" || st.Pid != pid {
