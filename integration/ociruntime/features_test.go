@@ -198,6 +198,8 @@ func testFeatureSeccomp(t *testing.T, sc *features.Seccomp) {
 			i++
 		}
 	}
+	// SCMP_ACT_NOTIFY rules need an agent to send the listener to.
+	p.ListenerPath = startSeccompAgent(t).path
 	e := newEnv(t, "true")
 	e.spec.Linux.Seccomp = p
 	if _, err := e.runOutput(); err != nil {

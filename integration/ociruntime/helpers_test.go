@@ -115,6 +115,25 @@ func (e *env) create(extra ...string) (string, error) {
 	return e.rt(append(append([]string{"create", "--bundle", e.bundle}, extra...), e.id)...)
 }
 
+// createCapturing runs `create` with the container's stdio going to a
+// file, whose path it returns, to read what the process prints once started.
+func (e *env) createCapturing() string {
+	e.t.Helper()
+	out := filepath.Join(e.t.TempDir(), "out")
+	f, err := os.Create(out)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer f.Close()
+	e.writeSpec()
+	cmd := exec.Command(runtimeBin, "--root", e.root, "--log", e.log, "--log-format", "json", "create", "--bundle", e.bundle, e.id)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Run(); err != nil {
+		e.t.Fatalf("create: %v: %s", err, e.lastError())
+	}
+	return out
+}
+
 func (e *env) state() specs.State {
 	e.t.Helper()
 	var s specs.State

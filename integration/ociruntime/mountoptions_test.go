@@ -33,7 +33,7 @@ func execWithoutSyscall(name string, argv []string) error {
 		return err
 	}
 	runtime.LockOSThread()
-	if err := f.Load(); err != nil {
+	if _, err := f.Load(); err != nil {
 		return err
 	}
 	return unix.Exec(argv[0], argv, os.Environ())

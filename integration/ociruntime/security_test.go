@@ -185,18 +185,7 @@ func TestSeccomp(t *testing.T) {
 			{Names: []string{"uname"}, Action: specs.ActErrno, ErrnoRet: &errno},
 		},
 	}
-	out := filepath.Join(t.TempDir(), "out")
-	f, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	e.writeSpec()
-	cmd := exec.Command(runtimeBin, "--root", e.root, "--log", e.log, "--log-format", "json", "create", "--bundle", e.bundle, e.id)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%v: %s", err, e.lastError())
-	}
+	out := e.createCapturing()
 	e.mustRT("start", e.id)
 	var got string
 	for i := 0; i < 100 && strings.Count(got, "\n") < 2; i++ {

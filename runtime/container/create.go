@@ -187,7 +187,9 @@ func Create(root, id string, o CreateOpts) (err error) {
 		sources.uidMaps, sources.gidMaps = uidMaps, gidMaps
 	}
 	defer sources.close()
-	if err := p.handshake(boot, runtimeHooks, sources.open); err != nil {
+	// The process's own state at this point, as runc sends it.
+	agent := newSeccompAgent(s.Linux.Seccomp, *state)
+	if err := p.handshake(boot, runtimeHooks, sources.open, agent); err != nil {
 		return err
 	}
 	debugf(o.Debugf, "container %s: init %d ready, waiting for start", id, pid)

@@ -112,7 +112,8 @@ func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
 		return nil, err
 	}
 	spec := &specs.Spec{Process: o.Process, Linux: &specs.Linux{Seccomp: c.Seccomp}}
-	if err := p.handshake(initproc.Bootstrap{Exec: true, Spec: spec}, nil, nil); err != nil {
+	agent := newSeccompAgent(c.Seccomp, *c.hookState(specs.ContainerState(c.Status())))
+	if err := p.handshake(initproc.Bootstrap{Exec: true, Spec: spec}, nil, nil, agent); err != nil {
 		p.kill()
 		return nil, err
 	}

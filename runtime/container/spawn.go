@@ -269,9 +269,10 @@ func idMapFile(maps []specs.LinuxIDMapping) []byte {
 }
 
 // handshake sends the bootstrap and waits for the process to be ready,
-// running runtimeHooks when the init asks for them and answering its
-// requests for mount sources with mountSource.
-func (p *initProcess) handshake(b initproc.Bootstrap, runtimeHooks func() error, mountSource func(int) (*os.File, error)) error {
+// running runtimeHooks when the init asks for them, answering its requests
+// for mount sources with mountSource and sending the listener of its
+// seccomp profile to agent.
+func (p *initProcess) handshake(b initproc.Bootstrap, runtimeHooks func() error, mountSource func(int) (*os.File, error), agent *seccompAgent) error {
 	b.Fds = p.fds
 	enc, dec := json.NewEncoder(p.sync), json.NewDecoder(p.sync)
 	if err := enc.Encode(b); err != nil {
@@ -311,6 +312,10 @@ func (p *initProcess) handshake(b initproc.Bootstrap, runtimeHooks func() error,
 			}
 			if serr != nil {
 				return serr
+			}
+		case r.SeccompFd != nil:
+			if err := takeSeccompListener(p.sync, agent, p.proc.Pid, *r.SeccompFd); err != nil {
+				return err
 			}
 		case r.Ready:
 			return nil

@@ -56,6 +56,13 @@ func Main() {
 		os.Exit(1)
 	}
 	p, err := prep(&b, ch)
+	if err == nil && p.seccomp != nil {
+		// As close to execve as the listener allows, as runc does: the
+		// parent is still here to take it, and the process only runs
+		// once its agent has it. The fifo wait and the startContainer
+		// hooks come after, under the profile, as with runc.
+		err = ch.loadSeccomp(p.seccomp)
+	}
 	if err != nil {
 		ch.reply(err)
 		os.Exit(1)
@@ -90,11 +97,6 @@ func Main() {
 }
 
 func execProgram(p *program) {
-	if p.seccomp != nil {
-		if err := p.seccomp.Load(); err != nil {
-			fatal(fmt.Errorf("load seccomp filter: %w", err))
-		}
-	}
 	if err := unix.Exec(p.path, p.args, p.env); err != nil {
 		fatal(fmt.Errorf("exec %q: %w", p.path, err))
 	}
@@ -130,6 +132,35 @@ func (c *channel) runtimeHooks() error {
 	return nil
 }
 
+// loadSeccomp installs the filter and, for SCMP_ACT_NOTIFY rules, hands
+// its listener to the parent, which sends it on to the agent.
+func (c *channel) loadSeccomp(f *seccomp.Filter) error {
+	listener, err := f.Load()
+	if err != nil {
+		return fmt.Errorf("load seccomp filter: %w", err)
+	}
+	if listener < 0 {
+		return nil
+	}
+	defer unix.Close(listener)
+	// The parent takes the descriptor with pidfd_getfd(2): passing it
+	// with sendmsg(2) would be a system call the profile may notify on,
+	// which nobody answers yet. Only write(2) must be free of that
+	// (seccomp.Compile refuses SCMP_ACT_NOTIFY on it); a notified read(2)
+	// waits for the agent, which the parent reaches without us.
+	if err := c.enc.Encode(Reply{SeccompFd: &listener}); err != nil {
+		return fmt.Errorf("report seccomp listener: %w", err)
+	}
+	var r SeccompFdResult
+	if err := c.dec.Decode(&r); err != nil {
+		return fmt.Errorf("wait for the parent to take the seccomp listener: %w", err)
+	}
+	if r.Error != "" {
+		return errors.New(r.Error)
+	}
+	return nil
+}
+
 // fatal reports an error after create has returned: only the container's
 // own stderr is left to tell.
 func fatal(err error) {
@@ -142,8 +173,8 @@ type program struct {
 	path string
 	args []string
 	env  []string
-	// seccomp, when set, is loaded right before execve, so the profile
-	// only has to allow execve itself of what the runtime still does.
+	// seccomp, when set, is loaded once the process is ready, as late as
+	// the listener of SCMP_ACT_NOTIFY rules allows (see Main).
 	seccomp *seccomp.Filter
 }
 
@@ -231,23 +262,23 @@ func prepare(b *Bootstrap, ch *channel) (*program, error) {
 		return nil, err
 	}
 
-	return finishProcess(b)
+	return finishProcess(b, ch)
 }
 
 // prepareExec readies a process joining a running container.
-func prepareExec(b *Bootstrap, _ *channel) (*program, error) {
+func prepareExec(b *Bootstrap, ch *channel) (*program, error) {
 	unix.Umask(0)
 	if b.Spec.Process.Terminal {
 		if err := setupConsole(b.Fds.ConsoleSocket, b.Spec.Process.ConsoleSize, false); err != nil {
 			return nil, fmt.Errorf("set up console: %w", err)
 		}
 	}
-	return finishProcess(b)
+	return finishProcess(b, ch)
 }
 
 // finishProcess applies the process attributes shared by the init and exec:
 // limits, working directory, user and capabilities, and finds the program.
-func finishProcess(b *Bootstrap) (*program, error) {
+func finishProcess(b *Bootstrap, ch *channel) (*program, error) {
 	s, proc := b.Spec, b.Spec.Process
 	// Before a seccomp profile may refuse the system calls it takes.
 	if err := closeExtraFds(3 + b.Fds.Preserved); err != nil {
@@ -275,7 +306,7 @@ func finishProcess(b *Bootstrap) (*program, error) {
 	if s.Linux.Seccomp != nil {
 		f, err := seccomp.Compile(s.Linux.Seccomp)
 		if err != nil {
-			return nil, fmt.Errorf("seccomp: %w", err)
+			return nil, err // says "seccomp: " itself
 		}
 		filter = f
 	}
@@ -299,8 +330,8 @@ func finishProcess(b *Bootstrap) (*program, error) {
 	if filter != nil && !proc.NoNewPrivileges {
 		// Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which
 		// setUser may drop: load it now, as runc does.
-		if err := filter.Load(); err != nil {
-			return nil, fmt.Errorf("load seccomp filter: %w", err)
+		if err := ch.loadSeccomp(filter); err != nil {
+			return nil, err
 		}
 		filter = nil
 	}

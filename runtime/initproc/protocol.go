@@ -54,12 +54,21 @@ type Fds struct {
 // are in place (they run in the runtime's namespaces, so the parent runs
 // them and answers with a HookResult), or a request for the source of the
 // bind mount Spec.Mounts[*MountSource], which the parent answers with
-// SendMountSource.
+// SendMountSource, or the number of the seccomp listener the init just
+// created, which the parent takes with pidfd_getfd(2) and answers with a
+// SeccompFdResult before it sends it to the agent at listenerPath.
 type Reply struct {
 	Ready       bool   `json:"ready,omitempty"`
 	Error       string `json:"error,omitempty"`
 	Hooks       bool   `json:"hooks,omitempty"`
 	MountSource *int   `json:"mountSource,omitempty"`
+	SeccompFd   *int   `json:"seccompFd,omitempty"`
+}
+
+// SeccompFdResult tells the init the parent has its listener (Error
+// empty) or why it could not take it.
+type SeccompFdResult struct {
+	Error string `json:"error,omitempty"`
 }
 
 // HookResult answers a hooks request; Error is empty on success.

@@ -19,6 +19,10 @@
 //     halves of seccomp_data.args[i].
 //   - Syscall names unknown on this architecture are skipped and reported in
 //     Filter.Warnings (runc logs and continues).
+//   - SCMP_ACT_NOTIFY rules imply SECCOMP_FILTER_FLAG_NEW_LISTENER, and
+//     Load returns the listener for the runtime to send to the agent at the
+//     profile's listenerPath. As runc, the action is refused as the default
+//     and for write(2), and without a listenerPath.
 //
 // Architecture handling is deliberately simpler than libseccomp, which keeps
 // a syscall table per listed architecture. See archPrologue for the details:
@@ -44,6 +48,10 @@ import (
 type Filter struct {
 	prog  []unix.SockFilter
 	flags uint
+	// notify is set when a rule returns SCMP_ACT_NOTIFY: Load then asks
+	// the kernel for a listener, which the runtime hands to the agent at
+	// the profile's listenerPath.
+	notify bool
 
 	// Warnings lists the syscall names in the profile that this
 	// architecture's table does not know. Their rules were skipped; the
@@ -86,9 +94,29 @@ func Compile(s *specs.LinuxSeccomp) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.DefaultAction == specs.ActNotify {
+		// The init reports the listener with write(2) after loading the
+		// filter; runc refuses this for the same reason.
+		return nil, errors.New("seccomp: SCMP_ACT_NOTIFY cannot be used as default action")
+	}
 	defRet, err := actionRet(s.DefaultAction, s.DefaultErrnoRet)
 	if err != nil {
 		return nil, fmt.Errorf("seccomp: defaultAction: %w", err)
+	}
+	notify, err := checkNotify(s)
+	if err != nil {
+		return nil, err
+	}
+	if notify {
+		flags |= unix.SECCOMP_FILTER_FLAG_NEW_LISTENER
+		if flags&unix.SECCOMP_FILTER_FLAG_TSYNC != 0 {
+			// The kernel refuses TSYNC with a listener unless a failed
+			// sync reports ESRCH instead of a thread id, which would be
+			// indistinguishable from the listener's descriptor.
+			flags |= unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH
+		}
+	} else if flags&unix.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV != 0 {
+		return nil, fmt.Errorf("seccomp: flag %s needs SCMP_ACT_NOTIFY rules (the kernel only accepts it with a listener)", specs.LinuxSeccompFlagWaitKillableRecv)
 	}
 	table, warnings, err := buildTable(s.Syscalls, defRet)
 	if err != nil {
@@ -105,30 +133,53 @@ func Compile(s *specs.LinuxSeccomp) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Filter{prog: prog, flags: flags, Warnings: warnings}, nil
+	return &Filter{prog: prog, flags: flags, notify: notify, Warnings: warnings}, nil
 }
 
+// checkNotify reports whether the profile has SCMP_ACT_NOTIFY rules and
+// refuses those the runtime cannot serve, with runc's words: one on
+// write(2), which the init needs to report the listener before anyone
+// answers notifications, and any without a listenerPath to send the
+// listener to.
+func checkNotify(s *specs.LinuxSeccomp) (bool, error) {
+	notify := false
+	for _, call := range s.Syscalls {
+		if call.Action != specs.ActNotify {
+			continue
+		}
+		notify = true
+		if slices.Contains(call.Names, "write") {
+			return false, errors.New("seccomp: SCMP_ACT_NOTIFY cannot be used for the write syscall")
+		}
+	}
+	if notify && s.ListenerPath == "" {
+		return false, errors.New("seccomp: listenerPath is not set: SCMP_ACT_NOTIFY rules need an agent to send the listener to")
+	}
+	return notify, nil
+}
+
+// Notifies reports whether loading the filter creates a listener
+// (SCMP_ACT_NOTIFY rules).
+func (f *Filter) Notifies() bool { return f.notify }
+
 // filterFlags are the spec's filter flags this package applies.
-// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV is not one: it only matters for
-// SCMP_ACT_NOTIFY, which is not supported.
+// SECCOMP_FILTER_FLAG_NEW_LISTENER is not among them: as with runc, it is
+// implied by SCMP_ACT_NOTIFY rules.
 var filterFlags = map[specs.LinuxSeccompFlag]uint{
-	"SECCOMP_FILTER_FLAG_TSYNC":     unix.SECCOMP_FILTER_FLAG_TSYNC,
-	specs.LinuxSeccompFlagLog:       unix.SECCOMP_FILTER_FLAG_LOG,
-	specs.LinuxSeccompFlagSpecAllow: unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+	"SECCOMP_FILTER_FLAG_TSYNC":            unix.SECCOMP_FILTER_FLAG_TSYNC,
+	specs.LinuxSeccompFlagLog:              unix.SECCOMP_FILTER_FLAG_LOG,
+	specs.LinuxSeccompFlagSpecAllow:        unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+	specs.LinuxSeccompFlagWaitKillableRecv: unix.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
 }
 
 func parseFlags(in []specs.LinuxSeccompFlag) (uint, error) {
 	var flags uint
 	for _, f := range in {
 		v, ok := filterFlags[f]
-		switch {
-		case ok:
-			flags |= v
-		case f == specs.LinuxSeccompFlagWaitKillableRecv:
-			return 0, fmt.Errorf("seccomp: flag %s only applies to SCMP_ACT_NOTIFY, which is not supported", f)
-		default:
+		if !ok {
 			return 0, fmt.Errorf("seccomp: unknown flag %q (supported: %s)", f, strings.Join(KnownFlags(), ", "))
 		}
+		flags |= v
 	}
 	return flags, nil
 }
@@ -162,7 +213,7 @@ func actionRet(act specs.LinuxSeccompAction, errnoRet *uint) (uint32, error) {
 	case specs.ActLog:
 		return unix.SECCOMP_RET_LOG, nil
 	case specs.ActNotify:
-		return 0, errors.New("SCMP_ACT_NOTIFY is not supported by hostnet-runc")
+		return unix.SECCOMP_RET_USER_NOTIF, nil
 	default:
 		return 0, fmt.Errorf("unknown action %q", act)
 	}

@@ -336,8 +336,12 @@ func TestCompileErrors(t *testing.T) {
 		wantErr string
 	}{
 		{"nil", nil, "nil profile"},
-		{"notify default", with(func(p *specs.LinuxSeccomp) { p.DefaultAction = specs.ActNotify }), "SCMP_ACT_NOTIFY is not supported"},
-		{"notify rule", with(rule(specs.LinuxSyscall{Names: []string{"read"}, Action: specs.ActNotify})), "SCMP_ACT_NOTIFY is not supported"},
+		{"notify default", with(func(p *specs.LinuxSeccomp) { p.DefaultAction = specs.ActNotify; p.ListenerPath = "/run/agent.sock" }), "SCMP_ACT_NOTIFY cannot be used as default action"},
+		{"notify without listener", with(rule(specs.LinuxSyscall{Names: []string{"read"}, Action: specs.ActNotify})), "listenerPath is not set"},
+		{"notify on write", with(func(p *specs.LinuxSeccomp) {
+			p.ListenerPath = "/run/agent.sock"
+			p.Syscalls = []specs.LinuxSyscall{{Names: []string{"mkdir", "write"}, Action: specs.ActNotify}}
+		}), "SCMP_ACT_NOTIFY cannot be used for the write syscall"},
 		{"bad action", with(rule(specs.LinuxSyscall{Names: []string{"read"}, Action: "SCMP_ACT_MAYBE"})), "unknown action"},
 		{"errno too big", with(rule(specs.LinuxSyscall{Names: []string{"read"}, Action: specs.ActErrno, ErrnoRet: ptr(1 << 16)})), "does not fit"},
 		{"arg index", with(rule(specs.LinuxSyscall{Names: []string{"read"}, Action: specs.ActErrno, Args: []specs.LinuxSeccompArg{{Index: 6, Op: specs.OpEqualTo}}})), "index 6 out of range"},
@@ -346,7 +350,7 @@ func TestCompileErrors(t *testing.T) {
 		{"unknown flag", with(func(p *specs.LinuxSeccomp) { p.Flags = []specs.LinuxSeccompFlag{"SECCOMP_FILTER_FLAG_BOGUS"} }), `unknown flag "SECCOMP_FILTER_FLAG_BOGUS"`},
 		{"notify flag", with(func(p *specs.LinuxSeccomp) {
 			p.Flags = []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagWaitKillableRecv}
-		}), "only applies to SCMP_ACT_NOTIFY"},
+		}), "needs SCMP_ACT_NOTIFY rules"},
 		{"unknown arch", with(func(p *specs.LinuxSeccomp) { p.Architectures = []specs.Arch{"SCMP_ARCH_VAX"} }), "unknown architecture"},
 	}
 	for _, c := range cases {
@@ -369,6 +373,42 @@ func TestFlags(t *testing.T) {
 	want := uint(unix.SECCOMP_FILTER_FLAG_TSYNC | unix.SECCOMP_FILTER_FLAG_LOG | unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW)
 	if f.flags != want {
 		t.Errorf("flags = %#x, want %#x", f.flags, want)
+	}
+}
+
+// TestNotify: SCMP_ACT_NOTIFY rules return SECCOMP_RET_USER_NOTIF and imply
+// SECCOMP_FILTER_FLAG_NEW_LISTENER (with TSYNC_ESRCH when TSYNC is asked
+// for, which the kernel requires); WAIT_KILLABLE_RECV goes with them; a
+// listenerPath without notify rules changes nothing, as with runc.
+func TestNotify(t *testing.T) {
+	p := &specs.LinuxSeccomp{
+		DefaultAction: specs.ActAllow,
+		ListenerPath:  "/run/agent.sock",
+		Syscalls: []specs.LinuxSyscall{
+			{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActNotify},
+			{Names: []string{"getpid"}, Action: specs.ActNotify, Args: []specs.LinuxSeccompArg{{Index: 0, Value: 1, Op: specs.OpEqualTo}}},
+		},
+	}
+	f := mustCompile(t, p)
+	if !f.Notifies() || f.flags != unix.SECCOMP_FILTER_FLAG_NEW_LISTENER {
+		t.Errorf("notifies %v, flags %#x; want a listener (%#x)", f.Notifies(), f.flags, unix.SECCOMP_FILTER_FLAG_NEW_LISTENER)
+	}
+	check(t, f, native(sysnr(t, "mkdirat")), unix.SECCOMP_RET_USER_NOTIF)
+	check(t, f, native(sysnr(t, "getpid"), 1), unix.SECCOMP_RET_USER_NOTIF)
+	check(t, f, native(sysnr(t, "getpid"), 2), unix.SECCOMP_RET_ALLOW)
+	check(t, f, native(sysnr(t, "write")), unix.SECCOMP_RET_ALLOW)
+
+	p.Flags = []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagWaitKillableRecv, "SECCOMP_FILTER_FLAG_TSYNC"}
+	f = mustCompile(t, p)
+	want := uint(unix.SECCOMP_FILTER_FLAG_NEW_LISTENER | unix.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV | unix.SECCOMP_FILTER_FLAG_TSYNC | unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH)
+	if f.flags != want {
+		t.Errorf("flags %#x, want %#x", f.flags, want)
+	}
+
+	plain := mustCompile(t, &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, ListenerPath: "/run/agent.sock",
+		Syscalls: []specs.LinuxSyscall{{Names: []string{"mkdir"}, Action: specs.ActErrno}}})
+	if plain.Notifies() || plain.flags != 0 {
+		t.Errorf("a profile without notify rules: notifies %v, flags %#x", plain.Notifies(), plain.flags)
 	}
 }
 

