@@ -93,7 +93,7 @@ func prepareBridge(r Request, s *specs.Spec, explicit bool, ports []spec.PortMap
 	for i, p := range ports {
 		hostPorts[i] = spec.PortMapping{ContainerPort: p.HostPort, Protocol: p.Protocol}
 	}
-	if err := checkPortsFree("/proc", hostPorts); err != nil {
+	if err := checkPortsFree(hostPorts); err != nil {
 		return taken(err, "")
 	}
 	cfg := r.Config.Bridge
@@ -116,7 +116,7 @@ func prepareBridge(r Request, s *specs.Spec, explicit bool, ports []spec.PortMap
 	defer func() {
 		if retErr != nil {
 			if err := a.rollback(r.Bundle); err != nil {
-				retErr = fmt.Errorf("%w; undoing the attach also failed: %v", retErr, err)
+				retErr = fmt.Errorf("%w; undoing the attach also failed: %v", retErr, err) //nolint:errorlint // one %w: errgrpc sends the client every wrapped error
 			}
 		}
 	}()
