@@ -39,7 +39,7 @@ help:
 	@echo "test-kube    a single-node Kubernetes 1.37 running pods with RuntimeClass hostnet (root)"
 	@echo "test-nerdctl nerdctl 2.2.1 driving hostnet: networks, -p, compose (root)"
 	@echo "bench        hostnet vs runc, crun and CNI: tables, $(BENCH_OUT)/results.json, chart.svg (root)"
-	@echo "lint         gofmt and go vet"
+	@echo "lint         gofmt, go vet, golangci-lint and contrib/lint-procfs.sh"
 	@echo "fuzz         run each fuzz target for FUZZTIME ($(FUZZTIME)); corpora in testdata/fuzz"
 	@echo "setup        install what is missing: Debian packages, containerd v2.4.2 and 1.7/2.0/2.2 (root)"
 	@echo "demo         setup, then a host-network container on a private containerd (root)"
@@ -100,10 +100,19 @@ bench: build
 	$(GO) build -o $(BINDIR)/hostnet-bench ./integration/bench/cmd/hostnet-bench
 	$(BINDIR)/hostnet-bench -bin $(BINDIR) -runc $(RUNC_152) -n $(BENCH_RUNS) -out $(BENCH_OUT) $(BENCH_ARGS)
 
+# golangci-lint v2 (.golangci.yml), which contrib/setup.sh builds once from
+# the Go module proxy. Its first run on a machine type-checks everything
+# cold (~3 min on 2 cores); later runs take seconds from its cache.
+GOLANGCI_LINT_VERSION ?= v2.15.0
+GOLANGCI_LINT ?= /var/cache/hostnet/golangci-lint-$(GOLANGCI_LINT_VERSION)/bin/golangci-lint
+
 lint:
 	@out=$$(gofmt -l .); \
 	if [ -n "$$out" ]; then echo "gofmt -l:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	contrib/lint-procfs.sh
+	@test -x $(GOLANGCI_LINT) || { echo "lint: no $(GOLANGCI_LINT): run contrib/setup.sh (make setup)" >&2; exit 1; }
+	$(GOLANGCI_LINT) run --timeout 10m ./...
 
 # Fuzz targets of the parsers of untrusted input, as package:Target. Each
 # runs for FUZZTIME; their corpora (testdata/fuzz) also run with `go test`.

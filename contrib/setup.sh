@@ -101,6 +101,18 @@ fi
 # beside Debian's 1.1.1.
 "$REPO/contrib/cni-plugins.sh"
 
+# golangci-lint, which `make lint` runs (the Makefile's GOLANGCI_LINT).
+GOLANGCI_LINT_VERSION=${GOLANGCI_LINT_VERSION:-v2.15.0}
+GOLANGCI_LINT_DIR=/var/cache/hostnet/golangci-lint-${GOLANGCI_LINT_VERSION}
+if [[ ! -x $GOLANGCI_LINT_DIR/bin/golangci-lint ]]; then
+	log "building golangci-lint ${GOLANGCI_LINT_VERSION} into ${GOLANGCI_LINT_DIR}/bin"
+	mkdir -p "$GOLANGCI_LINT_DIR/bin"
+	GOBIN=$GOLANGCI_LINT_DIR/bin CGO_ENABLED=0 go install \
+		"github.com/golangci/golangci-lint/v2/cmd/golangci-lint@${GOLANGCI_LINT_VERSION}"
+else
+	log "golangci-lint ${GOLANGCI_LINT_VERSION} present in ${GOLANGCI_LINT_DIR}/bin"
+fi
+
 log "building hostnet"
 make -C "$REPO" build
 log "done: $(containerd --version | head -1)"

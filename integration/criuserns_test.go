@@ -167,7 +167,7 @@ func (e *criEnv) testUserNamespacedPod(t *testing.T, handler string, annotations
 	if got := p.exec(t, id, "stat", "-c", "%u:%g", "/plain/hostfile"); got != "65534:65534" {
 		t.Errorf("the plain volume's host-root file is owned by %s in the container, want 65534:65534 (unmapped)", got)
 	}
-	if code, _, stderr := p.execResult(t, id, "sh", "-c", "echo x >> /plain/hostfile"); code == 0 {
+	if code, stderr := p.execResult(t, id, "sh", "-c", "echo x >> /plain/hostfile"); code == 0 {
 		t.Error("the container's root wrote to a host-root file of a volume that is not idmapped")
 	} else {
 		t.Logf("write to the plain volume: exit %d, %s", code, strings.TrimSpace(stderr))
@@ -179,7 +179,7 @@ func (e *criEnv) testUserNamespacedPod(t *testing.T, handler string, annotations
 			t.Errorf("container netns %s; with %s=host want the host's %s", netns, spec.NetworkAnnotation, e.hostNetNS)
 		}
 		// The container's root has no privilege over the host's netns.
-		if code, _, _ := p.execResult(t, id, "ip", "link", "add", "hnuserns0", "type", "dummy"); code == 0 {
+		if code, _ := p.execResult(t, id, "ip", "link", "add", "hnuserns0", "type", "dummy"); code == 0 {
 			t.Error("the user-namespaced container's root added a link to the host's netns")
 			if l, err := netlink.LinkByName("hnuserns0"); err == nil {
 				_ = netlink.LinkDel(l)
@@ -217,7 +217,7 @@ func (e *criEnv) testRecursiveReadOnlyVolume(t *testing.T, handler string) {
 	e.assertHostnetRan(t, handler, p.id, id)
 
 	for _, path := range []string{"/ro/top", "/rro/top", "/rro/sub/file"} {
-		code, _, stderr := p.execResult(t, id, "touch", path)
+		code, stderr := p.execResult(t, id, "touch", path)
 		if code == 0 {
 			t.Errorf("touch %s succeeded in a read-only volume", path)
 		} else if !strings.Contains(stderr, "Read-only file system") {
@@ -291,12 +291,12 @@ func (e *criEnv) taskPid(t *testing.T, id string) int {
 }
 
 // execResult runs a command in a container with ExecSync and returns its
-// exit code, stdout and stderr.
-func (p *pod) execResult(t *testing.T, id string, cmd ...string) (int32, string, string) {
+// exit code and stderr.
+func (p *pod) execResult(t *testing.T, id string, cmd ...string) (int32, string) {
 	t.Helper()
 	resp, err := p.e.rt.ExecSync(criCtx(t), &runtimeapi.ExecSyncRequest{ContainerId: id, Cmd: cmd, Timeout: 30})
 	if err != nil {
 		t.Fatalf("ExecSync %v: %v", cmd, err)
 	}
-	return resp.ExitCode, string(resp.Stdout), string(resp.Stderr)
+	return resp.ExitCode, string(resp.Stderr)
 }

@@ -90,7 +90,7 @@ func TestCtrCNI(t *testing.T) {
 		cmd.Stdout, cmd.Stderr = &out, &errOut
 		err := cmd.Run()
 		if err != nil {
-			err = fmt.Errorf("ctr %s: %v: %s%s", strings.Join(args, " "), err, out.String(), errOut.String())
+			err = fmt.Errorf("ctr %s: %w: %s%s", strings.Join(args, " "), err, out.String(), errOut.String())
 		}
 		return out.String(), err
 	}

@@ -63,7 +63,7 @@ func runMain(m *testing.M) int {
 	runtimeRoot = daemon.DefaultRuntimeRoot(testRuntime)
 	for _, bin := range []string{"containerd-shim-hostnet-v1", "hostnet-runc"} {
 		if _, err := os.Stat(filepath.Join(binDir, bin)); err != nil && testRuntime == daemon.HostnetRuntime {
-			return fail(fmt.Errorf("%v: run `make build` first", err))
+			return fail(fmt.Errorf("%w: run `make build` first", err))
 		}
 	}
 	fmt.Printf("integration: runtime %s, binaries from %s, runtime root %s\n", testRuntime, binDir, runtimeRoot)

@@ -240,25 +240,6 @@ func waitExit(t *testing.T, what string, exitc <-chan client.ExitStatus, timeout
 	panic("unreachable")
 }
 
-// waitStatus polls until task has status want.
-func waitStatus(t *testing.T, task client.Task, want client.ProcessStatus) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st, err := task.Status(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.Status == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("task %s: status %s, want %s", task.ID(), st.Status, want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // ctrTaskStatus returns the STATUS column of `ctr tasks ls` for id.
 func ctrTaskStatus(t *testing.T, id string) (pid int, status string) {
 	t.Helper()

@@ -187,7 +187,7 @@ func (c *cluster) startContainerd(ctx context.Context, binDir string) error {
 	build := exec.CommandContext(ctx, goTool(), "build", "-o", pause, "./integration/testdata/pause")
 	build.Dir, build.Env = repo, append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("build pause: %v\n%s", err, out)
+		return fmt.Errorf("build pause: %w\n%s", err, out)
 	}
 	pauseTar, busyboxTar := c.path("pause.tar"), c.path("busybox.tar")
 	if _, err := image.WriteStaticFile(pauseTar, image.StaticOptions{Binary: pause, Name: pauseImage}); err != nil {
@@ -208,7 +208,7 @@ func (c *cluster) startEtcd() error {
 	data := c.path("etcd")
 	peer := fmt.Sprintf("http://127.0.0.1:%d", etcdPeerPort)
 	client := fmt.Sprintf("http://127.0.0.1:%d", etcdClientPort)
-	_, err := c.start("etcd", filepath.Join(etcdBinDir, "etcd"), "--name", "hostnet", "--data-dir", data,
+	err := c.start("etcd", filepath.Join(etcdBinDir, "etcd"), "--name", "hostnet", "--data-dir", data,
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "hostnet="+peer,
 		"--listen-metrics-urls", "", "--log-level", "warn")
@@ -245,7 +245,7 @@ func (c *cluster) startAPIServer(ctx context.Context) error {
 	if err := os.WriteFile(tokens, []byte(adminToken+`,admin,admin,"system:masters"`+"\n"), 0o600); err != nil {
 		return err
 	}
-	_, err = c.start("kube-apiserver", filepath.Join(kubeBinDir, "kube-apiserver"),
+	err = c.start("kube-apiserver", filepath.Join(kubeBinDir, "kube-apiserver"),
 		fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", etcdClientPort),
 		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", apiserverPort), "--advertise-address="+nodeIP,
 		"--cert-dir="+c.path("apiserver-pki"), "--token-auth-file="+tokens, "--authorization-mode=AlwaysAllow",
@@ -279,7 +279,7 @@ func (c *cluster) startAPIServer(ctx context.Context) error {
 			return nil
 		}
 		if time.Now().After(deadline) || c.exited("kube-apiserver") {
-			return fmt.Errorf("kube-apiserver not ready: %v %s\n%s", err, body, c.tail("kube-apiserver", 30))
+			return fmt.Errorf("kube-apiserver not ready: %w %s\n%s", err, body, c.tail("kube-apiserver", 30))
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
@@ -372,7 +372,7 @@ done
 mount --bind "$dir/varlog" /var/log
 mount -t tmpfs -o mode=755,size=16m hostnet-kube /var/lib
 exec "$@"`
-	_, err := c.start("kubelet", "nsenter", "--net="+c.d.NetNSPath(), "--",
+	err := c.start("kubelet", "nsenter", "--net="+c.d.NetNSPath(), "--",
 		"unshare", "--mount", "--propagation", "unchanged", "sh", "-c", script, "sh", c.dir,
 		filepath.Join(kubeBinDir, "kubelet"), "--config="+config, "--kubeconfig="+kubeconfig,
 		"--root-dir="+c.rootDir, "--cert-dir="+c.path("kubelet-pki"), "--hostname-override="+nodeName, "--node-ip="+nodeIP, "--v=2")
@@ -391,7 +391,7 @@ exec "$@"`
 			return nil
 		}
 		if time.Now().After(deadline) || c.exited("kubelet") {
-			return fmt.Errorf("node %s not ready: %v\n%s", nodeName, err, c.tail("kubelet", 40))
+			return fmt.Errorf("node %s not ready: %w\n%s", nodeName, err, c.tail("kubelet", 40))
 		}
 		time.Sleep(time.Second)
 	}
@@ -408,7 +408,7 @@ func nodeReady(n *corev1.Node) bool {
 
 // start runs a process in containerd's network namespace (the kubelet
 // enters it itself), logging to <dir>/<name>.log.
-func (c *cluster) start(name, bin string, args ...string) (*proc, error) {
+func (c *cluster) start(name, bin string, args ...string) error {
 	var cmd *exec.Cmd
 	if name == "kubelet" {
 		cmd = exec.Command(bin, args...)
@@ -418,14 +418,14 @@ func (c *cluster) start(name, bin string, args ...string) (*proc, error) {
 	p := &proc{name: name, cmd: cmd, log: c.path(name + ".log"), done: make(chan struct{})}
 	f, err := os.Create(p.log)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Dir = c.dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
+		return fmt.Errorf("start %s: %w", name, err)
 	}
 	go func() {
 		p.err = cmd.Wait()
@@ -433,7 +433,7 @@ func (c *cluster) start(name, bin string, args ...string) (*proc, error) {
 		close(p.done)
 	}()
 	c.procs = append(c.procs, p)
-	return p, nil
+	return nil
 }
 
 func (c *cluster) proc(name string) *proc {
@@ -481,7 +481,7 @@ func (c *cluster) waitHTTP(name, url string) error {
 			err = fmt.Errorf("%s", resp.Status)
 		}
 		if time.Now().After(deadline) || c.exited(name) {
-			return fmt.Errorf("%s not serving %s: %v\n%s", name, url, err, c.tail(name, 30))
+			return fmt.Errorf("%s not serving %s: %w\n%s", name, url, err, c.tail(name, 30))
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
@@ -501,7 +501,7 @@ func (c *cluster) stop() error {
 	if c.client != nil && !c.exited("kubelet") {
 		errs = append(errs, c.deleteAllPods())
 	}
-	errs = append(errs, c.stopProc("kubelet"))
+	c.stopProc("kubelet")
 	if c.d != nil {
 		errs = append(errs, c.removeSandboxes())
 		errs = append(errs, c.d.Stop())
@@ -510,7 +510,7 @@ func (c *cluster) stop() error {
 		c.proxy.Close()
 	}
 	for _, name := range []string{"kube-apiserver", "etcd"} {
-		errs = append(errs, c.stopProc(name))
+		c.stopProc(name)
 	}
 	if c.dir != "" {
 		mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(c.dir))
@@ -538,21 +538,20 @@ func (c *cluster) stop() error {
 	return errors.Join(errs...)
 }
 
-func (c *cluster) stopProc(name string) error {
+func (c *cluster) stopProc(name string) {
 	p := c.proc(name)
 	if p == nil || c.exited(name) {
-		return nil
+		return
 	}
 	// The kubelet's pid is its wrapper's: nsenter, unshare and sh exec.
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
-		return nil
+		return
 	case <-time.After(30 * time.Second):
 	}
 	_ = p.cmd.Process.Kill()
 	<-p.done
-	return nil
 }
 
 // removeSandboxes stops and removes through CRI the pod sandboxes the

@@ -59,7 +59,7 @@ func runMain(m *testing.M) int {
 	}
 	for _, bin := range []string{filepath.Join(kubeBinDir, "kubelet"), filepath.Join(kubeBinDir, "kube-apiserver"), filepath.Join(etcdBinDir, "etcd")} {
 		if _, err := os.Stat(bin); err != nil {
-			return fail(fmt.Errorf("%v: run contrib/build-kubernetes.sh (make test-kube does)", err))
+			return fail(fmt.Errorf("%w: run contrib/build-kubernetes.sh (make test-kube does)", err))
 		}
 	}
 	repo, err := daemon.RepoRoot()

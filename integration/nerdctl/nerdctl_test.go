@@ -59,7 +59,7 @@ func (l *lane) run(ctx context.Context, args ...string) (string, error) {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	if err != nil {
-		err = fmt.Errorf("nerdctl %s: %v\n%s", strings.Join(args, " "), err, out.String())
+		err = fmt.Errorf("nerdctl %s: %w\n%s", strings.Join(args, " "), err, out.String())
 	}
 	return out.String(), err
 }
@@ -225,7 +225,7 @@ func (l *lane) get(t *testing.T, url string) string {
 			if rerr == nil && resp.StatusCode == http.StatusOK {
 				return strings.TrimSpace(string(body))
 			}
-			err = fmt.Errorf("%s %v", resp.Status, rerr)
+			err = fmt.Errorf("%s %w", resp.Status, rerr)
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("GET %s: %v", url, err)

@@ -47,7 +47,7 @@ func testFeatureHooks(t *testing.T, names []string) {
 	e.spec.Mounts = append(e.spec.Mounts, specs.Mount{Destination: "/tmp", Type: "bind", Source: markers, Options: []string{"rbind"}})
 	e.spec.Hooks = &specs.Hooks{}
 	lists := map[string]*[]specs.Hook{
-		"prestart": &e.spec.Hooks.Prestart, "createRuntime": &e.spec.Hooks.CreateRuntime,
+		"prestart": &e.spec.Hooks.Prestart, "createRuntime": &e.spec.Hooks.CreateRuntime, //nolint:staticcheck // runc still runs prestart hooks
 		"createContainer": &e.spec.Hooks.CreateContainer, "startContainer": &e.spec.Hooks.StartContainer,
 		"poststart": &e.spec.Hooks.Poststart, "poststop": &e.spec.Hooks.Poststop,
 	}

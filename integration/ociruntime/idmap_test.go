@@ -2,6 +2,7 @@ package ociruntime
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -117,7 +118,8 @@ func TestIDMappedBindMounts(t *testing.T) {
 			out, err := e.runOutput()
 			if err != nil {
 				var stderr []byte
-				if ee, ok := err.(*exec.ExitError); ok {
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
 					stderr = ee.Stderr
 				}
 				t.Fatalf("%v: %s %s", err, e.lastError(), stderr)

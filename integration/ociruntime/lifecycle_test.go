@@ -2,6 +2,7 @@ package ociruntime
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,7 +68,8 @@ func TestRunExitCode(t *testing.T) {
 	e.writeSpec()
 	cmd := exec.Command(runtimeBin, "--root", e.root, "run", "--bundle", e.bundle, e.id)
 	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 7 {
 		t.Fatalf("run exit = %v, want status 7", err)
 	}
 	e.assertGone()
@@ -105,7 +107,8 @@ func TestExec(t *testing.T) {
 	data, _ := json.Marshal(p)
 	os.WriteFile(proc, data, 0o644)
 	err = exec.Command(runtimeBin, "--root", e.root, "exec", "--process", proc, e.id).Run()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 5 {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 5 {
 		t.Errorf("exec --process exit = %v, want 5", err)
 	}
 

@@ -444,7 +444,7 @@ func TestOnlyDeclaredFdsReachProcess(t *testing.T) {
 		return fds
 	}
 	// Runs the runtime with fd 3 open and the given extra environment.
-	run := func(t *testing.T, e *env, env []string, args ...string) (string, error) {
+	run := func(e *env, env []string, args ...string) (string, error) {
 		e.writeSpec()
 		argv := append([]string{"--root", e.root, "--log", e.log, "--log-format", "json"}, args...)
 		cmd := exec.Command("sh", append([]string{"-c", `export LISTEN_PID=$$; exec "$0" "$@"`, runtimeBin}, argv...)...)
@@ -461,7 +461,7 @@ func TestOnlyDeclaredFdsReachProcess(t *testing.T) {
 		// fd 4 is declared but not passed: it is whatever the runtime
 		// opens first.
 		e := newEnv(t, "sh", "-c", script)
-		out, err := run(t, e, nil, "run", "--preserve-fds", "2", "--bundle", e.bundle, e.id)
+		out, err := run(e, nil, "run", "--preserve-fds", "2", "--bundle", e.bundle, e.id)
 		if err == nil {
 			for fd, target := range openFds(out) {
 				if fd > 3 {
@@ -474,7 +474,7 @@ func TestOnlyDeclaredFdsReachProcess(t *testing.T) {
 	})
 	t.Run("LISTEN_FDS", func(t *testing.T) {
 		e := newEnv(t, "sh", "-c", script)
-		out, err := run(t, e, []string{"LISTEN_FDS=1"}, "run", "--bundle", e.bundle, e.id)
+		out, err := run(e, []string{"LISTEN_FDS=1"}, "run", "--bundle", e.bundle, e.id)
 		if err != nil {
 			t.Fatalf("%v: %s", err, e.lastError())
 		}

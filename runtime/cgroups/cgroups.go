@@ -70,7 +70,7 @@ func Resolve(p string) (Paths, error) {
 	if p == "" {
 		return nil, errors.New("cgroupsPath is empty")
 	}
-	own, unified, err := cgroups.ParseCgroupFileUnified("/proc/self/cgroup")
+	own, unified, err := cgroups.ParseCgroupFileUnified("/proc/self/cgroup") // procfs-literal: read by create, in the host's mount namespace
 	if err != nil {
 		return nil, fmt.Errorf("read own cgroup: %w", err)
 	}

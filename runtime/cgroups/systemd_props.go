@@ -388,10 +388,10 @@ func deviceNames() (map[string]string, error) {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
-		switch {
-		case line == "Character devices:":
+		switch line {
+		case "Character devices:":
 			typ = "c"
-		case line == "Block devices:":
+		case "Block devices:":
 			typ = "b"
 		default:
 			if f := strings.Fields(line); len(f) == 2 && typ != "" {

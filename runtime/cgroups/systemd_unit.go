@@ -130,7 +130,7 @@ func ResolveUnit(u Unit) (Paths, error) {
 	if cgroups.Mode() == cgroups.Unified {
 		return Paths{"": p}, nil
 	}
-	own, _, err := cgroups.ParseCgroupFileUnified("/proc/self/cgroup")
+	own, _, err := cgroups.ParseCgroupFileUnified("/proc/self/cgroup") // procfs-literal: read by create, in the host's mount namespace
 	if err != nil {
 		return nil, fmt.Errorf("read own cgroup: %w", err)
 	}

@@ -73,7 +73,7 @@ func TestV1ZeroIsUnset(t *testing.T) {
 	quota, shares, limit, weight := int64(20000), uint64(512), int64(64<<20), uint16(300)
 	res := &specs.LinuxResources{
 		CPU:     &specs.LinuxCPU{RealtimeRuntime: &zero64, RealtimePeriod: &zeroU, Shares: &shares, Quota: &quota, Period: &zeroU},
-		Memory:  &specs.LinuxMemory{Limit: &limit, Reservation: &zero64, Swap: &zero64, Kernel: &zero64},
+		Memory:  &specs.LinuxMemory{Limit: &limit, Reservation: &zero64, Swap: &zero64, Kernel: &zero64}, //nolint:staticcheck // clients still send it; zero must read as unset
 		BlockIO: &specs.LinuxBlockIO{Weight: &weight, LeafWeight: &zero16},
 	}
 	files := map[string]string{

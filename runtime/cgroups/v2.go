@@ -76,11 +76,11 @@ func createV2(path string) error {
 // one at a time if all at once is refused.
 func enableControllers(dir string, ctrls []string) {
 	file := filepath.Join(dir, "cgroup.subtree_control")
-	if os.WriteFile(file, []byte("+"+strings.Join(ctrls, " +")), 0) == nil {
+	if os.WriteFile(file, []byte("+"+strings.Join(ctrls, " +")), 0) == nil { //nolint:gosec // dir is a cleaned absolute path under /sys/fs/cgroup (Resolve)
 		return
 	}
 	for _, c := range ctrls {
-		_ = os.WriteFile(file, []byte("+"+c), 0)
+		_ = os.WriteFile(file, []byte("+"+c), 0) //nolint:gosec // dir is under /sys/fs/cgroup, as above
 	}
 }
 
@@ -128,7 +128,7 @@ func setV2Memory(dir string, m *specs.LinuxMemory, update bool) error {
 	if swapStr != "" {
 		if err := writeV2(dir, "memory.swap.max", swapStr); err != nil {
 			// Without swap accounting there is nothing to limit.
-			if !(errors.Is(err, os.ErrNotExist) && (swapStr == "max" || swapStr == "0")) {
+			if !errors.Is(err, os.ErrNotExist) || (swapStr != "max" && swapStr != "0") {
 				return err
 			}
 		}
@@ -191,10 +191,10 @@ func readLimit(dir, name string) (int64, error) {
 // limitString is a limit as cgroup v2 files take it: "" for unset (0),
 // "max" for -1.
 func limitString(v int64) string {
-	switch {
-	case v == 0:
+	switch v {
+	case 0:
 		return ""
-	case v == -1:
+	case -1:
 		return "max"
 	default:
 		return strconv.FormatInt(v, 10)

@@ -127,7 +127,7 @@ func Main(args []string) int {
 	}
 	cmd, ok := commands[pos[0]]
 	if !ok {
-		report(g.log, fmt.Errorf("No help topic for '%s'", pos[0]))
+		report(g.log, fmt.Errorf("No help topic for '%s'", pos[0])) //nolint:staticcheck // runc's (urfave/cli's) message verbatim
 		return 3
 	}
 	g.log.Debugf("hostnet-runc %s: %s %q", Version, cmd.name, pos[1:])
@@ -223,7 +223,7 @@ func runHelp(g *globals, args []string) error {
 	}
 	c, ok := commands[args[0]]
 	if !ok || c.name == "help" {
-		return fmt.Errorf("No help topic for '%s'", args[0])
+		return fmt.Errorf("No help topic for '%s'", args[0]) //nolint:staticcheck // runc's (urfave/cli's) message verbatim
 	}
 	// The command's own --help, which defines its flags first.
 	return c.run(g, []string{"--help"})

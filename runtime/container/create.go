@@ -108,7 +108,7 @@ func Create(root, id string, o CreateOpts) (err error) {
 	}
 	// In a user namespace the init is an unprivileged uid on the host; the
 	// fifo must be its own to open, as runc does.
-	if uid, gid := hostID(s.Linux.UIDMappings, 0), hostID(s.Linux.GIDMappings, 0); uid != 0 || gid != 0 {
+	if uid, gid := hostRootID(s.Linux.UIDMappings), hostRootID(s.Linux.GIDMappings); uid != 0 || gid != 0 {
 		if err := os.Chown(fifo, uid, gid); err != nil {
 			return fmt.Errorf("chown exec fifo: %w", err)
 		}
@@ -153,7 +153,7 @@ func Create(root, id string, o CreateOpts) (err error) {
 		// fifo is then the namespace root's now (the init opens it only
 		// after start).
 		if s.Linux.UIDMappings == nil {
-			if err := os.Chown(fifo, hostID(uidMaps, 0), hostID(gidMaps, 0)); err != nil {
+			if err := os.Chown(fifo, hostRootID(uidMaps), hostRootID(gidMaps)); err != nil {
 				return fmt.Errorf("chown exec fifo: %w", err)
 			}
 		}
@@ -172,7 +172,7 @@ func Create(root, id string, o CreateOpts) (err error) {
 	}
 	state := &specs.State{Version: s.Version, ID: id, Status: specs.StateCreating, Pid: pid, Bundle: bundle, Annotations: s.Annotations}
 	runtimeHooks := func() error {
-		if err := hooks.Run("prestart", s.Hooks.Prestart, state); err != nil {
+		if err := hooks.Run("prestart", s.Hooks.Prestart, state); err != nil { //nolint:staticcheck // runc still runs prestart hooks
 			return err
 		}
 		return hooks.Run("createRuntime", s.Hooks.CreateRuntime, state)
@@ -239,9 +239,10 @@ func debugf(f func(string, ...any), format string, args ...any) {
 	}
 }
 
-// hostID maps a container id to the host's through the spec's mappings;
-// without a mapping the ids are the same.
-func hostID(mappings []specs.LinuxIDMapping, id uint32) int {
+// hostRootID maps the container's root id to the host's through the spec's
+// mappings; without a mapping it is 0.
+func hostRootID(mappings []specs.LinuxIDMapping) int {
+	const id = 0
 	for _, m := range mappings {
 		if id >= m.ContainerID && id < m.ContainerID+m.Size {
 			return int(m.HostID + id - m.ContainerID)

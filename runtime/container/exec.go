@@ -135,7 +135,7 @@ func (c *Container) nsDiffers(t specs.LinuxNamespaceType) (bool, error) {
 	if err := unix.Stat(c.nsPath(t), &theirs); err != nil {
 		return false, fmt.Errorf("inspect %s namespace of init %d: %w", t, c.InitPid, err)
 	}
-	if err := unix.Stat("/proc/self/ns/"+nsFile[t], &ours); err != nil {
+	if err := unix.Stat("/proc/self/ns/"+nsFile[t], &ours); err != nil { // procfs-literal: the runtime's own, before it joins the container
 		return false, fmt.Errorf("inspect own %s namespace: %w", t, err)
 	}
 	return theirs.Ino != ours.Ino || theirs.Dev != ours.Dev, nil

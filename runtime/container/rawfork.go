@@ -150,7 +150,7 @@ func readForkReport(fd, pid int) (int, error) {
 			return initPid, nil
 		}
 		if n != len(rec) {
-			return initPid, fmt.Errorf("read child's report: %d bytes, %v", n, err)
+			return initPid, fmt.Errorf("read child's report: %d bytes, %w", n, err)
 		}
 		step, val := binary.LittleEndian.Uint32(rec[:4]), binary.LittleEndian.Uint32(rec[4:])
 		if step == 0 {

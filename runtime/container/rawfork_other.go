@@ -37,7 +37,7 @@ func forkExec(f *forkSpec) (*os.Process, error) {
 		attr.GidMappingsEnableSetgroups = true
 		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
 	}
-	pid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(int(f.exe.Fd())), f.argv,
+	pid, err := syscall.ForkExec("/proc/self/fd/"+strconv.Itoa(int(f.exe.Fd())), f.argv, // procfs-literal: fallback where rawfork.go is unchecked; its limit is said above
 		&syscall.ProcAttr{Env: f.env, Files: files, Sys: attr})
 	if err != nil {
 		return nil, err

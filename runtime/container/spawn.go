@@ -286,7 +286,7 @@ func (p *initProcess) handshake(b initproc.Bootstrap, runtimeHooks func() error,
 			if werr == nil {
 				werr = fmt.Errorf("%s", st)
 			}
-			return fmt.Errorf("unable to start container process: init exited before it was ready (%v)", werr)
+			return fmt.Errorf("unable to start container process: init exited before it was ready (%w)", werr)
 		}
 		switch {
 		case r.Hooks && runtimeHooks != nil:
@@ -402,7 +402,7 @@ func sealedExecutable() (*os.File, error) {
 		return nil, fmt.Errorf("memfd_create: %w", err)
 	}
 	mem := os.NewFile(uintptr(fd), "memfd:hostnet-runc")
-	src, err := os.Open("/proc/self/exe")
+	src, err := os.Open("/proc/self/exe") // procfs-literal: the runtime's own binary, before any namespace is entered
 	if err != nil {
 		mem.Close()
 		return nil, fmt.Errorf("open own executable: %w", err)

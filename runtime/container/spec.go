@@ -125,8 +125,8 @@ func validateIDMap(s *specs.Spec, m specs.Mount) error {
 // would otherwise set the host's net.* sysctls.
 func isHostNetNS(path string) (bool, error) {
 	var self, ns unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
-		return false, &os.PathError{Op: "stat", Path: "/proc/self/ns/net", Err: err}
+	if err := unix.Stat("/proc/self/ns/net", &self); err != nil { // procfs-literal: the runtime's own, in the host's mount namespace
+		return false, &os.PathError{Op: "stat", Path: "/proc/self/ns/net", Err: err} // procfs-literal: an error message
 	}
 	if err := unix.Stat(path, &ns); err != nil {
 		return false, &os.PathError{Op: "stat", Path: path, Err: err}

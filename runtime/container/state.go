@@ -110,14 +110,6 @@ func (c *Container) Status() string {
 	return Running
 }
 
-// Pid is the init's pid, or 0 once it has stopped.
-func (c *Container) Pid() int {
-	if c.Status() == Stopped {
-		return 0
-	}
-	return c.InitPid
-}
-
 // OCIState is the runtime-spec state, the shape `runc state` prints.
 type OCIState struct {
 	OCIVersion  string            `json:"ociVersion"`

@@ -226,7 +226,7 @@ func prepare(b *Bootstrap, ch *channel) (*program, error) {
 		return nil, err
 	}
 	if h := s.Hooks; h != nil {
-		if len(h.Prestart) > 0 || len(h.CreateRuntime) > 0 {
+		if len(h.Prestart) > 0 || len(h.CreateRuntime) > 0 { //nolint:staticcheck // runc still runs prestart hooks
 			if err := ch.runtimeHooks(); err != nil {
 				return nil, err
 			}

@@ -38,9 +38,6 @@ func Open(path, format string, debug bool) (*Logger, error) {
 	return l, nil
 }
 
-// Discard is a logger that writes nowhere.
-func Discard() *Logger { return &Logger{w: io.Discard} }
-
 // ToStderr reports whether the log already goes to stderr.
 func (l *Logger) ToStderr() bool { return l.w == os.Stderr }
 

@@ -96,10 +96,10 @@ func setupDevSymlinks(root *os.File, c *Config) error {
 	}
 	defer dev.Close()
 	links := [][2]string{
-		{"/proc/self/fd", "fd"},
-		{"/proc/self/fd/0", "stdin"},
-		{"/proc/self/fd/1", "stdout"},
-		{"/proc/self/fd/2", "stderr"},
+		{"/proc/self/fd", "fd"},       // procfs-literal: a symlink's target, never opened here
+		{"/proc/self/fd/0", "stdin"},  // procfs-literal: a symlink's target, never opened here
+		{"/proc/self/fd/1", "stdout"}, // procfs-literal: a symlink's target, never opened here
+		{"/proc/self/fd/2", "stderr"}, // procfs-literal: a symlink's target, never opened here
 	}
 	if _, err := os.Stat("/proc/kcore"); err == nil {
 		links = append(links, [2]string{"/proc/kcore", "core"})

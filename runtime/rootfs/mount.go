@@ -354,7 +354,7 @@ func mountCgroup(r *resolver, c *Config, m specs.Mount, opts MountOptions) error
 }
 
 func procFd(f *os.File) string {
-	return "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
+	return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) // procfs-literal: mount(2)'s magic link; the host's /proc before pivot_root, a checked one after (fdmount.go)
 }
 
 // statfsFlags maps statfs(2) flags to the mount(2) flags the kernel locks

@@ -80,7 +80,7 @@ func execute(prog []unix.SockFilter, d seccompData) (ret uint32, steps int, err 
 		if pc < 0 || pc >= len(prog) {
 			return 0, steps, fmt.Errorf("pc %d out of program", pc)
 		}
-		ins := prog[pc]
+		ins := prog[pc] //nolint:gosec // pc is checked against len(prog) above
 		pc++
 		switch ins.Code {
 		case opLoadAbs:

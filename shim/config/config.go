@@ -135,13 +135,13 @@ func (c *Config) Validate() error {
 	}
 	// The error starts with "subnet" or "gateway": the setting at fault.
 	if err := ipam.CheckSubnet(b.Subnet, b.Gateway); err != nil {
-		return fmt.Errorf("network.bridge.%v", err)
+		return fmt.Errorf("network.bridge.%w", err)
 	}
 	if b.MTU < 68 || b.MTU > 65535 {
 		return fmt.Errorf("network.bridge.mtu %d is out of range (68-65535)", b.MTU)
 	}
 	if err := validInterfaceName(b.Name); err != nil {
-		return fmt.Errorf("network.bridge.name %q %v", b.Name, err)
+		return fmt.Errorf("network.bridge.name %q %w", b.Name, err)
 	}
 	if n := c.Network; n.CNIConfList != "" {
 		if !filepath.IsAbs(n.CNIBinDir) {

@@ -72,7 +72,7 @@ func decodeOptions(opts typeurl.Any) (*options.Options, Config, error) {
 	case *runtimeoptions.Options:
 		doc, err := document(o)
 		if err != nil {
-			return nil, Config{}, fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
+			return nil, Config{}, fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument) //nolint:errorlint // one %w, the errdefs class: errgrpc sends the client every wrapped error
 		}
 		return &options.Options{}, doc, nil
 	default:

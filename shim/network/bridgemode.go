@@ -96,7 +96,7 @@ func prepareBridge(ctx context.Context, r Request, s *specs.Spec, explicit bool,
 	for i, p := range ports {
 		hostPorts[i] = spec.PortMapping{ContainerPort: p.HostPort, Protocol: p.Protocol}
 	}
-	if err := checkPortsFree("/proc", hostPorts); err != nil {
+	if err := checkPortsFree(hostPorts); err != nil {
 		return taken(err, "")
 	}
 	if r.Config.CNIConfList != "" {
@@ -122,7 +122,7 @@ func prepareBridge(ctx context.Context, r Request, s *specs.Spec, explicit bool,
 	defer func() {
 		if retErr != nil {
 			if err := a.rollback(r.Bundle); err != nil {
-				retErr = fmt.Errorf("%w; undoing the attach also failed: %v", retErr, err)
+				retErr = fmt.Errorf("%w; undoing the attach also failed: %v", retErr, err) //nolint:errorlint // one %w: errgrpc sends the client every wrapped error
 			}
 		}
 	}()

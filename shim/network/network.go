@@ -133,7 +133,7 @@ func prepareHost(s *specs.Spec, bundle string, explicit bool, ports []spec.PortM
 	}
 	if len(ports) > 0 {
 		res.Warnings = append(res.Warnings, spec.PublishedPortsWarning)
-		err := checkPortsFree("/proc", ports)
+		err := checkPortsFree(ports)
 		if err == nil {
 			err = checkPortsUnpublished(ports)
 		}
@@ -151,5 +151,5 @@ func prepareHost(s *specs.Spec, bundle string, explicit bool, ports []spec.PortM
 // invalid marks bad input. One %w only: errgrpc sends every wrapped branch
 // to the client, which would print each of them.
 func invalid(err error) error {
-	return fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
+	return fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument) //nolint:errorlint // one %w, the errdefs class: errgrpc sends the client every wrapped error
 }

@@ -31,16 +31,17 @@ func taken(err error, why string) error {
 		return err
 	}
 	if why != "" {
-		return fmt.Errorf("%v: %s: %w", err, why, errdefs.ErrAlreadyExists)
+		return fmt.Errorf("%v: %s: %w", err, why, errdefs.ErrAlreadyExists) //nolint:errorlint // one %w, the errdefs class: errgrpc sends the client every wrapped error
 	}
-	return fmt.Errorf("%v: %w", err, errdefs.ErrAlreadyExists)
+	return fmt.Errorf("%v: %w", err, errdefs.ErrAlreadyExists) //nolint:errorlint // one %w, the errdefs class: errgrpc sends the client every wrapped error
 }
 
 // checkPortsFree fails when a port a host-mode container declares is already
 // bound on the host, naming the port and, when /proc shows it, the process
 // holding it: a clear error at create instead of an EADDRINUSE deep inside
 // the application later.
-func checkPortsFree(procRoot string, ports []spec.PortMapping) error {
+func checkPortsFree(ports []spec.PortMapping) error {
+	const procRoot = "/proc"
 	for _, p := range ports {
 		inodes, err := boundSockets(procRoot, p.Protocol, p.ContainerPort)
 		if err != nil {

@@ -18,7 +18,7 @@ func TestCheckPortsFree(t *testing.T) {
 	defer ln.Close()
 	port := uint16(ln.Addr().(*net.TCPAddr).Port)
 
-	err = checkPortsFree("/proc", []spec.PortMapping{{HostPort: 1, ContainerPort: port, Protocol: "tcp"}})
+	err = checkPortsFree([]spec.PortMapping{{HostPort: 1, ContainerPort: port, Protocol: "tcp"}})
 	if err == nil {
 		t.Fatalf("port %d is bound by the test but was reported free", port)
 	}
@@ -28,11 +28,11 @@ func TestCheckPortsFree(t *testing.T) {
 	}
 
 	// The same number over UDP is free, and so is the TCP port once closed.
-	if err := checkPortsFree("/proc", []spec.PortMapping{{ContainerPort: port, Protocol: "udp"}}); err != nil {
+	if err := checkPortsFree([]spec.PortMapping{{ContainerPort: port, Protocol: "udp"}}); err != nil {
 		t.Errorf("udp/%d: %v", port, err)
 	}
 	ln.Close()
-	if err := checkPortsFree("/proc", []spec.PortMapping{{ContainerPort: port, Protocol: "tcp"}}); err != nil {
+	if err := checkPortsFree([]spec.PortMapping{{ContainerPort: port, Protocol: "tcp"}}); err != nil {
 		t.Errorf("closed port: %v", err)
 	}
 }
@@ -44,7 +44,7 @@ func TestCheckPortsFreeUDP(t *testing.T) {
 	}
 	defer c.Close()
 	port := uint16(c.LocalAddr().(*net.UDPAddr).Port)
-	err = checkPortsFree("/proc", []spec.PortMapping{{ContainerPort: port, Protocol: "udp"}})
+	err = checkPortsFree([]spec.PortMapping{{ContainerPort: port, Protocol: "udp"}})
 	if err == nil || !strings.Contains(err.Error(), "/udp is already in use") {
 		t.Errorf("err = %v", err)
 	}

@@ -60,7 +60,7 @@ func resolveBinary(name, shimDir string, lookPath func(string) (string, error)) 
 			return "", err
 		}
 		if err := checkExecutable(abs); err != nil {
-			return "", fmt.Errorf("runtime binary %s: %v: set BinaryName in the runtime options to an executable runc-compatible runtime: %w", abs, err, errdefs.ErrFailedPrecondition)
+			return "", fmt.Errorf("runtime binary %s: %v: set BinaryName in the runtime options to an executable runc-compatible runtime: %w", abs, err, errdefs.ErrFailedPrecondition) //nolint:errorlint // one %w, the errdefs class: errgrpc sends the client every wrapped error
 		}
 		return abs, nil
 	}

@@ -139,7 +139,7 @@ func TestClassify(t *testing.T) {
 		"container not running":        errdefs.ErrNotFound,
 		"something broke":              nil,
 	} {
-		if got := classify(msg); got != want {
+		if got := classify(msg); !errors.Is(got, want) {
 			t.Errorf("classify(%q) = %v, want %v", msg, got, want)
 		}
 	}

@@ -148,7 +148,7 @@ func (s *service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (*ta
 			// shim speaks an older task API: it retries with that, fails
 			// again and loses track of the shim. Unsupported requests are
 			// a failed precondition here.
-			err = fmt.Errorf("%v: %w", err, errdefs.ErrFailedPrecondition)
+			err = fmt.Errorf("%v: %w", err, errdefs.ErrFailedPrecondition) //nolint:errorlint // one %w, the errdefs class: errgrpc sends the client every wrapped error
 		}
 		return nil, errgrpc.ToGRPC(err)
 	}

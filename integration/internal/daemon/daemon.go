@@ -358,7 +358,7 @@ func (d *Daemon) waitReady(ctx context.Context, timeout time.Duration) error {
 		select {
 		case err := <-d.exitc:
 			d.exitc <- err
-			return fmt.Errorf("containerd exited: %v", err)
+			return fmt.Errorf("containerd exited: %w", err)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:

@@ -43,7 +43,7 @@ type Bridge struct {
 // first container's rules, drop that traffic again.
 func (b Bridge) Ensure() (netlink.Link, error) {
 	link, err := netlink.LinkByName(b.Name)
-	if _, notFound := err.(netlink.LinkNotFoundError); notFound {
+	if errors.As(err, new(netlink.LinkNotFoundError)) {
 		err = netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: b.Name, MTU: b.MTU}})
 		if err != nil && !errors.Is(err, unix.EEXIST) { // EEXIST: another shim won
 			return nil, fmt.Errorf("failed to create bridge %s: %w", b.Name, err)
@@ -131,7 +131,7 @@ func (b Bridge) Attach(br netlink.Link, ep Endpoint) (retErr error) {
 		if errors.Is(err, unix.EEXIST) {
 			// Names derive from the container, so this is the same
 			// container attached twice, or a leftover.
-			return fmt.Errorf("failed to create veth %s: %v: %w", ep.HostIfName, err, errdefs.ErrAlreadyExists)
+			return fmt.Errorf("failed to create veth %s: %v: %w", ep.HostIfName, err, errdefs.ErrAlreadyExists) //nolint:errorlint // one %w, the errdefs class: errgrpc sends the client every wrapped error
 		}
 		return fmt.Errorf("failed to create veth %s: %w", ep.HostIfName, err)
 	}
@@ -188,7 +188,7 @@ func Detach(hostIfName string) error {
 
 func deleteLink(name string) error {
 	link, err := netlink.LinkByName(name)
-	if _, notFound := err.(netlink.LinkNotFoundError); notFound {
+	if errors.As(err, new(netlink.LinkNotFoundError)) {
 		return nil
 	}
 	if err == nil {

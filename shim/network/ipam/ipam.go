@@ -69,7 +69,7 @@ func CheckSubnet(subnet netip.Prefix, gateway netip.Addr) error {
 // leased, keeping its state in dir.
 func New(dir string, subnet netip.Prefix, gateway netip.Addr) (*Allocator, error) {
 	if err := CheckSubnet(subnet, gateway); err != nil {
-		return nil, fmt.Errorf("ipam: %v: %w", err, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("ipam: %v: %w", err, errdefs.ErrInvalidArgument) //nolint:errorlint // one %w, the errdefs class: errgrpc sends the client every wrapped error
 	}
 	subnet = subnet.Masked()
 	bootID, err := os.ReadFile("/proc/sys/kernel/random/boot_id")

@@ -169,7 +169,7 @@ func (b *bench) clientRun(ctx context.Context, c *client.Client, rt *rtSpec) (re
 		return err
 	}
 	if code, _, err := st.Result(); err != nil || code != 0 {
-		return fmt.Errorf("exit %d: %v", code, err)
+		return fmt.Errorf("exit %d: %w", code, err)
 	}
 	return nil
 }
@@ -252,7 +252,7 @@ func (b *bench) prepareBundle() (string, error) {
 	cmd := exec.Command(b.o.runc, "spec")
 	cmd.Dir = bundle
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("runc spec: %v: %s", err, out)
+		return "", fmt.Errorf("runc spec: %w: %s", err, out)
 	}
 	var s specs.Spec
 	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
@@ -303,7 +303,7 @@ func (b *bench) bundleCycle(ctx context.Context, bin string, global []string, ro
 		if err := cmd.Run(); err != nil {
 			msg, _ := os.ReadFile(out.Name())
 			lg, _ := os.ReadFile(logFile)
-			return fmt.Errorf("%s %s: %v: %s %s", filepath.Base(bin), args[0], err, strings.TrimSpace(string(msg)), lastLine(string(lg)))
+			return fmt.Errorf("%s %s: %w: %s %s", filepath.Base(bin), args[0], err, strings.TrimSpace(string(msg)), lastLine(string(lg)))
 		}
 		return nil
 	}

@@ -47,7 +47,6 @@ type benchOpts struct {
 	debRunc   string
 	crun      string
 	only      string
-	keepGoing bool
 }
 
 func main() {
@@ -93,7 +92,6 @@ type rtSpec struct {
 	runtime string // containerd runtime type
 	binary  string // the OCI runtime binary (runc shim's BinaryName)
 	version string
-	err     error // why it cannot be measured
 }
 
 func (b *bench) onCleanup(f func() error) {
@@ -351,10 +349,10 @@ func probeMachine(o benchOpts) Machine {
 	default:
 		m.Cgroup = "v1"
 	}
-	m.Containerd = firstWord(outputOf("containerd", "--version"), 2)
-	m.Runc = firstWord(outputOf(o.runc, "--version"), 2)
-	m.DebianRunc = firstWord(outputOf(o.debRunc, "--version"), 2)
-	m.Crun = firstWord(outputOf(o.crun, "--version"), 2)
+	m.Containerd = versionWord(outputOf("containerd", "--version"))
+	m.Runc = versionWord(outputOf(o.runc, "--version"))
+	m.DebianRunc = versionWord(outputOf(o.debRunc, "--version"))
+	m.Crun = versionWord(outputOf(o.crun, "--version"))
 	m.Hostnet = strings.TrimSpace(outputOf("git", "describe", "--tags", "--always", "--dirty"))
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		f := strings.Fields(string(b))
@@ -371,8 +369,10 @@ func outputOf(name string, args ...string) string {
 	return string(out)
 }
 
-// firstWord returns field i of the first line.
-func firstWord(s string, i int) string {
+// versionWord returns the third field of the first line, where
+// `containerd --version`, `runc --version` and `crun --version` put it.
+func versionWord(s string) string {
+	const i = 2
 	line, _, _ := strings.Cut(s, "\n")
 	f := strings.Fields(line)
 	if i < len(f) {

@@ -192,11 +192,9 @@ func (b *bench) shimMemory(ctx context.Context) []*Table {
 		Cols: []Col{{"pss", "PSS/shim", "MiB"}, {"rss", "RSS/shim", "MiB"}, {"threads", "threads/shim", ""}, {"shims", "shims", ""}}}
 	for _, k := range []int{1, b.o.memMany} {
 		for _, rt := range b.rts[:2] {
-			name := fmt.Sprintf("%s shim, %d", rt.name, k)
+			name := fmt.Sprintf("runc shim (%s), %d", rt.name, k)
 			if rt.name == "hostnet" {
 				name = fmt.Sprintf("hostnet shim, %d", k)
-			} else {
-				name = fmt.Sprintf("runc shim (%s), %d", rt.name, k)
 			}
 			f := b.startFleet(ctx, c, rt, k)
 			row := Row{Name: name}

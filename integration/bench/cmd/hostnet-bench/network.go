@@ -97,7 +97,7 @@ func (b *bench) netCtrRun(ctx context.Context, args ...string) error {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("ctr %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+		return fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
 	}
 	return nil
 }
@@ -204,7 +204,7 @@ func (b *bench) startSleeper(ctx context.Context, c *client.Client, m netMode) *
 	if strings.Contains(m.name, "bridge") {
 		out, err := exec.Command("nsenter", fmt.Sprintf("--net=/proc/%d/ns/net", s.pid), "ip", "-4", "-o", "addr", "show", "dev", "eth0").Output()
 		if err != nil {
-			s.err = fmt.Errorf("eth0 of %s: %v", s.id, err)
+			s.err = fmt.Errorf("eth0 of %s: %w", s.id, err)
 			return s
 		}
 		f := strings.Fields(string(out))
@@ -363,7 +363,7 @@ func (b *bench) iperf(ctx context.Context, s *svc) (float64, error) {
 		if err == nil && jerr == nil && r.Error == "" && r.End.SumReceived.BitsPerSecond > 0 {
 			return r.End.SumReceived.BitsPerSecond / 1e9, nil
 		}
-		lastErr = fmt.Errorf("iperf3 -c %s: %v: %s", s.ip, err, firstLineOf(out))
+		lastErr = fmt.Errorf("iperf3 -c %s: %w: %s", s.ip, err, firstLineOf(out))
 		if !bytes.Contains(out, []byte("refused")) {
 			return 0, lastErr
 		}
@@ -422,7 +422,7 @@ func (b *bench) echo(ctx context.Context, s *svc) ([]float64, error) {
 		time.Sleep(25 * time.Millisecond)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("echo server in %s: %v: %s", s.name, err, out.String())
+		return nil, fmt.Errorf("echo server in %s: %w: %s", s.name, err, out.String())
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(2 * time.Minute))
@@ -438,7 +438,7 @@ func (b *bench) echo(ctx context.Context, s *svc) ([]float64, error) {
 			return nil, err
 		}
 		if _, err := io.ReadFull(rd, buf); err != nil {
-			return nil, fmt.Errorf("echo read: %v", err)
+			return nil, fmt.Errorf("echo read: %w", err)
 		}
 		if i >= 10 {
 			lat = append(lat, float64(time.Since(t0))/float64(time.Microsecond))
@@ -455,7 +455,7 @@ func (b *bench) cleanupNet(n *netEnv) error {
 	for _, br := range []string{n.hostnetBridge, n.cniBridge} {
 		if exec.Command("ip", "link", "show", "dev", br).Run() == nil {
 			if out, err := exec.Command("ip", "link", "del", "dev", br).CombinedOutput(); err != nil {
-				errs = append(errs, fmt.Errorf("delete bridge %s: %v: %s", br, err, out))
+				errs = append(errs, fmt.Errorf("delete bridge %s: %w: %s", br, err, out))
 			}
 		}
 	}
@@ -511,7 +511,7 @@ func (b *bench) cleanupNet(n *netEnv) error {
 				}
 				for _, num := range slices.Backward(nums) {
 					if out, err := exec.Command(cmdName, "-t", table, "-D", chain, fmt.Sprint(num)).CombinedOutput(); err != nil {
-						errs = append(errs, fmt.Errorf("%s -t %s -D %s %d: %v: %s", cmdName, table, chain, num, err, out))
+						errs = append(errs, fmt.Errorf("%s -t %s -D %s %d: %w: %s", cmdName, table, chain, num, err, out))
 					}
 				}
 			}
@@ -520,7 +520,7 @@ func (b *bench) cleanupNet(n *netEnv) error {
 			}
 			for _, c := range newChains {
 				if out, err := exec.Command(cmdName, "-t", table, "-X", c).CombinedOutput(); err != nil {
-					errs = append(errs, fmt.Errorf("%s -t %s -X %s: %v: %s", cmdName, table, c, err, out))
+					errs = append(errs, fmt.Errorf("%s -t %s -X %s: %w: %s", cmdName, table, c, err, out))
 				}
 			}
 		}

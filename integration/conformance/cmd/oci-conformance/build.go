@@ -67,7 +67,7 @@ func runGo(gobin, dir string, env []string, args ...string) ([]byte, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return out, fmt.Errorf("%s %s: %v\n%s", gobin, strings.Join(args, " "), err, stderr.String())
+		return out, fmt.Errorf("%s %s: %w\n%s", gobin, strings.Join(args, " "), err, stderr.String())
 	}
 	return out, nil
 }
@@ -81,7 +81,7 @@ func downloadModule(gobin, scratch, module, version string) (*modInfo, error) {
 		if err != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("go mod download: %v", jerr)
+		return nil, fmt.Errorf("go mod download: %w", jerr)
 	}
 	if mi.Error != "" {
 		return nil, fmt.Errorf("go mod download %s@%s: %s", module, version, mi.Error)

@@ -225,10 +225,7 @@ func cleanupRun(rp *Reaper, rt Runtime, runDir, stateDir string, calls []string,
 			add("cgroup-unattributed", "new cgroup %s (not named after this test's containers; left alone)", p)
 		}
 	}
-	for _, f := range removeCgroups(leaked) {
-		fs = append(fs, f)
-	}
-	return fs
+	return append(fs, removeCgroups(leaked)...)
 }
 
 // removeCgroups kills the processes in the given cgroups, thaws frozen

@@ -36,7 +36,7 @@ func Main(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "nstest: locate the test binary:", err)
 		os.Exit(2)
 	}
-	cmd := exec.Command(self, os.Args[1:]...)
+	cmd := exec.Command(self, os.Args[1:]...) //nolint:gosec // the test binary re-executes itself
 	cmd.Env = append(os.Environ(), inOwnNetns+"=1")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
