@@ -140,8 +140,6 @@ func newCNINet(t *testing.T, d *daemon.Daemon, pluginDir string, n int, portmap,
 	return c
 }
 
-func (c *cniNet) gateway() netip.Addr { return c.subnet.Addr().Next() }
-
 // runArgs are `ctr run` arguments for a bridge-mode container on the
 // network.
 func (c *cniNet) runArgs(flags []string, ports, id string, args ...string) []string {

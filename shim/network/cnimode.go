@@ -39,7 +39,7 @@ func prepareCNI(ctx context.Context, r Request, s *specs.Spec, ports []spec.Port
 	defer func() {
 		if retErr != nil {
 			if err := teardownCNI(context.WithoutCancel(ctx), r.Bundle); err != nil {
-				retErr = fmt.Errorf("%w; undoing the attach also failed: %v", retErr, err)
+				retErr = fmt.Errorf("%w; undoing the attach also failed: %v", retErr, err) //nolint:errorlint // one %w: errgrpc sends the client every wrapped error
 			}
 		}
 	}()

@@ -6,6 +6,8 @@ import (
 	"debug/elf"
 	"fmt"
 	"os"
+
+	"github.com/hostnet-dev/hostnet/runtime/initproc"
 )
 
 // The container's init and every exec'd process start as this binary,
@@ -13,8 +15,14 @@ import (
 // loader does not exist: a dynamically linked build fails every create and
 // exec with ENOENT from execveat. Say so at once instead. Only cgo builds
 // can be dynamically linked, so a default (CGO_ENABLED=0) build skips this.
+//
+// Checked by the CLI only: the init and exec'd processes run where /proc may
+// be the container's.
 func init() {
-	f, err := elf.Open("/proc/self/exe")
+	if len(os.Args) > 1 && os.Args[1] == initproc.Command {
+		return
+	}
+	f, err := elf.Open("/proc/self/exe") // procfs-literal: the CLI, in the host's mount namespace
 	if err != nil {
 		return
 	}

@@ -144,7 +144,7 @@ func iptables(bin string, args ...string) error {
 		if strings.Contains(msg, "does a matching rule exist") || strings.Contains(msg, "No chain/target/match") {
 			return fmt.Errorf("%s %s: %s: %w", bin, strings.Join(args, " "), msg, errNoRule)
 		}
-		return fmt.Errorf("%s %s: %v: %s", bin, strings.Join(args, " "), err, msg)
+		return fmt.Errorf("%s %s: %w: %s", bin, strings.Join(args, " "), err, msg)
 	}
 	return nil
 }
