@@ -54,27 +54,6 @@ func ModeFor(s *specs.Spec, def NetworkMode) (mode NetworkMode, explicit bool, e
 	return m, true, nil
 }
 
-// NetworkNamespace returns the spec's network namespace entry, if any.
-func NetworkNamespace(s *specs.Spec) (specs.LinuxNamespace, bool) {
-	if s.Linux == nil {
-		return specs.LinuxNamespace{}, false
-	}
-	for _, ns := range s.Linux.Namespaces {
-		if ns.Type == specs.NetworkNamespace {
-			return ns, true
-		}
-	}
-	return specs.LinuxNamespace{}, false
-}
-
-// HasNamespace reports whether the spec lists a namespace of type t, new or
-// joined by path.
-func HasNamespace(s *specs.Spec, t specs.LinuxNamespaceType) bool {
-	return s.Linux != nil && slices.ContainsFunc(s.Linux.Namespaces, func(ns specs.LinuxNamespace) bool {
-		return ns.Type == t
-	})
-}
-
 // ApplyHostNetwork makes the container share the host's network namespace.
 //
 // Only a request for a *new* network namespace is removed. An entry that joins

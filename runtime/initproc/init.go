@@ -187,7 +187,7 @@ func prepare(b *Bootstrap, ch *channel) (*program, error) {
 	unix.Umask(0)
 
 	hostMountNS := !spec.HasNamespace(s, specs.MountNamespace)
-	if newNamespace(s, specs.NetworkNamespace) {
+	if spec.NewNamespace(s, specs.NetworkNamespace) {
 		if err := bringUpLoopback(); err != nil {
 			return nil, err
 		}
@@ -204,7 +204,7 @@ func prepare(b *Bootstrap, ch *channel) (*program, error) {
 			return nil, fmt.Errorf("join session keyring: %w", err)
 		}
 	}
-	if newNamespace(s, specs.CgroupNamespace) {
+	if spec.NewNamespace(s, specs.CgroupNamespace) {
 		// Done here, after the parent has put us in our cgroup, so the
 		// namespace's root is the container's cgroup.
 		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
@@ -354,17 +354,6 @@ func finishProcess(b *Bootstrap, ch *channel) (*program, error) {
 		return nil, fmt.Errorf("current working directory is outside of the container's root (%q)", wd)
 	}
 	return &program{path: path, args: proc.Args, env: env, seccomp: filter}, nil
-}
-
-// newNamespace reports whether the container gets a fresh namespace of type
-// t, rather than sharing the host's or joining one by path.
-func newNamespace(s *specs.Spec, t specs.LinuxNamespaceType) bool {
-	for _, ns := range s.Linux.Namespaces {
-		if ns.Type == t && ns.Path == "" {
-			return true
-		}
-	}
-	return false
 }
 
 // bringUpLoopback sets lo up in a fresh network namespace, where the kernel

@@ -23,6 +23,7 @@ import (
 	"github.com/hostnet-dev/hostnet/shim/ociruntime"
 	"github.com/hostnet-dev/hostnet/shim/process"
 	"github.com/hostnet-dev/hostnet/shim/procio"
+	"github.com/hostnet-dev/hostnet/spec"
 )
 
 // ioDrainTimeout bounds how long deleting a process waits for its output to
@@ -266,14 +267,7 @@ func (c *container) startExec(ctx context.Context, e *execProcess, epoller *cons
 // shim's rule (runc.ShouldKillAllOnExit), taken from the spec the shim
 // parsed at create instead of a config.json read again at every exit.
 func killAllOnExit(s *specs.Spec) bool {
-	if s.Linux != nil {
-		for _, ns := range s.Linux.Namespaces {
-			if ns.Type == specs.PIDNamespace && ns.Path == "" {
-				return false
-			}
-		}
-	}
-	return true
+	return !spec.NewNamespace(s, specs.PIDNamespace)
 }
 
 // deleteInit removes the container once its init process has exited, or
