@@ -60,10 +60,12 @@ type criEnv struct {
 	// hostnetSubnet is hostnet's own bridge-mode subnet for this test.
 	hostnetSubnet netip.Prefix
 	hostnetBridge string
-	gateway       netip.Addr // the bridge's address
-	ipamDir       string     // host-local's dataDir
-	cgroupParent  string     // below /<d.Namespace>, removed by d.Stop
-	hostNetNS     string     // readlink /proc/self/ns/net of the test
+	// hardened: the node's hostnet configuration sets network.hardened.
+	hardened     bool
+	gateway      netip.Addr // the bridge's address
+	ipamDir      string     // host-local's dataDir
+	cgroupParent string     // below /<d.Namespace>, removed by d.Stop
+	hostNetNS    string     // readlink /proc/self/ns/net of the test
 	// box, when set, is the systemd sandbox containerd runs in, with
 	// hostnet's systemd cgroup driver; base is the directory bound into it
 	// that holds every file containerd and the CNI plugins use.
@@ -116,6 +118,10 @@ type criEnvOptions struct {
 	runc            string
 	// runcOptionsHandler registers daemon.CRIRuncOptionsHandler.
 	runcOptionsHandler bool
+	// hardened sets network.hardened in the node's hostnet configuration
+	// (criEnv.hardened); configPathHandler registers
+	// daemon.CRIConfigPathHandler, whose document does not.
+	hardened, configPathHandler bool
 }
 
 // startCRIEnvWith is startCRIEnv with options.
@@ -204,6 +210,18 @@ func startCRIEnvWith(t *testing.T, o criEnvOptions) *criEnv {
 	ns := fmt.Sprintf("hostnet-cri-%d", pid)
 	e.cgroupParent = "/" + ns
 	dcfg := daemon.Config{BinDir: binDir, Namespace: ns, Containerd: containerd, Ctr: ctr}
+	// For pods that ask for bridge mode: a bridge and IPAM private to the
+	// test.
+	bridgeConfig := fmt.Sprintf("[network.bridge]\nname = %q\nsubnet = %q\nstate_dir = %q\n",
+		hostnetBridge, e.hostnetSubnet.String(), e.tempDir(t))
+	nodeConfig, configPathDoc := bridgeConfig, ""
+	if o.hardened {
+		e.hardened = true
+		nodeConfig = "[network]\nhardened = true\n" + bridgeConfig
+	}
+	if o.configPathHandler {
+		configPathDoc = bridgeConfig
+	}
 	if e.box != nil {
 		dcfg.TempDir, dcfg.Command = e.base, e.box.Command
 	}
@@ -217,12 +235,10 @@ func startCRIEnvWith(t *testing.T, o criEnvOptions) *criEnv {
 		// machine withholds CAP_SYS_RESOURCE from root: the sandbox's
 		// oom_score_adj of -998 then fails for any runtime.
 		RestrictOOMScoreAdj: !daemon.CanLowerOOMScore(),
-		// For pods that ask for bridge mode: a bridge and IPAM private to
-		// the test.
-		HostnetConfig: fmt.Sprintf("[network.bridge]\nname = %q\nsubnet = %q\nstate_dir = %q\n",
-			hostnetBridge, e.hostnetSubnet.String(), e.tempDir(t)),
-		SystemdCgroup: systemd,
-		RuncBinary:    o.runc,
+		HostnetConfig:       nodeConfig,
+		ConfigPathHandler:   configPathDoc,
+		SystemdCgroup:       systemd,
+		RuncBinary:          o.runc,
 
 		RuncOptionsHandler: o.runcOptionsHandler,
 	})
@@ -468,7 +484,24 @@ func (p *pod) startContainer(t *testing.T, name string) string {
 func (p *pod) startContainerWith(t *testing.T, name string, mounts []*runtimeapi.Mount) string {
 	t.Helper()
 	ctx := criCtx(t)
-	resp, err := p.e.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+	id := p.createContainerWith(t, name, mounts)
+	if _, err := p.e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
+		t.Fatalf("StartContainer: %v", err)
+	}
+	st, err := p.e.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+	if err != nil {
+		t.Fatalf("ContainerStatus: %v", err)
+	}
+	if s := st.GetStatus(); s.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING || s.GetMetadata().GetName() != name {
+		t.Fatalf("ContainerStatus after start: state %v, name %q; want RUNNING %q", s.GetState(), s.GetMetadata().GetName(), name)
+	}
+	return id
+}
+
+// createContainerWith creates the container startContainerWith starts.
+func (p *pod) createContainerWith(t *testing.T, name string, mounts []*runtimeapi.Mount) string {
+	t.Helper()
+	resp, err := p.e.rt.CreateContainer(criCtx(t), &runtimeapi.CreateContainerRequest{
 		PodSandboxId: p.id,
 		Config: &runtimeapi.ContainerConfig{
 			Metadata: &runtimeapi.ContainerMetadata{Name: name},
@@ -486,19 +519,8 @@ func (p *pod) startContainerWith(t *testing.T, name string, mounts []*runtimeapi
 	if err != nil {
 		t.Fatalf("CreateContainer: %v", err)
 	}
-	id := resp.ContainerId
-	p.containers = append(p.containers, id)
-	if _, err := p.e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
-		t.Fatalf("StartContainer: %v", err)
-	}
-	st, err := p.e.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
-	if err != nil {
-		t.Fatalf("ContainerStatus: %v", err)
-	}
-	if s := st.GetStatus(); s.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING || s.GetMetadata().GetName() != name {
-		t.Fatalf("ContainerStatus after start: state %v, name %q; want RUNNING %q", s.GetState(), s.GetMetadata().GetName(), name)
-	}
-	return id
+	p.containers = append(p.containers, resp.ContainerId)
+	return resp.ContainerId
 }
 
 // exec runs a command in a container with ExecSync and returns stdout; it
