@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,6 +27,7 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -758,9 +760,38 @@ func (e *criEnv) testHostNetworkPod(t *testing.T) {
 	if tr.netnsDir != "" {
 		t.Errorf("hostNetwork sandbox spec joins netns %s", tr.netnsDir)
 	}
+	// With the node's file saying hardened, the host-mode sandbox has no
+	// CAP_NET_RAW: the shim read the file its containerd's environment
+	// names. (Its app container, which CRI has join the sandbox's netns
+	// by path, is left as it is.)
+	if raw := hasCapNetRaw(t, e.taskPid(t, p.id)); raw == e.hardened {
+		t.Errorf("node file hardened %v: the sandbox's bounding set has CAP_NET_RAW %v", e.hardened, raw)
+	}
 
 	p.stopAndRemove(t)
 	e.assertGone(t, tr)
+}
+
+// hasCapNetRaw reports whether process pid's bounding set holds
+// CAP_NET_RAW, which CRI gives by default and hostnet's hardened host mode
+// drops.
+func hasCapNetRaw(t *testing.T, pid int) bool {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(status)) {
+		if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
+			bnd, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				t.Fatalf("pid %d: bounding set %q: %v", pid, v, err)
+			}
+			return bnd&(1<<unix.CAP_NET_RAW) != 0
+		}
+	}
+	t.Fatalf("pid %d: no CapBnd in its status", pid)
+	return false
 }
 
 // testPodNetwork: a normal pod with the hostnet handler keeps the network

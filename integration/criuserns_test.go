@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -187,14 +186,9 @@ func (e *criEnv) testUserNamespacedPod(t *testing.T, handler string, annotations
 	if handler != daemon.CRIRuncHandler {
 		// The node's file says hardened: host mode drops CAP_NET_RAW,
 		// which CRI gives by default, as the pod's own netns keeps it.
-		capBnd := p.exec(t, id, "sh", "-c", "grep CapBnd /proc/self/status")
-		bnd, err := strconv.ParseUint(strings.TrimSpace(strings.TrimPrefix(capBnd, "CapBnd:")), 16, 64)
-		if err != nil {
-			t.Fatalf("bounding set %q: %v", capBnd, err)
-		}
-		if hasRaw, want := bnd&(1<<unix.CAP_NET_RAW) != 0, !(hostMode && e.hardened); hasRaw != want {
-			t.Errorf("handler %s, host mode %v, node file hardened %v: bounding set %#x has CAP_NET_RAW %v, want %v",
-				handler, hostMode, e.hardened, bnd, hasRaw, want)
+		if raw, want := hasCapNetRaw(t, e.taskPid(t, id)), !(hostMode && e.hardened); raw != want {
+			t.Errorf("handler %s, host mode %v, node file hardened %v: the bounding set has CAP_NET_RAW %v, want %v",
+				handler, hostMode, e.hardened, raw, want)
 		}
 	}
 	if hostMode {
