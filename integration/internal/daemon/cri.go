@@ -95,8 +95,8 @@ type CRIConfig struct {
 // hostnet runtime handler CRIHandler: CNI from cri's directories, network
 // namespaces pinned under the daemon's state directory, no AppArmor or
 // SELinux, the sandbox image of cri and the runtime's pod_annotations, and
-// hostnet's configuration in the node's file. The CRI gRPC service is served on Address, next to
-// containerd's own API. cfg.Namespace names the cgroup tree Stop removes:
+// hostnet's configuration in the node's file. The CRI gRPC service is
+// served on Address, next to containerd's own API. cfg.Namespace names the cgroup tree Stop removes:
 // give pods a cgroup parent below /<cfg.Namespace>, never "k8s.io".
 func StartCRI(ctx context.Context, cfg Config, cri CRIConfig) (*Daemon, error) {
 	if cfg.Namespace == "" || cfg.Namespace == CRINamespace {
