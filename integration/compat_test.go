@@ -104,7 +104,9 @@ func testCompat(t *testing.T, containerd, ctr string) {
 		// Its own daemon of the release, configured as
 		// contrib/containerd-config*.toml register hostnet for Kubernetes
 		// (version 2 for containerd 1.7).
-		ce := startCRIEnvOf(t, false, containerd, ctr)
+		// The node's file says hardened, which the host-network pod shows:
+		// the release's shims inherit its environment (HOSTNET_CONFIG).
+		ce := startCRIEnvWith(t, criEnvOptions{containerd: containerd, ctr: ctr, hardened: true})
 		t.Run("HostNetworkPod", ce.testHostNetworkPod)
 		t.Run("PodNetwork", ce.testPodNetwork)
 		t.Run("BridgeRejectedForHostNetworkPod", ce.testBridgeHostNetworkPod)

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,6 +27,7 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -60,10 +62,12 @@ type criEnv struct {
 	// hostnetSubnet is hostnet's own bridge-mode subnet for this test.
 	hostnetSubnet netip.Prefix
 	hostnetBridge string
-	gateway       netip.Addr // the bridge's address
-	ipamDir       string     // host-local's dataDir
-	cgroupParent  string     // below /<d.Namespace>, removed by d.Stop
-	hostNetNS     string     // readlink /proc/self/ns/net of the test
+	// hardened: the node's hostnet configuration sets network.hardened.
+	hardened     bool
+	gateway      netip.Addr // the bridge's address
+	ipamDir      string     // host-local's dataDir
+	cgroupParent string     // below /<d.Namespace>, removed by d.Stop
+	hostNetNS    string     // readlink /proc/self/ns/net of the test
 	// box, when set, is the systemd sandbox containerd runs in, with
 	// hostnet's systemd cgroup driver; base is the directory bound into it
 	// that holds every file containerd and the CNI plugins use.
@@ -116,6 +120,10 @@ type criEnvOptions struct {
 	runc            string
 	// runcOptionsHandler registers daemon.CRIRuncOptionsHandler.
 	runcOptionsHandler bool
+	// hardened sets network.hardened in the node's hostnet configuration
+	// (criEnv.hardened); configPathHandler registers
+	// daemon.CRIConfigPathHandler, whose document does not.
+	hardened, configPathHandler bool
 }
 
 // startCRIEnvWith is startCRIEnv with options.
@@ -204,6 +212,18 @@ func startCRIEnvWith(t *testing.T, o criEnvOptions) *criEnv {
 	ns := fmt.Sprintf("hostnet-cri-%d", pid)
 	e.cgroupParent = "/" + ns
 	dcfg := daemon.Config{BinDir: binDir, Namespace: ns, Containerd: containerd, Ctr: ctr}
+	// For pods that ask for bridge mode: a bridge and IPAM private to the
+	// test.
+	bridgeConfig := fmt.Sprintf("[network.bridge]\nname = %q\nsubnet = %q\nstate_dir = %q\n",
+		hostnetBridge, e.hostnetSubnet.String(), e.tempDir(t))
+	nodeConfig, configPathDoc := bridgeConfig, ""
+	if o.hardened {
+		e.hardened = true
+		nodeConfig = "[network]\nhardened = true\n" + bridgeConfig
+	}
+	if o.configPathHandler {
+		configPathDoc = bridgeConfig
+	}
 	if e.box != nil {
 		dcfg.TempDir, dcfg.Command = e.base, e.box.Command
 	}
@@ -217,12 +237,10 @@ func startCRIEnvWith(t *testing.T, o criEnvOptions) *criEnv {
 		// machine withholds CAP_SYS_RESOURCE from root: the sandbox's
 		// oom_score_adj of -998 then fails for any runtime.
 		RestrictOOMScoreAdj: !daemon.CanLowerOOMScore(),
-		// For pods that ask for bridge mode: a bridge and IPAM private to
-		// the test.
-		HostnetConfig: fmt.Sprintf("[network.bridge]\nname = %q\nsubnet = %q\nstate_dir = %q\n",
-			hostnetBridge, e.hostnetSubnet.String(), e.tempDir(t)),
-		SystemdCgroup: systemd,
-		RuncBinary:    o.runc,
+		HostnetConfig:       nodeConfig,
+		ConfigPathHandler:   configPathDoc,
+		SystemdCgroup:       systemd,
+		RuncBinary:          o.runc,
 
 		RuncOptionsHandler: o.runcOptionsHandler,
 	})
@@ -468,7 +486,24 @@ func (p *pod) startContainer(t *testing.T, name string) string {
 func (p *pod) startContainerWith(t *testing.T, name string, mounts []*runtimeapi.Mount) string {
 	t.Helper()
 	ctx := criCtx(t)
-	resp, err := p.e.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+	id := p.createContainerWith(t, name, mounts)
+	if _, err := p.e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
+		t.Fatalf("StartContainer: %v", err)
+	}
+	st, err := p.e.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
+	if err != nil {
+		t.Fatalf("ContainerStatus: %v", err)
+	}
+	if s := st.GetStatus(); s.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING || s.GetMetadata().GetName() != name {
+		t.Fatalf("ContainerStatus after start: state %v, name %q; want RUNNING %q", s.GetState(), s.GetMetadata().GetName(), name)
+	}
+	return id
+}
+
+// createContainerWith creates the container startContainerWith starts.
+func (p *pod) createContainerWith(t *testing.T, name string, mounts []*runtimeapi.Mount) string {
+	t.Helper()
+	resp, err := p.e.rt.CreateContainer(criCtx(t), &runtimeapi.CreateContainerRequest{
 		PodSandboxId: p.id,
 		Config: &runtimeapi.ContainerConfig{
 			Metadata: &runtimeapi.ContainerMetadata{Name: name},
@@ -486,19 +521,8 @@ func (p *pod) startContainerWith(t *testing.T, name string, mounts []*runtimeapi
 	if err != nil {
 		t.Fatalf("CreateContainer: %v", err)
 	}
-	id := resp.ContainerId
-	p.containers = append(p.containers, id)
-	if _, err := p.e.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
-		t.Fatalf("StartContainer: %v", err)
-	}
-	st, err := p.e.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id})
-	if err != nil {
-		t.Fatalf("ContainerStatus: %v", err)
-	}
-	if s := st.GetStatus(); s.GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING || s.GetMetadata().GetName() != name {
-		t.Fatalf("ContainerStatus after start: state %v, name %q; want RUNNING %q", s.GetState(), s.GetMetadata().GetName(), name)
-	}
-	return id
+	p.containers = append(p.containers, resp.ContainerId)
+	return resp.ContainerId
 }
 
 // exec runs a command in a container with ExecSync and returns stdout; it
@@ -736,9 +760,38 @@ func (e *criEnv) testHostNetworkPod(t *testing.T) {
 	if tr.netnsDir != "" {
 		t.Errorf("hostNetwork sandbox spec joins netns %s", tr.netnsDir)
 	}
+	// With the node's file saying hardened, the host-mode sandbox has no
+	// CAP_NET_RAW: the shim read the file its containerd's environment
+	// names. (Its app container, which CRI has join the sandbox's netns
+	// by path, is left as it is.)
+	if raw := hasCapNetRaw(t, e.taskPid(t, p.id)); raw == e.hardened {
+		t.Errorf("node file hardened %v: the sandbox's bounding set has CAP_NET_RAW %v", e.hardened, raw)
+	}
 
 	p.stopAndRemove(t)
 	e.assertGone(t, tr)
+}
+
+// hasCapNetRaw reports whether process pid's bounding set holds
+// CAP_NET_RAW, which CRI gives by default and hostnet's hardened host mode
+// drops.
+func hasCapNetRaw(t *testing.T, pid int) bool {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(status)) {
+		if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
+			bnd, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				t.Fatalf("pid %d: bounding set %q: %v", pid, v, err)
+			}
+			return bnd&(1<<unix.CAP_NET_RAW) != 0
+		}
+	}
+	t.Fatalf("pid %d: no CapBnd in its status", pid)
+	return false
 }
 
 // testPodNetwork: a normal pod with the hostnet handler keeps the network

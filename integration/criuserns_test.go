@@ -29,9 +29,14 @@ import (
 //
 // containerd 2.x's CRI starts a user-namespaced pod's containers with
 // runc's options type (IoUid, IoGid; containerd issue 11091): a handler
-// whose options are hostnet's (ConfigPath) fails there, in containerd,
-// before the shim is asked. The hostnet shim registered with runc's
-// options type (daemon.CRIRuncOptionsHandler) runs those pods.
+// whose options are hostnet's (ConfigPath, daemon.CRIConfigPathHandler)
+// fails there, in containerd, before the shim is asked. The recommended
+// handler, daemon.CRIHandler, has no options table and hostnet's settings
+// in the node's file ($HOSTNET_CONFIG here, /etc/containerd/hostnet.toml on
+// a node), which the shim reads under runc's options too: it runs those
+// pods with hostnet's settings, as does the shim registered with runc's
+// options type (daemon.CRIRuncOptionsHandler). The node's file sets
+// hardened, which the host-mode pods show: the file was read.
 func TestCRIUserNamespaces(t *testing.T) {
 	if testRuntime != daemon.HostnetRuntime {
 		t.Skip("the CRI runtime handler under test is hostnet's")
@@ -39,18 +44,21 @@ func TestCRIUserNamespaces(t *testing.T) {
 	if _, err := os.Stat(runc152); err != nil {
 		t.Fatalf("runc 1.5.2, the reference: %v", err)
 	}
-	e := startCRIEnvWith(t, criEnvOptions{runc: runc152, runcOptionsHandler: true})
+	e := startCRIEnvWith(t, criEnvOptions{runc: runc152, runcOptionsHandler: true, hardened: true, configPathHandler: true})
 	t.Run("HandlerFeatures", e.testHandlerFeatures)
-	for _, h := range []string{daemon.CRIRuncOptionsHandler, daemon.CRIRuncHandler} {
+	for _, h := range []string{daemon.CRIHandler, daemon.CRIRuncOptionsHandler, daemon.CRIRuncHandler} {
 		t.Run("UserNamespacedPod/"+h, func(t *testing.T) { e.testUserNamespacedPod(t, h, nil) })
 	}
 	// A user-namespaced pod has a netns of its own; hostnet's host mode
 	// puts it in the host's instead, which a user namespace allows (the
 	// pod's root has no privilege over that netns).
-	t.Run("UserNamespacedPodHostMode", func(t *testing.T) {
-		e.testUserNamespacedPod(t, daemon.CRIRuncOptionsHandler, map[string]string{spec.NetworkAnnotation: string(spec.ModeHost)})
-	})
-	for _, h := range []string{daemon.CRIHandler, daemon.CRIRuncOptionsHandler, daemon.CRIRuncHandler} {
+	for _, h := range []string{daemon.CRIHandler, daemon.CRIRuncOptionsHandler} {
+		t.Run("UserNamespacedPodHostMode/"+h, func(t *testing.T) {
+			e.testUserNamespacedPod(t, h, map[string]string{spec.NetworkAnnotation: string(spec.ModeHost)})
+		})
+	}
+	t.Run("UserNamespacedPodRefused/"+daemon.CRIConfigPathHandler, e.testUserNamespacedPodRefused)
+	for _, h := range []string{daemon.CRIHandler, daemon.CRIConfigPathHandler, daemon.CRIRuncOptionsHandler, daemon.CRIRuncHandler} {
 		t.Run("RecursiveReadOnlyVolume/"+h, func(t *testing.T) { e.testRecursiveReadOnlyVolume(t, h) })
 	}
 }
@@ -71,7 +79,7 @@ func (e *criEnv) testHandlerFeatures(t *testing.T) {
 	if !runc.GetUserNamespaces() || !runc.GetRecursiveReadOnlyMounts() {
 		t.Fatalf("runc's handler reports %v: the comparison needs both features", runc)
 	}
-	for _, h := range []string{daemon.CRIHandler, daemon.CRIRuncOptionsHandler} {
+	for _, h := range []string{daemon.CRIHandler, daemon.CRIConfigPathHandler, daemon.CRIRuncOptionsHandler} {
 		if f := features[h]; !f.GetUserNamespaces() || !f.GetRecursiveReadOnlyMounts() {
 			t.Errorf("handler %s reports %v, want user_namespaces and recursive_read_only_mounts as runc's", h, f)
 		}
@@ -174,7 +182,16 @@ func (e *criEnv) testUserNamespacedPod(t *testing.T, handler string, annotations
 	}
 
 	netns := p.exec(t, id, "readlink", "/proc/self/ns/net")
-	if annotations[spec.NetworkAnnotation] == string(spec.ModeHost) {
+	hostMode := annotations[spec.NetworkAnnotation] == string(spec.ModeHost)
+	if handler != daemon.CRIRuncHandler {
+		// The node's file says hardened: host mode drops CAP_NET_RAW,
+		// which CRI gives by default, as the pod's own netns keeps it.
+		if raw, want := hasCapNetRaw(t, e.taskPid(t, id)), !(hostMode && e.hardened); raw != want {
+			t.Errorf("handler %s, host mode %v, node file hardened %v: the bounding set has CAP_NET_RAW %v, want %v",
+				handler, hostMode, e.hardened, raw, want)
+		}
+	}
+	if hostMode {
 		if netns != e.hostNetNS {
 			t.Errorf("container netns %s; with %s=host want the host's %s", netns, spec.NetworkAnnotation, e.hostNetNS)
 		}
@@ -189,6 +206,23 @@ func (e *criEnv) testUserNamespacedPod(t *testing.T, handler string, annotations
 		t.Errorf("container netns %s is the host's: want the pod's", netns)
 	}
 	p.stopAndRemove(t)
+}
+
+// testUserNamespacedPodRefused: containerd 2.x's CRI cannot start the app
+// container of a user-namespaced pod with a handler whose options table
+// is hostnet's document (ConfigPath): it writes the pipes' owner into
+// runc's options type, which these options are not. This is why
+// contrib/kubernetes/README.md recommends no options table and the node's
+// file. Should a containerd start it, that advice is out of date.
+func (e *criEnv) testUserNamespacedPodRefused(t *testing.T) {
+	p := e.runPodWith(t, e.userNamespacedPodConfig(t, criUsernsHostID(), nil), daemon.CRIConfigPathHandler)
+	id := p.createContainerWith(t, "app", nil)
+	_, err := e.rt.StartContainer(criCtx(t), &runtimeapi.StartContainerRequest{ContainerId: id})
+	const want = `can't unmarshal type "runtimeoptions.v1.Options" to output "containerd.runc.v1.Options"`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("StartContainer of a user-namespaced pod's container on handler %s: %v, want containerd's %q", daemon.CRIConfigPathHandler, err, want)
+	}
+	t.Logf("refused as documented: %v", err)
 }
 
 // testRecursiveReadOnlyVolume runs, with handler, a pod whose volume has a

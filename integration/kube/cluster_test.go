@@ -168,8 +168,6 @@ func (c *cluster) startContainerd(ctx context.Context, binDir string) error {
 			// here, which negative OOM scores (the sandbox's -998) take.
 			RestrictOOMScoreAdj: !daemon.CanLowerOOMScore(),
 			HostnetConfig:       "[network.bridge]\nname = \"hnkube0\"\nsubnet = \"10.91.0.0/24\"\nstate_dir = " + fmt.Sprintf("%q", c.path("hostnet-ipam")) + "\n",
-			// For hostUsers: false pods (TestUserNamespacedPods).
-			RuncOptionsHandler: true,
 		})
 	if err != nil {
 		return err

@@ -19,8 +19,8 @@
 // decode a manifest), c.run it, and check it with c.mustExec, c.logs,
 // c.portForward and c.modeOf. User-namespaced pods (hostUsers: false) and
 // recursiveReadOnly volume mounts are on by default in Kubernetes 1.37
-// (userns_test.go); the former run under the RuntimeClass of the handler
-// daemon.CRIRuncOptionsHandler, as containerd 2.x needs.
+// (userns_test.go), under RuntimeClass hostnet: the handler has no options
+// table, as containerd 2.x needs for the former.
 //
 // Environment:
 //

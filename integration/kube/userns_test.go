@@ -16,14 +16,15 @@ import (
 	"github.com/hostnet-dev/hostnet/spec"
 )
 
-// TestUserNamespacedPods: hostUsers: false pods run under a RuntimeClass
-// for the hostnet shim registered with runc's options type, which
-// containerd 2.x needs for them (contrib/kubernetes/README.md): on the CNI
-// pod network, and on the node's with the host annotation. The kubelet
-// picks the pod's ids; its root is root inside only.
+// TestUserNamespacedPods: hostUsers: false pods run under RuntimeClass
+// hostnet, registered as contrib/kubernetes/README.md recommends (no
+// options table, hostnet's settings in the node's file), which containerd
+// 2.x needs for them: on the CNI pod network, and on the node's with the
+// host annotation. The kubelet picks the pod's ids; its root is root
+// inside only.
 func TestUserNamespacedPods(t *testing.T) {
 	c := need(t)
-	handler := daemon.CRIRuncOptionsHandler
+	handler := daemon.CRIHandler
 	rc := &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: handler}, Handler: handler}
 	if _, err := c.client.NodeV1().RuntimeClasses().Create(ctx(t), rc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)

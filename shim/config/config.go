@@ -1,8 +1,9 @@
 // Package config is what configures the shim for a container: containerd's
 // runtime options, which FromOptions turns into Settings, and hostnet's own
 // TOML document (Config), which a user hands the shim through them
-// (ConfigPath or ConfigBody), e.g. `ctr run --runtime-config-path` or a CRI
-// runtime's `options = { ConfigPath = "..." }`.
+// (ConfigPath or ConfigBody), e.g. `ctr run --runtime-config-path`, or
+// which the node's file holds (/etc/containerd/hostnet.toml, LoadNode) for
+// options that carry none, such as CRI's for a runtime without options.
 package config
 
 import (

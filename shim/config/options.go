@@ -26,8 +26,11 @@ type Settings struct {
 // CreateTaskRequest. Two forms are understood: runc's options type
 // (BinaryName, Root, ... — so runc runtime configs work unchanged) and the
 // generic runtimeoptions type whose ConfigPath or ConfigBody holds hostnet's
-// TOML document (`ctr --runtime-config-path`, CRI's options table). runc's
-// BinaryName and Root win over the TOML's [runtime]. opts may be nil. The
+// TOML document (`ctr --runtime-config-path`, CRI's options table). Options
+// without such a document (nil, runc's type, runtimeoptions naming none)
+// take the node's document instead (LoadNode); a document in the options
+// replaces the node's whole. runc's BinaryName and Root win over the
+// document's [runtime], and either's SystemdCgroup turns it on. The
 // runtime's state root is the one of namespace and bundle's containerd in
 // the root the options name (ociruntime.StateRoot).
 func FromOptions(opts typeurl.Any, namespace, bundle string) (Settings, error) {
@@ -56,11 +59,11 @@ func FromOptions(opts typeurl.Any, namespace, bundle string) (Settings, error) {
 }
 
 // decodeOptions unpacks the runtime options. Absent options decode to zero
-// runc options and the default document; any other options type is
+// runc options and the node's document; any other options type is
 // rejected rather than ignored.
 func decodeOptions(opts typeurl.Any) (*options.Options, Config, error) {
 	if opts == nil || len(opts.GetValue()) == 0 {
-		return &options.Options{}, Defaults(), nil
+		return withNodeConfig(&options.Options{})
 	}
 	v, err := typeurl.UnmarshalAny(opts)
 	if err != nil {
@@ -68,8 +71,11 @@ func decodeOptions(opts typeurl.Any) (*options.Options, Config, error) {
 	}
 	switch o := v.(type) {
 	case *options.Options:
-		return o, Defaults(), nil
+		return withNodeConfig(o)
 	case *runtimeoptions.Options:
+		if len(o.ConfigBody) == 0 && o.ConfigPath == "" {
+			return withNodeConfig(&options.Options{})
+		}
 		doc, err := document(o)
 		if err != nil {
 			return nil, Config{}, fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument) //nolint:errorlint // one %w, the errdefs class: errgrpc sends the client every wrapped error
@@ -81,17 +87,22 @@ func decodeOptions(opts typeurl.Any) (*options.Options, Config, error) {
 	}
 }
 
+// withNodeConfig pairs runc options with the node's document.
+func withNodeConfig(o *options.Options) (*options.Options, Config, error) {
+	doc, err := LoadNode()
+	if err != nil {
+		return nil, Config{}, err
+	}
+	return o, doc, nil
+}
+
 // document reads the TOML document: ConfigBody (CRI inlines it) wins over
 // ConfigPath.
 func document(o *runtimeoptions.Options) (Config, error) {
-	switch {
-	case len(o.ConfigBody) > 0:
+	if len(o.ConfigBody) > 0 {
 		return Parse(o.ConfigBody)
-	case o.ConfigPath != "":
-		return Load(o.ConfigPath)
-	default:
-		return Defaults(), nil
 	}
+	return Load(o.ConfigPath)
 }
 
 func firstNonEmpty(vals ...string) string {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/containerd/containerd/api/types/runc/options"
@@ -13,6 +14,9 @@ import (
 	"github.com/containerd/typeurl/v2"
 	"github.com/opencontainers/runtime-spec/specs-go/features"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/hostnet-dev/hostnet/shim/config"
 )
 
 // fakeRuntime is an executable that answers `features` with a namespace
@@ -34,28 +38,43 @@ func fakeRuntime(t *testing.T, name string) string {
 // refused that type ("invalid type"), so the hostnet handler reported no
 // features at all. It now answers with the runtime the options select, in
 // either form.
+//
+// Options without a hostnet document (none, as CRI sends for a runtime
+// without an options table, or runc's) select the runtime of the node's
+// configuration file ($HOSTNET_CONFIG here), as a create with them does.
 func TestInfoFeaturesOfConfiguredRuntime(t *testing.T) {
-	fromTOML, fromRunc := fakeRuntime(t, "from-toml"), fakeRuntime(t, "from-runc-options")
+	fromTOML, fromRunc, fromNode := fakeRuntime(t, "from-toml"), fakeRuntime(t, "from-runc-options"), fakeRuntime(t, "from-node-config")
 	tomlPath := filepath.Join(t.TempDir(), "hostnet.toml")
 	if err := os.WriteFile(tomlPath, []byte("[runtime]\nbinary = \""+fromTOML+"\"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	nodePath := filepath.Join(t.TempDir(), "hostnet.toml")
+	if err := os.WriteFile(nodePath, []byte("[runtime]\nbinary = \""+fromNode+"\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(config.PathEnv, nodePath)
 	for name, tc := range map[string]struct {
 		opts proto.Message
 		want string
 	}{
-		"ConfigPath": {&runtimeoptions.Options{ConfigPath: tomlPath}, "from-toml"},
-		"ConfigBody": {&runtimeoptions.Options{ConfigBody: []byte("[runtime]\nbinary = \"" + fromTOML + "\"\n")}, "from-toml"},
-		"BinaryName": {&options.Options{BinaryName: fromRunc}, "from-runc-options"},
+		"ConfigPath":             {&runtimeoptions.Options{ConfigPath: tomlPath}, "from-toml"},
+		"ConfigBody":             {&runtimeoptions.Options{ConfigBody: []byte("[runtime]\nbinary = \"" + fromTOML + "\"\n")}, "from-toml"},
+		"BinaryName":             {&options.Options{BinaryName: fromRunc}, "from-runc-options"},
+		"no options":             {nil, "from-node-config"},
+		"runc options, no name":  {&options.Options{SystemdCgroup: true}, "from-node-config"},
+		"runtimeoptions, no doc": {&runtimeoptions.Options{}, "from-node-config"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			a, err := typeurl.MarshalAnyToProto(tc.opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			data, err := proto.Marshal(a)
-			if err != nil {
-				t.Fatal(err)
+			var a *anypb.Any
+			var data []byte
+			if tc.opts != nil {
+				var err error
+				if a, err = typeurl.MarshalAnyToProto(tc.opts); err != nil {
+					t.Fatal(err)
+				}
+				if data, err = proto.Marshal(a); err != nil {
+					t.Fatal(err)
+				}
 			}
 			info, err := New(RuntimeName).Info(context.Background(), bytes.NewReader(data))
 			if err != nil {
@@ -72,9 +91,22 @@ func TestInfoFeaturesOfConfiguredRuntime(t *testing.T) {
 			if !ok || f.Linux == nil || len(f.Linux.Namespaces) != 1 || f.Linux.Namespaces[0] != tc.want {
 				t.Errorf("features %+v, want those of %s", v, tc.want)
 			}
-			if info.Options == nil || info.Options.GetTypeUrl() != a.GetTypeUrl() {
+			if info.Options.GetTypeUrl() != a.GetTypeUrl() {
 				t.Errorf("options not echoed: %v", info.Options)
 			}
 		})
+	}
+}
+
+// A node configuration file that cannot be parsed fails Info as it fails a
+// create, naming the file, rather than reporting another runtime's features.
+func TestInfoNodeConfigInvalid(t *testing.T) {
+	nodePath := filepath.Join(t.TempDir(), "hostnet.toml")
+	if err := os.WriteFile(nodePath, []byte("[runtime]\nbinray = \"runc\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(config.PathEnv, nodePath)
+	if _, err := New(RuntimeName).Info(context.Background(), bytes.NewReader(nil)); err == nil || !strings.Contains(err.Error(), nodePath) {
+		t.Errorf("Info error %v, want one naming %s", err, nodePath)
 	}
 }

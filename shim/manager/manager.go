@@ -283,8 +283,9 @@ func bundlePath(ctx context.Context) (bundle.Bundle, error) {
 
 // Info describes the shim and, if the runtime binary can be found and
 // answers `features`, what the runtime supports: the runtime the options
-// select, in either form a create takes (runc's options, or hostnet's TOML
-// through ConfigPath or ConfigBody, as CRI sends it). containerd's CRI
+// select, in any form a create takes (runc's options, hostnet's TOML through
+// ConfigPath or ConfigBody, or none: the node's file, config.LoadNode), read
+// by config.FromOptions as a create reads them. containerd's CRI
 // derives a handler's user_namespaces and recursive_read_only_mounts from
 // these features, and a task create with idmapped mounts checks them.
 func (m manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeInfo, error) {
@@ -303,7 +304,7 @@ func (m manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeIn
 		}
 	}
 	// The features are those of the runtime these options select, read from
-	// runc's options or hostnet's TOML alike.
+	// runc's options, hostnet's TOML or the node's file alike.
 	settings, err := config.FromOptions(info.Options, "", "")
 	if err != nil {
 		return nil, err

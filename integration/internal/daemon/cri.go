@@ -21,7 +21,10 @@ import (
 const CRINamespace = "k8s.io"
 
 // CRIHandler is the runtime handler (a RuntimeClass's handler) StartCRI
-// registers for the hostnet shim.
+// registers for the hostnet shim, as contrib/containerd-config.toml does:
+// without an options table, hostnet's configuration in the node's file
+// (Daemon.HostnetConfigPath, named by $HOSTNET_CONFIG in containerd's
+// environment).
 const CRIHandler = "hostnet"
 
 // CRIRuncHandler is the handler StartCRI registers for containerd's runc
@@ -33,8 +36,15 @@ const CRIRuncHandler = "runc"
 // options type: runtime_type io.containerd.runc.v2 and runtime_path the
 // hostnet shim. containerd 2.x's CRI starts the containers of
 // user-namespaced pods with options only runc's type carries (IoUid,
-// IoGid) and fails on any other handler that has options.
+// IoGid) and fails on any other handler that has options. The shim reads
+// the node's file under these options too.
 const CRIRuncOptionsHandler = "hostnet-runc-options"
+
+// CRIConfigPathHandler is the handler StartCRI registers, when
+// CRIConfig.ConfigPathHandler is set, for the hostnet shim with hostnet's
+// document in its options table (ConfigPath), which containerd sends as
+// runtimeoptions.
+const CRIConfigPathHandler = "hostnet-configpath"
 
 // CRIConfig is what StartCRI adds to the daemon's configuration so that
 // containerd's CRI plugin can run pods with the hostnet runtime, without
@@ -53,11 +63,15 @@ type CRIConfig struct {
 	// specs of the pod's sandbox and containers (the runtime's
 	// pod_annotations), e.g. "hostnet.containerd.io/*".
 	PodAnnotations []string
-	// HostnetConfig is hostnet's TOML configuration, given to the shim as
-	// the runtime's options.ConfigPath. StartCRI writes it into the daemon's
-	// directory and appends a [runtime] table that puts hostnet-runc's
-	// state there too, so it must not have one itself.
+	// HostnetConfig is hostnet's TOML configuration, the node's file of
+	// CRIHandler (Daemon.HostnetConfigPath). StartCRI writes it into the
+	// daemon's directory and appends a [runtime] table that puts
+	// hostnet-runc's state there too, so it must not have one itself.
 	HostnetConfig string
+	// ConfigPathHandler, when set, registers CRIConfigPathHandler too,
+	// with this document (as HostnetConfig, the same [runtime] table
+	// appended) as its options' ConfigPath (containerd 2.x only).
+	ConfigPathHandler string
 	// RestrictOOMScoreAdj keeps CRI from giving containers an OOM score
 	// adjustment below containerd's own (restrict_oom_score_adj); by
 	// default a pod's sandbox asks for -998, which only a runtime with
@@ -72,17 +86,17 @@ type CRIConfig struct {
 	// (containerd 2.x only).
 	RuncBinary string
 	// RuncOptionsHandler registers the handler CRIRuncOptionsHandler too,
-	// with hostnet-runc's state in the daemon's directory, hostnet's
-	// default configuration and PodAnnotations (containerd 2.x only).
+	// with hostnet-runc's state in the daemon's directory (Root), the
+	// node's file and PodAnnotations (containerd 2.x only).
 	RuncOptionsHandler bool
 }
 
 // StartCRI is Start with containerd's CRI plugin configured for the
 // hostnet runtime handler CRIHandler: CNI from cri's directories, network
 // namespaces pinned under the daemon's state directory, no AppArmor or
-// SELinux, the sandbox image of cri and the runtime's pod_annotations and
-// options (ConfigPath). The CRI gRPC service is served on Address, next to
-// containerd's own API. cfg.Namespace names the cgroup tree Stop removes:
+// SELinux, the sandbox image of cri and the runtime's pod_annotations, and
+// hostnet's configuration in the node's file. The CRI gRPC service is
+// served on Address, next to containerd's own API. cfg.Namespace names the cgroup tree Stop removes:
 // give pods a cgroup parent below /<cfg.Namespace>, never "k8s.io".
 func StartCRI(ctx context.Context, cfg Config, cri CRIConfig) (*Daemon, error) {
 	if cfg.Namespace == "" || cfg.Namespace == CRINamespace {
@@ -106,19 +120,28 @@ func StartCRI(ctx context.Context, cfg Config, cri CRIConfig) (*Daemon, error) {
 			return "", err
 		}
 		d.runtimeRoots = append(d.runtimeRoots, runtimeRoot)
-		hostnetConfig := filepath.Join(d.Dir, "hostnet.toml")
-		body := strings.TrimRight(cri.HostnetConfig, "\n") + "\n\n[runtime]\nroot = " + tomlString(runtimeRoot) + "\n"
-		if cri.SystemdCgroup {
-			body += "systemd_cgroup = true\n"
+		document := func(doc string) []byte {
+			body := strings.TrimRight(doc, "\n") + "\n\n[runtime]\nroot = " + tomlString(runtimeRoot) + "\n"
+			if cri.SystemdCgroup {
+				body += "systemd_cgroup = true\n"
+			}
+			return []byte(body)
 		}
-		if err := os.WriteFile(hostnetConfig, []byte(body), 0o644); err != nil {
+		if err := os.WriteFile(d.HostnetConfigPath(), document(cri.HostnetConfig), 0o644); err != nil {
 			return "", err
 		}
 		if cfg.ConfigVersion < 3 {
-			if cri.RuncBinary != "" || cri.RuncOptionsHandler {
-				return "", errors.New("daemon: CRIConfig.RuncBinary and RuncOptionsHandler need containerd 2.x")
+			if cri.RuncBinary != "" || cri.RuncOptionsHandler || cri.ConfigPathHandler != "" {
+				return "", errors.New("daemon: CRIConfig.RuncBinary, RuncOptionsHandler and ConfigPathHandler need containerd 2.x")
 			}
-			return d.criConfigV2(cri, hostnetConfig)
+			return d.criConfigV2(cri)
+		}
+		var configPath string
+		if cri.ConfigPathHandler != "" {
+			configPath = filepath.Join(d.Dir, "hostnet-configpath.toml")
+			if err := os.WriteFile(configPath, document(cri.ConfigPathHandler), 0o644); err != nil {
+				return "", err
+			}
 		}
 		if cri.RuncBinary != "" {
 			runcRoot := filepath.Join(d.Dir, "runc")
@@ -127,14 +150,14 @@ func StartCRI(ctx context.Context, cfg Config, cri CRIConfig) (*Daemon, error) {
 			}
 			d.runtimeRoots = append(d.runtimeRoots, runcRoot)
 		}
-		return d.criConfig(cri, hostnetConfig, runtimeRoot, oneBinDir)
+		return d.criConfig(cri, configPath, runtimeRoot, oneBinDir)
 	})
 }
 
 // criConfigV2 is criConfig in version 2, for containerd 1.x: the same
 // settings in the one CRI plugin of that version (as
 // contrib/containerd-config-v2.toml registers hostnet).
-func (d *Daemon) criConfigV2(cri CRIConfig, hostnetConfig string) (string, error) {
+func (d *Daemon) criConfigV2(cri CRIConfig) (string, error) {
 	q := strconv.Quote
 	if len(cri.CNIBinDirs) != 1 {
 		return "", fmt.Errorf("daemon: containerd 1.x takes one CNI bin dir, not %q", cri.CNIBinDirs)
@@ -160,8 +183,6 @@ func (d *Daemon) criConfigV2(cri CRIConfig, hostnetConfig string) (string, error
 		"    "+cri1+`.containerd.runtimes.`+CRIHandler+`]`,
 		"      runtime_type = "+q(HostnetRuntime),
 		"      pod_annotations = "+tomlList(cri.PodAnnotations, q),
-		"      "+cri1+`.containerd.runtimes.`+CRIHandler+`.options]`,
-		"        ConfigPath = "+q(hostnetConfig),
 		"",
 	), "\n"), nil
 }
@@ -187,8 +208,8 @@ func tomlList(ss []string, quote func(string) string) string {
 }
 
 // criConfig renders a config version 3 file like config, plus the CRI
-// plugins' settings.
-func (d *Daemon) criConfig(cri CRIConfig, hostnetConfig, runtimeRoot string, oneBinDir bool) (string, error) {
+// plugins' settings; configPath is CRIConfigPathHandler's ConfigPath.
+func (d *Daemon) criConfig(cri CRIConfig, configPath, runtimeRoot string, oneBinDir bool) (string, error) {
 	q := tomlString
 	list := func(ss []string) string { return tomlList(ss, q) }
 	binDirs := "    bin_dirs = " + list(cri.CNIBinDirs)
@@ -219,10 +240,17 @@ func (d *Daemon) criConfig(cri CRIConfig, hostnetConfig, runtimeRoot string, one
 		"    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes."+CRIHandler+"]",
 		"      runtime_type = "+q(HostnetRuntime),
 		"      pod_annotations = "+list(cri.PodAnnotations),
-		"      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes."+CRIHandler+".options]",
-		"        ConfigPath = "+q(hostnetConfig),
 		"",
 	)
+	if configPath != "" {
+		lines = append(lines,
+			"    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes."+CRIConfigPathHandler+"]",
+			"      runtime_type = "+q(HostnetRuntime),
+			"      pod_annotations = "+list(cri.PodAnnotations),
+			"      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes."+CRIConfigPathHandler+".options]",
+			"        ConfigPath = "+q(configPath),
+			"")
+	}
 	if cri.RuncBinary != "" {
 		lines = append(lines,
 			"    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes."+CRIRuncHandler+"]",

@@ -23,6 +23,7 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 
+	"github.com/hostnet-dev/hostnet/shim/config"
 	"github.com/hostnet-dev/hostnet/shim/ociruntime"
 )
 
@@ -185,6 +186,14 @@ func start(ctx context.Context, cfg Config, prefix string, render func(*Daemon) 
 			return nil, err
 		}
 	}
+	// The node's hostnet configuration (config.PathEnv, which the shims
+	// inherit) is the daemon's own, so that the machine's
+	// /etc/containerd/hostnet.toml changes no test: empty unless render
+	// writes one.
+	if err := os.WriteFile(d.HostnetConfigPath(), nil, 0o644); err != nil {
+		return nil, err
+	}
+	d.env = append(withoutEnv(d.env, config.PathEnv), config.PathEnv+"="+d.HostnetConfigPath())
 	configPath := filepath.Join(dir, "config.toml")
 	cfgText, err := render(d)
 	if err != nil {
@@ -368,6 +377,12 @@ func (d *Daemon) waitReady(ctx context.Context, timeout time.Duration) error {
 
 // Pid returns the daemon's process id.
 func (d *Daemon) Pid() int { return d.cmd.Process.Pid }
+
+// HostnetConfigPath is the daemon's node configuration file for hostnet,
+// in its directory, which its shims read (config.PathEnv names it in
+// containerd's environment) for runtime options without a hostnet
+// document.
+func (d *Daemon) HostnetConfigPath() string { return filepath.Join(d.Dir, "hostnet.toml") }
 
 // Env returns the environment the daemon runs with (bin/ first on PATH),
 // for commands that should find the same binaries.
