@@ -762,10 +762,12 @@ func (e *criEnv) testHostNetworkPod(t *testing.T) {
 	}
 	// With the node's file saying hardened, the host-mode sandbox has no
 	// CAP_NET_RAW: the shim read the file its containerd's environment
-	// names. (Its app container, which CRI has join the sandbox's netns
-	// by path, is left as it is.)
-	if raw := hasCapNetRaw(t, e.taskPid(t, p.id)); raw == e.hardened {
-		t.Errorf("node file hardened %v: the sandbox's bounding set has CAP_NET_RAW %v", e.hardened, raw)
+	// names. Nor has its app container, which CRI has join the sandbox's
+	// netns, the host's, by path (it kept CAP_NET_RAW before).
+	for what, pid := range map[string]int{"sandbox": e.taskPid(t, p.id), "app container": e.taskPid(t, id)} {
+		if raw := hasCapNetRaw(t, pid); raw == e.hardened {
+			t.Errorf("node file hardened %v: the %s's bounding set has CAP_NET_RAW %v", e.hardened, what, raw)
+		}
 	}
 
 	p.stopAndRemove(t)

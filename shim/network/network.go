@@ -17,6 +17,7 @@ import (
 
 	"github.com/hostnet-dev/hostnet/shim/bundle"
 	"github.com/hostnet-dev/hostnet/shim/config"
+	"github.com/hostnet-dev/hostnet/shim/network/netns"
 	"github.com/hostnet-dev/hostnet/spec"
 )
 
@@ -113,7 +114,27 @@ func prepareHost(s *specs.Spec, bundle string, explicit bool, ports []spec.PortM
 		if ns, joined := spec.NetworkNamespace(s); joined {
 			// A pod's or another container's netns, by path: not ours to
 			// change, nor to decorate with the host's files.
-			res.Why += "; joins network namespace " + ns.Path + ", left as it is"
+			// Unless it is the host's own: a hostNetwork pod's app
+			// containers join its sandbox's by path. They act on the host's
+			// network as a host mode container does, so hardened holds for
+			// them too; a namespace that cannot be looked at is refused.
+			if !cfg.Hardened {
+				res.Why += "; joins network namespace " + ns.Path + ", left as it is"
+				return nil
+			}
+			host, err := netns.IsHost(ns.Path)
+			if err != nil {
+				return invalid(err)
+			}
+			if !host {
+				res.Why += "; joins network namespace " + ns.Path + ", left as it is"
+				return nil
+			}
+			res.Why += "; joins the host's network namespace " + ns.Path
+			if err := spec.Harden(s); err != nil {
+				return invalid(err)
+			}
+			res.Hardened, res.SpecChanged = true, true
 			return nil
 		}
 	}

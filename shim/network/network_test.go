@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/hostnet-dev/hostnet/spec"
 
 	"github.com/hostnet-dev/hostnet/shim/network/internal/nstest"
+	"github.com/hostnet-dev/hostnet/shim/network/netns"
 )
 
 // specFile is the bundle's OCI spec, as containerd names it.
@@ -206,5 +209,33 @@ func TestPrepareHostMode(t *testing.T) {
 				tc.check(t, s)
 			}
 		})
+	}
+}
+
+// A hostNetwork pod's app containers join the sandbox's netns by path, and
+// that is the host's: hardened holds for them as for a host mode container.
+// Another netns joined by path is left as it is.
+func TestPrepareJoinsHostNetNS(t *testing.T) {
+	nstest.NeedRoot(t)
+	other := filepath.Join(t.TempDir(), "other")
+	if err := netns.Create(other); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = netns.Remove(other) })
+	self := fmt.Sprintf("/proc/%d/ns/net", os.Getpid())
+	for _, tc := range []struct {
+		path     string
+		hardened bool
+	}{{self, true}, {other, false}} {
+		s := newSpec("", pidNS, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: tc.path})
+		s.Process = &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: []string{"CAP_NET_RAW", "CAP_KILL"}}}
+		res, err := Prepare(context.Background(), request(t.TempDir(), config.Network{Hardened: true}), s)
+		if err != nil {
+			t.Fatalf("join %s: %v", tc.path, err)
+		}
+		hasRaw := slices.Contains(s.Process.Capabilities.Bounding, "CAP_NET_RAW")
+		if res.Hardened != tc.hardened || hasRaw == tc.hardened {
+			t.Errorf("join %s: hardened %v, CAP_NET_RAW kept %v; want hardened %v", tc.path, res.Hardened, hasRaw, tc.hardened)
+		}
 	}
 }
