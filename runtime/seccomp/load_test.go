@@ -1,6 +1,7 @@
 package seccomp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -120,7 +122,11 @@ func childNotify(string) error {
 		}
 		answered <- nil
 	}()
-	got := unix.Getppid()
+	// Not unix.Getppid, a raw system call: blocked in it, this thread
+	// would keep its P, and with GOMAXPROCS=1 (a one-CPU guest) the
+	// answering goroutine would never run.
+	r1, _, _ := unix.Syscall(unix.SYS_GETPPID, 0, 0, 0)
+	got := int(r1)
 	if err := <-answered; err != nil {
 		return err
 	}
@@ -290,7 +296,10 @@ func requireSeccomp(t *testing.T) {
 
 func startChild(t *testing.T, scenario string, env ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	// Bounded: a child stuck under its filter fails its test, not the run.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+scenario, "HOSTNET_SECCOMP_TEST_DIR="+t.TempDir())
 	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
