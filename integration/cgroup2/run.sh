@@ -11,7 +11,7 @@
 # debugfs: no loop device, no mount on the host. QEMU is stopped by pid when
 # the guest does not power itself off in time, and on any exit.
 #
-#   HOSTNET_VM_TIMEOUT  seconds the guest may run (default 1200)
+#   HOSTNET_VM_TIMEOUT  seconds the guest may run (default 1500)
 #   HOSTNET_VM_TESTS    which groups run: all (default), or a
 #                       space-separated list of unit, ociruntime,
 #                       ociruntime-runc, integration
@@ -22,7 +22,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-timeout=${HOSTNET_VM_TIMEOUT:-1200}
+timeout=${HOSTNET_VM_TIMEOUT:-1500}
 groups=${HOSTNET_VM_TESTS:-all}
 runc152=${RUNC_152:-/var/cache/hostnet/runc-v1.5.2/bin/runc}
 export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
