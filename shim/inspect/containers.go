@@ -146,9 +146,12 @@ func Containers(o Options) ([]*Container, error) {
 
 func readContainer(o Options, b bundle.Bundle, ns, id string, rt ociruntime.Config, hostNet string, tables natTables) *Container {
 	c := &Container{Namespace: ns, ID: id, Bundle: b.Path, Ports: []spec.PortMapping{}}
-	if m, err := b.ReadMode(); err == nil {
+	switch m, err := b.ReadMode(); {
+	case err == nil:
 		c.Mode, c.Why = m.Mode, m.Why
-	} else if !errors.Is(err, os.ErrNotExist) {
+	case errors.Is(err, os.ErrNotExist):
+		c.note("the shim recorded no network mode (a shim older than hostnet ps)")
+	default:
 		c.note("%v", err)
 	}
 	c.Status = status(o, b, id, rt, c)

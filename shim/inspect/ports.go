@@ -12,7 +12,7 @@ import (
 
 // Holders of a port.
 const (
-	HolderHost    = "host"    // a process of the host
+	HolderHost    = "host" // a process of the host
 	HolderHostCtr = "host-mode container"
 	HolderPublish = "publish" // a bridge-mode container's published port
 )
