@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -13,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"github.com/containerd/console"
 
 	"github.com/hostnet-dev/hostnet/integration/internal/daemon"
 	"github.com/hostnet-dev/hostnet/shim/inspect"
@@ -34,6 +38,47 @@ func hostnetCLI(t *testing.T, args ...string) string {
 		t.Fatalf("hostnet %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
 	}
 	return string(out)
+}
+
+// hostnetOnTerminal runs bin/hostnet with its output on a terminal cols
+// wide and returns what it printed.
+func hostnetOnTerminal(t *testing.T, cols uint16, args ...string) string {
+	t.Helper()
+	pty, slave, err := console.NewPty()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pty.Close()
+	if err := pty.Resize(console.WinSize{Width: cols, Height: 50}); err != nil {
+		t.Fatal(err)
+	}
+	sf, err := os.OpenFile(slave, os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), filepath.Join(binDir, "hostnet"), append([]string{"--state", testDaemon.State}, args...)...)
+	cmd.Stdout = sf
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		sf.Close()
+		t.Fatal(err)
+	}
+	sf.Close()
+	var out syncBuffer
+	copied := make(chan struct{})
+	go func() { io.Copy(&out, pty); close(copied) }()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("hostnet %s on a terminal: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	// The copy ends with EIO once the slave is closed.
+	select {
+	case <-copied:
+	case <-time.After(10 * time.Second):
+		pty.Close()
+		<-copied
+	}
+	return strings.ReplaceAll(out.String(), "\r\n", "\n")
 }
 
 // hostnetPs is `hostnet ps --json`, this daemon's containers by id.
@@ -224,6 +269,20 @@ func TestHostnetPortsConflicts(t *testing.T) {
 	t.Logf("hostnet ports:\n%s", table)
 	if !strings.Contains(table, wantDeclared) || !strings.Contains(table, wantShadowed) {
 		t.Errorf("hostnet ports table lacks the conflicts:\n%s", table)
+	}
+
+	// On a terminal narrower than the table, it is cut to the terminal's
+	// width, and says where.
+	const cols = 160
+	narrow := hostnetOnTerminal(t, cols, "ports")
+	t.Logf("hostnet ports on a terminal %d wide:\n%s", cols, narrow)
+	for _, line := range strings.Split(strings.TrimSuffix(narrow, "\n"), "\n") {
+		if n := utf8.RuneCountInString(line); n > cols {
+			t.Errorf("a line %d wide on a terminal %d wide: %q", n, cols, line)
+		}
+	}
+	if !strings.Contains(narrow, "…") || !strings.Contains(narrow, inspect.HolderHostCtr+"  "+hostCtr+" ") {
+		t.Errorf("hostnet ports on a terminal: no cut cell, or no row of %s:\n%s", hostCtr, narrow)
 	}
 }
 

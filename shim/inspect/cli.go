@@ -135,8 +135,9 @@ func ps(o Options, asJSON bool, stdout *os.File) error {
 	}
 	t := &table{
 		header: []string{"NAMESPACE", "ID", "MODE", "WHY", "PID", "NETNS", "ADDRESS", "PORTS", "STATUS", "NOTES"},
-		// WHY and NOTES read well cut; ids and ports less so.
-		shrink: []int{3, 9, 7, 1, 5},
+		// WHY and NOTES read well cut; namespaces and ids are what a
+		// reader looks for, and stay whole.
+		shrink: []int{3, 9, 7, 5},
 	}
 	for _, c := range ctrs {
 		pid := ""
@@ -165,7 +166,8 @@ func ports(o Options, asJSON bool, stdout, stderr *os.File) error {
 	}
 	t := &table{
 		header: []string{"PROTO", "ADDRESS", "PORT", "HOLDER", "CONTAINER", "PID", "COMMAND", "TARGET", "CONFLICT"},
-		shrink: []int{8, 6, 4},
+		// The holder's container stays whole, as does where a port goes.
+		shrink: []int{6, 8},
 	}
 	for _, p := range list {
 		pid := ""
