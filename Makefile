@@ -19,7 +19,7 @@ LDFLAGS  := -s -w -X $(MODULE)/shim/manager.Version=$(VERSION) \
             -X $(MODULE)/runtime/cli.Version=$(VERSION)
 GOBUILD  := $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 
-BINARIES := containerd-shim-hostnet-v1 hostnet-runc
+BINARIES := containerd-shim-hostnet-v1 hostnet-runc hostnet
 # Unit tests: the packages that exist in this checkout.
 UNIT_PKGS := $(foreach d,spec shim runtime,$(if $(wildcard $(d)),./$(d)/...))
 
@@ -31,7 +31,7 @@ BENCH_RUNS ?= 20
 all: build
 
 help:
-	@echo "build        build bin/containerd-shim-hostnet-v1 and bin/hostnet-runc"
+	@echo "build        build bin/containerd-shim-hostnet-v1, bin/hostnet-runc and bin/hostnet"
 	@echo "install      install them into \$$(DESTDIR)\$$(PREFIX)/bin ($(DESTDIR)$(PREFIX)/bin)"
 	@echo "test         unit tests, then integration tests against a private containerd (root)"
 	@echo "test-cgroup2 the tests in a QEMU guest with systemd and cgroup v2 (root)"
@@ -49,6 +49,7 @@ build:
 	@mkdir -p $(BINDIR)
 	$(GOBUILD) -o $(BINDIR)/containerd-shim-hostnet-v1 ./shim/cmd/containerd-shim-hostnet-v1
 	$(GOBUILD) -o $(BINDIR)/hostnet-runc ./runtime/cmd/hostnet-runc
+	$(GOBUILD) -o $(BINDIR)/hostnet ./shim/cmd/hostnet
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -46,6 +46,9 @@ const (
 	// runtimeFile says which runtime and state root created the
 	// container, for `shim delete`.
 	runtimeFile = "hostnet-runtime.json"
+	// modeFile is the network mode the shim chose and why, for operators
+	// (`hostnet ps`).
+	modeFile = "hostnet-mode.json"
 	// networkFile is what bridge mode set up on the host, for teardown.
 	networkFile = "hostnet-network.json"
 	// netnsFile pins bridge mode's network namespace.
@@ -192,6 +195,27 @@ func (b Bundle) RemoveCNI() error {
 		return err
 	}
 	return b.remove(cniFile)
+}
+
+// Mode is the network mode the shim gave a container and where it came
+// from: the annotation, the configured default, a joined netns or a
+// client's own network (network.Result).
+type Mode struct {
+	Mode string `json:"mode"`
+	Why  string `json:"why"`
+}
+
+// WriteMode records m.
+func (b Bundle) WriteMode(m Mode) error {
+	return b.writeJSON(modeFile, m, 0o644)
+}
+
+// ReadMode returns what WriteMode recorded. The error wraps os.ErrNotExist
+// if there is no record (a bundle of a shim that did not write one).
+func (b Bundle) ReadMode() (Mode, error) {
+	var m Mode
+	err := b.readJSON(modeFile, &m)
+	return m, err
 }
 
 // WriteRuntime records v, how the runtime was run, as JSON.

@@ -109,3 +109,19 @@ func TestShimAddress(t *testing.T) {
 		t.Errorf("ShimAddress = %q, want bootstrap.json's", got)
 	}
 }
+
+// TestModeRecord: the mode and why round-trip; a bundle without the record
+// says so with os.ErrNotExist.
+func TestModeRecord(t *testing.T) {
+	b := New(t.TempDir())
+	if _, err := b.ReadMode(); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("ReadMode of an empty bundle: %v, want os.ErrNotExist", err)
+	}
+	want := Mode{Mode: "host", Why: "annotation hostnet.containerd.io/network"}
+	if err := b.WriteMode(want); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.ReadMode(); err != nil || got != want {
+		t.Errorf("ReadMode = %+v, %v; want %+v", got, err, want)
+	}
+}

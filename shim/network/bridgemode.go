@@ -53,6 +53,10 @@ type attachment struct {
 	made made
 }
 
+// Record is the network record's layout (bundle.ReadNetwork), for readers
+// such as `hostnet ps`; attachment stays the one definition.
+type Record = attachment
+
 // made records the steps of attach that changed the host.
 type made struct {
 	lease, netns, veth, rules, forward bool

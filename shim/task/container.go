@@ -129,6 +129,9 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 	}
 	// At info: the mode is the first thing an admin asks about a container.
 	log.G(ctx).WithFields(log.Fields{"id": r.ID, "mode": netRes.Mode, "why": netRes.Why}).Info("network mode")
+	if err := b.WriteMode(bundle.Mode{Mode: string(netRes.Mode), Why: netRes.Why}); err != nil {
+		return nil, fmt.Errorf("failed to save network mode: %w", err)
+	}
 	for _, w := range netRes.Warnings {
 		log.G(ctx).WithField("id", r.ID).Warn(w)
 	}
