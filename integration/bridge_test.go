@@ -142,15 +142,16 @@ func TestBridgeReachability(t *testing.T) {
 	hostPort := freeLoopbackPort(t)
 	id := newID(t)
 	const body = "hello from a bridge container"
-	b.start(t, id, fmt.Sprintf("%d:8080", hostPort), "sh", "-c",
+	// Published on loopback only: a publish on every local address would
+	// DNAT the machine's uplink too, which the tests never touch.
+	b.start(t, id, fmt.Sprintf("127.0.0.1:%d:8080", hostPort), "sh", "-c",
 		fmt.Sprintf("mkdir -p /tmp/www && echo '%s' > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www", body))
 	ctrAddr := b.leased(t, id)
 
 	hc := &http.Client{Timeout: 2 * time.Second}
 	for _, url := range []string{
-		fmt.Sprintf("http://%s/index.html", netip.AddrPortFrom(ctrAddr, 8080)),               // host to container
-		fmt.Sprintf("http://127.0.0.1:%d/index.html", hostPort),                              // published, loopback
-		fmt.Sprintf("http://%s/index.html", netip.AddrPortFrom(b.gateway, uint16(hostPort))), // published, bridge address
+		fmt.Sprintf("http://%s/index.html", netip.AddrPortFrom(ctrAddr, 8080)), // host to container
+		fmt.Sprintf("http://127.0.0.1:%d/index.html", hostPort),                // published, loopback
 	} {
 		if got, err := getRetry(hc, url); err != nil || got != body {
 			t.Errorf("GET %s = %q, %v; want %q", url, got, err, body)

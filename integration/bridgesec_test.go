@@ -186,11 +186,11 @@ func TestHostModePortVersusBridgePublish(t *testing.T) {
 
 		// Bridge first: the host-mode container is refused.
 		publisher := newID(t)
-		b.start(t, publisher, fmt.Sprintf("%d:8080", port), "sleep", "1000")
+		b.start(t, publisher, fmt.Sprintf("127.0.0.1:%d:8080", port), "sleep", "1000")
 		key := readNetState(t, testDaemon, publisher).Key
 		id := newID(t)
 		_, err := testDaemon.CtrOutput(t.Context(), ctrRunArgs(hostFlags, id, "true")...)
-		want := fmt.Sprintf("port %d/tcp is already published by bridge network container %s (%d:8080/tcp)", port, key, port)
+		want := fmt.Sprintf("port %d/tcp is already published by bridge network container %s (127.0.0.1:%d:8080/tcp)", port, key, port)
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "already exists") {
 			t.Errorf("host-mode container after a bridge publish: %v; want an error containing %q", err, want)
 		}
@@ -202,7 +202,7 @@ func TestHostModePortVersusBridgePublish(t *testing.T) {
 		startCtrRunFlags(t, hostFlags[1:], server, httpdScript("host mode", port)...)
 		waitListening(t, port)
 		id = newID(t)
-		_, err = testDaemon.CtrOutput(t.Context(), ctrRunArgs(b.args(spec.ModeBridge, fmt.Sprintf("%d:8080", port)), id, "true")...)
+		_, err = testDaemon.CtrOutput(t.Context(), ctrRunArgs(b.args(spec.ModeBridge, fmt.Sprintf("127.0.0.1:%d:8080", port)), id, "true")...)
 		want = fmt.Sprintf("port %d/tcp is already in use on the host by pid", port)
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "(httpd)") {
 			t.Errorf("bridge publish after a host-mode container: %v; want an error containing %q and the holder", err, want)
@@ -250,7 +250,7 @@ func TestBridgeSameIDInTwoContainerds(t *testing.T) {
 		port := freeLoopbackPort(t)
 		id := newID(t)
 		const body = "served by the first containerd"
-		bg := b.start(t, id, fmt.Sprintf("%d:8080", port), httpdScript(body, 8080)...)
+		bg := b.start(t, id, fmt.Sprintf("127.0.0.1:%d:8080", port), httpdScript(body, 8080)...)
 		first := readNetState(t, testDaemon, id)
 		url := fmt.Sprintf("http://127.0.0.1:%d/index.html", port)
 		hc := &http.Client{Timeout: 2 * time.Second}
@@ -273,7 +273,7 @@ func TestBridgeSameIDInTwoContainerds(t *testing.T) {
 		}
 		// The same namespace/id fails to publish the same port: it is
 		// undone, and only what it made.
-		_, err := run(fmt.Sprintf("%d:8080", port), "true")
+		_, err := run(fmt.Sprintf("127.0.0.1:%d:8080", port), "true")
 		if want := fmt.Sprintf("host port %d/tcp is already published by container %s", port, first.Key); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("the other containerd's create: %v; want an error containing %q", err, want)
 		}

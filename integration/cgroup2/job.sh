@@ -11,6 +11,11 @@ export PATH=$job/tools:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 export HOSTNET_BIN_DIR=$job/bin HOSTNET_RUNC=$job/bin/hostnet-runc HOSTNET_TEST_TOOLS=$job/tools
 export HOME=/root TMPDIR=/var/tmp
 mkdir -p out
+# The tests find runc 1.5.2 and the CNI plugins v1.10.0 where setup puts
+# them on the host (the root image is a snapshot: nothing is kept).
+mkdir -p /var/cache/hostnet/runc-v1.5.2/bin
+ln -sf "$job/tools/runc" /var/cache/hostnet/runc-v1.5.2/bin/runc
+[ -d "$job/tools/cni-plugins-v1.10.0" ] && ln -sfn "$job/tools/cni-plugins-v1.10.0" /var/cache/hostnet/cni-plugins-v1.10.0
 {
 	echo "kernel: $(uname -r)"
 	echo "cgroup: $(stat -fc %T /sys/fs/cgroup), controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"

@@ -78,6 +78,9 @@ for b in containerd ctr containerd-shim-runc-v2; do
 	install -m 0755 "$(readlink -f "$(command -v "$b")")" "$job/tools/$b"
 done
 install -m 0755 "$runc152" "$job/tools/runc"
+# The CNI plugins v1.10.0 the CNI delegation test runs beside Debian's.
+cni110=/var/cache/hostnet/cni-plugins-v1.10.0
+[[ -d $cni110 ]] && cp -a "$cni110" "$job/tools/cni-plugins-v1.10.0"
 (cd "$repo" && CGO_ENABLED=0 go build -o "$job/tools/pause" ./integration/testdata/pause &&
 	CGO_ENABLED=0 go build -o "$job/tools/logger" ./integration/testdata/logger)
 
