@@ -322,9 +322,16 @@ func mountCgroup(r *resolver, c *Config, m specs.Mount, opts MountOptions) error
 	ro := opts.Flags & unix.MS_RDONLY
 	if host, ok := c.CgroupPaths[""]; ok {
 		if spec.HasNamespace(c.Spec, specs.CgroupNamespace) {
-			return r.with(m.Destination, true, func(t *target) error {
+			err := r.with(m.Destination, true, func(t *target) error {
 				return unix.Mount("cgroup2", t.procFd(), "cgroup2", opts.Flags, "")
 			})
+			// In a user namespace the kernel may refuse a cgroup2 mount
+			// (EPERM), or /sys bound from the host already has one there
+			// (EBUSY): bind the container's own cgroup instead, which is
+			// what its cgroup namespace shows, as runc falls back.
+			if !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.EBUSY) {
+				return err
+			}
 		}
 		return bindPath(r, host, m.Destination, MountOptions{Flags: unix.MS_REC | opts.Flags})
 	}
