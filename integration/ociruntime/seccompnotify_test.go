@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -95,8 +96,10 @@ func (a *seccompAgent) receive(conn *net.UnixConn) agentMessage {
 	return m
 }
 
-// next is the state of the next connection, which must have come already:
-// the runtime sends it before create or exec returns.
+// next is the state of the next connection. The runtime sends it before
+// create or exec returns, but the agent's goroutine may still be reading
+// it: wait a little. (A listener not delivered would leave the process
+// blocked in its notified mkdir, which the tests' output shows.)
 func (a *seccompAgent) next() specs.ContainerProcessState {
 	a.t.Helper()
 	select {
@@ -108,8 +111,8 @@ func (a *seccompAgent) next() specs.ContainerProcessState {
 			a.t.Fatalf("agent got %d descriptors, want the listener alone", m.fds)
 		}
 		return m.state
-	default:
-		a.t.Fatal("the runtime returned before it sent the listener to the agent")
+	case <-time.After(10 * time.Second):
+		a.t.Fatal("the runtime returned without sending the listener to the agent")
 	}
 	panic("unreachable")
 }
