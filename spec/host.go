@@ -30,7 +30,7 @@ var HostFiles = []HostFile{
 
 // AddHostFiles bind-mounts each file read-only unless the spec already
 // mounts something there (CRI provides its own).
-func AddHostFiles(s *specs.Spec, files []HostFile) {
+func AddHostFiles(s *specs.Spec, files []HostFile) (changed bool) {
 	for _, f := range files {
 		if MountsOn(s, f.Destination) {
 			continue
@@ -41,7 +41,9 @@ func AddHostFiles(s *specs.Spec, files []HostFile) {
 			Source:      f.Source,
 			Options:     []string{"rbind", "ro", "nosuid", "nodev", "noexec"},
 		})
+		changed = true
 	}
+	return changed
 }
 
 // MountsOn reports whether one of the spec's mounts is at dest, a clean
@@ -55,15 +57,12 @@ func MountsOn(s *specs.Spec, dest string) bool {
 // SetHostHostname gives the container the host's name, as Docker does in host
 // mode, unless the spec chose one. Without its own UTS namespace the
 // container already sees the host's name.
-func SetHostHostname(s *specs.Spec, hostname string) {
-	if s.Hostname != "" || s.Linux == nil {
-		return
+func SetHostHostname(s *specs.Spec, hostname string) (changed bool) {
+	if s.Hostname != "" || s.Linux == nil || !NewNamespace(s, specs.UTSNamespace) {
+		return false
 	}
-	if slices.ContainsFunc(s.Linux.Namespaces, func(ns specs.LinuxNamespace) bool {
-		return ns.Type == specs.UTSNamespace && ns.Path == ""
-	}) {
-		s.Hostname = hostname
-	}
+	s.Hostname = hostname
+	return true
 }
 
 // criDefaultSysctls are the sysctls containerd's CRI adds by default to
@@ -123,9 +122,10 @@ func CheckHostSysctls(s *specs.Spec) error {
 
 // Harden removes CAP_NET_RAW and refuses CAP_NET_ADMIN, which in the host's
 // network namespace would let the container sniff or reconfigure the host.
-func Harden(s *specs.Spec) error {
+// It reports whether it removed anything.
+func Harden(s *specs.Spec) (changed bool, err error) {
 	if s.Process == nil {
-		return nil
+		return false, nil
 	}
 	return HardenCapabilities(s.Process.Capabilities)
 }
@@ -135,25 +135,27 @@ func Harden(s *specs.Spec) error {
 // from the container's as they stored it, before Harden. Names are read
 // with ParseCapability, as the runtime reads them; a name in another
 // spelling is refused rather than guessed at.
-func HardenCapabilities(c *specs.LinuxCapabilities) error {
+func HardenCapabilities(c *specs.LinuxCapabilities) (changed bool, err error) {
 	if c == nil {
-		return nil
+		return false, nil
 	}
 	if err := CheckCapabilityNames(c); err != nil {
-		return err
+		return false, err
 	}
 	for _, set := range CapabilitySets(c) {
 		for _, name := range *set.Names {
 			if cp, ok := ParseCapability(name); ok && cp == capability.CAP_NET_ADMIN {
-				return errors.New("CAP_NET_ADMIN is refused for host network mode containers by the hardened option")
+				return false, errors.New("CAP_NET_ADMIN is refused for host network mode containers by the hardened option")
 			}
 		}
 	}
 	for _, set := range CapabilitySets(c) {
+		n := len(*set.Names)
 		*set.Names = slices.DeleteFunc(*set.Names, func(name string) bool {
 			cp, ok := ParseCapability(name)
 			return ok && cp == capability.CAP_NET_RAW
 		})
+		changed = changed || len(*set.Names) != n
 	}
-	return nil
+	return changed, nil
 }

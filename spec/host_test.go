@@ -74,7 +74,7 @@ func TestHarden(t *testing.T) {
 	s := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{
 		Bounding: caps("CAP_CHOWN", "CAP_NET_RAW"), Effective: caps("CAP_NET_RAW"), Permitted: caps("CAP_NET_RAW", "CAP_KILL"),
 	}}}
-	if err := Harden(s); err != nil {
+	if _, err := Harden(s); err != nil {
 		t.Fatal(err)
 	}
 	c := s.Process.Capabilities
@@ -82,14 +82,14 @@ func TestHarden(t *testing.T) {
 		t.Errorf("capabilities after Harden: %+v", c)
 	}
 	c.Effective = caps("CAP_NET_ADMIN")
-	if err := Harden(s); err == nil || !strings.Contains(err.Error(), "CAP_NET_ADMIN") {
+	if _, err := Harden(s); err == nil || !strings.Contains(err.Error(), "CAP_NET_ADMIN") {
 		t.Errorf("CAP_NET_ADMIN: err = %v", err)
 	}
 	// Issue 10 item 6: another spelling is refused, not let through for a
 	// runtime that folds case to grant.
 	for _, name := range []string{"CAP_net_admin", "CAP_Net_Raw", "cap_net_admin", "NET_ADMIN"} {
 		s := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Ambient: caps(name)}}}
-		if err := Harden(s); err == nil || !strings.Contains(err.Error(), "is not a capability name") {
+		if _, err := Harden(s); err == nil || !strings.Contains(err.Error(), "is not a capability name") {
 			t.Errorf("%s: err = %v", name, err)
 		}
 	}

@@ -18,7 +18,6 @@ import (
 	ocgroups "github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/fs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 )
 
 // Manager controls one container's cgroup.
@@ -251,7 +250,7 @@ func checkUnused(paths Paths) error {
 
 func checkEmpty(dir string) error {
 	pids, err := ocgroups.GetAllPids(dir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENODEV) {
+	if err != nil && !gone(err) {
 		return fmt.Errorf("unable to get cgroup PIDs: %w", err)
 	}
 	if len(pids) != 0 {

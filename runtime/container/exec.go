@@ -49,7 +49,9 @@ var nsFile = map[specs.LinuxNamespaceType]string{
 // and cgroup. It returns the process once it is running. As with runc, a
 // created container, whose init waits for start, takes execs too.
 func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
-	switch st := c.Status(); {
+	// Read once: each Status reads /proc, the exec fifo and the cgroup.
+	st := c.Status()
+	switch {
 	case st == Stopped:
 		return nil, errors.New("cannot exec in a stopped container")
 	case st == Paused && !o.IgnorePaused:
@@ -112,7 +114,7 @@ func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
 		return nil, err
 	}
 	spec := &specs.Spec{Process: o.Process, Linux: &specs.Linux{Seccomp: c.Seccomp}}
-	agent := newSeccompAgent(c.Seccomp, *c.hookState(specs.ContainerState(c.Status())))
+	agent := newSeccompAgent(c.Seccomp, *c.hookState(specs.ContainerState(st)))
 	if err := p.handshake(initproc.Bootstrap{Exec: true, Spec: spec}, nil, nil, agent); err != nil {
 		p.kill()
 		return nil, err

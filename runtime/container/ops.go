@@ -134,8 +134,9 @@ func (c *Container) Signal(sig unix.Signal, all bool) error {
 	if err := unix.Kill(c.InitPid, sig); err != nil {
 		return fmt.Errorf("unable to signal init: %w", err)
 	}
-	if sig == unix.SIGKILL && c.frozen() {
-		if cg, err := c.LoadCgroup(); err == nil {
+	if sig == unix.SIGKILL {
+		// A frozen process cannot die.
+		if cg, err := c.LoadCgroup(); err == nil && cg.Frozen() {
 			_ = cg.Thaw()
 		}
 	}

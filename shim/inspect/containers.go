@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hostnet-dev/hostnet/runtime/container"
@@ -216,24 +217,15 @@ func shimAnswers(b bundle.Bundle) bool {
 	if addr == "" {
 		return false
 	}
-	path := addr
-	if u, ok := cutScheme(addr); ok {
-		path = u
-	}
+	// containerd's pkg/shim.CanConnect, without linking pkg/shim into
+	// this command.
+	path, _ := strings.CutPrefix(addr, "unix://")
 	conn, err := net.DialTimeout("unix", path, time.Second)
 	if err != nil {
 		return false
 	}
 	conn.Close()
 	return true
-}
-
-func cutScheme(addr string) (string, bool) {
-	const unixScheme = "unix://"
-	if len(addr) > len(unixScheme) && addr[:len(unixScheme)] == unixScheme {
-		return addr[len(unixScheme):], true
-	}
-	return "", false
 }
 
 // readBridge fills in what bridge mode recorded, checked against the IPAM

@@ -72,10 +72,6 @@ func attachmentKey(r Request) string {
 	return r.Namespace + "/" + r.ID + "@" + hex.EncodeToString(sum[:4])
 }
 
-// criContainerType is the annotation containerd's CRI sets to "sandbox" or
-// "container".
-const criContainerType = "io.kubernetes.cri.container-type"
-
 // prepareBridge attaches the container to the bridge and rewrites its
 // spec to join the namespace. On failure everything done is undone.
 func prepareBridge(ctx context.Context, r Request, s *specs.Spec, explicit bool, ports []spec.PortMapping, res *Result) (retErr error) {
@@ -83,7 +79,7 @@ func prepareBridge(ctx context.Context, r Request, s *specs.Spec, explicit bool,
 		// A pod's netns, joined by path, is not ours to replace. A CRI app
 		// container inherits the pod's annotations, so it also asks for
 		// bridge: it joins its sandbox, which bridge mode attached already.
-		if !explicit || s.Annotations[criContainerType] == "container" {
+		if !explicit || s.Annotations[spec.CRIContainerTypeAnnotation] == "container" {
 			return nil
 		}
 		return invalid(fmt.Errorf("bridge network mode cannot be used with a spec that joins network namespace %s", ns.Path))

@@ -17,10 +17,10 @@ import (
 
 // addHostFiles adds the files of a network mode the runtime can mount, see
 // mountableHostFiles.
-func addHostFiles(s *specs.Spec, bundle string, files []spec.HostFile, res *Result) {
+func addHostFiles(s *specs.Spec, bundle string, files []spec.HostFile, res *Result) (changed bool) {
 	ok, warnings := mountableHostFiles(s, bundle, files)
 	res.Warnings = append(res.Warnings, warnings...)
-	spec.AddHostFiles(s, ok)
+	return spec.AddHostFiles(s, ok)
 }
 
 // mountableHostFiles returns the files of a network mode (the host's or the

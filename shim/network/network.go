@@ -131,26 +131,33 @@ func prepareHost(s *specs.Spec, bundle string, explicit bool, ports []spec.PortM
 				return nil
 			}
 			res.Why += "; joins the host's network namespace " + ns.Path
-			if err := spec.Harden(s); err != nil {
+			changed, err := spec.Harden(s)
+			if err != nil {
 				return invalid(err)
 			}
-			res.Hardened, res.SpecChanged = true, true
+			res.Hardened, res.SpecChanged = true, changed
 			return nil
 		}
+	} else {
+		res.SpecChanged = true
 	}
-	res.SpecChanged = true
+	// Only what changed is written back: re-encoding config.json drops
+	// fields this build's runtime-spec does not know.
 	if dropped := spec.DropCRIDefaultSysctls(s); len(dropped) > 0 {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("dropped containerd's default sysctls %s (CRI's enable_unprivileged_ports/icmp): "+
 			"in host network mode the host's settings apply", strings.Join(dropped, ", ")))
+		res.SpecChanged = true
 	}
 	if err := spec.CheckHostSysctls(s); err != nil {
 		return invalid(err)
 	}
 	if cfg.Hardened {
-		if err := spec.Harden(s); err != nil {
+		changed, err := spec.Harden(s)
+		if err != nil {
 			return invalid(err)
 		}
 		res.Hardened = true
+		res.SpecChanged = res.SpecChanged || changed
 	}
 	if len(ports) > 0 {
 		res.Warnings = append(res.Warnings, spec.PublishedPortsWarning)
@@ -162,9 +169,11 @@ func prepareHost(s *specs.Spec, bundle string, explicit bool, ports []spec.PortM
 			return taken(err, "a host network mode container binds the host's ports directly")
 		}
 	}
-	addHostFiles(s, bundle, spec.HostFiles, res)
-	if hostname, err := os.Hostname(); err == nil {
-		spec.SetHostHostname(s, hostname)
+	if addHostFiles(s, bundle, spec.HostFiles, res) {
+		res.SpecChanged = true
+	}
+	if hostname, err := os.Hostname(); err == nil && spec.SetHostHostname(s, hostname) {
+		res.SpecChanged = true
 	}
 	return nil
 }

@@ -32,6 +32,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hostnet-dev/hostnet/shim/network"
+	"github.com/hostnet-dev/hostnet/shim/network/reaped"
 	"github.com/hostnet-dev/hostnet/shim/process"
 	hostspec "github.com/hostnet-dev/hostnet/spec"
 )
@@ -70,7 +71,7 @@ func NewService(ctx context.Context, publisher shim.Publisher, sd shutdown.Servi
 	if err != nil {
 		return nil, fmt.Errorf("failed to create console epoller: %w", err)
 	}
-	runc.Monitor = monitor{reaper.Default}
+	reaped.UseReaper(reaper.Default)
 	s := &service{
 		context:    ctx,
 		publisher:  publisher,
@@ -347,7 +348,7 @@ func (s *service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*pty
 		return nil, errgrpc.ToGRPCf(errdefs.ErrInvalidArgument, "exec %s process spec: %v", r.ExecID, err)
 	}
 	if c.hardened {
-		if err := hostspec.HardenCapabilities(spec.Capabilities); err != nil {
+		if _, err := hostspec.HardenCapabilities(spec.Capabilities); err != nil {
 			return nil, errgrpc.ToGRPCf(errdefs.ErrInvalidArgument, "exec %s: %v", r.ExecID, err)
 		}
 	}

@@ -13,8 +13,9 @@ import (
 )
 
 func main() {
-	// The shim's signal loop reaps every child: the network's commands
-	// (CNI plugins, iptables) are waited for through it.
+	// The shim reaps every child, in its server and in `shim delete`:
+	// go-runc's calls and the network's commands are waited for through
+	// its reaper, never by os/exec alone.
 	reaped.UseReaper(reaper.Default)
 	task.Register()
 	manager.Run(context.Background(), manager.New(manager.RuntimeName))

@@ -1,12 +1,11 @@
-// Package reaped runs the commands the network code starts (CNI plugins,
-// iptables) so that their exit status survives the shim's reaper.
+// Package reaped connects the commands the shim starts to its reaper:
+// go-runc's runtime calls, CNI plugins and iptables alike.
 //
 // The shim reaps every child it has (wait4(-1) on SIGCHLD, containerd's
 // pkg/sys/reaper), in its task service and in `shim delete` alike: a
 // command waited for with os/exec alone races it, and when the reaper wins
 // the command's Wait fails with ECHILD and its status is lost (measured:
-// "waitid: no child processes" from an iptables that had succeeded). Such
-// commands must be waited for through the reaper, as go-runc's are.
+// "waitid: no child processes" from an iptables that had succeeded).
 package reaped
 
 import (
@@ -15,28 +14,44 @@ import (
 	"sync/atomic"
 
 	"github.com/containerd/containerd/v2/pkg/sys/reaper"
+	runc "github.com/containerd/go-runc"
 )
 
-var monitor atomic.Pointer[reaper.Monitor]
+var inUse atomic.Bool
 
-// UseReaper makes Run wait through m, whose reap loop the caller runs. The
-// shim's main does; tests and other programs leave it unset and get
-// os/exec's own wait.
-func UseReaper(m *reaper.Monitor) { monitor.Store(m) }
+// UseReaper makes go-runc and Run wait through m, whose reap loop the
+// caller runs. The shim does, in its server and in `shim delete`; other
+// programs and tests leave it unset and get os/exec's own wait.
+func UseReaper(m *reaper.Monitor) {
+	runc.Monitor = monitor{m}
+	inUse.Store(true)
+}
+
+// monitor is the reaper as go-runc's process monitor. The reaper waits for
+// every child itself, so the exec.Cmd.Wait it then calls fails with ECHILD
+// and leaves the pidfd Go holds for each started process open until the
+// garbage collector finds the Cmd: every runtime call kept one. Releasing
+// the process once its exit is known closes it.
+type monitor struct{ *reaper.Monitor }
+
+func (m monitor) Wait(c *exec.Cmd, exits chan runc.Exit) (int, error) {
+	status, err := m.Monitor.Wait(c, exits)
+	if c.Process != nil {
+		_ = c.Process.Release()
+	}
+	return status, err
+}
 
 // Run runs cmd to its end; a non-zero exit is an error.
 func Run(cmd *exec.Cmd) error {
-	m := monitor.Load()
-	if m == nil {
+	if !inUse.Load() {
 		return cmd.Run()
 	}
-	exits, err := m.Start(cmd)
+	exits, err := runc.Monitor.Start(cmd)
 	if err != nil {
 		return err
 	}
-	status, err := m.Wait(cmd, exits)
-	// The reaper reaped it: release the pidfd Go holds for it.
-	_ = cmd.Process.Release()
+	status, err := runc.Monitor.Wait(cmd, exits)
 	if err != nil {
 		return err
 	}
