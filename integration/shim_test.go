@@ -387,16 +387,33 @@ func TestShimExec(t *testing.T) {
 // TestShimPauseResume: pause freezes every process of the container (a
 // counter loop stops advancing) and reports PAUSED; resume lets it go on
 // and reports RUNNING.
+// pidsCurrent is the pids controller's count in cgroup v1 or v2 metrics,
+// -1 when they have none.
+func pidsCurrent(metrics any) int64 {
+	switch s := metrics.(type) {
+	case *v1stats.Metrics:
+		if s.Pids != nil {
+			return int64(s.Pids.Current)
+		}
+	case *v2stats.Metrics:
+		if s.Pids != nil {
+			return int64(s.Pids.Current)
+		}
+	}
+	return -1
+}
+
 func TestShimPauseResume(t *testing.T) {
 	forEachRuntime(t, func(t *testing.T, v runtimeVariant) {
 		ctx := t.Context()
 		id := newID(t)
-		c := newContainer(t, v, id, "sh", "-c", `i=0; while :; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.02; done`)
+		c := newContainer(t, v, id, "sh", "-c", `i=0; while :; do i=$((i+1)); echo $i > /tmp/counter.new; mv /tmp/counter.new /tmp/counter; sleep 0.02; done`)
 		task, _ := startTask(t, c, cio.NullIO)
 		counterFile := filepath.Join(testDaemon.TaskDir(id), "rootfs", "tmp", "counter")
 		counter := func() int {
-			// A write may be caught between truncate and write, and the
-			// first one waits for the shell to start, slow under load.
+			// The shell renames each value into place, so a pause never
+			// leaves the file empty; the first read waits for the shell
+			// to start, slow under load.
 			for range 1000 {
 				b, _ := os.ReadFile(counterFile)
 				if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
@@ -571,7 +588,7 @@ func TestShimMetrics(t *testing.T) {
 				t.Fatal(err)
 			}
 			data, err := typeurl.UnmarshalAny(m.Data)
-			if s, ok := data.(*v1stats.Metrics); err != nil || !ok || s.Pids == nil || s.Pids.Current == 1 || time.Now().After(deadline) {
+			if err != nil || pidsCurrent(data) == 1 || time.Now().After(deadline) {
 				break
 			}
 		}

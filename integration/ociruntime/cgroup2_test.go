@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -167,6 +168,12 @@ func TestCgroupV2ControllersWithoutLimits(t *testing.T) {
 		if !strings.Contains(" "+readFile(t, dir, "cgroup.controllers")+" ", " "+c+" ") {
 			t.Errorf("controller %s not enabled for the container (it has %q)", c, readFile(t, dir, "cgroup.controllers"))
 		}
+	}
+	// start returns once the init is released, before it has exec'd
+	// the sleep: until then its runtime's threads count too.
+	deadline := time.Now().Add(10 * time.Second)
+	for readFile(t, dir, "pids.current") != "1" && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
 	}
 	if got := readFile(t, dir, "pids.current"); got != "1" {
 		t.Errorf("pids.current = %s, want 1 (the sleep)", got)
