@@ -66,11 +66,7 @@ func netNSDaemon(t *testing.T, name string) *daemon.Daemon {
 			t.Errorf("stop containerd: %v", err)
 		}
 	})
-	archive := filepath.Join(d.Dir, "busybox.tar")
-	if _, err := image.WriteFile(archive, image.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.ImportImage(ctx, archive); err != nil {
+	if err := d.ImportBusybox(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return d

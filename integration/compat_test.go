@@ -133,11 +133,7 @@ func startCompatEnv(t *testing.T, cfg daemon.Config, name string) *compatEnv {
 			t.Errorf("stop %s: %v", name, err)
 		}
 	})
-	archive := filepath.Join(d.Dir, "busybox.tar")
-	if _, err := image.WriteFile(archive, image.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.ImportImage(ctx, archive); err != nil {
+	if err := d.ImportBusybox(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return &compatEnv{d: d}
@@ -280,8 +276,18 @@ func (e *compatEnv) assertGone(t *testing.T, id string, pids ...int) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	assertNoMounts(t, id)
-	if _, err := os.Stat(e.d.TaskDir(id)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("task bundle %s left (err=%v)", e.d.TaskDir(id), err)
+	// The bundle goes once that `delete` has returned (2.2 removes it
+	// after logging "cleaning up dead shim").
+	for {
+		_, err := os.Stat(e.d.TaskDir(id))
+		if errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("task bundle %s left (err=%v)", e.d.TaskDir(id), err)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if runtimeRoot != "" {
 		if _, err := os.Stat(filepath.Join(e.d.RuntimeStateRoot(testRuntime, runtimeRoot), id)); !errors.Is(err, os.ErrNotExist) {

@@ -27,7 +27,6 @@ import (
 	"github.com/containerd/containerd/v2/client"
 
 	"github.com/hostnet-dev/hostnet/integration/internal/daemon"
-	"github.com/hostnet-dev/hostnet/integration/internal/image"
 )
 
 var (
@@ -54,11 +53,10 @@ func runMain(m *testing.M) int {
 		fmt.Println("integration: skipping, the tests need root (sudo make test)")
 		return 0
 	}
-	repo, err := daemon.RepoRoot()
-	if err != nil {
+	var err error
+	if binDir, err = daemon.BinDir(); err != nil {
 		return fail(err)
 	}
-	binDir = envOr("HOSTNET_BIN_DIR", filepath.Join(repo, "bin"))
 	testRuntime = envOr("HOSTNET_TEST_RUNTIME", daemon.HostnetRuntime)
 	runtimeRoot = daemon.DefaultRuntimeRoot(testRuntime)
 	for _, bin := range []string{"containerd-shim-hostnet-v1", "hostnet-runc"} {
@@ -80,11 +78,7 @@ func runMain(m *testing.M) int {
 	}
 	undo := d.StopOnInterrupt()
 	code := func() int {
-		archive := filepath.Join(d.Dir, "busybox.tar")
-		if _, err := image.WriteFile(archive, image.Options{}); err != nil {
-			return fail(err)
-		}
-		if err := d.ImportImage(ctx, archive); err != nil {
+		if err := d.ImportBusybox(ctx); err != nil {
 			return fail(err)
 		}
 		c, err := d.Client()

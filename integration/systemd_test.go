@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -58,11 +57,7 @@ func TestSystemdCgroupThroughContainerd(t *testing.T) {
 			t.Errorf("stop containerd: %v", err)
 		}
 	})
-	archive := filepath.Join(parent, "busybox.tar")
-	if _, err := image.WriteFile(archive, image.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.ImportImage(ctx, archive); err != nil {
+	if err := d.ImportBusybox(ctx); err != nil {
 		t.Fatal(err)
 	}
 	c, err := d.Client()

@@ -62,20 +62,16 @@ func runMain(m *testing.M) int {
 			return fail(fmt.Errorf("%w: run contrib/build-kubernetes.sh (make test-kube does)", err))
 		}
 	}
-	repo, err := daemon.RepoRoot()
+	binDir, err := daemon.BinDir()
 	if err != nil {
 		return fail(err)
-	}
-	binDir := os.Getenv("HOSTNET_BIN_DIR")
-	if binDir == "" {
-		binDir = filepath.Join(repo, "bin")
 	}
 	realHost, err := hoststate.Take("")
 	if err != nil {
 		return fail(err)
 	}
 	hostPathsBefore := existing(kubeletHostPaths)
-	cniBefore, err := listCNICache()
+	cniBefore, err := hoststate.TakeFiles(cniCacheDir)
 	if err != nil {
 		return fail(err)
 	}
@@ -103,7 +99,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "kube lane: teardown:", err)
 		code = 1
 	}
-	if err := removeCNICache(cniBefore, c.cniNet); err != nil {
+	if err := cniBefore.RemoveNew(podCNICache(c.cniNet)); err != nil {
 		fmt.Fprintln(os.Stderr, "kube lane:", err)
 		code = 1
 	}
@@ -115,14 +111,8 @@ func runMain(m *testing.M) int {
 			code = 1
 		}
 	}
-	if after, err := hoststate.Take(""); err != nil {
+	if err := hoststate.Check(realHost); err != nil {
 		fmt.Fprintln(os.Stderr, "kube lane:", err)
-		code = 1
-	} else if diff := hoststate.Diff(realHost, after); len(diff) > 0 {
-		fmt.Fprintf(os.Stderr, "kube lane: the host's network namespace changed:\n%s\n", strings.Join(diff, "\n"))
-		if err := hoststate.Restore(realHost); err != nil {
-			fmt.Fprintln(os.Stderr, "kube lane: restoring the host:", err)
-		}
 		code = 1
 	}
 	fmt.Printf("kube lane: %s in all\n", time.Since(start).Round(time.Millisecond))
@@ -147,32 +137,13 @@ func need(t *testing.T) *cluster {
 // the cluster's directory (host-local's is in it).
 const cniCacheDir = "/var/lib/cni/results"
 
-func listCNICache() (map[string]bool, error) {
-	entries, err := os.ReadDir(cniCacheDir)
-	if err != nil && !os.IsNotExist(err) {
-		return nil, err
+// podCNICache says whether a results-cache entry is the lane's: the pod
+// network's, or CRI's loopback's for the pods.
+func podCNICache(netName string) func(string) bool {
+	return func(p string) bool {
+		name := filepath.Base(p)
+		return strings.HasPrefix(name, netName+"-") || strings.HasPrefix(name, "cni-loopback-")
 	}
-	seen := map[string]bool{}
-	for _, e := range entries {
-		seen[e.Name()] = true
-	}
-	return seen, nil
-}
-
-func removeCNICache(before map[string]bool, netName string) error {
-	now, err := listCNICache()
-	if err != nil {
-		return err
-	}
-	for name := range now {
-		// The pod network's entries, and CRI's loopback's for the pods.
-		if !before[name] && (strings.HasPrefix(name, netName+"-") || strings.HasPrefix(name, "cni-loopback-")) {
-			if err := os.Remove(filepath.Join(cniCacheDir, name)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // kubeletHostPaths are where a kubelet and CRI write on a node unless told

@@ -32,7 +32,6 @@ import (
 
 	"github.com/hostnet-dev/hostnet/integration/internal/daemon"
 	"github.com/hostnet-dev/hostnet/integration/internal/hoststate"
-	"github.com/hostnet-dev/hostnet/integration/internal/image"
 )
 
 // defaultNerdctl is where contrib/build-nerdctl.sh caches nerdctl.
@@ -70,19 +69,15 @@ func runMain(m *testing.M) int {
 			return fail(fmt.Errorf("CNI plugin %s missing (apt-get install containernetworking-plugins): %w", p, err))
 		}
 	}
-	repo, err := daemon.RepoRoot()
+	binDir, err := daemon.BinDir()
 	if err != nil {
 		return fail(err)
-	}
-	binDir := os.Getenv("HOSTNET_BIN_DIR")
-	if binDir == "" {
-		binDir = filepath.Join(repo, "bin")
 	}
 	realHost, err := hoststate.Take("")
 	if err != nil {
 		return fail(err)
 	}
-	cniBefore, err := listCNIState()
+	cniBefore, err := hoststate.TakeFiles(cniStateDirs...)
 	if err != nil {
 		return fail(err)
 	}
@@ -101,11 +96,7 @@ func runMain(m *testing.M) int {
 	}
 	undo := d.StopOnInterrupt()
 	code := func() int {
-		archive := filepath.Join(d.Dir, "busybox.tar")
-		if _, err := image.WriteFile(archive, image.Options{}); err != nil {
-			return fail(err)
-		}
-		if err := d.ImportImage(ctx, archive); err != nil {
+		if err := d.ImportBusybox(ctx); err != nil {
 			return fail(err)
 		}
 		env = &lane{d: d, nerdctl: nerdctl, dataRoot: filepath.Join(d.Dir, "nerdctl"), netconf: filepath.Join(d.Dir, "cni-net.d")}
@@ -129,19 +120,13 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "nerdctl lane: teardown:", err)
 		code = 1
 	}
-	if err := removeCNIState(cniBefore, ns); err != nil {
+	if err := cniBefore.RemoveNew(laneCNIState(ns)); err != nil {
 		fmt.Fprintln(os.Stderr, "nerdctl lane: CNI state:", err)
 		code = 1
 	}
 	// Everything ran in containerd's own netns: the machine's is as it was.
-	if after, err := hoststate.Take(""); err != nil {
+	if err := hoststate.Check(realHost); err != nil {
 		fmt.Fprintln(os.Stderr, "nerdctl lane:", err)
-		code = 1
-	} else if diff := hoststate.Diff(realHost, after); len(diff) > 0 {
-		fmt.Fprintf(os.Stderr, "nerdctl lane: the host's network namespace changed:\n%s\n", strings.Join(diff, "\n"))
-		if err := hoststate.Restore(realHost); err != nil {
-			fmt.Fprintln(os.Stderr, "nerdctl lane: restoring the host:", err)
-		}
 		code = 1
 	}
 	return code
@@ -157,68 +142,15 @@ func fail(err error) int {
 // and hostnet's default bridge IPAM (nerdctl passes hostnet no options).
 var cniStateDirs = []string{"/var/lib/cni/results", "/var/lib/cni/networks", "/var/lib/hostnet"}
 
-// listCNIState lists what is under cniStateDirs.
-func listCNIState() (map[string]bool, error) {
-	seen := map[string]bool{}
-	for _, dir := range cniStateDirs {
-		err := filepath.WalkDir(dir, func(p string, _ os.DirEntry, err error) error {
-			if err != nil {
-				if os.IsNotExist(err) {
-					return nil
-				}
-				return err
-			}
-			seen[p] = true
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	return seen, nil
-}
-
-// removeCNIState removes what appeared under cniStateDirs for the lane's
-// containers — files naming or holding a container id of containerd
-// namespace ns (nerdctl gives CNI "<namespace>-<id>") — and directories
-// that appeared and are left with only host-local's own bookkeeping.
-func removeCNIState(before map[string]bool, ns string) error {
-	now, err := listCNIState()
-	if err != nil {
-		return err
-	}
-	var dirs []string
-	for p := range now {
-		if before[p] {
-			continue
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			continue
-		}
-		if fi.IsDir() {
-			dirs = append(dirs, p)
-			continue
-		}
+// laneCNIState says whether a file that appeared under cniStateDirs is the
+// lane's: it names or holds a container id of containerd namespace ns
+// (nerdctl gives CNI "<namespace>-<id>"), or is host-local's or hostnet's
+// own bookkeeping.
+func laneCNIState(ns string) func(string) bool {
+	return func(p string) bool {
 		data, _ := os.ReadFile(p)
 		base := filepath.Base(p)
-		if strings.Contains(base, ns+"-") || strings.HasPrefix(string(data), ns+"-") ||
-			base == "lock" || strings.HasPrefix(base, "last_reserved_ip") || strings.HasPrefix(p, "/var/lib/hostnet/") {
-			if err := os.Remove(p); err != nil {
-				return err
-			}
-		}
+		return strings.Contains(base, ns+"-") || strings.HasPrefix(string(data), ns+"-") ||
+			base == "lock" || strings.HasPrefix(base, "last_reserved_ip") || strings.HasPrefix(p, "/var/lib/hostnet/")
 	}
-	// Deepest first; a directory with something else in it stays.
-	for i := range dirs {
-		for j := i + 1; j < len(dirs); j++ {
-			if len(dirs[j]) > len(dirs[i]) {
-				dirs[i], dirs[j] = dirs[j], dirs[i]
-			}
-		}
-	}
-	for _, dir := range dirs {
-		_ = os.Remove(dir)
-	}
-	return nil
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 
+	"github.com/hostnet-dev/hostnet/integration/internal/image"
 	"github.com/hostnet-dev/hostnet/shim/config"
 	"github.com/hostnet-dev/hostnet/shim/ociruntime"
 )
@@ -444,6 +445,16 @@ func (e *CtrError) ExitCode() int {
 func (d *Daemon) ImportImage(ctx context.Context, archive string) error {
 	_, err := d.CtrOutput(ctx, "images", "import", archive)
 	return err
+}
+
+// ImportBusybox builds the tests' busybox image (image.Options{}) into the
+// daemon's directory and imports it.
+func (d *Daemon) ImportBusybox(ctx context.Context) error {
+	archive := filepath.Join(d.Dir, "busybox.tar")
+	if _, err := image.WriteFile(archive, image.Options{}); err != nil {
+		return err
+	}
+	return d.ImportImage(ctx, archive)
 }
 
 // ShimPids finds the running shims of this daemon by their command line,

@@ -40,3 +40,16 @@ func DefaultRuntimeRoot(runtime string) string {
 	}
 	return ""
 }
+
+// BinDir is where the binaries under test are: $HOSTNET_BIN_DIR, or the
+// repository's bin/ (make build).
+func BinDir() (string, error) {
+	if dir := os.Getenv("HOSTNET_BIN_DIR"); dir != "" {
+		return dir, nil
+	}
+	repo, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(repo, "bin"), nil
+}

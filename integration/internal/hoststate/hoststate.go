@@ -173,6 +173,34 @@ func added(what string, a, b []string, sign ...string) []string {
 	return out
 }
 
+// Changed lists what changed in before's namespace since before was taken,
+// as Diff does.
+func Changed(before *State) ([]string, error) {
+	now, err := Take(before.NetNS)
+	if err != nil {
+		return nil, err
+	}
+	return Diff(before, now), nil
+}
+
+// Check is the end of a lane that must leave a namespace as it found it:
+// an error listing what changed since before was taken, after restoring it.
+func Check(before *State) error {
+	diff, err := Changed(before)
+	if err != nil || len(diff) == 0 {
+		return err
+	}
+	what := "the host's network namespace"
+	if before.NetNS != "" {
+		what = "network namespace " + before.NetNS
+	}
+	err = fmt.Errorf("%s changed:\n%s", what, strings.Join(diff, "\n"))
+	if rerr := Restore(before); rerr != nil {
+		return fmt.Errorf("%w\nrestoring it: %w", err, rerr)
+	}
+	return err
+}
+
 // Restore undoes in the namespace of before what appeared since: links
 // (a veth's peer goes with it), addresses and routes, iptables rules and
 // chains, nftables tables, and sysctls. It is for cleaning up after a
