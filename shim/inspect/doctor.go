@@ -22,7 +22,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/hostnet-dev/hostnet/shim/bundle"
 	"github.com/hostnet-dev/hostnet/shim/config"
+	"github.com/hostnet-dev/hostnet/shim/network"
 	"github.com/hostnet-dev/hostnet/shim/network/fwd"
 	"github.com/hostnet-dev/hostnet/shim/ociruntime"
 	"github.com/hostnet-dev/hostnet/spec"
@@ -78,6 +80,7 @@ func Doctor(o DoctorOptions) []Finding {
 	d := &doctor{o: o}
 	d.containerd()
 	d.shimAndRuntime()
+	d.ctrs, d.ctrsErr = Containers(d.o.Options)
 	d.cri()
 	d.cgroups()
 	d.nftables()
@@ -98,6 +101,9 @@ type doctor struct {
 	node     config.Config
 	criRunc  bool // a CRI runc runtime uses SystemdCgroup
 	nodePath string
+	// ctrs are the containers of o.State, as `hostnet ps` lists them.
+	ctrs    []*Container
+	ctrsErr error
 }
 
 func (d *doctor) add(check, status, remedy, format string, args ...any) {
@@ -654,13 +660,35 @@ func Overlapping(subnet netip.Prefix, nets []Net) []Net {
 	return out
 }
 
-// subnets checks that the bridge's subnet is the bridge's alone: no route
-// of the host's main table and no address of another interface in it.
+// subnets checks that each bridge's subnet is the bridge's alone: no route
+// of the host's main table and no address of another interface in it. The
+// bridges are the node file's and those of the containers' records (a
+// container may have had a configuration of its own).
 func (d *doctor) subnets() {
 	const check = "subnet"
-	b := d.node.Network.Bridge
-	if d.node.Network.CNIConfList != "" {
-		d.add(check, StatusOK, "", "bridge mode runs through CNI: its subnet is the conflist's")
+	type bridgeNet struct {
+		name   string
+		subnet netip.Prefix
+	}
+	var bridges []bridgeNet
+	seen := map[bridgeNet]bool{}
+	if d.node.Network.CNIConfList == "" {
+		b := d.node.Network.Bridge
+		bridges = append(bridges, bridgeNet{b.Name, b.Subnet})
+		seen[bridges[0]] = true
+	} else {
+		d.add(check, StatusOK, "", "the node's bridge mode runs through CNI: its subnet is the conflist's")
+	}
+	for _, c := range d.ctrs {
+		var rec network.Record
+		if err := bundle.New(c.Bundle).ReadNetwork(&rec); err == nil && rec.Bridge != "" && rec.Subnet.IsValid() {
+			if bn := (bridgeNet{rec.Bridge, rec.Subnet.Masked()}); !seen[bn] {
+				seen[bn] = true
+				bridges = append(bridges, bn)
+			}
+		}
+	}
+	if len(bridges) == 0 {
 		return
 	}
 	links, err := netlink.LinkList()
@@ -669,13 +697,14 @@ func (d *doctor) subnets() {
 		return
 	}
 	names := map[int]string{}
-	var nets []Net
+	type hostNet struct {
+		Net
+		dev string
+	}
+	var nets []hostNet
 	for _, l := range links {
 		a := l.Attrs()
 		names[a.Index] = a.Name
-		if a.Name == b.Name {
-			continue
-		}
 		addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
 		if err != nil {
 			continue
@@ -686,7 +715,7 @@ func (d *doctor) subnets() {
 		}
 		for _, ad := range addrs {
 			if p, ok := prefixOf(ad.IPNet.IP, ad.IPNet.Mask); ok {
-				nets = append(nets, Net{Prefix: p.Masked(), What: fmt.Sprintf("address %s of %s %s", p, kind, a.Name)})
+				nets = append(nets, hostNet{Net{p.Masked(), fmt.Sprintf("address %s of %s %s", p, kind, a.Name)}, a.Name})
 			}
 		}
 	}
@@ -696,24 +725,33 @@ func (d *doctor) subnets() {
 		return
 	}
 	for _, r := range routes {
-		if r.Dst == nil || names[r.LinkIndex] == b.Name {
+		if r.Dst == nil {
 			continue
 		}
 		if p, ok := prefixOf(r.Dst.IP, r.Dst.Mask); ok {
-			nets = append(nets, Net{Prefix: p, What: fmt.Sprintf("route %s dev %s", p, names[r.LinkIndex])})
+			dev := names[r.LinkIndex]
+			nets = append(nets, hostNet{Net{p, fmt.Sprintf("route %s dev %s", p, dev)}, dev})
 		}
 	}
-	over := Overlapping(b.Subnet, nets)
-	if len(over) == 0 {
-		d.add(check, StatusOK, "", "bridge %s's subnet %s overlaps no route or other interface", b.Name, b.Subnet)
-		return
+	for _, b := range bridges {
+		var others []Net
+		for _, n := range nets {
+			if n.dev != b.name {
+				others = append(others, n.Net)
+			}
+		}
+		over := Overlapping(b.subnet, others)
+		if len(over) == 0 {
+			d.add(check, StatusOK, "", "bridge %s's subnet %s overlaps no route or other interface", b.name, b.subnet)
+			continue
+		}
+		var what []string
+		for _, n := range over {
+			what = append(what, n.What)
+		}
+		d.add(check, StatusFail, "set [network.bridge] subnet (in "+d.nodePath+" or the containers' runtime config) to a range this node does not use",
+			"bridge %s's subnet %s overlaps %s: its containers cannot reach those addresses", b.name, b.subnet, strings.Join(what, ", "))
 	}
-	var what []string
-	for _, n := range over {
-		what = append(what, n.What)
-	}
-	d.add(check, StatusFail, "set [network.bridge] subnet in "+d.nodePath+" to a range this node does not use",
-		"bridge %s's subnet %s overlaps %s: containers cannot reach those addresses", b.Name, b.Subnet, strings.Join(what, ", "))
 }
 
 func prefixOf(ip net.IP, mask net.IPMask) (netip.Prefix, bool) {

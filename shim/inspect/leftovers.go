@@ -51,7 +51,7 @@ func KeyBundle(state, key string) (string, bool) {
 // pid and start time; and no shim answering), checked again right before
 // anything is removed; a running container's records are never touched.
 func (d *doctor) leftovers() {
-	ctrs, err := Containers(d.o.Options)
+	ctrs, err := d.ctrs, d.ctrsErr
 	if err != nil {
 		d.add(checkLeftover, StatusFail, "run as root; check --state", "cannot list containers: %v", err)
 		return
