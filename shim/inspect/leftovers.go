@@ -77,7 +77,8 @@ func (d *doctor) leftovers() {
 			}
 		}
 		if c.Status == StatusStale {
-			found = d.staleContainer(c) || found
+			d.staleContainer(c)
+			found = true
 		}
 	}
 	if d.orphans(ipamDirs, tables, bins) {
@@ -138,23 +139,25 @@ func staleItems(b bundle.Bundle) []string {
 	return items
 }
 
-func (d *doctor) staleContainer(c *Container) bool {
+// staleContainer reports (and with Fix removes) what stale container c
+// left.
+func (d *doctor) staleContainer(c *Container) {
 	b := bundle.New(c.Bundle)
 	items := staleItems(b)
 	if len(items) == 0 {
 		d.add(checkLeftover, StatusWarn, fmt.Sprintf("`ctr -n %s task delete %s`, or containerd's restart, removes the record", c.Namespace, c.ID),
 			"%s is stale (%s); nothing of its network is left", c.Name(), strings.Join(c.Notes, "; "))
-		return true
+		return
 	}
 	what := fmt.Sprintf("stale container %s (%s) left %s", c.Name(), strings.Join(c.Notes, "; "), strings.Join(items, ", "))
 	if !d.o.Fix {
 		d.add(checkLeftover, StatusFail, "hostnet doctor --fix removes them (or `ctr -n "+c.Namespace+" task delete "+c.ID+"` with containerd running)", "%s", what)
-		return true
+		return
 	}
 	// Right before removing: is it still stale?
 	if !d.stillStale(c) {
 		d.add(checkLeftover, StatusWarn, "run hostnet doctor again", "%s is no longer stale: left alone", c.Name())
-		return true
+		return
 	}
 	err := network.Teardown(b)
 	if err == nil && isNsfsMount(b.NetNS()) {
@@ -163,10 +166,9 @@ func (d *doctor) staleContainer(c *Container) bool {
 	if left := staleItems(b); err != nil || len(left) > 0 {
 		d.add(checkLeftover, StatusFail, "see the error; `ctr -n "+c.Namespace+" task delete "+c.ID+"` with containerd running also removes them",
 			"%s: removing failed: %v; still there: %s", what, err, strings.Join(left, ", "))
-		return true
+		return
 	}
 	d.add(checkLeftover, StatusFixed, "", "removed what stale container %s left: %s", c.Name(), strings.Join(items, ", "))
-	return true
 }
 
 // stillStale reads c's records again and says whether it is still stale.
@@ -198,18 +200,17 @@ type orphan struct {
 func (d *doctor) orphans(ipamDirs map[string]bool, tables map[string]nat.Table, bins map[string]bool) bool {
 	var list []orphan
 	foreign := map[string]bool{}
-	classify := func(key string) (string, bool) {
+	// gone says whether key is this containerd's and its bundle is gone.
+	gone := func(key string) bool {
 		path, ours := KeyBundle(d.o.State, key)
 		if !ours {
 			if strings.Contains(key, "/") {
 				foreign[key] = true
 			}
-			return "", false
+			return false
 		}
-		if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
-			return "", false // a bundle: its container decides (above)
-		}
-		return path, true
+		_, err := os.Lstat(path)
+		return errors.Is(err, os.ErrNotExist) // else its container decides (above)
 	}
 	for _, dir := range sortedKeys(ipamDirs) {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
@@ -228,7 +229,7 @@ func (d *doctor) orphans(ipamDirs map[string]bool, tables map[string]nat.Table, 
 				continue
 			}
 			for addr, key := range leases {
-				if _, ok := classify(key); ok {
+				if gone(key) {
 					list = append(list, orphan{key, fmt.Sprintf("IPAM lease %s in %s", addr, dir), func() error { return a.Release(key) }})
 				}
 			}
@@ -241,7 +242,7 @@ func (d *doctor) orphans(ipamDirs map[string]bool, tables map[string]nat.Table, 
 			continue // the nftables check says why
 		}
 		for key, n := range keys {
-			if _, ok := classify(key); ok {
+			if gone(key) {
 				list = append(list, orphan{key, fmt.Sprintf("%d nftables rules in table ip %s", n, name), func() error { return t.Remove(key) }})
 			}
 		}
@@ -252,7 +253,7 @@ func (d *doctor) orphans(ipamDirs map[string]bool, tables map[string]nat.Table, 
 			continue
 		}
 		for _, r := range ch.Rules {
-			if _, ok := classify(r.Key); ok {
+			if gone(r.Key) {
 				list = append(list, orphan{r.Key, fmt.Sprintf("iptables FORWARD rules for %s on %s (%s)", r.Addr, r.Bridge, bin), r.Remove})
 			}
 		}
@@ -264,7 +265,7 @@ func (d *doctor) orphans(ipamDirs map[string]bool, tables map[string]nat.Table, 
 			d.add(checkLeftover, StatusFail, "hostnet doctor --fix removes it", "%s", what)
 			continue
 		}
-		if _, ok := classify(o.key); !ok { // right before removing
+		if !gone(o.key) { // right before removing
 			d.add(checkLeftover, StatusWarn, "run hostnet doctor again", "%s: its bundle is back, left alone", what)
 			continue
 		}
