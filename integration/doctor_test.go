@@ -154,9 +154,9 @@ func TestHostnetDoctor(t *testing.T) {
 	wantStatus(t, findings, "cri", `CRI handler "hostnet"`, inspect.StatusOK)
 	wantStatus(t, findings, "nftables", "", inspect.StatusOK)
 	wantStatus(t, findings, "subnet", "bridge "+b.name+"'s subnet "+b.subnet.String(), inspect.StatusOK)
-	for _, f := range findings {
-		if f.Check == "leftover" && f.Status != inspect.StatusOK {
-			t.Errorf("leftover reported on a node whose containers run: %+v", f)
+	for _, id := range []string{hostID, bridgeID} {
+		for _, f := range findingsOf(findings, "leftover", testDaemon.Namespace+"/"+id) {
+			t.Errorf("running container %s reported as a leftover: %+v", id, f)
 		}
 	}
 
@@ -285,6 +285,30 @@ func TestHostnetDoctorFix(t *testing.T) {
 		t.Errorf("exit status %d with leftovers, want 1", status)
 	}
 
+	// A process in its network namespace: the records say stale, the
+	// host says otherwise, and --fix leaves everything.
+	sleeper := exec.Command("nsenter", "--net="+filepath.Join(bundleOf(staleID), "netns"), "sleep", "600")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killSleeper := func() {
+		if sleeper.Process != nil && sleeper.ProcessState == nil {
+			sleeper.Process.Kill()
+			sleeper.Wait()
+		}
+	}
+	defer killSleeper()
+	waitNetNS(t, sleeper.Process.Pid, filepath.Join(bundleOf(staleID), "netns"))
+	findings, _ = hostnetDoctor(t, nil, "--fix", "--containerd-config", cfg)
+	logFindings(t, "hostnet doctor --fix, a process in the stale container's netns", findings)
+	if f := wantStatus(t, findings, "leftover", testDaemon.Namespace+"/"+staleID, inspect.StatusWarn); !strings.Contains(f.Message, fmt.Sprint(sleeper.Process.Pid)) {
+		t.Errorf("finding %q does not name pid %d", f.Message, sleeper.Process.Pid)
+	}
+	if h := heldBy(staleID, staleKey); !h.pin || !h.lease || h.rules == 0 {
+		t.Errorf("--fix removed records of a container whose netns pid %d is in: it holds %+v", sleeper.Process.Pid, h)
+	}
+	killSleeper()
+
 	findings, _ = hostnetDoctor(t, nil, "--fix", "--containerd-config", cfg)
 	logFindings(t, "hostnet doctor --fix", findings)
 	wantStatus(t, findings, "leftover", testDaemon.Namespace+"/"+staleID, inspect.StatusFixed)
@@ -321,5 +345,26 @@ func TestHostnetDoctorFix(t *testing.T) {
 	}
 	if h := heldBy(liveID, liveKey); h != live {
 		t.Errorf("after containerd's cleanup the live container holds %+v, had %+v", h, live)
+	}
+}
+
+// waitNetNS waits until pid is in the network namespace pinned at pin
+// (nsenter has switched and exec'd).
+func waitNetNS(t *testing.T, pid int, pin string) {
+	t.Helper()
+	var want unix.Stat_t
+	if err := unix.Stat(pin, &want); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var st unix.Stat_t
+		if unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st) == nil && st.Ino == want.Ino && st.Dev == want.Dev {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d never entered %s", pid, pin)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

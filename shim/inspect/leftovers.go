@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -149,13 +150,20 @@ func (d *doctor) staleContainer(c *Container) {
 			"%s is stale (%s); nothing of its network is left", c.Name(), strings.Join(c.Notes, "; "))
 		return
 	}
+	if pids := netnsUsers(d.o.Proc, b.NetNS()); len(pids) > 0 {
+		// Its records say stale, but something lives in its network:
+		// not a leftover, whatever the records say.
+		d.add(checkLeftover, StatusWarn, "find out what runs as pid "+strconv.Itoa(pids[0])+"; nothing was removed",
+			"%s looks stale (%s), but pids %v run in its network namespace %s: left alone", c.Name(), strings.Join(c.Notes, "; "), pids, b.NetNS())
+		return
+	}
 	what := fmt.Sprintf("stale container %s (%s) left %s", c.Name(), strings.Join(c.Notes, "; "), strings.Join(items, ", "))
 	if !d.o.Fix {
 		d.add(checkLeftover, StatusFail, "hostnet doctor --fix removes them (or `ctr -n "+c.Namespace+" task delete "+c.ID+"` with containerd running)", "%s", what)
 		return
 	}
-	// Right before removing: is it still stale?
-	if !d.stillStale(c) {
+	// Right before removing: is it still stale, and its network empty?
+	if !d.stillStale(c) || len(netnsUsers(d.o.Proc, b.NetNS())) > 0 {
 		d.add(checkLeftover, StatusWarn, "run hostnet doctor again", "%s is no longer stale: left alone", c.Name())
 		return
 	}
@@ -290,6 +298,29 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// netnsUsers are the processes in the network namespace pinned at pin,
+// none if nothing is pinned there.
+func netnsUsers(proc, pin string) []int {
+	var ns unix.Stat_t
+	if !isNsfsMount(pin) || unix.Stat(pin, &ns) != nil {
+		return nil
+	}
+	var pids []int
+	entries, _ := os.ReadDir(proc)
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Stat(filepath.Join(proc, e.Name(), "ns", "net"), &st) == nil && st.Dev == ns.Dev && st.Ino == ns.Ino {
+			pids = append(pids, pid)
+		}
+	}
+	sort.Ints(pids)
+	return pids
 }
 
 // isNsfsMount reports whether path is a pinned namespace (nsfs).
