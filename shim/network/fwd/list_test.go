@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"reflect"
 	"testing"
+
+	"github.com/hostnet-dev/hostnet/shim/network/internal/nstest"
 )
 
 func TestParseChain(t *testing.T) {
@@ -46,5 +48,47 @@ func TestSpecsParse(t *testing.T) {
 	got := ParseChain(text)
 	if len(got.Rules) != 1 || !reflect.DeepEqual(got.Rules[0], r) {
 		t.Errorf("ParseChain(%q) = %+v, want %+v", text, got.Rules, r)
+	}
+}
+
+// TestAddListRemove: on a FORWARD chain whose policy is DROP (made in the
+// test's own network namespace with iptables-nft), the rules Add inserts
+// are what List reads back, and Remove takes them out.
+func TestAddListRemove(t *testing.T) {
+	nstest.NeedRoot(t)
+	bin := lookBinary("iptables-nft", "nf_tables")
+	if bin == "" {
+		t.Skip("no iptables-nft")
+	}
+	if err := iptables(bin, "-P", "FORWARD", "DROP"); err != nil {
+		t.Fatal(err)
+	}
+	var found *Flavour
+	for _, f := range Flavours() {
+		if f.Name == "nf_tables" {
+			found = &f
+		}
+	}
+	if found == nil || found.Binary != bin || !found.DropPolicy {
+		t.Fatalf("Flavours: nf_tables %+v, want %s with a DROP policy", found, bin)
+	}
+	r := Rules{Key: "ns/id@12345678", Bridge: "hn-fwdtest", Addr: netip.MustParseAddr("10.99.0.2")}
+	if err := r.Add(); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := List(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := r
+	want.Binaries = []string{bin}
+	if ch.Policy != "DROP" || len(ch.Rules) != 1 || !reflect.DeepEqual(ch.Rules[0], want) {
+		t.Errorf("List = %+v, want policy DROP and %+v", ch, want)
+	}
+	if err := ch.Rules[0].Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if ch, err := List(bin); err != nil || len(ch.Rules) != 0 {
+		t.Errorf("after Remove: %+v, %v", ch, err)
 	}
 }
