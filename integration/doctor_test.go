@@ -18,6 +18,7 @@ import (
 	"github.com/hostnet-dev/hostnet/integration/internal/daemon"
 	"github.com/hostnet-dev/hostnet/shim/inspect"
 	"github.com/hostnet-dev/hostnet/shim/network"
+	"github.com/hostnet-dev/hostnet/shim/network/ipam"
 	"github.com/hostnet-dev/hostnet/shim/network/nat"
 	"github.com/hostnet-dev/hostnet/spec"
 )
@@ -188,7 +189,9 @@ func TestHostnetDoctor(t *testing.T) {
 // SIGKILLed while containerd was stopped leaves its netns pin, lease and
 // nftables rules; doctor reports each, --fix removes them (checked here
 // on the host, not through doctor), a second run reports nothing left,
-// and a running bridge-mode container beside it keeps all of its own.
+// and a running bridge-mode container beside it keeps all of its own. A
+// process in the stale container's netns keeps --fix off it. A lease of a
+// container whose bundle is gone is removed; another containerd's is not.
 func TestHostnetDoctorFix(t *testing.T) {
 	requireHostnet(t)
 	b := newBridgeNet(t)
@@ -266,11 +269,49 @@ func TestHostnetDoctorFix(t *testing.T) {
 		t.Fatalf("the live container holds %+v, want its pin, lease and rules", live)
 	}
 
+	// A lease of a container of this containerd whose bundle is gone, and
+	// one of another containerd's (another state directory).
+	ghostID := "ghost-" + staleID
+	ghostKey := network.BridgeKey(bundleOf(ghostID), testDaemon.Namespace, ghostID)
+	foreignKey := network.BridgeKey(filepath.Join(t.TempDir(), "io.containerd.runtime.v2.task", testDaemon.Namespace, ghostID), testDaemon.Namespace, ghostID)
+	alloc, err := ipam.New(b.ipamDir, b.subnet, b.gateway)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{ghostKey, foreignKey} {
+		if _, _, err := alloc.Allocate(key); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := alloc.Release(key); err != nil {
+				t.Errorf("release %s: %v", key, err)
+			}
+		})
+	}
+	leased := func(key string) bool {
+		leases, err := alloc.Leases()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range leases {
+			if k == key {
+				return true
+			}
+		}
+		return false
+	}
+
 	findings, status := hostnetDoctor(t, nil, "--containerd-config", cfg)
 	logFindings(t, "hostnet doctor, stale container", findings)
+	if f := wantStatus(t, findings, "leftover", ghostKey, inspect.StatusFail); !strings.Contains(f.Message, "whose bundle is gone") {
+		t.Errorf("orphan lease finding %q", f.Message)
+	}
+	if got := findingsOf(findings, "leftover", foreignKey); len(got) > 0 {
+		t.Errorf("another containerd's lease is reported: %+v", got)
+	}
 	t.Logf("hostnet doctor, stale container, as a table:\n%s", hostnetDoctorTable(t, "--containerd-config", cfg))
 	f := wantStatus(t, findings, "leftover", testDaemon.Namespace+"/"+staleID, inspect.StatusFail)
-	for _, want := range []string{"netns pin " + filepath.Join(bundleOf(staleID), "netns"), "IPAM lease " + staleAddr.String(), "nftables rules in table ip " + nat.DefaultTable} {
+	for _, want := range []string{"netns pin " + filepath.Join(bundleOf(staleID), "netns"), "IPAM lease " + staleAddr.String(), "nftables rule"} {
 		if !strings.Contains(f.Message, want) {
 			t.Errorf("leftover finding %q does not name %q", f.Message, want)
 		}
@@ -306,6 +347,11 @@ func TestHostnetDoctorFix(t *testing.T) {
 	}
 	if h := heldBy(staleID, staleKey); !h.pin || !h.lease || h.rules == 0 {
 		t.Errorf("--fix removed records of a container whose netns pid %d is in: it holds %+v", sleeper.Process.Pid, h)
+	}
+	// The orphan lease goes in the same run; another containerd's stays.
+	wantStatus(t, findings, "leftover", ghostKey, inspect.StatusFixed)
+	if leased(ghostKey) || !leased(foreignKey) {
+		t.Errorf("after --fix: orphan leased %v (want false), another containerd's leased %v (want true)", leased(ghostKey), leased(foreignKey))
 	}
 	killSleeper()
 

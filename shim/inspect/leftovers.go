@@ -112,7 +112,7 @@ func staleItems(b bundle.Bundle) []string {
 		}
 		if rec.NAT.Name != "" {
 			if keys, err := rec.NAT.Keys(); err == nil && keys[rec.Key] > 0 {
-				items = append(items, fmt.Sprintf("%d nftables rules in table ip %s", keys[rec.Key], rec.NAT.Name))
+				items = append(items, fmt.Sprintf("%s in table ip %s", count(keys[rec.Key], "nftables rule"), rec.NAT.Name))
 			}
 		}
 		for _, bin := range rec.Forward.Binaries {
@@ -251,7 +251,7 @@ func (d *doctor) orphans(ipamDirs map[string]bool, tables map[string]nat.Table, 
 		}
 		for key, n := range keys {
 			if gone(key) {
-				list = append(list, orphan{key, fmt.Sprintf("%d nftables rules in table ip %s", n, name), func() error { return t.Remove(key) }})
+				list = append(list, orphan{key, fmt.Sprintf("%s in table ip %s", count(n, "nftables rule"), name), func() error { return t.Remove(key) }})
 			}
 		}
 	}
@@ -298,6 +298,14 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// count is n things, in the plural unless n is 1.
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 // netnsUsers are the processes in the network namespace pinned at pin,
