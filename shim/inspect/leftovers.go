@@ -284,7 +284,7 @@ func (d *doctor) orphans(ipamDirs map[string]bool, tables map[string]nat.Table, 
 		d.add(checkLeftover, StatusFixed, "", "removed %s", what)
 	}
 	if len(foreign) > 0 {
-		d.add(checkLeftover, StatusOK, "", "%d keys of other containerds' containers (another state directory) left alone", len(foreign))
+		d.add(checkLeftover, StatusOK, "", "%s of containers of other containerds (another state directory) left alone", count(len(foreign), "key"))
 	}
 	return len(list) > 0
 }
