@@ -26,13 +26,14 @@ UNIT_PKGS := $(foreach d,spec shim runtime,$(if $(wildcard $(d)),./$(d)/...))
 # Benchmark runs per contender of each timed step.
 BENCH_RUNS ?= 20
 
-.PHONY: all build install test unit integration test-cgroup2 conformance bench clean lint fuzz demo setup help test-kube test-nerdctl
+.PHONY: all build install uninstall test unit integration test-cgroup2 conformance bench clean lint fuzz demo setup help test-kube test-nerdctl
 
 all: build
 
 help:
 	@echo "build        build bin/containerd-shim-hostnet-v1, bin/hostnet-runc and bin/hostnet"
 	@echo "install      install them into \$$(DESTDIR)\$$(PREFIX)/bin ($(DESTDIR)$(PREFIX)/bin)"
+	@echo "uninstall    remove exactly what install installed from \$$(DESTDIR)\$$(PREFIX)/bin"
 	@echo "test         unit tests, then integration tests against a private containerd (root)"
 	@echo "test-cgroup2 the tests in a QEMU guest with systemd and cgroup v2 (root)"
 	@echo "conformance  OCI runtime-tools validation suite, hostnet-runc vs runc (root)"
@@ -54,6 +55,12 @@ build:
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(addprefix $(BINDIR)/,$(BINARIES)) $(DESTDIR)$(PREFIX)/bin/
+
+# The files install puts there, nothing else (not the directory, which
+# other software shares). Stop hostnet's containers first: containerd runs
+# the shim binary again to delete them.
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(BINARIES))
 
 test: unit integration
 

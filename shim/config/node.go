@@ -30,6 +30,13 @@ func LoadNode() (Config, error) {
 	return loadNode(os.Getenv(PathEnv), DefaultPath)
 }
 
+// LoadNodeAt is LoadNode with $HOSTNET_CONFIG as fromEnv: what a shim
+// started with that environment reads (`hostnet doctor` asks it for
+// containerd's).
+func LoadNodeAt(fromEnv string) (Config, error) {
+	return loadNode(fromEnv, DefaultPath)
+}
+
 func loadNode(fromEnv, defaultPath string) (Config, error) {
 	if fromEnv == "" {
 		c, err := Load(defaultPath)

@@ -1,7 +1,9 @@
 // Package inspect reads what hostnet's shims and runtime recorded on this
 // node — bundles, runtime state, the bridge's IPAM and nftables table — and
-// the host's sockets, for the `hostnet` command. It never talks to
-// containerd, so it works with containerd down, and it changes nothing.
+// the host's sockets, for the `hostnet` command, and checks the node
+// (Doctor). It never talks to containerd, so it works with containerd
+// down, and it changes nothing but the leftovers of stale containers that
+// Doctor removes when asked to fix.
 package inspect
 
 import (

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"sort"
 
+	"github.com/hostnet-dev/hostnet/shim/internal/procnet"
 	"github.com/hostnet-dev/hostnet/shim/network/nat"
 	"github.com/hostnet-dev/hostnet/spec"
 )
@@ -50,22 +52,22 @@ func Ports(o Options) (_ []*Port, warnings []string, _ error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	socks, err := listeningSockets(o.Proc)
+	socks, err := procnet.Listening(filepath.Join(o.Proc, "self", "net"))
 	if err != nil {
 		return nil, nil, err
 	}
 	inodes := map[string]bool{}
 	for _, s := range socks {
-		inodes[s.inode] = true
+		inodes[s.Inode] = true
 	}
-	holders := socketHolders(o.Proc, inodes)
+	holders := procnet.Holders(o.Proc, inodes)
 	self := nsOf(o.Proc, "self", "pid")
 	var out []*Port
 	for _, s := range socks {
-		p := &Port{Protocol: s.proto, Address: s.addr, Port: s.port, Holder: HolderHost}
-		if ps := holders[s.inode]; len(ps) > 0 {
-			p.Pid, p.Command = ps[0].pid, ps[0].command
-			if c := containerOf(o.Proc, ps[0].pid, ctrs, self); c != nil {
+		p := &Port{Protocol: s.Proto, Address: s.Addr, Port: s.Port, Holder: HolderHost}
+		if pids := holders[s.Inode]; len(pids) > 0 {
+			p.Pid, p.Command = pids[0], procnet.Command(o.Proc, pids[0])
+			if c := containerOf(o.Proc, pids[0], ctrs, self); c != nil {
 				p.Holder, p.Container = HolderHostCtr, c.Name()
 			}
 		}

@@ -49,3 +49,25 @@ func TestCheckPortsFreeUDP(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// TestCheckPortsFreeConnectedUDP: a connected UDP socket (a client's, such
+// as a resolver's query) does not take its port from a host-mode
+// container: it receives nothing but its peer's datagrams
+// (procnet.TestListeningConnectedUDP); an unconnected one on the same
+// port number does.
+func TestCheckPortsFreeConnectedUDP(t *testing.T) {
+	peer, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	c, err := net.DialUDP("udp4", nil, peer.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	port := uint16(c.LocalAddr().(*net.UDPAddr).Port)
+	if err := checkPortsFree([]spec.PortMapping{{ContainerPort: port, Protocol: "udp"}}); err != nil {
+		t.Errorf("port %d/udp of a connected socket: %v, want free", port, err)
+	}
+}

@@ -50,6 +50,13 @@ func ResolveBinary(name string) (string, error) {
 	return resolveBinary(name, filepath.Dir(self), exec.LookPath)
 }
 
+// ResolveBinaryFrom is ResolveBinary for a shim installed in shimDir
+// whose $PATH lookPath searches: where that shim will find its runtime
+// (`hostnet doctor` asks it for containerd's shim).
+func ResolveBinaryFrom(name, shimDir string, lookPath func(string) (string, error)) (string, error) {
+	return resolveBinary(name, shimDir, lookPath)
+}
+
 func resolveBinary(name, shimDir string, lookPath func(string) (string, error)) (string, error) {
 	if name == "" {
 		return "", fmt.Errorf("empty runtime binary name: %w", errdefs.ErrInvalidArgument)

@@ -1,5 +1,6 @@
 // Command hostnet shows the network of the containers hostnet runs on this
-// node: `hostnet ps`, `hostnet ports`. See `hostnet --help`.
+// node: `hostnet ps`, `hostnet ports`, and checks the node: `hostnet
+// doctor`. See `hostnet --help`.
 package main
 
 import (

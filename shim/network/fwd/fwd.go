@@ -81,7 +81,7 @@ func (r *Rules) Remove() error {
 
 func (r *Rules) specs() [][]string {
 	addr := r.Addr.String() + "/32"
-	comment := []string{"-m", "comment", "--comment", "hostnet " + r.Key}
+	comment := []string{"-m", "comment", "--comment", commentPrefix + r.Key}
 	return [][]string{
 		append([]string{"-s", addr, "-i", r.Bridge}, append(comment, "-j", "ACCEPT")...),
 		append([]string{"-d", addr, "-o", r.Bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED,DNAT"}, append(comment, "-j", "ACCEPT")...),
@@ -89,26 +89,46 @@ func (r *Rules) specs() [][]string {
 }
 
 // forwardChains are the iptables commands whose filter table has a FORWARD
-// chain here: iptables-nft's is an nftables chain "ip filter FORWARD",
-// iptables-legacy's shows in /proc/net/ip_tables_names.
+// chain here (Flavours with a binary).
 func forwardChains() []string {
 	var out []string
+	for _, f := range Flavours() {
+		if f.Binary != "" {
+			out = append(out, f.Binary)
+		}
+	}
+	return out
+}
+
+// Flavour is an iptables flavour whose filter table has a FORWARD chain
+// here: iptables-nft's is an nftables chain "ip filter FORWARD",
+// iptables-legacy's shows in /proc/net/ip_tables_names.
+type Flavour struct {
+	Name string // "nf_tables" or "legacy", as `iptables -V` says
+	// Binary is its iptables command, "" when none is installed: Add
+	// then cannot let containers through this chain.
+	Binary string
+	// DropPolicy is set when the chain's policy is DROP, as far as
+	// nftables tells (iptables-nft's chain); see Policy for the other.
+	DropPolicy bool
+}
+
+// Flavours lists the iptables flavours with a filter FORWARD chain.
+func Flavours() []Flavour {
+	var out []Flavour
 	if c, err := nftables.New(); err == nil {
 		if chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4); err == nil {
 			for _, ch := range chains {
 				if ch.Table.Name == "filter" && ch.Name == "FORWARD" {
-					if bin := lookBinary("iptables-nft", "nf_tables"); bin != "" {
-						out = append(out, bin)
-					}
+					drop := ch.Policy != nil && *ch.Policy == nftables.ChainPolicyDrop
+					out = append(out, Flavour{Name: "nf_tables", Binary: lookBinary("iptables-nft", "nf_tables"), DropPolicy: drop})
 					break
 				}
 			}
 		}
 	}
 	if names, err := os.ReadFile("/proc/net/ip_tables_names"); err == nil && contains(strings.Fields(string(names)), "filter") {
-		if bin := lookBinary("iptables-legacy", "legacy"); bin != "" {
-			out = append(out, bin)
-		}
+		out = append(out, Flavour{Name: "legacy", Binary: lookBinary("iptables-legacy", "legacy")})
 	}
 	return out
 }
