@@ -9,13 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/hostnet-dev/hostnet/integration/internal/daemon"
 	"github.com/hostnet-dev/hostnet/shim/inspect"
 	"github.com/hostnet-dev/hostnet/shim/network"
 	"github.com/hostnet-dev/hostnet/shim/network/ipam"
@@ -201,14 +199,6 @@ func TestHostnetDoctorFix(t *testing.T) {
 	waitRunning(t, staleID, nil, nil)
 	liveAddr, staleAddr := b.leased(t, liveID), b.leased(t, staleID)
 	livePid, initPid := taskPid(t, liveID), taskPid(t, staleID)
-	shims, err := testDaemon.ShimPids()
-	if err != nil {
-		t.Fatal(err)
-	}
-	shimPid := shims[staleID]
-	if shimPid == 0 {
-		t.Fatalf("no shim for %s", staleID)
-	}
 	bundleOf := func(id string) string {
 		return filepath.Join(testDaemon.State, "io.containerd.runtime.v2.task", testDaemon.Namespace, id)
 	}
@@ -216,28 +206,7 @@ func TestHostnetDoctorFix(t *testing.T) {
 	staleKey := network.BridgeKey(bundleOf(staleID), testDaemon.Namespace, staleID)
 	cfg := goodCRIConfig(t)
 
-	containerd := testDaemon.Pid()
-	if err := syscall.Kill(containerd, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	stopped := true
-	cont := func() {
-		if stopped {
-			if err := syscall.Kill(containerd, syscall.SIGCONT); err != nil {
-				t.Errorf("SIGCONT containerd: %v", err)
-			}
-			stopped = false
-		}
-	}
-	defer cont()
-	for _, pid := range []int{shimPid, initPid} {
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		if !daemon.WaitGone(pid, 10*time.Second) {
-			t.Fatalf("pid %d survived SIGKILL", pid)
-		}
-	}
+	cont := orphanTask(t, staleID, initPid)
 
 	// What is on the host, independently of doctor.
 	type held struct {

@@ -296,40 +296,11 @@ func TestHostnetPsStale(t *testing.T) {
 	mustCtr(t, ctrRunArgs(append([]string{"--detach"}, modeFlags(spec.ModeHost, "")...), id, "sleep", "600")...)
 	waitRunning(t, id, nil, nil)
 	initPid := taskPid(t, id)
-	shims, err := testDaemon.ShimPids()
-	if err != nil {
-		t.Fatal(err)
-	}
-	shimPid := shims[id]
-	if shimPid == 0 {
-		t.Fatalf("no shim for %s", id)
-	}
 	if c := hostnetPs(t)[id]; c.Status != "running" || c.Pid != initPid {
 		t.Fatalf("before the kill: %+v, want running pid %d", c, initPid)
 	}
 
-	containerd := testDaemon.Pid()
-	if err := syscall.Kill(containerd, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	stopped := true
-	cont := func() {
-		if stopped {
-			if err := syscall.Kill(containerd, syscall.SIGCONT); err != nil {
-				t.Errorf("SIGCONT containerd: %v", err)
-			}
-			stopped = false
-		}
-	}
-	defer cont()
-	for _, pid := range []int{shimPid, initPid} {
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		if !daemon.WaitGone(pid, 10*time.Second) {
-			t.Fatalf("pid %d survived SIGKILL", pid)
-		}
-	}
+	cont := orphanTask(t, id, initPid)
 	c, ok := hostnetPs(t)[id]
 	if !ok || c.Status != inspect.StatusStale || c.Pid != 0 || c.Mode != "host" || len(c.Notes) == 0 {
 		t.Errorf("after SIGKILL of shim and init, containerd stopped: %+v (listed %v), want stale, no pid, a note", c, ok)
@@ -352,4 +323,43 @@ func TestHostnetPsStale(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// orphanTask leaves id's records behind as a crash would: containerd is
+// stopped (SIGSTOP, so it cannot clean up), then the task's shim and init
+// (initPid) are SIGKILLed. resume lets containerd go on, which cleans up
+// after the dead shim; it runs at the end of the test if not called.
+func orphanTask(t *testing.T, id string, initPid int) (resume func()) {
+	t.Helper()
+	shims, err := testDaemon.ShimPids()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shimPid := shims[id]
+	if shimPid == 0 {
+		t.Fatalf("no shim for %s", id)
+	}
+	containerd := testDaemon.Pid()
+	if err := syscall.Kill(containerd, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	resume = func() {
+		if stopped {
+			if err := syscall.Kill(containerd, syscall.SIGCONT); err != nil {
+				t.Errorf("SIGCONT containerd: %v", err)
+			}
+			stopped = false
+		}
+	}
+	t.Cleanup(resume)
+	for _, pid := range []int{shimPid, initPid} {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if !daemon.WaitGone(pid, 10*time.Second) {
+			t.Fatalf("pid %d survived SIGKILL", pid)
+		}
+	}
+	return resume
 }
