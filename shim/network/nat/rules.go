@@ -29,8 +29,6 @@ const (
 // the colon.
 func guardOwner(bridge string) string { return guardPrefix + bridge }
 
-func isGuardOwner(owner string) bool { return strings.HasPrefix(owner, guardPrefix) }
-
 const guardPrefix = "bridge:"
 
 // guardRules keep what route_localnet opens on the bridge closed, as
