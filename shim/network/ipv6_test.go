@@ -185,15 +185,21 @@ func TestBridgeModeIPv6Only(t *testing.T) {
 // the test's, not the host's).
 func TestBridgeModeGatewayMode6(t *testing.T) {
 	nstest.NeedRoot(t)
-	if err := os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0o644); err != nil {
+	const allForwarding = "/proc/sys/net/ipv6/conf/all/forwarding"
+	was, err := os.ReadFile(allForwarding)
+	if err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(allForwarding, []byte("1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile(allForwarding, was, 0o644) })
 	pid := os.Getpid()
 	far := fakeHost(t)
 	uplink := netip.MustParsePrefix(fmt.Sprintf("fd00:236:%x::1/64", pid&0xffff))
 	farAddr := uplink.Addr().Next()
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("hnu%d", pid)}, PeerName: "eth0"}
-	farNS, err := os.Open(far)
+	farNS, err := os.Open(far) //nolint:gosec // the test's own netns pin
 	if err != nil {
 		t.Fatal(err)
 	}
