@@ -7,6 +7,7 @@ package integration
 // dummy interface the test makes.
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -22,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	eventstypes "github.com/containerd/containerd/api/events"
+	"github.com/containerd/typeurl/v2"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -83,25 +86,26 @@ func (b *bridgeNet) assertNothingLeft6(t *testing.T) {
 	}
 }
 
-// testAddr6 puts an address of the test's own on a dummy interface of the
-// host, removed when the test ends: a host address to publish on that is
-// neither loopback nor the machine's uplink.
+// testAddr6 puts an address of the test's own on a veth pair of the host
+// that it makes (this kernel may lack the dummy driver), removed when the
+// test ends: a host address to publish on that is neither loopback nor
+// the machine's uplink.
 func testAddr6(t *testing.T, b *bridgeNet) netip.Addr {
 	t.Helper()
-	dummy := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("hnd%d", os.Getpid())}}
-	if err := netlink.LinkAdd(dummy); err != nil {
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("hnd%d", os.Getpid())}, PeerName: fmt.Sprintf("hnd%dp", os.Getpid())}
+	if err := netlink.LinkAdd(veth); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { netlink.LinkDel(dummy) })
+	t.Cleanup(func() { netlink.LinkDel(veth) })
 	// In the run's ULA prefix, outside the bridge's /64.
 	a := b.subnet6.Addr().As16()
 	a[7] = 2
 	a[15] = 1
 	addr := netip.AddrFrom16(a)
-	if err := netlink.AddrAdd(dummy, &netlink.Addr{IPNet: &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(128, 128)}, Flags: unix.IFA_F_NODAD}); err != nil {
+	if err := netlink.AddrAdd(veth, &netlink.Addr{IPNet: &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(128, 128)}, Flags: unix.IFA_F_NODAD}); err != nil {
 		t.Fatal(err)
 	}
-	if err := netlink.LinkSetUp(dummy); err != nil {
+	if err := netlink.LinkSetUp(veth); err != nil {
 		t.Fatal(err)
 	}
 	return addr
@@ -304,17 +308,34 @@ func TestBridgeTeardownAfterShimKill(t *testing.T) {
 	if shimPid == 0 || shimPid == shims[survivor] {
 		t.Fatalf("no shim of its own for %s: %v", victim, shims)
 	}
+	// containerd runs `shim delete` for a dead shim, then reports the
+	// exit: the teardown is done when the event comes.
+	exitCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	envs, errs := testClient.Subscribe(exitCtx, fmt.Sprintf(`namespace==%q,topic=="/tasks/exit"`, testDaemon.Namespace))
+	time.Sleep(100 * time.Millisecond)
 	if err := syscall.Kill(shimPid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	if !daemon.WaitGone(shimPid, 10*time.Second) {
 		t.Fatalf("shim %d survived SIGKILL", shimPid)
 	}
-	select { // ctr run --rm sees the exit and deletes: `shim delete`
-	case <-bg.done:
-	case <-time.After(60 * time.Second):
-		t.Fatal("ctr run did not return after its shim died")
+	for exited := false; !exited; {
+		select {
+		case env := <-envs:
+			e, err := typeurl.UnmarshalAny(env.Event)
+			if err != nil {
+				t.Fatal(err)
+			}
+			te, ok := e.(*eventstypes.TaskExit)
+			exited = ok && te.ContainerID == victim
+		case err := <-errs:
+			t.Fatalf("subscription: %v", err)
+		case <-time.After(60 * time.Second):
+			t.Fatalf("no /tasks/exit event for %s within 60s of its shim's death", victim)
+		}
 	}
+	<-bg.done
 	removeContainer(t, victim)
 
 	after := ruleHandles(t)

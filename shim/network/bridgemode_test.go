@@ -353,11 +353,23 @@ func checkNothingLeftFor(t *testing.T, r Request) {
 	if err := r.Bundle.ReadNetwork(&attachment{}); !os.IsNotExist(err) {
 		t.Errorf("%s: state file left", key)
 	}
-	alloc, _ := ipam.New(r.Config.Bridge.StateDir, r.Config.Bridge.Subnet, r.Config.Bridge.Gateway)
-	leases, _ := alloc.Leases()
-	for addr, k := range leases {
-		if k == key {
-			t.Errorf("%s: lease of %s left", key, addr)
+	b := r.Config.Bridge
+	for _, sub := range []struct {
+		subnet  netip.Prefix
+		gateway netip.Addr
+	}{{b.Subnet, b.Gateway}, {b.Subnet6, b.Gateway6}} {
+		if !sub.subnet.IsValid() {
+			continue
+		}
+		alloc, err := ipam.New(b.StateDir, sub.subnet, sub.gateway)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases, _ := alloc.Leases()
+		for addr, k := range leases {
+			if k == key {
+				t.Errorf("%s: lease of %s left", key, addr)
+			}
 		}
 	}
 }

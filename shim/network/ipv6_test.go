@@ -63,7 +63,7 @@ func TestBridgeModeDualStack(t *testing.T) {
 	gw4, gw6 := n.Bridge.Gateway, n.Bridge.Gateway6
 	ra := bridgeBundle(t, n, "a", fmt.Sprintf("[%s]:%d:8080,%d:8080", gw6, hostPort, hostPort+1))
 	rb := bridgeBundle(t, n, "b", "")
-	for _, r := range []Request{ra, rb} {
+	for _, r := range []Request{rb, ra} { // b makes the bridge, whose gateway a publishes on
 		if _, err := prepare(r); err != nil {
 			t.Fatalf("Prepare %s: %v", r.ID, err)
 		}
