@@ -28,9 +28,12 @@ type bridgeNet struct {
 	name    string
 	subnet  netip.Prefix
 	gateway netip.Addr
-	ipamDir string
-	config  string // path of the TOML file
-	toml    string // its [network.bridge] section
+	// subnet6 and gateway6 are set by newBridgeNet6.
+	subnet6  netip.Prefix
+	gateway6 netip.Addr
+	ipamDir  string
+	config   string // path of the TOML file
+	toml     string // its [network.bridge] section
 }
 
 func newBridgeNet(t *testing.T) *bridgeNet {
@@ -244,8 +247,15 @@ func TestNoneModeOnlyLoopback(t *testing.T) {
 // leased returns the address the IPAM state leases to the container id.
 func (b *bridgeNet) leased(t *testing.T, id string) netip.Addr {
 	t.Helper()
+	return leasedIn(t, b.leasesFile(), id)
+}
+
+// leasedIn returns the address the IPAM state file leases to the container
+// id.
+func leasedIn(t *testing.T, file, id string) netip.Addr {
+	t.Helper()
 	var st struct{ Leases map[netip.Addr]string }
-	data, err := os.ReadFile(b.leasesFile())
+	data, err := os.ReadFile(file)
 	if err == nil {
 		err = json.Unmarshal(data, &st)
 	}

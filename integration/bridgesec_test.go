@@ -319,8 +319,9 @@ func startOtherContainerd(t *testing.T) *daemon.Daemon {
 }
 
 // Issue 10, item 5: a gateway the kernel would take as the bridge's
-// address but no container could use, or an IPv6 subnet, is refused when
-// the config is read: no bridge, no address, no lease file.
+// address but no container could use, an IPv6 subnet given as the IPv4
+// one, or bad IPv6 settings (issue 15), are refused when the config is
+// read: no bridge, no address, no lease file.
 func TestBridgeBadGatewayConfig(t *testing.T) {
 	if testRuntime != daemon.HostnetRuntime {
 		t.Skip("bridge mode is hostnet's")
@@ -334,7 +335,12 @@ func TestBridgeBadGatewayConfig(t *testing.T) {
 			fmt.Sprintf("network.bridge.gateway %s is the network or broadcast address of subnet %s", netip.AddrFrom4(broadcast), subnet)},
 		{fmt.Sprintf("subnet = %q\ngateway = %q", subnet, subnet.Addr()),
 			fmt.Sprintf("network.bridge.gateway %s is the network or broadcast address of subnet %s", subnet.Addr(), subnet)},
-		{`subnet = "fd00:89:1::/64"`, "network.bridge.subnet fd00:89:1::/64 must be IPv4"},
+		{`subnet = "fd00:89:1::/64"`, "network.bridge.subnet fd00:89:1::/64 is IPv6: set it as network.bridge.subnet6"},
+		// Issue 15: bad IPv6 settings.
+		{`subnet6 = "fe80::/64"`, "network.bridge.subnet6 fe80::/64 must be a unicast IPv6 subnet, such as a unique local fd00::/8 one"},
+		{"subnet6 = \"fd00:89:1::/64\"\ngateway6 = \"fd00:89:1::\"", "network.bridge.gateway6 fd00:89:1:: is the subnet-router anycast address of subnet fd00:89:1::/64"},
+		{"subnet6 = \"fd00:89:1::/64\"\ngateway_mode6 = \"nat66\"", `network.bridge.gateway_mode6 "nat66" must be "nat" or "routed"`},
+		{`subnet = ""`, "network.bridge.subnet must be a CIDR such as 10.89.0.0/16 (or network.bridge.subnet6 an IPv6 one, for an IPv6-only bridge)"},
 	} {
 		config, ipamDir := filepath.Join(t.TempDir(), "hostnet.toml"), t.TempDir()
 		toml := fmt.Sprintf("[network.bridge]\nname = %q\nstate_dir = %q\n%s\n", name, ipamDir, tc.bridge)

@@ -38,13 +38,16 @@ func SetBridgeHostname(s *specs.Spec, id string) {
 }
 
 // HostsFile is /etc/hosts for a container with its own network namespace:
-// the usual localhost names and its hostname on its address.
-func HostsFile(hostname string, addr netip.Addr) []byte {
+// the usual localhost names and its hostname on each of its addresses
+// (IPv4, IPv6; invalid ones are skipped).
+func HostsFile(hostname string, addrs ...netip.Addr) []byte {
 	var b bytes.Buffer
 	b.WriteString("127.0.0.1\tlocalhost\n")
 	b.WriteString("::1\tlocalhost ip6-localhost ip6-loopback\n")
-	if hostname != "" {
-		fmt.Fprintf(&b, "%s\t%s\n", addr, hostname)
+	for _, addr := range addrs {
+		if hostname != "" && addr.IsValid() {
+			fmt.Fprintf(&b, "%s\t%s\n", addr, hostname)
+		}
 	}
 	return b.Bytes()
 }

@@ -44,6 +44,15 @@ func TestHostsFile(t *testing.T) {
 	if got != want {
 		t.Errorf("hosts =\n%s\nwant\n%s", got, want)
 	}
+	// Dual stack: the name on both addresses; IPv6 only: on that one.
+	got = string(HostsFile("web", netip.MustParseAddr("10.89.0.2"), netip.MustParseAddr("fd00:89::2")))
+	if want := want + "fd00:89::2\tweb\n"; got != want {
+		t.Errorf("dual-stack hosts =\n%s\nwant\n%s", got, want)
+	}
+	got = string(HostsFile("web", netip.Addr{}, netip.MustParseAddr("fd00:89::2")))
+	if want := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfd00:89::2\tweb\n"; got != want {
+		t.Errorf("IPv6-only hosts =\n%s\nwant\n%s", got, want)
+	}
 }
 
 func TestResolvConf(t *testing.T) {

@@ -44,13 +44,23 @@ type Network struct {
 	CNIBinDir   string `toml:"cni_bin_dir"`
 }
 
-// Bridge configures the built-in bridge mode.
+// Bridge configures the built-in bridge mode. Each family has its subnet
+// and gateway, as CNI host-local's ranges have one range set per family:
+// IPv4 alone (the default), IPv6 alone (Subnet empty) or both.
 type Bridge struct {
-	Name   string       `toml:"name"`
+	Name string `toml:"name"`
+	// Subnet is IPv4; the zero prefix (subnet = "") for an IPv6-only bridge.
 	Subnet netip.Prefix `toml:"subnet"`
 	// Gateway is the bridge's own address; the subnet's first by default.
 	Gateway netip.Addr `toml:"gateway"`
-	MTU     int        `toml:"mtu"`
+	// Subnet6 is IPv6, none by default; Gateway6 as Gateway.
+	Subnet6  netip.Prefix `toml:"subnet6"`
+	Gateway6 netip.Addr   `toml:"gateway6"`
+	// GatewayMode6 is what containers' IPv6 traffic beyond the host gets,
+	// as Docker's com.docker.network.bridge.gateway_mode_ipv6: "nat"
+	// (masquerade, NAT66) or "routed" (their own addresses).
+	GatewayMode6 string `toml:"gateway_mode6"`
+	MTU          int    `toml:"mtu"`
 	// StateDir holds the address allocations shared by every shim.
 	StateDir string `toml:"state_dir"`
 }
@@ -78,10 +88,11 @@ func defaults() Config {
 	return Config{Network: Network{
 		DefaultMode: spec.ModeHost,
 		Bridge: Bridge{
-			Name:     "hostnet0",
-			Subnet:   netip.MustParsePrefix("10.89.0.0/16"),
-			MTU:      1500,
-			StateDir: "/var/lib/hostnet/ipam",
+			Name:         "hostnet0",
+			Subnet:       netip.MustParsePrefix("10.89.0.0/16"),
+			GatewayMode6: GatewayModeNAT,
+			MTU:          1500,
+			StateDir:     "/var/lib/hostnet/ipam",
 		},
 		CNIBinDir: "/opt/cni/bin",
 	}}
@@ -127,19 +138,15 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("network.default_mode: %w", err)
 	}
 	b := &c.Network.Bridge
-	if !b.Subnet.IsValid() {
-		return errors.New("network.bridge.subnet must be a CIDR such as 10.89.0.0/16")
-	}
-	b.Subnet = b.Subnet.Masked()
-	if !b.Gateway.IsValid() && b.Subnet.Addr().Is4() {
-		b.Gateway = b.Subnet.Addr().Next()
-	}
-	// The error starts with "subnet" or "gateway": the setting at fault.
-	if err := ipam.CheckSubnet(b.Subnet, b.Gateway); err != nil {
-		return fmt.Errorf("network.bridge.%w", err)
+	if err := b.validateSubnets(); err != nil {
+		return err
 	}
 	if b.MTU < 68 || b.MTU > 65535 {
 		return fmt.Errorf("network.bridge.mtu %d is out of range (68-65535)", b.MTU)
+	}
+	if b.Subnet6.IsValid() && b.MTU < minMTU6 {
+		// The kernel turns IPv6 off on a link with a smaller MTU.
+		return fmt.Errorf("network.bridge.mtu %d is below IPv6's minimum of %d, which network.bridge.subnet6 needs", b.MTU, minMTU6)
 	}
 	if err := validInterfaceName(b.Name); err != nil {
 		return fmt.Errorf("network.bridge.name %q %w", b.Name, err)
@@ -151,6 +158,60 @@ func (c *Config) Validate() error {
 		if _, err := cni.Load(n.CNIConfList); err != nil {
 			return fmt.Errorf("network.cni_conflist: %w", err)
 		}
+	}
+	return nil
+}
+
+// Values of network.bridge.gateway_mode6.
+const (
+	GatewayModeNAT    = "nat"
+	GatewayModeRouted = "routed"
+)
+
+// minMTU6 is IPv6's minimum link MTU (RFC 8200).
+const minMTU6 = 1280
+
+// validateSubnets checks each family's subnet and gateway, filling in the
+// default gateway, the subnet's first address.
+func (b *Bridge) validateSubnets() error {
+	if !b.Subnet.IsValid() && !b.Subnet6.IsValid() {
+		return errors.New("network.bridge.subnet must be a CIDR such as 10.89.0.0/16 (or network.bridge.subnet6 an IPv6 one, for an IPv6-only bridge)")
+	}
+	if b.Subnet.IsValid() {
+		if b.Subnet.Addr().Is6() && !b.Subnet.Addr().Is4In6() {
+			return fmt.Errorf("network.bridge.subnet %s is IPv6: set it as network.bridge.subnet6 (with subnet = \"\" for an IPv6-only bridge)", b.Subnet.Masked())
+		}
+		b.Subnet = b.Subnet.Masked()
+		if !b.Gateway.IsValid() && b.Subnet.Addr().Is4() {
+			b.Gateway = b.Subnet.Addr().Next()
+		}
+		// The error starts with "subnet" or "gateway": the setting at fault.
+		if err := ipam.CheckSubnet(b.Subnet, b.Gateway); err != nil {
+			return fmt.Errorf("network.bridge.%w", err)
+		}
+	} else if b.Gateway.IsValid() {
+		return fmt.Errorf("network.bridge.gateway %s is set without network.bridge.subnet", b.Gateway)
+	}
+	if b.Subnet6.IsValid() {
+		if !b.Subnet6.Addr().Is6() {
+			return fmt.Errorf("network.bridge.subnet6 %s must be IPv6", b.Subnet6.Masked())
+		}
+		b.Subnet6 = b.Subnet6.Masked()
+		if !b.Gateway6.IsValid() {
+			b.Gateway6 = b.Subnet6.Addr().Next()
+		}
+		if err := ipam.CheckSubnet(b.Subnet6, b.Gateway6); err != nil {
+			// "subnet ..." or "gateway ...": the IPv6 one.
+			field, rest, _ := strings.Cut(err.Error(), " ")
+			return fmt.Errorf("network.bridge.%s6 %s", field, rest)
+		}
+	} else if b.Gateway6.IsValid() {
+		return fmt.Errorf("network.bridge.gateway6 %s is set without network.bridge.subnet6", b.Gateway6)
+	}
+	switch b.GatewayMode6 {
+	case GatewayModeNAT, GatewayModeRouted:
+	default:
+		return fmt.Errorf("network.bridge.gateway_mode6 %q must be %q or %q", b.GatewayMode6, GatewayModeNAT, GatewayModeRouted)
 	}
 	return nil
 }

@@ -49,6 +49,34 @@ binary = "/usr/sbin/runc"
 	}
 }
 
+// Dual stack and IPv6 only: each family's gateway defaults to its
+// subnet's first address; the IPv6 gateway mode to NAT.
+func TestParseIPv6(t *testing.T) {
+	c, err := Parse([]byte(`[network.bridge]
+subnet6 = "fd00:89:3::7/64"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := c.Network.Bridge
+	if b.Subnet.String() != "10.89.0.0/16" || b.Subnet6.String() != "fd00:89:3::/64" || b.Gateway6.String() != "fd00:89:3::1" || b.GatewayMode6 != GatewayModeNAT {
+		t.Errorf("dual stack bridge = %+v", b)
+	}
+	c, err = Parse([]byte(`[network.bridge]
+subnet = ""
+subnet6 = "fd00:89:3::/64"
+gateway6 = "fd00:89:3::fe"
+gateway_mode6 = "routed"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = c.Network.Bridge
+	if b.Subnet.IsValid() || b.Gateway.IsValid() || b.Gateway6.String() != "fd00:89:3::fe" || b.GatewayMode6 != GatewayModeRouted {
+		t.Errorf("IPv6-only bridge = %+v", b)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct{ doc, want string }{
 		{`[network]
@@ -67,7 +95,7 @@ mtu = 10`, "mtu 10 is out of range"},
 		// Refused since FuzzParse states what an accepted config is; they
 		// used to pass here and fail (or misbehave) at the first bridge.
 		{`[network.bridge]
-subnet = "fd00::/64"`, "must be IPv4"},
+subnet = "fd00::/64"`, `network.bridge.subnet fd00::/64 is IPv6: set it as network.bridge.subnet6 (with subnet = "" for an IPv6-only bridge)`},
 		{`[network.bridge]
 subnet = "10.1.0.0/24"
 gateway = "10.1.0.0"`, "is the network or broadcast address"},
@@ -84,10 +112,37 @@ name = "a/b"`, "must not be"},
 subnet = "10.1.0.0/30"
 gateway = "10.1.0.3"`, "network.bridge.gateway 10.1.0.3 is the network or broadcast address of subnet 10.1.0.0/30"},
 		{`[network.bridge]
-subnet = "::ffff:10.1.0.0/120"`, "must be IPv4"},
+subnet = "::ffff:10.1.0.0/120"`, "network.bridge.subnet ::ffff:10.1.0.0/120 is IPv4-mapped: use the IPv4 subnet"},
 		{`[network.bridge]
 subnet = "10.1.0.0/24"
 gateway = "fd00::1"`, "outside subnet"},
+		// IPv6 settings (issue 15).
+		{`[network.bridge]
+subnet6 = "10.1.0.0/24"`, "network.bridge.subnet6 10.1.0.0/24 must be IPv6"},
+		{`[network.bridge]
+subnet6 = "fd00:1::/64"
+gateway6 = "fd00:2::1"`, "network.bridge.gateway6 fd00:2::1 is outside subnet fd00:1::/64"},
+		{`[network.bridge]
+subnet6 = "fd00:1::/64"
+gateway6 = "fd00:1::"`, "network.bridge.gateway6 fd00:1:: is the subnet-router anycast address of subnet fd00:1::/64"},
+		{`[network.bridge]
+subnet6 = "fd00:1::/127"`, "network.bridge.subnet6 fd00:1::/127 is too small"},
+		{`[network.bridge]
+subnet6 = "fe80::/64"`, "network.bridge.subnet6 fe80::/64 must be a unicast IPv6 subnet"},
+		{`[network.bridge]
+gateway6 = "fd00:1::1"`, "network.bridge.gateway6 fd00:1::1 is set without network.bridge.subnet6"},
+		{`[network.bridge]
+subnet = ""`, "network.bridge.subnet must be a CIDR such as 10.89.0.0/16 (or network.bridge.subnet6 an IPv6 one"},
+		{`[network.bridge]
+subnet = ""
+gateway = "10.1.0.1"
+subnet6 = "fd00:1::/64"`, "network.bridge.gateway 10.1.0.1 is set without network.bridge.subnet"},
+		{`[network.bridge]
+subnet6 = "fd00:1::/64"
+gateway_mode6 = "nat66"`, `network.bridge.gateway_mode6 "nat66" must be "nat" or "routed"`},
+		{`[network.bridge]
+subnet6 = "fd00:1::/64"
+mtu = 1000`, "network.bridge.mtu 1000 is below IPv6's minimum of 1280"},
 	} {
 		_, err := Parse([]byte(tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

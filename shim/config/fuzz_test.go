@@ -19,6 +19,8 @@ func FuzzParse(f *testing.F) {
 	f.Add("")
 	f.Add("[network]\ndefault_mode = \"bridge\"\nhardened = true\n[network.bridge]\nname = \"hn1\"\nsubnet = \"10.90.3.7/24\"\nmtu = 1400\n[runtime]\nbinary = \"/usr/sbin/runc\"\n")
 	f.Add("[network.bridge]\nsubnet = \"fd00::/64\"\n")
+	f.Add("[network.bridge]\nsubnet = \"\"\nsubnet6 = \"fd00:1::/64\"\ngateway_mode6 = \"routed\"\n")
+	f.Add("[network.bridge]\nsubnet6 = \"fd00:1::/127\"\ngateway6 = \"fd00:1::\"\n")
 	f.Add("[network.bridge]\nsubnet = \"10.0.0.0/24\"\ngateway = \"10.0.0.0\"\n")
 	f.Add("[network.bridge]\nname = \"..\"\n")
 	f.Add("[network]\nbogus = 1\n")
@@ -32,10 +34,23 @@ func FuzzParse(f *testing.F) {
 		switch {
 		case !isMode(n.DefaultMode):
 			t.Fatalf("accepted default_mode %q", n.DefaultMode)
-		case !b.Subnet.IsValid() || !b.Subnet.Addr().Is4() || b.Subnet.Bits() > 30 || b.Subnet != b.Subnet.Masked():
+		case !b.Subnet.IsValid() && !b.Subnet6.IsValid():
+			t.Fatalf("accepted a bridge without a subnet")
+		case b.Subnet.IsValid() && (!b.Subnet.Addr().Is4() || b.Subnet.Bits() > 30 || b.Subnet != b.Subnet.Masked()):
 			t.Fatalf("accepted subnet %s", b.Subnet)
-		case !b.Subnet.Contains(b.Gateway) || b.Gateway == b.Subnet.Addr() || b.Gateway == lastAddr(b.Subnet):
+		case b.Subnet.IsValid() && (!b.Subnet.Contains(b.Gateway) || b.Gateway == b.Subnet.Addr() || b.Gateway == lastAddr(b.Subnet)):
 			t.Fatalf("accepted gateway %s for subnet %s", b.Gateway, b.Subnet)
+		case !b.Subnet.IsValid() && b.Gateway.IsValid():
+			t.Fatalf("accepted gateway %s without a subnet", b.Gateway)
+		case b.Subnet6.IsValid() && (!b.Subnet6.Addr().Is6() || b.Subnet6.Addr().Is4In6() || b.Subnet6.Bits() > 126 || b.Subnet6 != b.Subnet6.Masked() ||
+			!b.Subnet6.Addr().IsGlobalUnicast() && !b.Subnet6.Addr().IsPrivate()):
+			t.Fatalf("accepted subnet6 %s", b.Subnet6)
+		case b.Subnet6.IsValid() && (!b.Subnet6.Contains(b.Gateway6) || b.Gateway6 == b.Subnet6.Addr()):
+			t.Fatalf("accepted gateway6 %s for subnet6 %s", b.Gateway6, b.Subnet6)
+		case !b.Subnet6.IsValid() && b.Gateway6.IsValid():
+			t.Fatalf("accepted gateway6 %s without a subnet6", b.Gateway6)
+		case b.GatewayMode6 != GatewayModeNAT && b.GatewayMode6 != GatewayModeRouted:
+			t.Fatalf("accepted gateway_mode6 %q", b.GatewayMode6)
 		case b.MTU < 68 || b.MTU > 65535:
 			t.Fatalf("accepted mtu %d", b.MTU)
 		case validInterfaceName(b.Name) != nil:

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -199,10 +200,13 @@ func ps(o Options, asJSON bool, stdout *os.File) error {
 		if c.Pid > 0 {
 			pid = strconv.Itoa(c.Pid)
 		}
-		addr := ""
-		if c.Address.IsValid() {
-			addr = c.Address.String()
+		var addrs []string
+		for _, a := range []netip.Addr{c.Address, c.Address6} {
+			if a.IsValid() {
+				addrs = append(addrs, a.String())
+			}
 		}
+		addr := strings.Join(addrs, ",")
 		t.add(c.Namespace, c.ID, c.Mode, c.Why, pid, c.NetNS, addr, portList(c.Ports), c.Status, strings.Join(c.Notes, "; "))
 	}
 	return t.write(stdout, terminalWidth(stdout))

@@ -56,8 +56,10 @@ type Container struct {
 	// hostnet runs in, else the namespace (net:[inode]) of its init or the
 	// bundle's pin.
 	NetNS string `json:"netns"`
-	// Address is a bridge-mode container's address.
-	Address netip.Addr `json:"address,omitzero"`
+	// Address and Address6 are a bridge-mode container's IPv4 and IPv6
+	// addresses (either may be missing).
+	Address  netip.Addr `json:"address,omitzero"`
+	Address6 netip.Addr `json:"address6,omitzero"`
 	// Key is a bridge-mode container's key in the IPAM and nftables table.
 	Key string `json:"key,omitempty"`
 	// Ports are the ports a bridge-mode container publishes (as the
@@ -231,18 +233,29 @@ func shimAnswers(b bundle.Bundle) bool {
 }
 
 // readBridge fills in what bridge mode recorded, checked against the IPAM
-// lease.
+// leases.
 func readBridge(c *Container, rec network.Record) {
 	c.Key = rec.Key
-	c.Address = rec.Address
+	c.Address, c.Address6 = rec.Address, rec.Address6
 	if c.NetNS == "" {
 		c.NetNS = rec.NetNS
 	}
-	if !rec.Address.IsValid() {
+	if !rec.Address.IsValid() && !rec.Address6.IsValid() {
 		c.note("no address leased")
 		return
 	}
-	a, err := ipam.New(rec.IPAMDir, rec.Subnet, rec.Gateway)
+	for _, l := range []struct {
+		subnet        netip.Prefix
+		gateway, addr netip.Addr
+	}{{rec.Subnet, rec.Gateway, rec.Address}, {rec.Subnet6, rec.Gateway6, rec.Address6}} {
+		if l.subnet.IsValid() {
+			checkLease(c, rec, l.subnet, l.gateway, l.addr)
+		}
+	}
+}
+
+func checkLease(c *Container, rec network.Record, subnet netip.Prefix, gateway, addr netip.Addr) {
+	a, err := ipam.New(rec.IPAMDir, subnet, gateway)
 	if err != nil {
 		c.note("IPAM: %v", err)
 		return
@@ -252,11 +265,15 @@ func readBridge(c *Container, rec network.Record) {
 		c.note("IPAM: %v", err)
 		return
 	}
-	if owner := leases[rec.Address]; owner != rec.Key {
+	if !addr.IsValid() {
+		c.note("no address of %s leased", subnet)
+		return
+	}
+	if owner := leases[addr]; owner != rec.Key {
 		if owner == "" {
-			c.note("address %s is not leased in %s", rec.Address, rec.IPAMDir)
+			c.note("address %s is not leased in %s", addr, rec.IPAMDir)
 		} else {
-			c.note("address %s is leased to %s", rec.Address, owner)
+			c.note("address %s is leased to %s", addr, owner)
 		}
 	}
 }

@@ -50,7 +50,7 @@ func (d *doctor) forwarding() {
 	const check = "forward-policy"
 	cni := d.node.Network.CNIConfList != ""
 	dropping := false
-	for _, f := range fwd.Flavours() {
+	for _, f := range fwd.Flavours(false) {
 		drop := f.DropPolicy
 		if f.Binary == "" {
 			if drop || f.Name == "legacy" {

@@ -60,7 +60,7 @@ func (d *doctor) leftovers() {
 	ipamDirs := map[string]bool{d.node.Network.Bridge.StateDir: true}
 	tables := map[string]nat.Table{nat.DefaultTable: {Name: nat.DefaultTable, LockDir: nat.DefaultLockDir}}
 	bins := map[string]bool{}
-	for _, f := range fwd.Flavours() {
+	for _, f := range append(fwd.Flavours(false), fwd.Flavours(true)...) {
 		if f.Binary != "" {
 			bins[f.Binary] = true
 		}
@@ -99,8 +99,14 @@ func staleItems(b bundle.Bundle) []string {
 	}
 	var rec network.Record
 	if err := b.ReadNetwork(&rec); err == nil {
-		if rec.Key != "" && rec.IPAMDir != "" && rec.Subnet.IsValid() {
-			if a, err := ipam.New(rec.IPAMDir, rec.Subnet, rec.Gateway); err == nil {
+		for _, net := range []struct {
+			subnet  netip.Prefix
+			gateway netip.Addr
+		}{{rec.Subnet, rec.Gateway}, {rec.Subnet6, rec.Gateway6}} {
+			if rec.Key == "" || rec.IPAMDir == "" || !net.subnet.IsValid() {
+				continue
+			}
+			if a, err := ipam.New(rec.IPAMDir, net.subnet, net.gateway); err == nil {
 				if leases, err := a.Leases(); err == nil {
 					for addr, owner := range leases {
 						if owner == rec.Key {
@@ -112,7 +118,7 @@ func staleItems(b bundle.Bundle) []string {
 		}
 		if rec.NAT.Name != "" {
 			if keys, err := rec.NAT.Keys(); err == nil && keys[rec.Key] > 0 {
-				items = append(items, fmt.Sprintf("%s in table ip %s", count(keys[rec.Key], "nftables rule"), rec.NAT.Name))
+				items = append(items, fmt.Sprintf("%s in table %s", count(keys[rec.Key], "nftables rule"), rec.NAT.Name))
 			}
 		}
 		for _, bin := range rec.Forward.Binaries {
@@ -251,7 +257,7 @@ func (d *doctor) orphans(ipamDirs map[string]bool, tables map[string]nat.Table, 
 		}
 		for key, n := range keys {
 			if gone(key) {
-				list = append(list, orphan{key, fmt.Sprintf("%s in table ip %s", count(n, "nftables rule"), name), func() error { return t.Remove(key) }})
+				list = append(list, orphan{key, fmt.Sprintf("%s in table %s", count(n, "nftables rule"), name), func() error { return t.Remove(key, nil) }})
 			}
 		}
 	}

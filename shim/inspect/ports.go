@@ -152,8 +152,14 @@ func publications(ctrs []*Container) ([]*Port, error) {
 				p.Conflicts = append(p.Conflicts, "no container of this state directory has this rule (another containerd's, or a leftover)")
 			} else {
 				p.Container = c.Name()
-				if c.Address.IsValid() {
-					p.Target = netip.AddrPortFrom(c.Address, m.ContainerPort).String()
+				// The container's address of the host IP's family; IPv4's
+				// for a mapping without one, which has a rule in each.
+				target := c.Address
+				if m.HostIP.Is6() || !target.IsValid() {
+					target = c.Address6
+				}
+				if target.IsValid() {
+					p.Target = netip.AddrPortFrom(target, m.ContainerPort).String()
 				}
 				if c.Pid == 0 {
 					p.Conflicts = append(p.Conflicts, fmt.Sprintf("nobody receives it: %s is %s", c.Name(), c.Status))

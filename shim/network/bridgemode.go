@@ -10,9 +10,11 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/hostnet-dev/hostnet/shim/bundle"
+	"github.com/hostnet-dev/hostnet/shim/config"
 	"github.com/hostnet-dev/hostnet/shim/network/bridge"
 	"github.com/hostnet-dev/hostnet/shim/network/fwd"
 	"github.com/hostnet-dev/hostnet/shim/network/ipam"
@@ -33,19 +35,33 @@ var resolvConfs = []string{"/etc/resolv.conf", "/run/systemd/resolve/resolv.conf
 // bundle. It is saved in the bundle before the first change, so Teardown
 // can undo a half-done attach even from `shim delete` after the shim died,
 // and with the values used then, whatever the configuration says later.
+//
+// The IPv4 fields are zero on an IPv6-only bridge; the IPv6 ones (added
+// with issue 15) on an IPv4-only one, as in records of older shims.
 type attachment struct {
-	Key        string             `json:"key"` // see attachmentKey
-	Bridge     string             `json:"bridge"`
-	Subnet     netip.Prefix       `json:"subnet"`
-	Gateway    netip.Addr         `json:"gateway"`
-	MTU        int                `json:"mtu"`
-	IPAMDir    string             `json:"ipamDir"`
-	NAT        nat.Table          `json:"nat"`
-	HostIfName string             `json:"hostIfName"`
-	NetNS      string             `json:"netns"`
-	Address    netip.Addr         `json:"address,omitzero"` // once leased
-	Ports      []spec.PortMapping `json:"ports,omitempty"`
-	Forward    fwd.Rules          `json:"forward,omitzero"`
+	Key     string       `json:"key"` // see attachmentKey
+	Bridge  string       `json:"bridge"`
+	Subnet  netip.Prefix `json:"subnet"`
+	Gateway netip.Addr   `json:"gateway"`
+	// Subnet6 and Gateway6 are the bridge's IPv6 ones; Masquerade6 is
+	// its gateway mode (NAT66, or routed).
+	Subnet6     netip.Prefix       `json:"subnet6,omitzero"`
+	Gateway6    netip.Addr         `json:"gateway6,omitzero"`
+	Masquerade6 bool               `json:"masquerade6,omitempty"`
+	MTU         int                `json:"mtu"`
+	IPAMDir     string             `json:"ipamDir"`
+	NAT         nat.Table          `json:"nat"`
+	HostIfName  string             `json:"hostIfName"`
+	NetNS       string             `json:"netns"`
+	Address     netip.Addr         `json:"address,omitzero"`  // once leased
+	Address6    netip.Addr         `json:"address6,omitzero"` // once leased
+	Ports       []spec.PortMapping `json:"ports,omitempty"`
+	// NATRules are the nftables rules this container added (nat.Table.Add),
+	// which teardown removes; none in an older shim's record, whose
+	// rules teardown finds by their comment.
+	NATRules []nat.Rule `json:"natRules,omitempty"`
+	Forward  fwd.Rules  `json:"forward,omitzero"`
+	Forward6 fwd.Rules  `json:"forward6,omitzero"`
 
 	// made is what this Prepare created, so that its failure undoes
 	// exactly that: an existing link, lease or rule of the same name may
@@ -59,7 +75,7 @@ type Record = attachment
 
 // made records the steps of attach that changed the host.
 type made struct {
-	lease, netns, veth, rules, forward bool
+	lease, lease6, netns, veth, rules, forward bool
 }
 
 // attachmentKey names what a container owns on the host: its lease, its
@@ -87,6 +103,16 @@ func prepareBridge(ctx context.Context, r Request, s *specs.Spec, explicit bool,
 	if err := nat.CheckPorts(ports); err != nil {
 		return err
 	}
+	if r.Config.CNIConfList != "" {
+		if err := checkCNIPorts(ports); err != nil {
+			return err
+		}
+	} else {
+		b := r.Config.Bridge
+		if err := nat.CheckPortFamilies(ports, b.Subnet.IsValid(), b.Subnet6.IsValid()); err != nil {
+			return err
+		}
+	}
 	if err := spec.CheckHostIPs(s, isHostAddr); err != nil {
 		return invalid(err)
 	}
@@ -105,16 +131,19 @@ func prepareBridge(ctx context.Context, r Request, s *specs.Spec, explicit bool,
 	cfg := r.Config.Bridge
 	key := attachmentKey(r)
 	a := &attachment{
-		Key:        key,
-		Bridge:     cfg.Name,
-		Subnet:     cfg.Subnet,
-		Gateway:    cfg.Gateway,
-		MTU:        cfg.MTU,
-		IPAMDir:    cfg.StateDir,
-		NAT:        natTable,
-		HostIfName: hostIfName(key),
-		NetNS:      r.Bundle.NetNS(),
-		Ports:      ports,
+		Key:         key,
+		Bridge:      cfg.Name,
+		Subnet:      cfg.Subnet,
+		Gateway:     cfg.Gateway,
+		Subnet6:     cfg.Subnet6,
+		Gateway6:    cfg.Gateway6,
+		Masquerade6: cfg.Subnet6.IsValid() && cfg.GatewayMode6 != config.GatewayModeRouted,
+		MTU:         cfg.MTU,
+		IPAMDir:     cfg.StateDir,
+		NAT:         natTable,
+		HostIfName:  hostIfName(key),
+		NetNS:       r.Bundle.NetNS(),
+		Ports:       ports,
 	}
 	if err := a.save(r.Bundle); err != nil {
 		return err
@@ -126,20 +155,34 @@ func prepareBridge(ctx context.Context, r Request, s *specs.Spec, explicit bool,
 			}
 		}
 	}()
-	if err := a.attach(); err != nil {
+	if err := a.attach(r.Bundle); err != nil {
 		return err
 	}
-	if err := a.save(r.Bundle); err != nil { // now with the address
+	if err := a.save(r.Bundle); err != nil { // now with everything
 		return err
 	}
+	if a.Address6.IsValid() && !bridge.Forwarding6() {
+		res.Warnings = append(res.Warnings, "net.ipv6.conf.all.forwarding is off on this host: the container reaches the host and "+
+			"its neighbours over IPv6, not beyond (hostnet does not turn it on, which would stop the host accepting router advertisements)")
+	}
+	return joinBridgeNetNS(r, s, a.NetNS, []netip.Addr{a.Address, a.Address6}, res)
+}
 
-	return joinBridgeNetNS(r, s, a.NetNS, a.Address, res)
+// checkCNIPorts refuses IPv6 host IPs, which bridge mode through CNI does
+// not publish on.
+func checkCNIPorts(ports []spec.PortMapping) error {
+	for _, p := range ports {
+		if p.HostIP.IsValid() && !p.HostIP.Is4() {
+			return fmt.Errorf("cannot publish port %s: bridge mode through CNI publishes on IPv4 host addresses only: %w", p, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
 }
 
 // joinBridgeNetNS points the spec at the bridge-mode netns at nsPath, with
-// the container's id as hostname and its own hosts (naming addr, unless
-// invalid) and resolv.conf, written into the bundle.
-func joinBridgeNetNS(r Request, s *specs.Spec, nsPath string, addr netip.Addr, res *Result) error {
+// the container's id as hostname and its own hosts (naming each valid
+// address of addrs) and resolv.conf, written into the bundle.
+func joinBridgeNetNS(r Request, s *specs.Spec, nsPath string, addrs []netip.Addr, res *Result) error {
 	spec.SetBridgeHostname(s, r.ID)
 	files := []spec.HostFile{
 		{Source: r.Bundle.Hosts(), Destination: "/etc/hosts"},
@@ -152,11 +195,7 @@ func joinBridgeNetNS(r Request, s *specs.Spec, nsPath string, addr netip.Addr, r
 	if warning != "" {
 		res.Warnings = append(res.Warnings, warning)
 	}
-	hostname := s.Hostname
-	if !addr.IsValid() {
-		hostname = "" // no address to name
-	}
-	if err := r.Bundle.WriteHosts(spec.HostsFile(hostname, addr)); err != nil {
+	if err := r.Bundle.WriteHosts(spec.HostsFile(s.Hostname, addrs...)); err != nil {
 		return err
 	}
 	if err := r.Bundle.WriteResolvConf(resolv); err != nil {
@@ -168,46 +207,91 @@ func joinBridgeNetNS(r Request, s *specs.Spec, nsPath string, addr netip.Addr, r
 	return nil
 }
 
-// attach leases the address, creates the namespace, connects it to the
-// bridge and installs the NAT rules, in that order.
-func (a *attachment) attach() error {
-	alloc, err := ipam.New(a.IPAMDir, a.Subnet, a.Gateway)
-	if err != nil {
-		return err
+// attach leases the addresses, creates the namespace, connects it to the
+// bridge and installs the NAT rules, in that order. The record is saved
+// again once the rules are in, so that it lists them.
+func (a *attachment) attach(b bundle.Bundle) error {
+	var err error
+	if a.Subnet.IsValid() {
+		if a.Address, a.made.lease, err = lease(a.IPAMDir, a.Subnet, a.Gateway, a.Key); err != nil {
+			return err
+		}
 	}
-	if a.Address, a.made.lease, err = alloc.Allocate(a.Key); err != nil {
-		return err
+	if a.Subnet6.IsValid() {
+		if a.Address6, a.made.lease6, err = lease(a.IPAMDir, a.Subnet6, a.Gateway6, a.Key); err != nil {
+			return err
+		}
 	}
 	if err := netns.Create(a.NetNS); err != nil {
 		return err
 	}
 	a.made.netns = true
-	br := bridge.Bridge{Name: a.Bridge, Gateway: netip.PrefixFrom(a.Gateway, a.Subnet.Bits()), MTU: a.MTU}
+	br := bridge.Bridge{Name: a.Bridge, Gateway: prefixOf(a.Gateway, a.Subnet), Gateway6: prefixOf(a.Gateway6, a.Subnet6), MTU: a.MTU}
 	link, err := br.Ensure()
 	if err != nil {
 		return err
 	}
-	ep := bridge.Endpoint{HostIfName: a.HostIfName, NetNS: a.NetNS, Address: netip.PrefixFrom(a.Address, a.Subnet.Bits())}
+	ep := bridge.Endpoint{HostIfName: a.HostIfName, NetNS: a.NetNS, Address: prefixOf(a.Address, a.Subnet), Address6: prefixOf(a.Address6, a.Subnet6)}
 	if err := br.Attach(link, ep); err != nil {
 		return err
 	}
 	a.made.veth = true
-	if err := a.NAT.Add(nat.Endpoint{Key: a.Key, Bridge: a.Bridge, Subnet: a.Subnet, Addr: a.Address, Ports: a.Ports}); err != nil {
+	a.made.rules = true // before Add: its failure may leave rules its rollback must find
+	a.NATRules, err = a.NAT.Add(nat.Endpoint{Key: a.Key, Bridge: a.Bridge, Subnet: a.Subnet, Addr: a.Address,
+		Subnet6: a.Subnet6, Addr6: a.Address6, Masquerade6: a.Masquerade6, Ports: a.Ports})
+	if err != nil {
 		return err
 	}
-	a.made.rules = true
+	if err := a.save(b); err != nil { // the rules' handles, for teardown
+		return err
+	}
 	// Hosts whose iptables FORWARD chain drops (Docker's) must let the
 	// container's own traffic through.
-	a.Forward = fwd.Rules{Key: a.Key, Bridge: a.Bridge, Addr: a.Address}
 	a.made.forward = true
-	return a.Forward.Add()
+	if a.Address.IsValid() {
+		a.Forward = fwd.Rules{Key: a.Key, Bridge: a.Bridge, Addr: a.Address}
+		if err := a.Forward.Add(); err != nil {
+			return err
+		}
+	}
+	if a.Address6.IsValid() {
+		a.Forward6 = fwd.Rules{Key: a.Key, Bridge: a.Bridge, Addr: a.Address6}
+		return a.Forward6.Add()
+	}
+	return nil
+}
+
+// lease leases key an address of subnet.
+func lease(dir string, subnet netip.Prefix, gateway netip.Addr, key string) (netip.Addr, bool, error) {
+	alloc, err := ipam.New(dir, subnet, gateway)
+	if err != nil {
+		return netip.Addr{}, false, err
+	}
+	return alloc.Allocate(key)
+}
+
+// release frees key's address of subnet, if it has one.
+func release(dir string, subnet netip.Prefix, gateway netip.Addr, key string) error {
+	alloc, err := ipam.New(dir, subnet, gateway)
+	if err != nil {
+		return err
+	}
+	return alloc.Release(key)
+}
+
+// prefixOf is addr with subnet's length, or the zero prefix without addr.
+func prefixOf(addr netip.Addr, subnet netip.Prefix) netip.Prefix {
+	if !addr.IsValid() {
+		return netip.Prefix{}
+	}
+	return netip.PrefixFrom(addr, subnet.Bits())
 }
 
 // teardown undoes attach, each step idempotent, in reverse order. The
 // state file goes last, and only when every step worked, so that a later
 // Teardown can retry what failed.
 func (a *attachment) teardown(b bundle.Bundle) error {
-	return a.undo(b, made{lease: true, netns: true, veth: true, rules: true, forward: true})
+	return a.undo(b, made{lease: true, lease6: true, netns: true, veth: true, rules: true, forward: true})
 }
 
 // rollback undoes what a failed Prepare made, and nothing else.
@@ -221,9 +305,12 @@ func (a *attachment) undo(b bundle.Bundle, m made) error {
 		if err := a.Forward.Remove(); err != nil {
 			errs = append(errs, err)
 		}
+		if err := a.Forward6.Remove(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if m.rules {
-		if err := a.NAT.Remove(a.Key); err != nil {
+		if err := a.NAT.Remove(a.Key, a.NATRules); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -237,12 +324,13 @@ func (a *attachment) undo(b bundle.Bundle, m made) error {
 			errs = append(errs, err)
 		}
 	}
-	if m.lease {
-		alloc, err := ipam.New(a.IPAMDir, a.Subnet, a.Gateway)
-		if err == nil {
-			err = alloc.Release(a.Key)
+	if m.lease && a.Subnet.IsValid() {
+		if err := release(a.IPAMDir, a.Subnet, a.Gateway, a.Key); err != nil {
+			errs = append(errs, err)
 		}
-		if err != nil {
+	}
+	if m.lease6 && a.Subnet6.IsValid() {
+		if err := release(a.IPAMDir, a.Subnet6, a.Gateway6, a.Key); err != nil {
 			errs = append(errs, err)
 		}
 	}

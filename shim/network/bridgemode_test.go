@@ -79,7 +79,7 @@ func serve(t *testing.T, nsPath, name string, port int) {
 	t.Helper()
 	var ln net.Listener
 	err := netns.Do(nsPath, func() (err error) {
-		ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
+		ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port)) // both families
 		return err
 	})
 	if err != nil {
@@ -108,7 +108,7 @@ func answer(t *testing.T, ln net.Listener, name string) {
 func fetch(nsPath string, addr netip.AddrPort) (string, error) {
 	var c net.Conn
 	dial := func() (err error) {
-		c, err = net.DialTimeout("tcp4", addr.String(), 3*time.Second)
+		c, err = net.DialTimeout("tcp", addr.String(), 3*time.Second)
 		return err
 	}
 	var err error
@@ -244,12 +244,20 @@ func checkNothingLeft(t *testing.T, n config.Network, reqs ...Request) {
 			t.Errorf("%s: netns still mounted", key)
 		}
 	}
-	alloc, err := ipam.New(n.Bridge.StateDir, n.Bridge.Subnet, n.Bridge.Gateway)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if leases, err := alloc.Leases(); err != nil || len(leases) != 0 {
-		t.Errorf("leases left: %v, %v", leases, err)
+	for _, sub := range []struct {
+		subnet  netip.Prefix
+		gateway netip.Addr
+	}{{n.Bridge.Subnet, n.Bridge.Gateway}, {n.Bridge.Subnet6, n.Bridge.Gateway6}} {
+		if !sub.subnet.IsValid() {
+			continue
+		}
+		alloc, err := ipam.New(n.Bridge.StateDir, sub.subnet, sub.gateway)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if leases, err := alloc.Leases(); err != nil || len(leases) != 0 {
+			t.Errorf("leases of %s left: %v, %v", sub.subnet, leases, err)
+		}
 	}
 	if keys, err := natTable.Keys(); err != nil || len(keys) != 0 {
 		t.Errorf("nftables rules left: %v, %v", keys, err)
@@ -345,11 +353,23 @@ func checkNothingLeftFor(t *testing.T, r Request) {
 	if err := r.Bundle.ReadNetwork(&attachment{}); !os.IsNotExist(err) {
 		t.Errorf("%s: state file left", key)
 	}
-	alloc, _ := ipam.New(r.Config.Bridge.StateDir, r.Config.Bridge.Subnet, r.Config.Bridge.Gateway)
-	leases, _ := alloc.Leases()
-	for addr, k := range leases {
-		if k == key {
-			t.Errorf("%s: lease of %s left", key, addr)
+	b := r.Config.Bridge
+	for _, sub := range []struct {
+		subnet  netip.Prefix
+		gateway netip.Addr
+	}{{b.Subnet, b.Gateway}, {b.Subnet6, b.Gateway6}} {
+		if !sub.subnet.IsValid() {
+			continue
+		}
+		alloc, err := ipam.New(b.StateDir, sub.subnet, sub.gateway)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases, _ := alloc.Leases()
+		for addr, k := range leases {
+			if k == key {
+				t.Errorf("%s: lease of %s left", key, addr)
+			}
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -57,7 +58,7 @@ func prepareCNI(ctx context.Context, r Request, s *specs.Spec, ports []spec.Port
 	}
 	res.Why += "; CNI network " + a.Name()
 
-	return joinBridgeNetNS(r, s, nsPath, addr, res)
+	return joinBridgeNetNS(r, s, nsPath, []netip.Addr{addr}, res)
 }
 
 // loopbackUp brings up lo in the namespace at path, through a netlink

@@ -187,3 +187,131 @@ func TestAttachFailureUndoes(t *testing.T) {
 		t.Error("veth left after a failed Attach")
 	}
 }
+
+// Issue 15: a dual-stack bridge has a gateway of each family, its
+// container an address of each and a default route via each gateway;
+// IPv6 forwarding is enabled on the bridge only, never host-wide.
+func TestAttachDualStack(t *testing.T) {
+	nstest.NeedRoot(t)
+	pid := os.Getpid()
+	b := Bridge{
+		Name:     fmt.Sprintf("hnt%d6", pid),
+		Gateway:  netip.MustParsePrefix(fmt.Sprintf("10.234.%d.1/24", 100+pid%100)),
+		Gateway6: netip.MustParsePrefix(fmt.Sprintf("fd00:234:%x::1/64", pid&0xffff)),
+		MTU:      1500,
+	}
+	t.Cleanup(func() { b.Delete() })
+	allForwarding, _ := os.ReadFile("/proc/sys/net/ipv6/conf/all/forwarding")
+	br, err := b.Ensure()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs6, _ := netlink.AddrList(br, netlink.FAMILY_V6)
+	found := false
+	for _, a := range addrs6 {
+		found = found || a.IPNet.String() == b.Gateway6.String()
+	}
+	if !found {
+		t.Errorf("bridge IPv6 addresses = %v, want %s among them", addrs6, b.Gateway6)
+	}
+	if v, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + b.Name + "/force_forwarding"); err == nil && string(v) != "1\n" {
+		t.Errorf("force_forwarding on %s = %q, want 1", b.Name, v)
+	}
+	if v, _ := os.ReadFile("/proc/sys/net/ipv6/conf/all/forwarding"); string(v) != string(allForwarding) {
+		t.Errorf("net.ipv6.conf.all.forwarding changed from %q to %q", allForwarding, v)
+	}
+
+	nsPath := testNetNS(t)
+	ep := Endpoint{
+		HostIfName: fmt.Sprintf("hnv%dd", pid),
+		NetNS:      nsPath,
+		Address:    netip.PrefixFrom(b.Gateway.Addr().Next(), b.Gateway.Bits()),
+		Address6:   netip.PrefixFrom(b.Gateway6.Addr().Next(), b.Gateway6.Bits()),
+	}
+	t.Cleanup(func() { Detach(ep.HostIfName) })
+	if err := b.Attach(br, ep); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	eth0, err := h.LinkByName(ContainerIfName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		family   int
+		addr, gw netip.Prefix
+	}{{netlink.FAMILY_V4, ep.Address, b.Gateway}, {netlink.FAMILY_V6, ep.Address6, b.Gateway6}} {
+		addrs, _ := h.AddrList(eth0, tc.family)
+		ok := false
+		for _, a := range addrs {
+			if a.IPNet.String() == tc.addr.String() {
+				ok = true
+				if a.Flags&unix.IFA_F_TENTATIVE != 0 {
+					t.Errorf("%s is tentative (duplicate address detection runs)", tc.addr)
+				}
+			}
+		}
+		if !ok {
+			t.Errorf("eth0 addresses = %v, want %s", addrs, tc.addr)
+		}
+		routes, _ := h.RouteList(eth0, tc.family)
+		var gw string
+		for _, r := range routes {
+			if r.Dst == nil || r.Dst.IP.IsUnspecified() {
+				gw = r.Gw.String()
+			}
+		}
+		if gw != tc.gw.Addr().String() {
+			t.Errorf("default route via %q, want %s; routes %v", gw, tc.gw.Addr(), routes)
+		}
+		if err := nstest.Ping(nsPath, tc.gw.Addr()); err != nil {
+			t.Errorf("ping gateway %s from the container: %v", tc.gw.Addr(), err)
+		}
+	}
+}
+
+// An IPv6-only bridge has no IPv4 address, and neither has its container.
+func TestAttachIPv6Only(t *testing.T) {
+	nstest.NeedRoot(t)
+	pid := os.Getpid()
+	b := Bridge{Name: fmt.Sprintf("hnt%do", pid), Gateway6: netip.MustParsePrefix(fmt.Sprintf("fd00:235:%x::1/120", pid&0xffff)), MTU: 1500}
+	t.Cleanup(func() { b.Delete() })
+	br, err := b.Ensure()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if addrs, _ := netlink.AddrList(br, netlink.FAMILY_V4); len(addrs) != 0 {
+		t.Errorf("IPv6-only bridge has IPv4 addresses %v", addrs)
+	}
+	nsPath := testNetNS(t)
+	ep := Endpoint{HostIfName: fmt.Sprintf("hnv%do", pid), NetNS: nsPath, Address6: netip.PrefixFrom(b.Gateway6.Addr().Next(), b.Gateway6.Bits())}
+	t.Cleanup(func() { Detach(ep.HostIfName) })
+	if err := b.Attach(br, ep); err != nil {
+		t.Fatal(err)
+	}
+	if err := nstest.Ping(nsPath, b.Gateway6.Addr()); err != nil {
+		t.Errorf("ping gateway %s from the container: %v", b.Gateway6.Addr(), err)
+	}
+	err = hnetns.Do(nsPath, func() error {
+		eth0, err := netlink.LinkByName(ContainerIfName)
+		if err != nil {
+			return err
+		}
+		if addrs, _ := netlink.AddrList(eth0, netlink.FAMILY_V4); len(addrs) != 0 {
+			t.Errorf("container of an IPv6-only bridge has IPv4 addresses %v", addrs)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

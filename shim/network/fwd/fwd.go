@@ -15,7 +15,8 @@
 //
 // what it sends, and the replies and published-port connections (DNATed
 // by hostnet's table) it receives; nothing else is opened. They carry the
-// comment "hostnet <key>" and are removed with the container.
+// comment "hostnet <key>" and are removed with the container. An IPv6
+// address gets the same rules (ADDR/128) in ip6tables' FORWARD chain.
 package fwd
 
 import (
@@ -34,18 +35,20 @@ import (
 
 // Rules are one container's accept rules.
 type Rules struct {
-	Key    string     `json:"key"`
-	Bridge string     `json:"bridge"`
-	Addr   netip.Addr `json:"addr"`
+	Key    string `json:"key"`
+	Bridge string `json:"bridge"`
+	// Addr is IPv4 (iptables) or IPv6 (ip6tables).
+	Addr netip.Addr `json:"addr"`
 	// Binaries are the iptables commands the rules were inserted with
-	// (iptables-nft, iptables-legacy), for their removal.
+	// (iptables-nft, iptables-legacy, or their ip6tables twins), for
+	// their removal.
 	Binaries []string `json:"binaries,omitempty"`
 }
 
 // Add inserts the rules into each iptables filter FORWARD chain the host
 // has and records where. A host with none gets nothing.
 func (r *Rules) Add() error {
-	for _, bin := range forwardChains() {
+	for _, bin := range forwardChains(r.Addr.Is6()) {
 		for _, spec := range r.specs() {
 			if err := iptables(bin, append([]string{"-I", "FORWARD", "1"}, spec...)...); err != nil {
 				return err
@@ -80,7 +83,7 @@ func (r *Rules) Remove() error {
 }
 
 func (r *Rules) specs() [][]string {
-	addr := r.Addr.String() + "/32"
+	addr := netip.PrefixFrom(r.Addr, r.Addr.BitLen()).String()
 	comment := []string{"-m", "comment", "--comment", commentPrefix + r.Key}
 	return [][]string{
 		append([]string{"-s", addr, "-i", r.Bridge}, append(comment, "-j", "ACCEPT")...),
@@ -88,11 +91,11 @@ func (r *Rules) specs() [][]string {
 	}
 }
 
-// forwardChains are the iptables commands whose filter table has a FORWARD
-// chain here (Flavours with a binary).
-func forwardChains() []string {
+// forwardChains are the iptables (ip6tables with v6) commands whose filter
+// table has a FORWARD chain here (Flavours with a binary).
+func forwardChains(v6 bool) []string {
 	var out []string
-	for _, f := range Flavours() {
+	for _, f := range Flavours(v6) {
 		if f.Binary != "" {
 			out = append(out, f.Binary)
 		}
@@ -102,51 +105,58 @@ func forwardChains() []string {
 
 // Flavour is an iptables flavour whose filter table has a FORWARD chain
 // here: iptables-nft's is an nftables chain "ip filter FORWARD",
-// iptables-legacy's shows in /proc/net/ip_tables_names.
+// iptables-legacy's shows in /proc/net/ip_tables_names; ip6tables' are
+// "ip6 filter FORWARD" and ip6_tables_names.
 type Flavour struct {
 	Name string // "nf_tables" or "legacy", as `iptables -V` says
-	// Binary is its iptables command, "" when none is installed: Add
-	// then cannot let containers through this chain.
+	// Binary is its iptables (ip6tables) command, "" when none is
+	// installed: Add then cannot let containers through this chain.
 	Binary string
 	// DropPolicy is set when the chain's policy is DROP, as far as
 	// nftables tells (iptables-nft's chain); see Policy for the other.
 	DropPolicy bool
 }
 
-// Flavours lists the iptables flavours with a filter FORWARD chain.
-func Flavours() []Flavour {
+// Flavours lists the iptables flavours with a filter FORWARD chain, of
+// ip6tables with v6.
+func Flavours(v6 bool) []Flavour {
+	family, cmd, names := nftables.TableFamilyIPv4, "iptables", "/proc/net/ip_tables_names"
+	if v6 {
+		family, cmd, names = nftables.TableFamilyIPv6, "ip6tables", "/proc/net/ip6_tables_names"
+	}
 	var out []Flavour
 	if c, err := nftables.New(); err == nil {
-		if chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4); err == nil {
+		if chains, err := c.ListChainsOfTableFamily(family); err == nil {
 			for _, ch := range chains {
 				if ch.Table.Name == "filter" && ch.Name == "FORWARD" {
 					drop := ch.Policy != nil && *ch.Policy == nftables.ChainPolicyDrop
-					out = append(out, Flavour{Name: "nf_tables", Binary: lookBinary("iptables-nft", "nf_tables"), DropPolicy: drop})
+					out = append(out, Flavour{Name: "nf_tables", Binary: lookBinary(cmd, "nft", "nf_tables"), DropPolicy: drop})
 					break
 				}
 			}
 		}
 	}
-	if names, err := os.ReadFile("/proc/net/ip_tables_names"); err == nil && contains(strings.Fields(string(names)), "filter") {
-		out = append(out, Flavour{Name: "legacy", Binary: lookBinary("iptables-legacy", "legacy")})
+	if data, err := os.ReadFile(names); err == nil && contains(strings.Fields(string(data)), "filter") {
+		out = append(out, Flavour{Name: "legacy", Binary: lookBinary(cmd, "legacy", "legacy")})
 	}
 	return out
 }
 
-// lookBinary finds the iptables command of a flavour: its own name, else
-// plain iptables if that is the flavour (`iptables -V` says which).
-func lookBinary(name, flavour string) string {
-	if p, err := exec.LookPath(name); err == nil {
+// lookBinary finds the command (iptables or ip6tables) of a flavour: its
+// own name (iptables-nft), else the plain command if that is the flavour
+// (`iptables -V` says which).
+func lookBinary(cmd, suffix, flavour string) string {
+	if p, err := exec.LookPath(cmd + "-" + suffix); err == nil {
 		return p
 	}
-	p, err := exec.LookPath("iptables")
+	p, err := exec.LookPath(cmd)
 	if err != nil {
 		return ""
 	}
 	var out bytes.Buffer
-	cmd := exec.Command(p, "-V")
-	cmd.Stdout = &out
-	if err := reaped.Run(cmd); err != nil || !strings.Contains(out.String(), "("+flavour+")") {
+	c := exec.Command(p, "-V")
+	c.Stdout = &out
+	if err := reaped.Run(c); err != nil || !strings.Contains(out.String(), "("+flavour+")") {
 		return ""
 	}
 	return p

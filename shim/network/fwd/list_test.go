@@ -56,7 +56,7 @@ func TestSpecsParse(t *testing.T) {
 // are what List reads back, and Remove takes them out.
 func TestAddListRemove(t *testing.T) {
 	nstest.NeedRoot(t)
-	bin := lookBinary("iptables-nft", "nf_tables")
+	bin := lookBinary("iptables", "nft", "nf_tables")
 	if bin == "" {
 		t.Skip("no iptables-nft")
 	}
@@ -64,7 +64,7 @@ func TestAddListRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	var found *Flavour
-	for _, f := range Flavours() {
+	for _, f := range Flavours(false) {
 		if f.Name == "nf_tables" {
 			found = &f
 		}

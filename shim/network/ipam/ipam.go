@@ -1,4 +1,6 @@
-// Package ipam hands out IPv4 addresses from a subnet to containers.
+// Package ipam hands out IPv4 or IPv6 addresses from a subnet to
+// containers, one allocator per subnet (a dual-stack bridge has two, as
+// CNI's host-local has one range set per family).
 //
 // Every shim is its own process, so the allocations live in one JSON file
 // per subnet under a state directory, read and rewritten under an exclusive
@@ -45,13 +47,17 @@ type state struct {
 }
 
 // CheckSubnet checks that containers can have addresses of subnet behind
-// gateway: the bridge, its IPAM and NAT are IPv4 only, the subnet needs
-// room for the gateway and a container, and the gateway must be an address
-// of the subnet a host can have. The configuration is checked with it when
+// gateway: the subnet needs room for the gateway and a container, and the
+// gateway must be an address of the subnet a host can have. IPv6 subnets
+// must be unicast and routable beyond the link (no link-local, multicast,
+// loopback or IPv4-mapped ones). The configuration is checked with it when
 // it is read, and New checks what it is given. The error's first word,
 // "subnet" or "gateway", names the value at fault.
 func CheckSubnet(subnet netip.Prefix, gateway netip.Addr) error {
 	subnet = subnet.Masked()
+	if subnet.Addr().Is6() {
+		return checkSubnet6(subnet, gateway)
+	}
 	switch {
 	case !subnet.Addr().Is4():
 		return fmt.Errorf("subnet %s must be IPv4", subnet)
@@ -61,6 +67,24 @@ func CheckSubnet(subnet netip.Prefix, gateway netip.Addr) error {
 		return fmt.Errorf("gateway %s is outside subnet %s", gateway, subnet)
 	case gateway == subnet.Addr() || !subnet.Contains(gateway.Next()):
 		return fmt.Errorf("gateway %s is the network or broadcast address of subnet %s", gateway, subnet)
+	}
+	return nil
+}
+
+func checkSubnet6(subnet netip.Prefix, gateway netip.Addr) error {
+	a := subnet.Addr()
+	switch {
+	case a.Is4In6():
+		return fmt.Errorf("subnet %s is IPv4-mapped: use the IPv4 subnet", subnet)
+	case a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsLoopback() || a.IsUnspecified() || subnet.Bits() < 8:
+		return fmt.Errorf("subnet %s must be a unicast IPv6 subnet, such as a unique local fd00::/8 one", subnet)
+	case subnet.Bits() > 126:
+		return fmt.Errorf("subnet %s is too small: it needs room for a gateway and containers", subnet)
+	case !subnet.Contains(gateway):
+		return fmt.Errorf("gateway %s is outside subnet %s", gateway, subnet)
+	case gateway == subnet.Addr():
+		// RFC 4291 2.6.1: every router on the link answers it.
+		return fmt.Errorf("gateway %s is the subnet-router anycast address of subnet %s", gateway, subnet)
 	}
 	return nil
 }
@@ -76,8 +100,8 @@ func New(dir string, subnet netip.Prefix, gateway netip.Addr) (*Allocator, error
 	if err != nil {
 		return nil, fmt.Errorf("ipam: failed to read boot id: %w", err)
 	}
-	// 10.89.0.0/16 -> 10.89.0.0-16.json: one file per subnet, so two
-	// networks never share leases.
+	// 10.89.0.0/16 -> 10.89.0.0-16.json, fd00:89::/64 -> fd00:89::-64.json:
+	// one file per subnet, so two networks never share leases.
 	base := strings.ReplaceAll(subnet.String(), "/", "-")
 	return &Allocator{
 		subnet:  subnet,
@@ -161,6 +185,8 @@ func (a *Allocator) next(s *state) (netip.Addr, bool) {
 	}
 }
 
+// isBroadcast reports whether addr is the subnet's last address: IPv4's
+// broadcast, never leased in IPv6 either, as in CNI's host-local.
 func (a *Allocator) isBroadcast(addr netip.Addr) bool {
 	return !a.subnet.Contains(addr.Next())
 }

@@ -222,3 +222,55 @@ func BenchmarkAllocateRelease(b *testing.B) {
 		}
 	}
 }
+
+// IPv6 subnets lease like IPv4 ones, in a file of their own: a dual-stack
+// bridge's two allocators never share leases, and one key holds one
+// address in each.
+func TestAllocateIPv6(t *testing.T) {
+	dir := t.TempDir()
+	sub6 := netip.MustParsePrefix("fd00:89:7::/126") // ::1 the gateway, ::2 one container
+	a6, err := New(dir, sub6, netip.MustParseAddr("fd00:89:7::1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a4 := newAllocator(t, dir)
+	got6, leased, err := a6.Allocate("ns/c")
+	if err != nil || !leased || got6.String() != "fd00:89:7::2" {
+		t.Fatalf("Allocate = %v, %v, %v; want fd00:89:7::2", got6, leased, err)
+	}
+	if got4, _, err := a4.Allocate("ns/c"); err != nil || got4.String() != "10.234.7.2" {
+		t.Fatalf("IPv4 Allocate beside it = %v, %v", got4, err)
+	}
+	// ::3 is the last address, never leased: the /126 is full.
+	if _, _, err := a6.Allocate("ns/d"); !errors.Is(err, errdefs.ErrResourceExhausted) {
+		t.Errorf("Allocate in a full /126 = %v, want resource exhausted", err)
+	}
+	if err := a6.Release("ns/c"); err != nil {
+		t.Fatal(err)
+	}
+	if leases, err := a6.Leases(); err != nil || len(leases) != 0 {
+		t.Errorf("IPv6 leases after release = %v, %v", leases, err)
+	}
+	if leases, err := a4.Leases(); err != nil || len(leases) != 1 {
+		t.Errorf("IPv4 leases after the IPv6 release = %v, %v; want the one", leases, err)
+	}
+}
+
+func TestCheckSubnet6(t *testing.T) {
+	for _, tc := range []struct{ subnet, gateway, want string }{
+		{"fd00:1::/64", "fd00:1::1", ""},
+		{"2001:db8::/48", "2001:db8::ffff", ""},
+		{"fd00:1::/64", "fd00:1::", "gateway fd00:1:: is the subnet-router anycast address of subnet fd00:1::/64"},
+		{"fd00:1::/64", "fd00:2::1", "gateway fd00:2::1 is outside subnet fd00:1::/64"},
+		{"fd00:1::/127", "fd00:1::1", "subnet fd00:1::/127 is too small"},
+		{"fe80::/64", "fe80::1", "subnet fe80::/64 must be a unicast IPv6 subnet"},
+		{"ff02::/64", "ff02::1", "must be a unicast IPv6 subnet"},
+		{"::/0", "::1", "must be a unicast IPv6 subnet"},
+		{"::ffff:10.1.0.0/120", "::ffff:10.1.0.1", "is IPv4-mapped"},
+	} {
+		err := CheckSubnet(netip.MustParsePrefix(tc.subnet), netip.MustParseAddr(tc.gateway))
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("CheckSubnet(%s, %s) = %v, want %q", tc.subnet, tc.gateway, err, tc.want)
+		}
+	}
+}

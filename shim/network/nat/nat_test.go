@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -23,6 +24,7 @@ func testTable(t *testing.T) Table {
 	t.Cleanup(func() {
 		// Only if a failed test left it.
 		exec.Command("nft", "delete", "table", "ip", tbl.Name).Run()
+		exec.Command("nft", "delete", "table", "ip6", tbl.Name).Run()
 	})
 	return tbl
 }
@@ -48,7 +50,12 @@ func endpoint(t *testing.T, id, addr, published string) Endpoint {
 
 func listTable(t *testing.T, name string) (string, bool) {
 	t.Helper()
-	out, err := exec.Command("nft", "list", "table", "ip", name).CombinedOutput()
+	return listTableOf(t, "ip", name)
+}
+
+func listTableOf(t *testing.T, family, name string) (string, bool) {
+	t.Helper()
+	out, err := exec.Command("nft", "list", "table", family, name).CombinedOutput()
 	return string(out), err == nil
 }
 
@@ -57,14 +64,19 @@ func TestAddRemove(t *testing.T) {
 	tbl := testTable(t)
 	a := endpoint(t, "a", "10.234.99.2", "18080:80/tcp,127.0.0.1:15353:53/udp")
 	b := endpoint(t, "b", "10.234.99.3", "")
-	if err := tbl.Add(a); err != nil {
+	if _, err := tbl.Add(a); err != nil {
 		t.Fatal(err)
 	}
-	if err := tbl.Add(a); err != nil { // a retried create
+	rulesA, err := tbl.Add(a) // a retried create
+	if err != nil {
 		t.Fatalf("second Add: %v", err)
 	}
-	if err := tbl.Add(b); err != nil {
+	rulesB, err := tbl.Add(b)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if len(rulesA) != 6 || len(rulesB) != 1 {
+		t.Errorf("Add returned %v for test/a and %v for test/b, want 6 and 1 rules", rulesA, rulesB)
 	}
 	keys, err := tbl.Keys()
 	if err != nil {
@@ -108,22 +120,22 @@ func TestAddRemove(t *testing.T) {
 		t.Errorf("Published() = %v", published)
 	}
 
-	if err := tbl.Remove("test/a"); err != nil {
+	if err := tbl.Remove("test/a", rulesA); err != nil {
 		t.Fatal(err)
 	}
 	if keys, _ := tbl.Keys(); len(keys) != 2 || keys["test/b"] != 1 || keys["bridge:hntbr0"] != 3 {
 		t.Errorf("after removing test/a: %v", keys)
 	}
-	if err := tbl.Remove("test/a"); err != nil {
+	if err := tbl.Remove("test/a", rulesA); err != nil {
 		t.Errorf("second Remove: %v", err)
 	}
-	if err := tbl.Remove("test/b"); err != nil {
+	if err := tbl.Remove("test/b", rulesB); err != nil {
 		t.Fatal(err)
 	}
 	if text, ok := listTable(t, tbl.Name); ok {
 		t.Errorf("table left after its last rule was removed:\n%s", text)
 	}
-	if err := tbl.Remove("test/b"); err != nil {
+	if err := tbl.Remove("test/b", rulesB); err != nil {
 		t.Errorf("Remove without a table: %v", err)
 	}
 }
@@ -138,10 +150,10 @@ func chainText(table, name string) string {
 func TestPortConflicts(t *testing.T) {
 	nstest.NeedRoot(t)
 	tbl := testTable(t)
-	if err := tbl.Add(endpoint(t, "a", "10.234.99.2", "127.0.0.1:18081:80")); err != nil {
+	if _, err := tbl.Add(endpoint(t, "a", "10.234.99.2", "127.0.0.1:18081:80")); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { tbl.Remove("test/a") })
+	t.Cleanup(func() { tbl.Remove("test/a", nil) })
 	for _, tc := range []struct {
 		ports   string
 		wantErr error
@@ -154,20 +166,176 @@ func TestPortConflicts(t *testing.T) {
 		{"[::1]:18083:80", errdefs.ErrInvalidArgument},
 	} {
 		ep := endpoint(t, "b", "10.234.99.3", tc.ports)
-		err := tbl.Add(ep)
+		rules, err := tbl.Add(ep)
 		if tc.wantErr == nil && err != nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
 			t.Errorf("publish %s: %v, want %v", tc.ports, err, tc.wantErr)
 		}
 		if err == nil {
-			if err := tbl.Remove(ep.Key); err != nil {
+			if err := tbl.Remove(ep.Key, rules); err != nil {
 				t.Fatal(err)
 			}
 		} else if keys, _ := tbl.Keys(); keys["test/b"] != 0 {
 			t.Errorf("publish %s failed but left rules: %v", tc.ports, keys)
 		}
 	}
-	err := tbl.Add(endpoint(t, "b", "10.234.99.3", "18081:80"))
+	_, err := tbl.Add(endpoint(t, "b", "10.234.99.3", "18081:80"))
 	if err == nil || !strings.Contains(err.Error(), "host port 18081/tcp is already published by container test/a") {
 		t.Errorf("conflict error = %v", err)
+	}
+}
+
+// Issue 15: a dual-stack container gets rules in both tables: masquerade
+// (NAT66 unless routed), publications without a host IP in each family,
+// ones with a host IP in its family only, and never a DNAT of ::1.
+func TestAddRemoveDualStack(t *testing.T) {
+	nstest.NeedRoot(t)
+	tbl := testTable(t)
+	a := endpoint(t, "a", "10.234.99.2", "18090:80,[fd00:99::1]:18091:81/udp,127.0.0.1:18092:82,[::]:18093:83")
+	a.Subnet6, a.Addr6, a.Masquerade6 = netip.MustParsePrefix("fd00:234:99::/64"), netip.MustParseAddr("fd00:234:99::2"), true
+	b := endpoint(t, "b", "10.234.99.3", "")
+	b.Subnet6, b.Addr6 = a.Subnet6, netip.MustParseAddr("fd00:234:99::3") // routed
+	rulesA, err := tbl.Add(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rulesB, err := tbl.Add(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text6, ok := listTableOf(t, "ip6", tbl.Name)
+	if !ok {
+		t.Fatalf("table ip6 %s missing: %s", tbl.Name, text6)
+	}
+	text4, _ := listTable(t, tbl.Name)
+	t.Logf("nft list table ip6 %s:\n%s", tbl.Name, text6)
+	for _, want := range []string{
+		`ip6 saddr fd00:234:99::2 oifname != "hntbr0" masquerade comment "test/a masquerade"`,
+		`fib daddr type local ip6 daddr != ::1 tcp dport 18090 dnat to [fd00:234:99::2]:80 comment "test/a publish 18090:80/tcp"`,
+		`ip6 daddr fd00:99::1 udp dport 18091 dnat to [fd00:234:99::2]:81 comment "test/a publish [fd00:99::1]:18091:81/udp"`,
+		`fib daddr type local ip6 daddr != ::1 tcp dport 18093 dnat to [fd00:234:99::2]:83`,
+		`oifname "hntbr0" ip6 daddr fd00:234:99::2 ct status dnat ip6 saddr fd00:234:99::/64 masquerade comment "test/a masquerade-hairpin"`,
+	} {
+		if !strings.Contains(text6, want) {
+			t.Errorf("ip6 table lacks %q", want)
+		}
+	}
+	for _, absent := range []string{"18092", "fd00:234:99::3", "guard", "127.0.0.0/8"} {
+		if strings.Contains(text6, absent) {
+			t.Errorf("ip6 table has %q", absent)
+		}
+	}
+	for _, absent := range []string{"18091", "18093", "fd00"} {
+		if strings.Contains(text4, absent) {
+			t.Errorf("ip table has %q:\n%s", absent, text4)
+		}
+	}
+	if !strings.Contains(text4, `ip saddr 10.234.99.3 oifname != "hntbr0" masquerade`) {
+		t.Errorf("IPv4 of a routed IPv6 container is not masqueraded:\n%s", text4)
+	}
+	published, err := tbl.Published()
+	if err != nil || len(published) != 4 {
+		t.Errorf("Published() = %v, %v; want the 4 mappings once each", published, err)
+	}
+	fams := map[string]int{}
+	for _, r := range rulesA {
+		fams[r.Family]++
+	}
+	// ip: masquerade, 18090 x2, 18092 output, loopback, hairpin;
+	// ip6: masquerade, 18090 x2, 18091 x2, 18093 x2, hairpin.
+	if fams["ip"] != 6 || fams["ip6"] != 8 {
+		t.Errorf("rules of test/a per family = %v, want ip 6 and ip6 8", fams)
+	}
+	if err := tbl.Remove("test/a", rulesA); err != nil {
+		t.Fatal(err)
+	}
+	if keys, _ := tbl.Keys(); len(keys) != 2 || keys["test/b"] != 1 {
+		t.Errorf("after removing test/a: %v, want test/b's one rule and the guard", keys)
+	}
+	if err := tbl.Remove("test/b", rulesB); err != nil {
+		t.Fatal(err)
+	}
+	for _, fam := range []string{"ip", "ip6"} {
+		if text, ok := listTableOf(t, fam, tbl.Name); ok {
+			t.Errorf("table %s left after its last rule was removed:\n%s", fam, text)
+		}
+	}
+}
+
+// Issue 15, item 2: Remove deletes the rules the record lists, by handle,
+// and leaves another container's alone, also when the table was made anew
+// since and its handles now name that container's rules. A record without
+// rules (an older shim's) is removed by the comments.
+func TestRemoveByRecord(t *testing.T) {
+	nstest.NeedRoot(t)
+	tbl := testTable(t)
+	a := endpoint(t, "a", "10.234.99.2", "18094:80")
+	b := endpoint(t, "b", "10.234.99.3", "18095:80") // the same shape: the same handles in a new table
+	rulesA, err := tbl.Add(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.Remove(a.Key, rulesA); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := listTable(t, tbl.Name); ok {
+		t.Fatal("table left")
+	}
+	rulesB, err := tbl.Add(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reused := false
+	for _, r := range rulesB {
+		reused = reused || slices.Contains(rulesA, r)
+	}
+	if !reused {
+		t.Fatalf("the new table's handles %v share none with the old one's %v: nothing is tested", rulesB, rulesA)
+	}
+	// test/a's stale record, removed again (a retried delete).
+	if err := tbl.Remove(a.Key, rulesA); err != nil {
+		t.Fatal(err)
+	}
+	if keys, _ := tbl.Keys(); keys["test/b"] != len(rulesB) {
+		t.Errorf("removing test/a's stale record took test/b's rules: %v", keys)
+	}
+	// A record without rules: by the comments, and only test/c's.
+	c := endpoint(t, "c", "10.234.99.4", "")
+	if _, err := tbl.Add(c); err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.Remove(c.Key, nil); err != nil {
+		t.Fatal(err)
+	}
+	if keys, _ := tbl.Keys(); keys["test/c"] != 0 || keys["test/b"] != len(rulesB) {
+		t.Errorf("after removing test/c by its comments: %v", keys)
+	}
+	if err := tbl.Remove(b.Key, rulesB); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCheckPortsIPv6(t *testing.T) {
+	for _, tc := range []struct {
+		ports      string
+		has4, has6 bool
+		want       string
+	}{
+		{"[::1]:8080:80", true, true, "cannot publish port [::1]:8080:80/tcp: connections to ::1 cannot be forwarded into a container"},
+		{"127.0.0.1:8080:80", false, true, "cannot publish port 127.0.0.1:8080:80/tcp: the container has no IPv4 address"},
+		{"0.0.0.0:8080:80", false, true, "the container has no IPv4 address"},
+		{"[fd00::1]:8080:80", true, false, "cannot publish port [fd00::1]:8080:80/tcp: the container has no IPv6 address"},
+		{"8080:80", false, true, ""},
+		{"8080:80", true, false, ""},
+		{"[::]:8080:80,0.0.0.0:8080:80", true, true, ""},
+		{"[::]:8080:80,8080:81", true, true, "publish the same host port"},
+	} {
+		p := ports(t, tc.ports)
+		err := CheckPorts(p)
+		if err == nil {
+			err = CheckPortFamilies(p, tc.has4, tc.has6)
+		}
+		if (tc.want == "") != (err == nil) || err != nil && (!strings.Contains(err.Error(), tc.want) || !errors.Is(err, errdefs.ErrInvalidArgument)) {
+			t.Errorf("ports %s (IPv4 %v, IPv6 %v): %v, want %q", tc.ports, tc.has4, tc.has6, err, tc.want)
+		}
 	}
 }

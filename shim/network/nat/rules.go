@@ -29,8 +29,6 @@ const (
 // the colon.
 func guardOwner(bridge string) string { return guardPrefix + bridge }
 
-func isGuardOwner(owner string) bool { return strings.HasPrefix(owner, guardPrefix) }
-
 const guardPrefix = "bridge:"
 
 // guardRules keep what route_localnet opens on the bridge closed, as
@@ -50,6 +48,12 @@ const guardPrefix = "bridge:"
 // can forge both (127.0.0.53:53 to the host's resolver's client port).
 // A packet without conntrack ("notrack") has no status and is dropped by
 // the last rule.
+//
+// IPv6 needs no such rules: it has no route_localnet to open, and the
+// kernel drops every packet to or from ::1 that arrives on a device other
+// than lo (ip6_rcv_core, RFC 4291 2.5.3), before netfilter's prerouting
+// hook. Ports are not published on ::1 (CheckPorts), and the publish rules
+// of a mapping without a host IP leave ::1 out.
 func guardRules(bridge string, ch *nftables.Chain) []*nftables.Rule {
 	rule := func(role string, exprs ...[]expr.Any) *nftables.Rule {
 		r := &nftables.Rule{Table: ch.Table, Chain: ch, UserData: userdata.AppendString(nil, userdata.TypeComment, guardOwner(bridge)+" "+role)}
@@ -70,8 +74,8 @@ func guardRules(bridge string, ch *nftables.Chain) []*nftables.Rule {
 
 var loopback = netip.MustParsePrefix("127.0.0.0/8")
 
-// rulesFor returns the endpoint's rules. In nft syntax, for container C on
-// bridge BR with subnet S publishing HP to CP:
+// rulesFor returns the endpoint's rules in the table of family fam. In nft
+// syntax, for container C on bridge BR with subnet S publishing HP to CP:
 //
 //	postrouting: ip saddr C oifname != BR masquerade
 //	prerouting:  fib daddr type local tcp dport HP dnat to C:CP
@@ -87,8 +91,22 @@ var loopback = netip.MustParsePrefix("127.0.0.0/8")
 // on the bridge, see guardRules), and the container itself or a
 // neighbour on the bridge, whose replies would otherwise bypass the
 // host's conntrack.
-func rulesFor(ep Endpoint, chains []*nftables.Chain) []*nftables.Rule {
+//
+// IPv6 has the same rules with ip6 matches, but for three: the masquerade
+// only with Masquerade6 (else the container's traffic is routed with its
+// own address), the fib match leaves ::1 out ("ip6 daddr != ::1"; a
+// connection there is refused instead of DNATed into a black hole), and
+// there is no loopback masquerade.
+func rulesFor(fam nftables.TableFamily, ep Endpoint, chains []*nftables.Chain) []*nftables.Rule {
 	pre, out, post := chains[0], chains[1], chains[2]
+	v6 := fam == nftables.TableFamilyIPv6
+	addr, subnet := ep.Addr, ep.Subnet
+	if v6 {
+		addr, subnet = ep.Addr6, ep.Subnet6
+	}
+	if !addr.IsValid() {
+		return nil
+	}
 	rule := func(ch *nftables.Chain, role string, exprs ...[]expr.Any) *nftables.Rule {
 		r := &nftables.Rule{Table: ch.Table, Chain: ch, UserData: userdata.AppendString(nil, userdata.TypeComment, ep.Key+" "+role)}
 		for _, e := range exprs {
@@ -97,34 +115,49 @@ func rulesFor(ep Endpoint, chains []*nftables.Chain) []*nftables.Rule {
 		return r
 	}
 	masq := []expr.Any{&expr.Masq{}}
-	rules := []*nftables.Rule{
-		rule(post, roleMasquerade, ipAddr(offSaddr, ep.Addr), ifname(expr.MetaKeyOIFNAME, ep.Bridge, expr.CmpOpNeq), masq),
+	var rules []*nftables.Rule
+	if !v6 || ep.Masquerade6 {
+		rules = append(rules, rule(post, roleMasquerade, ipAddr(offSaddr, addr), ifname(expr.MetaKeyOIFNAME, ep.Bridge, expr.CmpOpNeq), masq))
 	}
-	if len(ep.Ports) == 0 {
-		return rules
-	}
+	published := 0
 	for _, p := range ep.Ports {
+		if p.HostIP.IsValid() && p.HostIP.Is6() != v6 {
+			continue // the other family's
+		}
+		published++
 		role := rolePublish + " " + p.String()
 		match := fibLocal()
+		if v6 {
+			match = append(match, ipAddrCmp(offDaddr, ip6Loopback, expr.CmpOpNeq)...)
+		}
 		if p.HostIP.IsValid() && !p.HostIP.IsUnspecified() {
 			match = ipAddr(offDaddr, p.HostIP)
 		}
+		natFamily := uint32(unix.NFPROTO_IPV4)
+		if v6 {
+			natFamily = unix.NFPROTO_IPV6
+		}
 		dnat := []expr.Any{
-			&expr.Immediate{Register: 1, Data: ep.Addr.AsSlice()},
+			&expr.Immediate{Register: 1, Data: addr.AsSlice()},
 			&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(p.ContainerPort)},
-			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2},
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: natFamily, RegAddrMin: 1, RegProtoMin: 2},
 		}
 		if !p.HostIP.IsLoopback() {
 			rules = append(rules, rule(pre, role, match, dport(p), dnat))
 		}
 		rules = append(rules, rule(out, role, match, dport(p), dnat))
 	}
-	dnated := append(ifname(expr.MetaKeyOIFNAME, ep.Bridge, expr.CmpOpEq), append(ipAddr(offDaddr, ep.Addr), ctDNAT()...)...)
-	return append(rules,
-		rule(post, roleLoopback, dnated, ipIn(offSaddr, loopback), masq),
-		rule(post, roleHairpin, dnated, ipIn(offSaddr, ep.Subnet), masq),
-	)
+	if published == 0 {
+		return rules
+	}
+	dnated := append(ifname(expr.MetaKeyOIFNAME, ep.Bridge, expr.CmpOpEq), append(ipAddr(offDaddr, addr), ctDNAT()...)...)
+	if !v6 {
+		rules = append(rules, rule(post, roleLoopback, dnated, ipIn(offSaddr, loopback), masq))
+	}
+	return append(rules, rule(post, roleHairpin, dnated, ipIn(offSaddr, subnet), masq))
 }
+
+var ip6Loopback = netip.IPv6Loopback()
 
 // parseComment splits a rule's comment into its owner and role.
 func parseComment(r *nftables.Rule) (owner, role string) {
@@ -133,28 +166,46 @@ func parseComment(r *nftables.Rule) (owner, role string) {
 	return owner, role
 }
 
-// Offsets in the IPv4 header.
+// Offsets of the source and destination addresses in the IPv4 header;
+// addrOffset gives IPv6's.
 const (
 	offSaddr = 12
 	offDaddr = 16
 )
 
+// addrOffset is where the address at IPv4 offset off is in a's family's
+// header: IPv6's source is at 8, its destination at 24.
+func addrOffset(off uint32, a netip.Addr) uint32 {
+	if !a.Is6() {
+		return off
+	}
+	if off == offSaddr {
+		return 8
+	}
+	return 24
+}
+
 func ipAddr(offset uint32, a netip.Addr) []expr.Any {
+	return ipAddrCmp(offset, a, expr.CmpOpEq)
+}
+
+func ipAddrCmp(offset uint32, a netip.Addr, op expr.CmpOp) []expr.Any {
 	return []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a.AsSlice()},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: addrOffset(offset, a), Len: uint32(a.BitLen() / 8)},
+		&expr.Cmp{Op: op, Register: 1, Data: a.AsSlice()},
 	}
 }
 
 // ipIn matches the source or destination address (offset) in p.
 func ipIn(offset uint32, p netip.Prefix) []expr.Any {
-	mask := make([]byte, 4)
+	n := uint32(p.Addr().BitLen() / 8)
+	mask := make([]byte, n)
 	for i := range p.Bits() {
 		mask[i/8] |= 0x80 >> (i % 8)
 	}
 	return []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: addrOffset(offset, p.Addr()), Len: n},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: n, Mask: mask, Xor: make([]byte, n)},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.Masked().Addr().AsSlice()},
 	}
 }
@@ -169,8 +220,8 @@ func ifname(key expr.MetaKey, name string, op expr.CmpOp) []expr.Any {
 	}
 }
 
-// fibLocal matches packets to any of the host's addresses, 127.0.0.1
-// included, as Docker's "-m addrtype --dst-type LOCAL" does.
+// fibLocal matches packets to any of the host's addresses, 127.0.0.1 (and
+// ::1) included, as Docker's "-m addrtype --dst-type LOCAL" does.
 func fibLocal() []expr.Any {
 	return []expr.Any{
 		&expr.Fib{Register: 1, ResultADDRTYPE: true, FlagDADDR: true},

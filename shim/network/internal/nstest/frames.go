@@ -95,7 +95,8 @@ const (
 	TCPAck = 0x10
 )
 
-// UDPFrame is an Ethernet frame carrying one UDP datagram from src to dst.
+// UDPFrame is an Ethernet frame carrying one UDP datagram from src to dst,
+// in IPv4 or IPv6 (the addresses' family).
 func UDPFrame(dstMAC, srcMAC net.HardwareAddr, src, dst netip.AddrPort, payload []byte) []byte {
 	udp := make([]byte, 8+len(payload))
 	binary.BigEndian.PutUint16(udp[0:], src.Port())
@@ -106,7 +107,8 @@ func UDPFrame(dstMAC, srcMAC net.HardwareAddr, src, dst netip.AddrPort, payload 
 	return frame(dstMAC, srcMAC, src.Addr(), dst.Addr(), ProtoUDP, udp)
 }
 
-// TCPSynFrame is an Ethernet frame carrying a TCP SYN from src to dst.
+// TCPSynFrame is an Ethernet frame carrying a TCP SYN from src to dst, in
+// IPv4 or IPv6.
 func TCPSynFrame(dstMAC, srcMAC net.HardwareAddr, src, dst netip.AddrPort, seq uint32) []byte {
 	tcp := make([]byte, 20)
 	binary.BigEndian.PutUint16(tcp[0:], src.Port())
@@ -127,6 +129,16 @@ type IPv4Packet struct {
 	Payload  []byte
 }
 
+// ParseIP parses an Ethernet frame carrying a TCP or UDP packet over IPv4
+// (ParseIPv4) or IPv6 (without extension headers).
+func ParseIP(frame []byte) (IPv4Packet, bool) {
+	if len(frame) < 14+40+8 || binary.BigEndian.Uint16(frame[12:]) != unix.ETH_P_IPV6 {
+		return ParseIPv4(frame)
+	}
+	ip := frame[14:]
+	return parseL4(ip[6], netip.AddrFrom16([16]byte(ip[8:24])), netip.AddrFrom16([16]byte(ip[24:40])), ip[40:])
+}
+
 // ParseIPv4 parses an Ethernet frame carrying a TCP or UDP packet.
 func ParseIPv4(frame []byte) (IPv4Packet, bool) {
 	if len(frame) < 14+20 || binary.BigEndian.Uint16(frame[12:]) != unix.ETH_P_IP {
@@ -137,9 +149,14 @@ func ParseIPv4(frame []byte) (IPv4Packet, bool) {
 	if ip[0]>>4 != 4 || len(ip) < ihl+8 {
 		return IPv4Packet{}, false
 	}
-	p := IPv4Packet{Proto: ip[9]}
-	l4 := ip[ihl:]
-	src, dst := netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20]))
+	return parseL4(ip[9], netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20])), ip[ihl:])
+}
+
+func parseL4(proto byte, src, dst netip.Addr, l4 []byte) (IPv4Packet, bool) {
+	if len(l4) < 8 {
+		return IPv4Packet{}, false
+	}
+	p := IPv4Packet{Proto: proto}
 	p.Src = netip.AddrPortFrom(src, binary.BigEndian.Uint16(l4[0:]))
 	p.Dst = netip.AddrPortFrom(dst, binary.BigEndian.Uint16(l4[2:]))
 	switch p.Proto {
@@ -158,6 +175,9 @@ func ParseIPv4(frame []byte) (IPv4Packet, bool) {
 }
 
 func frame(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, proto byte, l4 []byte) []byte {
+	if src.Is6() {
+		return frame6(dstMAC, srcMAC, src, dst, proto, l4)
+	}
 	f := make([]byte, 14+20+len(l4))
 	copy(f[0:6], dstMAC)
 	copy(f[6:12], srcMAC)
@@ -177,13 +197,31 @@ func frame(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, proto byte, l4 
 	return f
 }
 
-// transportChecksum is the TCP or UDP checksum over the IPv4
+func frame6(dstMAC, srcMAC net.HardwareAddr, src, dst netip.Addr, proto byte, l4 []byte) []byte {
+	f := make([]byte, 14+40+len(l4))
+	copy(f[0:6], dstMAC)
+	copy(f[6:12], srcMAC)
+	binary.BigEndian.PutUint16(f[12:], unix.ETH_P_IPV6)
+	ip := f[14:54]
+	ip[0] = 0x60 // version 6
+	binary.BigEndian.PutUint16(ip[4:], uint16(len(l4)))
+	ip[6] = proto
+	ip[7] = 64 // hop limit
+	s16, d16 := src.As16(), dst.As16()
+	copy(ip[8:24], s16[:])
+	copy(ip[24:40], d16[:])
+	copy(f[54:], l4)
+	return f
+}
+
+// transportChecksum is the TCP or UDP checksum over the IPv4 or IPv6
 // pseudo-header and the segment.
 func transportChecksum(src, dst netip.Addr, proto byte, seg []byte) uint16 {
-	s4, d4 := src.As4(), dst.As4()
 	var sum uint32
-	for _, w := range [][]byte{s4[:], d4[:]} {
-		sum += uint32(binary.BigEndian.Uint16(w[0:])) + uint32(binary.BigEndian.Uint16(w[2:]))
+	for _, w := range [][]byte{src.AsSlice(), dst.AsSlice()} {
+		for i := 0; i < len(w); i += 2 {
+			sum += uint32(binary.BigEndian.Uint16(w[i:]))
+		}
 	}
 	sum += uint32(proto) + uint32(len(seg))
 	c := checksum(seg, sum)

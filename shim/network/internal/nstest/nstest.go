@@ -10,21 +10,28 @@ import (
 
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 
 	"github.com/hostnet-dev/hostnet/shim/network/netns"
 )
 
-// Ping sends one ICMP echo to dst from the namespace at path and waits for
-// the reply.
+// Ping sends one ICMP (or ICMPv6) echo to dst from the namespace at path
+// and waits for the reply.
 func Ping(path string, dst netip.Addr) error {
+	network, any, proto := "ip4:icmp", "0.0.0.0", 1
+	var echo, reply icmp.Type = ipv4.ICMPTypeEcho, ipv4.ICMPTypeEchoReply
+	if dst.Is6() {
+		network, any, proto = "ip6:ipv6-icmp", "::", 58
+		echo, reply = ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply
+	}
 	return netns.Do(path, func() error {
-		c, err := icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+		c, err := icmp.ListenPacket(network, any)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: os.Getpid() & 0xffff, Seq: 1, Data: []byte("hostnet")}}
-		b, err := msg.Marshal(nil)
+		msg := icmp.Message{Type: echo, Body: &icmp.Echo{ID: os.Getpid() & 0xffff, Seq: 1, Data: []byte("hostnet")}}
+		b, err := msg.Marshal(nil) // the kernel computes ICMPv6's checksum
 		if err != nil {
 			return err
 		}
@@ -38,8 +45,8 @@ func Ping(path string, dst netip.Addr) error {
 			if err != nil {
 				return fmt.Errorf("no echo reply from %s: %w", dst, err)
 			}
-			reply, err := icmp.ParseMessage(1, buf[:n])
-			if err == nil && reply.Type == ipv4.ICMPTypeEchoReply && peer.String() == dst.String() {
+			m, err := icmp.ParseMessage(proto, buf[:n])
+			if err == nil && m.Type == reply && peer.String() == dst.String() {
 				return nil
 			}
 		}
