@@ -322,9 +322,8 @@ func finishProcess(sys Syscalls, b *Bootstrap, ch *channel) (*program, error) {
 		}
 		filter = f
 	}
-	if proc.Cwd == "" || !strings.HasPrefix(proc.Cwd, "/") {
-		return nil, fmt.Errorf("process.cwd %q must be an absolute path", proc.Cwd)
-	}
+	// The cwd is absolute (container.ValidateProcess); whether it can be
+	// entered is only known here, in the container's root.
 	if err := sys.Chdir(proc.Cwd); err != nil {
 		return nil, fmt.Errorf("chdir to cwd (%q) set in config.json failed: %w", proc.Cwd, err)
 	}
@@ -404,11 +403,9 @@ func applySysctls(sys Syscalls, sysctls map[string]string) error {
 }
 
 // lookPath resolves the program in the container's root with its own PATH,
-// so a missing binary fails create with the name the user typed.
+// so a missing binary fails create with the name the user typed. args is
+// not empty (container.ValidateProcess).
 func lookPath(sys Syscalls, args, env []string) (string, error) {
-	if len(args) == 0 {
-		return "", errors.New("process.args must not be empty")
-	}
 	name := args[0]
 	if strings.Contains(name, "/") {
 		if err := executable(sys, name); err != nil {

@@ -37,10 +37,8 @@ func createDevices(r *resolver, c *Config) error {
 	return nil
 }
 
+// createDevice makes the node d.Path, an absolute path (container.Validate).
 func createDevice(r *resolver, d specs.LinuxDevice, userNS bool) error {
-	if !filepath.IsAbs(d.Path) {
-		return fmt.Errorf("device path is not absolute")
-	}
 	if userNS {
 		// mknod is not allowed in a user namespace: bind the host's node.
 		return bindPath(r, d.Path, d.Path, MountOptions{})

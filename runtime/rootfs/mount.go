@@ -111,13 +111,11 @@ type mountEntry struct {
 	src *os.File
 }
 
+// mountOne makes the spec mount m. The spec's own values were checked by
+// container.Validate (absolute destinations, idmapped binds only); where a
+// destination resolves in the root is checked here, on the handle mounted
+// on.
 func mountOne(r *resolver, c *Config, m mountEntry) error {
-	if !filepath.IsAbs(m.Destination) {
-		return fmt.Errorf("mount destination %q is not absolute", m.Destination)
-	}
-	if m.idmapped && !m.bind {
-		return errors.New("id-mapped mounts are only supported for bind-mounts")
-	}
 	dir := true
 	if m.bind {
 		var err error
