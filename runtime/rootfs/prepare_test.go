@@ -431,3 +431,15 @@ func TestPrepareBindSourcesFromTheRuntime(t *testing.T) {
 		"move_mount tree:host:" + reachable + " on /c",
 	}, userNSDeviceCalls...))
 }
+
+// Recursive options need mount_setattr(2): without it the mount fails
+// rather than going on without them.
+func TestPrepareRecursiveOptionsNeedMountSetattr(t *testing.T) {
+	root, rec := newRoot(t)
+	rec.Fail = map[string]error{"mount_setattr": unix.ENOSYS}
+	s := linuxSpec(specs.Mount{Destination: "/data", Type: "tmpfs", Source: "tmpfs", Options: []string{"rro", "rnosuid"}})
+	err := Prepare(&Config{Rootfs: root, Spec: s, Sys: rec})
+	if err == nil || !strings.Contains(err.Error(), "mount options rro,rnosuid need mount_setattr(2)") {
+		t.Fatalf("err = %v", err)
+	}
+}
