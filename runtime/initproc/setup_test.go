@@ -91,11 +91,25 @@ func newContainer(t *testing.T) (*Bootstrap, *systest.Recorder) {
 	return b, rec
 }
 
-func checkCalls(t *testing.T, got, want []string) {
-	t.Helper()
-	if d := systest.Diff(got, want); d != "" {
-		t.Error(d)
-	}
+// processCalls are the calls that set up the process of newContainer,
+// the container's or an exec's, in order.
+var processCalls = []string{
+	"cloexec 3..",
+	"prlimit 7 1024 4096",
+	"chdir /work",
+	"bounding CAP_CHOWN,CAP_NET_BIND_SERVICE",
+	"keepcaps on",
+	"setgroups [10]",
+	"setresgid 1001",
+	"setresuid 1000",
+	"keepcaps off",
+	"capset effective=CAP_CHOWN,CAP_NET_BIND_SERVICE permitted=CAP_CHOWN,CAP_NET_BIND_SERVICE inheritable=none",
+	"ambient reset",
+	"ambient raise CAP_NET_BIND_SERVICE",
+	"no_new_privs",
+	"umask 0022",
+	"getwd",
+	"seccomp load",
 }
 
 // index returns where the first call starting with prefix is, failing the
@@ -163,24 +177,8 @@ func TestSetupOrder(t *testing.T) {
 		"open_tree host:/dev/null",
 		"move_mount tree:host:/dev/null on /proc/kcore",
 		"sethostname box",
-		"cloexec 3..",
-		"prlimit 7 1024 4096",
-		"chdir /work",
-		"bounding CAP_CHOWN,CAP_NET_BIND_SERVICE",
-		"keepcaps on",
-		"setgroups [10]",
-		"setresgid 1001",
-		"setresuid 1000",
-		"keepcaps off",
-		"capset effective=CAP_CHOWN,CAP_NET_BIND_SERVICE permitted=CAP_CHOWN,CAP_NET_BIND_SERVICE inheritable=none",
-		"ambient reset",
-		"ambient raise CAP_NET_BIND_SERVICE",
-		"no_new_privs",
-		"umask 0022",
-		"getwd",
-		"seccomp load",
 	}
-	checkCalls(t, rec.Calls(), want)
+	systest.CheckCalls(t, rec.Calls(), append(want, processCalls...))
 }
 
 // With no_new_privs, the profile is loaded last, after the capabilities
@@ -241,7 +239,7 @@ func TestSetUserOrder(t *testing.T) {
 			if err := setUser(rec, &tc.proc); err != nil {
 				t.Fatal(err)
 			}
-			checkCalls(t, rec.Calls(), tc.want)
+			systest.CheckCalls(t, rec.Calls(), tc.want)
 		})
 	}
 }
@@ -285,14 +283,14 @@ func TestSetupHostnameNeedsUTSNamespace(t *testing.T) {
 	if _, err := setup(rec, b, nil); err != nil {
 		t.Fatal(err)
 	}
-	checkCalls(t, rec.Matching("sethostname", "setdomainname"), []string{"sethostname box", "setdomainname example.org"})
+	systest.CheckCalls(t, rec.Matching("sethostname", "setdomainname"), []string{"sethostname box", "setdomainname example.org"})
 	// Without a hostname nothing is set, UTS namespace or not.
 	b, rec = newContainer(t)
 	b.Spec.Hostname = ""
 	if _, err := setup(rec, b, nil); err != nil {
 		t.Fatal(err)
 	}
-	checkCalls(t, rec.Matching("sethostname", "setdomainname"), nil)
+	systest.CheckCalls(t, rec.Matching("sethostname", "setdomainname"), nil)
 }
 
 // pivot_root with a mount namespace of the container's, MS_MOVE and chroot
@@ -330,7 +328,7 @@ func TestSetupRootSwitch(t *testing.T) {
 				t.Fatal(err)
 			}
 			calls := rec.Matching("mount", "umount2", "pivot_root", "chroot", "chdir /", "fchdir")
-			checkCalls(t, calls, tc.want)
+			systest.CheckCalls(t, calls, tc.want)
 		})
 	}
 }
@@ -368,7 +366,7 @@ func TestSetupNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := rec.Calls()
-	checkCalls(t, calls[:4], []string{
+	systest.CheckCalls(t, calls[:4], []string{
 		"umask 0000",
 		"unshare CLONE_NEWTIME",
 		`write /proc/self/timens_offsets "monotonic 7 0\n"`,
@@ -465,26 +463,7 @@ func TestSetupExec(t *testing.T) {
 	if _, err := setup(rec, b, nil); err != nil {
 		t.Fatal(err)
 	}
-	checkCalls(t, rec.Calls(), []string{
-		"chroot .",
-		"umask 0000",
-		"cloexec 3..",
-		"prlimit 7 1024 4096",
-		"chdir /work",
-		"bounding CAP_CHOWN,CAP_NET_BIND_SERVICE",
-		"keepcaps on",
-		"setgroups [10]",
-		"setresgid 1001",
-		"setresuid 1000",
-		"keepcaps off",
-		"capset effective=CAP_CHOWN,CAP_NET_BIND_SERVICE permitted=CAP_CHOWN,CAP_NET_BIND_SERVICE inheritable=none",
-		"ambient reset",
-		"ambient raise CAP_NET_BIND_SERVICE",
-		"no_new_privs",
-		"umask 0022",
-		"getwd",
-		"seccomp load",
-	})
+	systest.CheckCalls(t, rec.Calls(), append([]string{"chroot .", "umask 0000"}, processCalls...))
 }
 
 // Preserved descriptors (--preserve-fds) stay open: close-on-exec starts
@@ -495,7 +474,7 @@ func TestSetupPreservedFds(t *testing.T) {
 	if _, err := setup(rec, b, nil); err != nil {
 		t.Fatal(err)
 	}
-	checkCalls(t, rec.Matching("cloexec"), []string{"cloexec 5.."})
+	systest.CheckCalls(t, rec.Matching("cloexec"), []string{"cloexec 5.."})
 }
 
 // The prestart and createRuntime hooks, which the parent runs, come once

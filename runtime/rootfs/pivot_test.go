@@ -20,7 +20,7 @@ func TestPivotRoot(t *testing.T) {
 	if err := PivotRoot(rec, root); err != nil {
 		t.Fatal(err)
 	}
-	checkCalls(t, rec.Calls(), []string{
+	systest.CheckCalls(t, rec.Calls(), []string{
 		"fchdir /",
 		"pivot_root . .",
 		"fchdir host:/",
@@ -36,7 +36,7 @@ func TestMoveRoot(t *testing.T) {
 	if err := MoveRoot(rec, root); err != nil {
 		t.Fatal(err)
 	}
-	checkCalls(t, rec.Calls(), []string{
+	systest.CheckCalls(t, rec.Calls(), []string{
 		"chdir /",
 		"mount / on host:/ (MS_MOVE)",
 		"chroot .",
@@ -50,7 +50,7 @@ func TestChroot(t *testing.T) {
 	if err := Chroot(rec, root); err != nil {
 		t.Fatal(err)
 	}
-	checkCalls(t, rec.Calls(), []string{"chdir /", "chroot .", "chdir /"})
+	systest.CheckCalls(t, rec.Calls(), []string{"chdir /", "chroot .", "chdir /"})
 }
 
 // finalizeRoot makes a pivoted root with the files masked and read-only
@@ -83,7 +83,7 @@ func TestFinalize(t *testing.T) {
 	if err := Finalize(rec, s); err != nil {
 		t.Fatal(err)
 	}
-	checkCalls(t, rec.Calls(), []string{
+	systest.CheckCalls(t, rec.Calls(), []string{
 		"chroot .",
 		"open_tree /proc/sys recursive",
 		"mount_setattr tree:/proc/sys set=RDONLY",
@@ -127,7 +127,7 @@ func TestFinalizeWithoutMountAPI(t *testing.T) {
 			calls[i] = "mount none on " + strings.SplitN(rest, " ", 2)[0] + " (read-only bind remount)"
 		}
 	}
-	checkCalls(t, calls, []string{
+	systest.CheckCalls(t, calls, []string{
 		"chroot .",
 		"open_tree /proc/sys recursive = ENOSYS",
 		"mount /proc/sys on /proc/sys (MS_BIND|MS_REC)",
@@ -151,7 +151,7 @@ func TestFinalizeRefusesFakeDevNull(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not the null device") {
 		t.Fatalf("error %v, want one saying /dev/null is not the null device", err)
 	}
-	checkCalls(t, rec.Calls(), nil)
+	systest.CheckCalls(t, rec.Calls(), nil)
 }
 
 // A masked or read-only path resolves in the root: an image's symlink to
@@ -166,7 +166,7 @@ func TestFinalizeStaysInRoot(t *testing.T) {
 	if err := Finalize(rec, s); err != nil {
 		t.Fatal(err)
 	}
-	checkCalls(t, rec.Calls(), []string{
+	systest.CheckCalls(t, rec.Calls(), []string{
 		"chroot .",
 		"open_tree " + outside + " recursive",
 		"mount_setattr tree:" + outside + " set=RDONLY",

@@ -34,13 +34,6 @@ func newRoot(t *testing.T) (string, *systest.Recorder) {
 	return rec.Root, rec
 }
 
-func checkCalls(t *testing.T, got, want []string) {
-	t.Helper()
-	if d := systest.Diff(got, want); d != "" {
-		t.Error(d)
-	}
-}
-
 // mkfile creates the files (a trailing / makes a directory) under root.
 func mkfile(t *testing.T, root string, paths ...string) {
 	t.Helper()
@@ -118,7 +111,7 @@ func TestPrepareMountsInSpecOrderAfterRootfsBind(t *testing.T) {
 		"mount tmpfs on /run type tmpfs (0)",
 		"mount_setattr /run set=NOEXEC recursive",
 	}
-	checkCalls(t, rec.Calls(), append(want, defaultDeviceCalls...))
+	systest.CheckCalls(t, rec.Calls(), append(want, defaultDeviceCalls...))
 	// The mount points were made, and /dev/ptmx points into the devpts.
 	if link, err := os.Readlink(filepath.Join(root, "dev/ptmx")); err != nil || link != "pts/ptmx" {
 		t.Errorf("/dev/ptmx links to %q (%v), want pts/ptmx", link, err)
@@ -144,7 +137,7 @@ func TestPrepareTmpfsKeepsModeOfExistingDirectory(t *testing.T) {
 	if err := Prepare(&Config{Rootfs: root, Spec: s, Sys: rec}); err != nil {
 		t.Fatal(err)
 	}
-	checkCalls(t, rec.Matching("mount tmpfs"), []string{
+	systest.CheckCalls(t, rec.Matching("mount tmpfs"), []string{
 		"mount tmpfs on /tmp type tmpfs (0) mode=1777,size=1m",
 		"mount tmpfs on /new type tmpfs (0) size=1m",
 	})
@@ -159,7 +152,7 @@ func TestPrepareDevicesBindMountedInUserNamespace(t *testing.T) {
 	if err := Prepare(&Config{Rootfs: root, Spec: s, Sys: rec, UserNS: true}); err != nil {
 		t.Fatal(err)
 	}
-	checkCalls(t, rec.Calls(), append([]string{
+	systest.CheckCalls(t, rec.Calls(), append([]string{
 		"mount none on host:/ (MS_REC|MS_SLAVE)",
 		"mount / on / (MS_BIND|MS_REC)",
 		"mount tmpfs on /dev type tmpfs (MS_NOSUID|MS_STRICTATIME) mode=755,size=65536k",
@@ -183,7 +176,7 @@ func TestPrepareCreatesSpecDevices(t *testing.T) {
 	if err := Prepare(&Config{Rootfs: root, Spec: s, Sys: rec}); err != nil {
 		t.Fatal(err)
 	}
-	checkCalls(t, rec.Matching("mknod", "chown"), append(append([]string{}, defaultDeviceCalls...),
+	systest.CheckCalls(t, rec.Matching("mknod", "chown"), append(append([]string{}, defaultDeviceCalls...),
 		"mknod /dev/fuse c 10:229 0600", "chown /dev/fuse 5:6",
 		"mknod /dev/loop0 b 7:0 0666", "chown /dev/loop0 0:0",
 	))
@@ -197,7 +190,7 @@ func TestPrepareBoundDevGetsNoDevices(t *testing.T) {
 	if err := Prepare(&Config{Rootfs: root, Spec: s, Sys: rec}); err != nil {
 		t.Fatal(err)
 	}
-	checkCalls(t, rec.Calls(), []string{
+	systest.CheckCalls(t, rec.Calls(), []string{
 		"mount none on host:/ (MS_REC|MS_SLAVE)",
 		"mount / on / (MS_BIND|MS_REC)",
 		"mount host:" + src + " on /dev (MS_BIND|MS_REC)",
@@ -213,7 +206,7 @@ func TestPrepareHostMountNamespaceKeepsPropagation(t *testing.T) {
 	if err := Prepare(&Config{Rootfs: root, Spec: s, Sys: rec, HostMountNS: true}); err != nil {
 		t.Fatal(err)
 	}
-	checkCalls(t, rec.Matching("mount"), []string{
+	systest.CheckCalls(t, rec.Matching("mount"), []string{
 		"mount / on / (MS_BIND|MS_REC)",
 		"mount proc on /proc type proc (MS_NOSUID|MS_NODEV|MS_NOEXEC)",
 	})
@@ -246,7 +239,7 @@ func TestPrepareSysfsFallsBackToBindInUserNamespace(t *testing.T) {
 	if err := Prepare(&Config{Rootfs: root, Spec: s, Sys: rec, UserNS: true}); err != nil {
 		t.Fatal(err)
 	}
-	checkCalls(t, rec.Matching("mount"), append([]string{
+	systest.CheckCalls(t, rec.Matching("mount"), append([]string{
 		"mount none on host:/ (MS_REC|MS_SLAVE)",
 		"mount / on / (MS_BIND|MS_REC)",
 		"mount sysfs on /sys type sysfs (MS_RDONLY|MS_NOSUID|MS_NODEV|MS_NOEXEC) = EPERM",
@@ -272,7 +265,7 @@ func TestPrepareCgroupV1(t *testing.T) {
 		t.Fatal(err)
 	}
 	flags := "MS_NOSUID|MS_NODEV|MS_NOEXEC"
-	checkCalls(t, rec.Matching("mount"), []string{
+	systest.CheckCalls(t, rec.Matching("mount"), []string{
 		"mount none on host:/ (MS_REC|MS_SLAVE)",
 		"mount / on / (MS_BIND|MS_REC)",
 		"mount tmpfs on /sys/fs/cgroup type tmpfs (" + flags + "|MS_RELATIME) mode=755",
@@ -322,7 +315,7 @@ func TestPrepareCgroupV2(t *testing.T) {
 			for _, w := range tc.want {
 				want = append(want, strings.ReplaceAll(w, "%s", host))
 			}
-			checkCalls(t, rec.Matching("mount"), want)
+			systest.CheckCalls(t, rec.Matching("mount"), want)
 		})
 	}
 }
@@ -365,7 +358,7 @@ func TestPrepareRefusesRedirectedTargets(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Fatalf("error %v, want one saying %q", err, tc.err)
 			}
-			checkCalls(t, rec.Calls(), []string{"mount none on host:/ (MS_REC|MS_SLAVE)", "mount / on / (MS_BIND|MS_REC)"})
+			systest.CheckCalls(t, rec.Calls(), []string{"mount none on host:/ (MS_REC|MS_SLAVE)", "mount / on / (MS_BIND|MS_REC)"})
 		})
 	}
 }
@@ -386,7 +379,7 @@ func TestPrepareAllowedTargets(t *testing.T) {
 	if err := Prepare(&Config{Rootfs: root, Spec: s, Sys: rec}); err != nil {
 		t.Fatal(err)
 	}
-	checkCalls(t, rec.Matching("mount"), []string{
+	systest.CheckCalls(t, rec.Matching("mount"), []string{
 		"mount none on host:/ (MS_REC|MS_SLAVE)",
 		"mount / on / (MS_BIND|MS_REC)",
 		"mount proc on /proc type proc (MS_NOSUID|MS_NODEV|MS_NOEXEC)",
@@ -423,7 +416,7 @@ func TestPrepareBindSourcesFromTheRuntime(t *testing.T) {
 	if len(asked) != 2 || asked[0] != 1 || asked[1] != 2 {
 		t.Errorf("mount sources asked for: %v, want [1 2]", asked)
 	}
-	checkCalls(t, rec.Matching("mount", "move_mount"), append([]string{
+	systest.CheckCalls(t, rec.Matching("mount", "move_mount"), append([]string{
 		"mount none on host:/ (MS_REC|MS_SLAVE)",
 		"mount / on / (MS_BIND|MS_REC)",
 		"mount host:" + reachable + " on /a (MS_BIND)",

@@ -3,7 +3,16 @@ package systest
 import (
 	"fmt"
 	"strings"
+	"testing"
 )
+
+// CheckCalls fails the test with Diff's report when got is not want.
+func CheckCalls(t testing.TB, got, want []string) {
+	t.Helper()
+	if d := Diff(got, want); d != "" {
+		t.Error(d)
+	}
+}
 
 // Diff returns "" when got and want are the same log, else both, line by
 // line, marking the first line that differs.

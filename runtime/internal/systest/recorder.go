@@ -160,10 +160,32 @@ func detached(name string) (int, error) {
 	return unix.MemfdCreate(name, unix.MFD_CLOEXEC)
 }
 
-var mountFlags = []struct {
-	flag uintptr
+// flag names a bit of a flag word.
+type flag[T ~int | ~uint64 | ~uintptr] struct {
+	bit  T
 	name string
-}{
+}
+
+// flagNames names the bits of flags from table, in its order, and what
+// is left in hex; "0" for none.
+func flagNames[T ~int | ~uint64 | ~uintptr](flags T, table []flag[T]) string {
+	var names []string
+	for _, f := range table {
+		if flags&f.bit != 0 {
+			names = append(names, f.name)
+			flags &^= f.bit
+		}
+	}
+	if flags != 0 {
+		names = append(names, fmt.Sprintf("%#x", uint64(flags)))
+	}
+	if len(names) == 0 {
+		return "0"
+	}
+	return strings.Join(names, "|")
+}
+
+var mountFlags = []flag[uintptr]{
 	{unix.MS_RDONLY, "MS_RDONLY"}, {unix.MS_NOSUID, "MS_NOSUID"}, {unix.MS_NODEV, "MS_NODEV"},
 	{unix.MS_NOEXEC, "MS_NOEXEC"}, {unix.MS_SYNCHRONOUS, "MS_SYNCHRONOUS"}, {unix.MS_REMOUNT, "MS_REMOUNT"},
 	{unix.MS_MANDLOCK, "MS_MANDLOCK"}, {unix.MS_DIRSYNC, "MS_DIRSYNC"}, {unix.MS_NOSYMFOLLOW, "MS_NOSYMFOLLOW"},
@@ -175,45 +197,19 @@ var mountFlags = []struct {
 }
 
 // MountFlags names mount(2) flags as the log shows them.
-func MountFlags(flags uintptr) string {
-	var names []string
-	for _, f := range mountFlags {
-		if flags&f.flag != 0 {
-			names = append(names, f.name)
-			flags &^= f.flag
-		}
-	}
-	if flags != 0 {
-		names = append(names, fmt.Sprintf("%#x", flags))
-	}
-	if len(names) == 0 {
-		return "0"
-	}
-	return strings.Join(names, "|")
-}
+func MountFlags(flags uintptr) string { return flagNames(flags, mountFlags) }
 
-var mountAttrs = []struct {
-	attr uint64
-	name string
-}{
+var mountAttrs = []flag[uint64]{
 	{unix.MOUNT_ATTR_RDONLY, "RDONLY"}, {unix.MOUNT_ATTR_NOSUID, "NOSUID"}, {unix.MOUNT_ATTR_NODEV, "NODEV"},
 	{unix.MOUNT_ATTR_NOEXEC, "NOEXEC"}, {unix.MOUNT_ATTR_NOATIME, "NOATIME"},
 	{unix.MOUNT_ATTR_STRICTATIME, "STRICTATIME"}, {unix.MOUNT_ATTR_NODIRATIME, "NODIRATIME"},
 	{unix.MOUNT_ATTR_IDMAP, "IDMAP"}, {unix.MOUNT_ATTR_NOSYMFOLLOW, "NOSYMFOLLOW"},
 }
 
-func attrNames(attrs uint64) string {
-	var names []string
-	for _, a := range mountAttrs {
-		if attrs&a.attr != 0 {
-			names = append(names, a.name)
-			attrs &^= a.attr
-		}
-	}
-	if attrs != 0 {
-		names = append(names, fmt.Sprintf("%#x", attrs))
-	}
-	return strings.Join(names, "|")
+var namespaceFlags = []flag[int]{
+	{unix.CLONE_NEWNS, "CLONE_NEWNS"}, {unix.CLONE_NEWCGROUP, "CLONE_NEWCGROUP"}, {unix.CLONE_NEWUTS, "CLONE_NEWUTS"},
+	{unix.CLONE_NEWIPC, "CLONE_NEWIPC"}, {unix.CLONE_NEWUSER, "CLONE_NEWUSER"}, {unix.CLONE_NEWPID, "CLONE_NEWPID"},
+	{unix.CLONE_NEWNET, "CLONE_NEWNET"}, {unix.CLONE_NEWTIME, "CLONE_NEWTIME"},
 }
 
 func recursive(flags uint) string {
@@ -266,10 +262,10 @@ func (r *Recorder) MoveMount(fromDirfd int, _ string, toDirfd int, _ string, _ i
 func (r *Recorder) MountSetattr(dirfd int, _ string, flags uint, attr unix.MountAttr) error {
 	line := "mount_setattr " + r.fdPath(dirfd)
 	if attr.Attr_set != 0 {
-		line += " set=" + attrNames(attr.Attr_set)
+		line += " set=" + flagNames(attr.Attr_set, mountAttrs)
 	}
 	if attr.Attr_clr != 0 {
-		line += " clear=" + attrNames(attr.Attr_clr)
+		line += " clear=" + flagNames(attr.Attr_clr, mountAttrs)
 	}
 	return r.call("%s%s", line, recursive(flags))
 }
@@ -290,7 +286,7 @@ func (r *Recorder) FsconfigCreate(fd int) error {
 // Fsmount logs "fsmount FSTYPE ATTRS" and returns a mount named FSTYPE.
 func (r *Recorder) Fsmount(fd int, _ int, attrs int) (int, error) {
 	fs := strings.TrimPrefix(r.fdPath(fd), "fs:")
-	if err := r.call("fsmount %s %s", fs, attrNames(uint64(attrs))); err != nil {
+	if err := r.call("fsmount %s %s", fs, flagNames(uint64(attrs), mountAttrs)); err != nil {
 		return -1, err
 	}
 	return detached(fs)
@@ -372,28 +368,9 @@ func (r *Recorder) Umask(mask int) int {
 	return old
 }
 
-var namespaceFlags = []struct {
-	flag int
-	name string
-}{
-	{unix.CLONE_NEWNS, "CLONE_NEWNS"}, {unix.CLONE_NEWCGROUP, "CLONE_NEWCGROUP"}, {unix.CLONE_NEWUTS, "CLONE_NEWUTS"},
-	{unix.CLONE_NEWIPC, "CLONE_NEWIPC"}, {unix.CLONE_NEWUSER, "CLONE_NEWUSER"}, {unix.CLONE_NEWPID, "CLONE_NEWPID"},
-	{unix.CLONE_NEWNET, "CLONE_NEWNET"}, {unix.CLONE_NEWTIME, "CLONE_NEWTIME"},
-}
-
 // Unshare logs "unshare FLAGS".
 func (r *Recorder) Unshare(flags int) error {
-	var names []string
-	for _, f := range namespaceFlags {
-		if flags&f.flag != 0 {
-			names = append(names, f.name)
-			flags &^= f.flag
-		}
-	}
-	if flags != 0 {
-		names = append(names, fmt.Sprintf("%#x", flags))
-	}
-	return r.call("unshare %s", strings.Join(names, "|"))
+	return r.call("unshare %s", flagNames(flags, namespaceFlags))
 }
 
 // Sethostname logs "sethostname NAME".
