@@ -161,6 +161,37 @@ func TestExecRuntimeErrorStatus(t *testing.T) {
 	}
 }
 
+// Issue 16 item 6: exec checks its process as create checks the
+// container's, before it starts anything (runc's validateProcessSpec): the
+// init relies on it and no longer repeats the checks. Exit 255, as exec's
+// own failures.
+func TestExecValidatesProcess(t *testing.T) {
+	e := running(t)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"relative --cwd", []string{"exec", "--cwd", "tmp", e.id, "true"}, "must be an absolute path"},
+		{"process file with a relative cwd", []string{"exec", "--process", `{"args":["true"],"cwd":"tmp"}`, e.id}, "must be an absolute path"},
+		{"process file without cwd", []string{"exec", "--process", `{"args":["true"]}`, e.id}, "must be an absolute path"},
+		{"process file without args", []string{"exec", "--process", `{"args":[],"cwd":"/"}`, e.id}, "args must not be empty"},
+	} {
+		if tc.args[1] == "--process" {
+			file := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".json")
+			if err := os.WriteFile(file, []byte(tc.args[2]), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			tc.args[2] = file
+		}
+		_, err := e.rt(tc.args...)
+		if status(t, err) != 255 || !strings.Contains(strings.ToLower(err.Error()), tc.want) {
+			t.Errorf("%s: exit status %d, error %v; want 255 and %q", tc.name, status(t, err), err, tc.want)
+		}
+	}
+}
+
 // Issue 12 item 14: list --format json has runc's fields, owner included,
 // and is null without containers.
 func TestListJSON(t *testing.T) {
