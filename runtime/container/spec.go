@@ -114,6 +114,9 @@ func ValidateProcess(p *specs.Process) error {
 	if len(p.Args) == 0 {
 		return errors.New("process.args must not be empty")
 	}
+	if p.Cwd == "" {
+		return errors.New("process.cwd must not be empty")
+	}
 	if !filepath.IsAbs(p.Cwd) {
 		return fmt.Errorf("process.cwd %q must be an absolute path", p.Cwd)
 	}

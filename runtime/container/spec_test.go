@@ -82,7 +82,7 @@ func TestValidateProcess(t *testing.T) {
 	}{
 		{"none", nil, "process must be set"},
 		{"no args", &specs.Process{Cwd: "/"}, "process.args must not be empty"},
-		{"no cwd", &specs.Process{Args: []string{"sh"}}, `process.cwd "" must be an absolute path`},
+		{"no cwd", &specs.Process{Args: []string{"sh"}}, "process.cwd must not be empty"},
 		{"relative cwd", &specs.Process{Args: []string{"sh"}, Cwd: "tmp"}, `process.cwd "tmp" must be an absolute path`},
 	} {
 		if err := ValidateProcess(tc.p); err == nil || err.Error() != tc.want {
