@@ -161,6 +161,43 @@ func TestExecRuntimeErrorStatus(t *testing.T) {
 	}
 }
 
+// Issue 16 item 6: exec checks its process as create checks the
+// container's, before it starts anything (runc's validateProcessSpec): the
+// init relies on it and no longer repeats the checks. Exit 255, as exec's
+// own failures. Passes with HOSTNET_RUNC=runc 1.5.2 too.
+func TestExecValidatesProcess(t *testing.T) {
+	e := running(t)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string // in the error, lower-cased: runc's and ours differ in their field names
+	}{
+		{"relative --cwd", []string{"exec", "--cwd", "tmp", e.id, "true"}, []string{"cwd", "must be an absolute path"}},
+		{"process file with a relative cwd", []string{"exec", "--process", `{"args":["true"],"cwd":"tmp"}`, e.id}, []string{"cwd", "must be an absolute path"}},
+		{"process file without cwd", []string{"exec", "--process", `{"args":["true"]}`, e.id}, []string{"cwd", "must not be empty"}},
+		{"process file without args", []string{"exec", "--process", `{"args":[],"cwd":"/"}`, e.id}, []string{"args must not be empty"}},
+	} {
+		if tc.args[1] == "--process" {
+			file := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".json")
+			if err := os.WriteFile(file, []byte(tc.args[2]), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			tc.args[2] = file
+		}
+		_, err := e.rt(tc.args...)
+		if status(t, err) != 255 {
+			t.Errorf("%s: exit status %d (%v), want 255", tc.name, status(t, err), err)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(strings.ToLower(err.Error()), w) {
+				t.Errorf("%s: error %v, want it to say %q", tc.name, err, w)
+			}
+		}
+	}
+}
+
 // Issue 12 item 14: list --format json has runc's fields, owner included,
 // and is null without containers.
 func TestListJSON(t *testing.T) {

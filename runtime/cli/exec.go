@@ -121,9 +121,6 @@ func runExec(g *globals, args []string) error {
 	if processLabel != "" {
 		o.Process.SelinuxLabel = processLabel
 	}
-	if len(o.Process.Args) == 0 {
-		return fail(errors.New("args must not be empty"))
-	}
 	if o.SubCgroups, err = cgroups.ParseSub(cgroupArgs); err != nil {
 		return fail(err)
 	}

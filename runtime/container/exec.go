@@ -49,6 +49,9 @@ var nsFile = map[specs.LinuxNamespaceType]string{
 // and cgroup. It returns the process once it is running. As with runc, a
 // created container, whose init waits for start, takes execs too.
 func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
+	if err := ValidateProcess(o.Process); err != nil {
+		return nil, err
+	}
 	// Read once: each Status reads /proc, the exec fifo and the cgroup.
 	st := c.Status()
 	switch {

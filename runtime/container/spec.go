@@ -39,6 +39,15 @@ func LoadSpec(bundle string) (*specs.Spec, error) {
 
 // Validate checks what the runtime relies on. Every runtime-spec 1.x version
 // is accepted: fields added later are optional by the spec's own rules.
+//
+// It owns the checks of the spec's own values (absolute paths, non-empty
+// args): the init receives the spec checked here over its sync socket,
+// which nothing in the container can write to, and does not repeat them.
+// What depends on the container's files (that the cwd can be entered and
+// is inside the root, that args[0] is an executable there, where a mount
+// target resolves) the init checks where it uses them, inside the
+// container's mount namespace: an image could swap a path between a check
+// made here and its use.
 func Validate(s *specs.Spec) error {
 	if !strings.HasPrefix(s.Version, "1.") {
 		return fmt.Errorf("unsupported ociVersion %q: hostnet-runc implements runtime-spec 1.x", s.Version)
@@ -46,14 +55,8 @@ func Validate(s *specs.Spec) error {
 	if s.Root == nil || s.Root.Path == "" {
 		return errors.New("root.path must be set")
 	}
-	if s.Process == nil {
-		return errors.New("process must be set")
-	}
-	if len(s.Process.Args) == 0 {
-		return errors.New("process.args must not be empty")
-	}
-	if !filepath.IsAbs(s.Process.Cwd) {
-		return fmt.Errorf("process.cwd %q must be an absolute path", s.Process.Cwd)
+	if err := ValidateProcess(s.Process); err != nil {
+		return err
 	}
 	if s.Linux == nil {
 		return errors.New("linux must be set")
@@ -83,6 +86,11 @@ func Validate(s *specs.Spec) error {
 			return fmt.Errorf("mount %s: %w", m.Destination, err)
 		}
 	}
+	for _, d := range s.Linux.Devices {
+		if !filepath.IsAbs(d.Path) {
+			return fmt.Errorf("device path %q is not absolute", d.Path)
+		}
+	}
 	// Refused rather than ignored: `features` says these are not
 	// implemented, and a container without the limit or device it asked
 	// for is not the container it asked for.
@@ -95,6 +103,24 @@ func Validate(s *specs.Spec) error {
 		return errors.New("linux.netDevices is specified in config, but moving network devices is not supported by hostnet-runc")
 	}
 	return spec.CheckSysctls(s, isHostNetNS)
+}
+
+// ValidateProcess checks a process to run, the container's or one exec
+// starts, as runc's validateProcessSpec does.
+func ValidateProcess(p *specs.Process) error {
+	if p == nil {
+		return errors.New("process must be set")
+	}
+	if len(p.Args) == 0 {
+		return errors.New("process.args must not be empty")
+	}
+	if p.Cwd == "" {
+		return errors.New("process.cwd must not be empty")
+	}
+	if !filepath.IsAbs(p.Cwd) {
+		return fmt.Errorf("process.cwd %q must be an absolute path", p.Cwd)
+	}
+	return nil
 }
 
 // validateIDMap checks an idmapped mount as runc does: a bind mount, with

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 func writeConfig(t *testing.T, body string) string {
@@ -35,6 +37,7 @@ func TestLoadSpec(t *testing.T) {
 		{"read-only root in the host's mount ns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r","readonly":true},"linux":{"namespaces":[{"type":"pid"}]}}`, "root.readonly needs a mount namespace"},
 		{"unknown ns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"mount"},{"type":"bogus"}]}}`, `namespace type "bogus" is not supported`},
 		{"duplicate ns", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"namespaces":[{"type":"mount"},{"type":"mount"}]}}`, "listed twice"},
+		{"relative device", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"linux":{"devices":[{"path":"dev/fuse","type":"c","major":10,"minor":229}]}}`, `device path "dev/fuse" is not absolute`},
 		{"relative mount", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"mounts":[{"destination":"tmp","type":"tmpfs"}],"linux":{"namespaces":[{"type":"mount"}]}}`, `mount destination "tmp" is not absolute`},
 		// Idmapped mounts as runc checks them.
 		{"idmapped mount without gid mappings", `{"ociVersion":"1.0.0","process":{"args":["sh"],"cwd":"/"},"root":{"path":"r"},"mounts":[{"destination":"/m","type":"bind","source":"/tmp","uidMappings":[{"containerID":0,"hostID":1000,"size":1}]}],"linux":{"namespaces":[{"type":"mount"}]}}`, "must have both uid and gid mappings"},
@@ -63,6 +66,33 @@ func TestLoadSpec(t *testing.T) {
 	}
 	if _, err := LoadSpec(t.TempDir()); err == nil || !strings.Contains(err.Error(), "JSON specification file") {
 		t.Errorf("missing config.json: err = %v", err)
+	}
+}
+
+// An exec's process gets the checks the container's got: the init relies
+// on them (runc's validateProcessSpec checks both too).
+func TestValidateProcess(t *testing.T) {
+	if err := ValidateProcess(&specs.Process{Args: []string{"sh"}, Cwd: "/"}); err != nil {
+		t.Errorf("valid process refused: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		p    *specs.Process
+		want string
+	}{
+		{"none", nil, "process must be set"},
+		{"no args", &specs.Process{Cwd: "/"}, "process.args must not be empty"},
+		{"no cwd", &specs.Process{Args: []string{"sh"}}, "process.cwd must not be empty"},
+		{"relative cwd", &specs.Process{Args: []string{"sh"}, Cwd: "tmp"}, `process.cwd "tmp" must be an absolute path`},
+	} {
+		if err := ValidateProcess(tc.p); err == nil || err.Error() != tc.want {
+			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	// Exec checks before it looks at the container.
+	c := &Container{Dir: t.TempDir()}
+	if _, err := c.Exec(ExecOpts{Process: &specs.Process{Args: []string{"sh"}, Cwd: "rel"}}); err == nil || !strings.Contains(err.Error(), `process.cwd "rel"`) {
+		t.Errorf("Exec with a relative cwd: err = %v", err)
 	}
 }
 

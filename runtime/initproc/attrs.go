@@ -11,8 +11,8 @@ import (
 // enterTimeNamespace creates the container's time namespace with its clock
 // offsets. The init itself stays outside; the program it execs is inside
 // (execve switches to the namespace for children).
-func enterTimeNamespace(offsets map[string]specs.LinuxTimeOffset) error {
-	if err := unix.Unshare(unix.CLONE_NEWTIME); err != nil {
+func enterTimeNamespace(sys Syscalls, offsets map[string]specs.LinuxTimeOffset) error {
+	if err := sys.Unshare(unix.CLONE_NEWTIME); err != nil {
 		return fmt.Errorf("unshare time namespace: %w", err)
 	}
 	var b strings.Builder
@@ -26,7 +26,7 @@ func enterTimeNamespace(offsets map[string]specs.LinuxTimeOffset) error {
 		return nil
 	}
 	// Offsets can only be written before any process is in the namespace.
-	if err := writeProcFile("/proc/self/timens_offsets", b.String()); err != nil { // procfs-literal: writeProcFile opens it in a procfs of its own
+	if err := sys.WriteProcFile("/proc/self/timens_offsets", b.String()); err != nil { // procfs-literal: writeProcFile opens it in a procfs of its own
 		return fmt.Errorf("set time offsets: %w", err)
 	}
 	return nil
@@ -37,7 +37,7 @@ var personalityDomains = map[specs.LinuxPersonalityDomain]int{
 	specs.PerLinux32: 0x0008,
 }
 
-func setPersonality(p *specs.LinuxPersonality) error {
+func setPersonality(sys Syscalls, p *specs.LinuxPersonality) error {
 	domain, ok := personalityDomains[p.Domain]
 	if !ok {
 		return fmt.Errorf("invalid personality domain %q", p.Domain)
@@ -45,8 +45,8 @@ func setPersonality(p *specs.LinuxPersonality) error {
 	if len(p.Flags) > 0 {
 		return fmt.Errorf("personality flags %v are not supported", p.Flags)
 	}
-	if _, _, errno := unix.RawSyscall(unix.SYS_PERSONALITY, uintptr(domain), 0, 0); errno != 0 {
-		return fmt.Errorf("set personality %s: %w", p.Domain, errno)
+	if err := sys.Personality(uintptr(domain)); err != nil {
+		return fmt.Errorf("set personality %s: %w", p.Domain, err)
 	}
 	return nil
 }
@@ -62,12 +62,12 @@ var schedFlags = map[specs.LinuxSchedulerFlag]uint64{
 	specs.SchedFlagUtilClampMax: 0x40,
 }
 
-func setScheduler(s *specs.Scheduler) error {
+func setScheduler(sys Syscalls, s *specs.Scheduler) error {
 	policy, ok := schedPolicies[s.Policy]
 	if !ok {
 		return fmt.Errorf("invalid scheduler policy %q", s.Policy)
 	}
-	attr := &unix.SchedAttr{
+	attr := unix.SchedAttr{
 		Size: unix.SizeofSchedAttr, Policy: policy, Nice: s.Nice, Priority: uint32(s.Priority),
 		Runtime: s.Runtime, Deadline: s.Deadline, Period: s.Period,
 	}
@@ -78,7 +78,7 @@ func setScheduler(s *specs.Scheduler) error {
 		}
 		attr.Flags |= v
 	}
-	if err := unix.SchedSetAttr(0, attr, 0); err != nil {
+	if err := sys.SchedSetAttr(attr); err != nil {
 		return fmt.Errorf("set scheduler %s: %w", s.Policy, err)
 	}
 	return nil
@@ -88,15 +88,14 @@ var ioPrioClasses = map[specs.IOPriorityClass]int{
 	specs.IOPRIO_CLASS_RT: 1, specs.IOPRIO_CLASS_BE: 2, specs.IOPRIO_CLASS_IDLE: 3,
 }
 
-func setIOPriority(p *specs.LinuxIOPriority) error {
+func setIOPriority(sys Syscalls, p *specs.LinuxIOPriority) error {
 	class, ok := ioPrioClasses[p.Class]
 	if !ok {
 		return fmt.Errorf("invalid ioPriority class %q", p.Class)
 	}
-	const ioprioWhoProcess, classShift = 1, 13
-	prio := class<<classShift | p.Priority
-	if _, _, errno := unix.RawSyscall(unix.SYS_IOPRIO_SET, ioprioWhoProcess, 0, uintptr(prio)); errno != 0 {
-		return fmt.Errorf("set ioPriority %s/%d: %w", p.Class, p.Priority, errno)
+	const classShift = 13
+	if err := sys.IoprioSet(class<<classShift | p.Priority); err != nil {
+		return fmt.Errorf("set ioPriority %s/%d: %w", p.Class, p.Priority, err)
 	}
 	return nil
 }

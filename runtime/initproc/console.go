@@ -16,7 +16,7 @@ import (
 // setupConsole opens a pty in the container's devpts, hands the master to
 // whoever listens on the console socket (the shim), and makes the slave the
 // process's controlling terminal and stdio, and the init's also /dev/console.
-func setupConsole(socketFd int, size *specs.Box, devConsole bool) error {
+func setupConsole(sys Syscalls, socketFd int, size *specs.Box, devConsole bool) error {
 	if socketFd < 0 {
 		return fmt.Errorf("process.terminal is set but no --console-socket was given")
 	}
@@ -39,7 +39,7 @@ func setupConsole(socketFd int, size *specs.Box, devConsole bool) error {
 		return fmt.Errorf("send pty master over console socket: %w", err)
 	}
 	if devConsole {
-		if err := rootfs.MountConsole(slave); err != nil {
+		if err := rootfs.MountConsole(sys, slave); err != nil {
 			return err
 		}
 	}

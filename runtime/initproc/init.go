@@ -4,14 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
 
-	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -47,22 +45,14 @@ func Main() {
 		ch.reply(fmt.Errorf("read bootstrap from parent: %w", err))
 		os.Exit(1)
 	}
-	prep := prepare
 	var fdDir *os.File
-	if b.Exec {
-		prep = prepareExec
-	} else if fdDir, err = ownFdDir(); err != nil {
-		ch.reply(err)
-		os.Exit(1)
+	if !b.Exec {
+		if fdDir, err = ownFdDir(); err != nil {
+			ch.reply(err)
+			os.Exit(1)
+		}
 	}
-	p, err := prep(&b, ch)
-	if err == nil && p.seccomp != nil {
-		// As close to execve as the listener allows, as runc does: the
-		// parent is still here to take it, and the process only runs
-		// once its agent has it. The fifo wait and the startContainer
-		// hooks come after, under the profile, as with runc.
-		err = ch.loadSeccomp(p.seccomp)
-	}
+	p, err := setup(linux{}, &b, ch)
 	if err != nil {
 		ch.reply(err)
 		os.Exit(1)
@@ -94,6 +84,24 @@ func Main() {
 	// Our fds, the fifo included, are close-on-exec: `start` sees EOF as
 	// soon as the user's program has replaced us.
 	execProgram(p)
+}
+
+// setup readies the process: the container's (prepare) or one joining it
+// (prepareExec), and then loads a seccomp profile prepare left for last.
+func setup(sys Syscalls, b *Bootstrap, ch *channel) (*program, error) {
+	prep := prepare
+	if b.Exec {
+		prep = prepareExec
+	}
+	p, err := prep(sys, b, ch)
+	if err != nil || p.seccomp == nil {
+		return p, err
+	}
+	// As close to execve as the listener allows, as runc does: the parent
+	// is still here to take it, and the process only runs once its agent
+	// has it. The fifo wait and the startContainer hooks come after, under
+	// the profile, as with runc.
+	return p, ch.loadSeccomp(sys, p.seccomp)
 }
 
 func execProgram(p *program) {
@@ -134,8 +142,8 @@ func (c *channel) runtimeHooks() error {
 
 // loadSeccomp installs the filter and, for SCMP_ACT_NOTIFY rules, hands
 // its listener to the parent, which sends it on to the agent.
-func (c *channel) loadSeccomp(f *seccomp.Filter) error {
-	listener, err := f.Load()
+func (c *channel) loadSeccomp(sys Syscalls, f *seccomp.Filter) error {
+	listener, err := sys.LoadSeccomp(f)
 	if err != nil {
 		return fmt.Errorf("load seccomp filter: %w", err)
 	}
@@ -180,34 +188,35 @@ type program struct {
 
 // prepare does everything that can fail before the user's program runs, so
 // that create, not start, reports it.
-func prepare(b *Bootstrap, ch *channel) (*program, error) {
+func prepare(sys Syscalls, b *Bootstrap, ch *channel) (*program, error) {
 	s := b.Spec
 	proc := s.Process
 	// Device nodes and mount points get exactly the modes asked for.
-	unix.Umask(0)
+	sys.Umask(0)
 
 	hostMountNS := !spec.HasNamespace(s, specs.MountNamespace)
 	if spec.NewNamespace(s, specs.NetworkNamespace) {
-		if err := bringUpLoopback(); err != nil {
-			return nil, err
+		// The kernel leaves lo down in a fresh network namespace.
+		if err := sys.BringUpLoopback(); err != nil {
+			return nil, fmt.Errorf("bring up lo: %w", err)
 		}
 	}
 	if spec.HasNamespace(s, specs.TimeNamespace) {
-		if err := enterTimeNamespace(s.Linux.TimeOffsets); err != nil {
+		if err := enterTimeNamespace(sys, s.Linux.TimeOffsets); err != nil {
 			return nil, err
 		}
 	}
 	if !b.NoNewKeyring {
 		// A session keyring of its own, so keys do not leak between
 		// containers (or from the host) through the shared one.
-		if _, err := unix.KeyctlJoinSessionKeyring(b.State.ID); err != nil && !errors.Is(err, unix.ENOSYS) {
+		if err := sys.JoinSessionKeyring(b.State.ID); err != nil && !errors.Is(err, unix.ENOSYS) {
 			return nil, fmt.Errorf("join session keyring: %w", err)
 		}
 	}
 	if spec.NewNamespace(s, specs.CgroupNamespace) {
 		// Done here, after the parent has put us in our cgroup, so the
 		// namespace's root is the container's cgroup.
-		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		if err := sys.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 			return nil, fmt.Errorf("unshare cgroup namespace: %w", err)
 		}
 	}
@@ -218,6 +227,7 @@ func prepare(b *Bootstrap, ch *channel) (*program, error) {
 		UserNS:      spec.HasNamespace(s, specs.UserNamespace),
 		HostMountNS: hostMountNS,
 		MountSource: ch.mountSource,
+		Sys:         sys,
 	}
 	if s.Linux.MountLabel != "" && !selinuxEnabled() {
 		return nil, fmt.Errorf("SELinux mount label %q is set but SELinux is not enabled on this host", s.Linux.MountLabel)
@@ -243,62 +253,64 @@ func prepare(b *Bootstrap, ch *channel) (*program, error) {
 	case b.NoPivot:
 		pivot = rootfs.MoveRoot
 	}
-	if err := pivot(b.Rootfs); err != nil {
+	if err := pivot(sys, b.Rootfs); err != nil {
 		return nil, err
 	}
 	if proc.Terminal {
-		if err := setupConsole(b.Fds.ConsoleSocket, proc.ConsoleSize, true); err != nil {
+		if err := setupConsole(sys, b.Fds.ConsoleSocket, proc.ConsoleSize, true); err != nil {
 			return nil, fmt.Errorf("set up console: %w", err)
 		}
 	}
 	// Before Finalize: /proc/sys is usually among the read-only paths.
-	if err := applySysctls(s.Linux.Sysctl); err != nil {
+	if err := applySysctls(sys, s.Linux.Sysctl); err != nil {
 		return nil, err
 	}
-	if err := rootfs.Finalize(s); err != nil {
+	if err := rootfs.Finalize(sys, s); err != nil {
 		return nil, err
 	}
-	if err := setHostname(s); err != nil {
+	if err := setHostname(sys, s); err != nil {
 		return nil, err
 	}
 
-	return finishProcess(b, ch)
+	return finishProcess(sys, b, ch)
 }
 
 // prepareExec readies a process joining a running container.
-func prepareExec(b *Bootstrap, ch *channel) (*program, error) {
-	unix.Umask(0)
+func prepareExec(sys Syscalls, b *Bootstrap, ch *channel) (*program, error) {
+	sys.Umask(0)
 	if b.Spec.Process.Terminal {
-		if err := setupConsole(b.Fds.ConsoleSocket, b.Spec.Process.ConsoleSize, false); err != nil {
+		if err := setupConsole(sys, b.Fds.ConsoleSocket, b.Spec.Process.ConsoleSize, false); err != nil {
 			return nil, fmt.Errorf("set up console: %w", err)
 		}
 	}
-	return finishProcess(b, ch)
+	return finishProcess(sys, b, ch)
 }
 
 // finishProcess applies the process attributes shared by the init and exec:
 // limits, working directory, user and capabilities, and finds the program.
-func finishProcess(b *Bootstrap, ch *channel) (*program, error) {
+func finishProcess(sys Syscalls, b *Bootstrap, ch *channel) (*program, error) {
 	s, proc := b.Spec, b.Spec.Process
-	// Before a seccomp profile may refuse the system calls it takes.
-	if err := closeExtraFds(3 + b.Fds.Preserved); err != nil {
-		return nil, err
+	// Before a seccomp profile may refuse the system calls it takes, so
+	// that nothing of the runtime's reaches the user's program
+	// (CVE-2024-21626).
+	if err := sys.CloseExecFrom(3 + b.Fds.Preserved); err != nil {
+		return nil, fmt.Errorf("mark fds close-on-exec: %w", err)
 	}
-	if err := setRlimits(proc.Rlimits); err != nil {
+	if err := setRlimits(sys, proc.Rlimits); err != nil {
 		return nil, err
 	}
 	if s.Linux.Personality != nil {
-		if err := setPersonality(s.Linux.Personality); err != nil {
+		if err := setPersonality(sys, s.Linux.Personality); err != nil {
 			return nil, err
 		}
 	}
 	if proc.Scheduler != nil {
-		if err := setScheduler(proc.Scheduler); err != nil {
+		if err := setScheduler(sys, proc.Scheduler); err != nil {
 			return nil, err
 		}
 	}
 	if proc.IOPriority != nil {
-		if err := setIOPriority(proc.IOPriority); err != nil {
+		if err := setIOPriority(sys, proc.IOPriority); err != nil {
 			return nil, err
 		}
 	}
@@ -310,36 +322,35 @@ func finishProcess(b *Bootstrap, ch *channel) (*program, error) {
 		}
 		filter = f
 	}
-	if proc.Cwd == "" || !strings.HasPrefix(proc.Cwd, "/") {
-		return nil, fmt.Errorf("process.cwd %q must be an absolute path", proc.Cwd)
-	}
-	if err := unix.Chdir(proc.Cwd); err != nil {
+	// The cwd is absolute (container.ValidateProcess); whether it can be
+	// entered is only known here, in the container's root.
+	if err := sys.Chdir(proc.Cwd); err != nil {
 		return nil, fmt.Errorf("chdir to cwd (%q) set in config.json failed: %w", proc.Cwd, err)
 	}
 
 	env := withHome(proc.Env, proc.User.UID)
-	path, err := lookPath(proc.Args, env)
+	path, err := lookPath(sys, proc.Args, env)
 	if err != nil {
 		return nil, err
 	}
 	// Before the seccomp profile, as runc does: the procfs handles the
 	// writes go through take system calls a profile may refuse.
-	if err := applyLSM(proc.ApparmorProfile, proc.SelinuxLabel); err != nil {
+	if err := applyLSM(sys, proc.ApparmorProfile, proc.SelinuxLabel); err != nil {
 		return nil, err
 	}
 	if filter != nil && !proc.NoNewPrivileges {
 		// Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which
 		// setUser may drop: load it now, as runc does.
-		if err := ch.loadSeccomp(filter); err != nil {
+		if err := ch.loadSeccomp(sys, filter); err != nil {
 			return nil, err
 		}
 		filter = nil
 	}
-	if err := setUser(proc); err != nil {
+	if err := setUser(sys, proc); err != nil {
 		return nil, err
 	}
 	if proc.NoNewPrivileges {
-		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		if err := sys.SetNoNewPrivs(); err != nil {
 			return nil, fmt.Errorf("set no_new_privs: %w", err)
 		}
 	}
@@ -347,38 +358,16 @@ func finishProcess(b *Bootstrap, ch *channel) (*program, error) {
 	if proc.User.Umask != nil {
 		umask = int(*proc.User.Umask)
 	}
-	unix.Umask(umask)
+	sys.Umask(umask)
 	// CVE-2024-21626: a working directory inherited from the host through a
 	// leaked fd would show as unreachable; refuse to run from there.
-	if wd, err := os.Getwd(); err != nil || !strings.HasPrefix(wd, "/") {
+	if wd, err := sys.Getwd(); err != nil || !strings.HasPrefix(wd, "/") {
 		return nil, fmt.Errorf("current working directory is outside of the container's root (%q)", wd)
 	}
 	return &program{path: path, args: proc.Args, env: env, seccomp: filter}, nil
 }
 
-// bringUpLoopback sets lo up in a fresh network namespace, where the kernel
-// leaves it down. An ioctl keeps netlink libraries out of the runtime.
-func bringUpLoopback() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("bring up lo: %w", err)
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("read lo flags: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("bring up lo: %w", err)
-	}
-	return nil
-}
-
-func setHostname(s *specs.Spec) error {
+func setHostname(sys Syscalls, s *specs.Spec) error {
 	if s.Hostname == "" && s.Domainname == "" {
 		return nil
 	}
@@ -386,12 +375,12 @@ func setHostname(s *specs.Spec) error {
 		return errors.New("unable to set hostname without a private UTS namespace")
 	}
 	if s.Hostname != "" {
-		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
+		if err := sys.Sethostname(s.Hostname); err != nil {
 			return fmt.Errorf("set hostname %q: %w", s.Hostname, err)
 		}
 	}
 	if s.Domainname != "" {
-		if err := unix.Setdomainname([]byte(s.Domainname)); err != nil {
+		if err := sys.Setdomainname(s.Domainname); err != nil {
 			return fmt.Errorf("set domainname %q: %w", s.Domainname, err)
 		}
 	}
@@ -400,13 +389,13 @@ func setHostname(s *specs.Spec) error {
 
 // applySysctls writes each key to the file spec.ParseSysctl names, the
 // parse create checked the key's namespace with (spec.CheckSysctls).
-func applySysctls(sysctls map[string]string) error {
+func applySysctls(sys Syscalls, sysctls map[string]string) error {
 	for key, value := range sysctls {
 		sc, err := spec.ParseSysctl(key)
 		if err != nil {
 			return err
 		}
-		if err := writeProcFile("/proc/sys/"+sc.Path, value); err != nil {
+		if err := sys.WriteProcFile("/proc/sys/"+sc.Path, value); err != nil {
 			return fmt.Errorf("set sysctl %s: %w", key, err)
 		}
 	}
@@ -414,14 +403,12 @@ func applySysctls(sysctls map[string]string) error {
 }
 
 // lookPath resolves the program in the container's root with its own PATH,
-// so a missing binary fails create with the name the user typed.
-func lookPath(args, env []string) (string, error) {
-	if len(args) == 0 {
-		return "", errors.New("process.args must not be empty")
-	}
+// so a missing binary fails create with the name the user typed. args is
+// not empty (container.ValidateProcess).
+func lookPath(sys Syscalls, args, env []string) (string, error) {
 	name := args[0]
 	if strings.Contains(name, "/") {
-		if err := executable(name); err != nil {
+		if err := executable(sys, name); err != nil {
 			return "", fmt.Errorf("exec: %q: %w", name, err)
 		}
 		return name, nil
@@ -437,15 +424,15 @@ func lookPath(args, env []string) (string, error) {
 			dir = "."
 		}
 		candidate := dir + "/" + name
-		if executable(candidate) == nil {
+		if executable(sys, candidate) == nil {
 			return candidate, nil
 		}
 	}
 	return "", fmt.Errorf("exec: %q: %w", name, exec.ErrNotFound)
 }
 
-func executable(path string) error {
-	fi, err := os.Stat(path)
+func executable(sys Syscalls, path string) error {
+	fi, err := sys.Stat(path)
 	if err != nil {
 		return err
 	}
@@ -454,36 +441,6 @@ func executable(path string) error {
 	}
 	if fi.Mode()&0o111 == 0 {
 		return os.ErrPermission
-	}
-	return nil
-}
-
-// closeExtraFds marks every descriptor from first on close-on-exec, so
-// nothing of the runtime's (CVE-2024-21626) reaches the user's program.
-// close_range(2) needs no /proc; before Linux 5.11 the descriptors are
-// listed through the runtime's own procfs.
-func closeExtraFds(first int) error {
-	if unix.CloseRange(uint(first), math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC) == nil {
-		return nil
-	}
-	dir, err := ownFdDir()
-	if err != nil {
-		return fmt.Errorf("list open fds: %w", err)
-	}
-	defer dir.Close()
-	fds, err := pathrs.Reopen(dir, unix.O_RDONLY|unix.O_DIRECTORY)
-	if err != nil {
-		return fmt.Errorf("list open fds: %w", err)
-	}
-	defer fds.Close()
-	names, err := fds.Readdirnames(-1)
-	if err != nil {
-		return fmt.Errorf("list open fds: %w", err)
-	}
-	for _, name := range names {
-		if fd, err := strconv.Atoi(name); err == nil && fd >= first {
-			unix.CloseOnExec(fd)
-		}
 	}
 	return nil
 }

@@ -11,12 +11,12 @@ import (
 // under once it execs. A label the host cannot enforce is an error, as with
 // runc: running the container unconfined instead would be a silent
 // downgrade.
-func applyLSM(apparmorProfile, selinuxLabel string) error {
+func applyLSM(sys Syscalls, apparmorProfile, selinuxLabel string) error {
 	if apparmorProfile != "" {
 		if !apparmorEnabled() {
 			return fmt.Errorf("AppArmor profile %q is set but AppArmor is not enabled on this host", apparmorProfile)
 		}
-		if err := writeAttr("apparmor/exec", "attr/exec", "exec "+apparmorProfile); err != nil {
+		if err := writeAttr(sys, "apparmor/exec", "attr/exec", "exec "+apparmorProfile); err != nil {
 			return fmt.Errorf("set AppArmor profile %q: %w", apparmorProfile, err)
 		}
 	}
@@ -24,7 +24,7 @@ func applyLSM(apparmorProfile, selinuxLabel string) error {
 		if !selinuxEnabled() {
 			return fmt.Errorf("SELinux label %q is set but SELinux is not enabled on this host", selinuxLabel)
 		}
-		if err := writeProcFile("/proc/thread-self/attr/exec", selinuxLabel); err != nil { // procfs-literal: writeProcFile opens it in a procfs of its own
+		if err := sys.WriteProcFile("/proc/thread-self/attr/exec", selinuxLabel); err != nil { // procfs-literal: writeProcFile opens it in a procfs of its own
 			return fmt.Errorf("set SELinux label %q: %w", selinuxLabel, err)
 		}
 	}
@@ -33,10 +33,10 @@ func applyLSM(apparmorProfile, selinuxLabel string) error {
 
 // writeAttr writes the LSM-specific attribute file when the kernel has it,
 // else the legacy shared one.
-func writeAttr(specific, legacy, value string) error {
-	err := writeProcFile("/proc/thread-self/attr/"+specific, value) // procfs-literal: writeProcFile opens it in a procfs of its own
+func writeAttr(sys Syscalls, specific, legacy, value string) error {
+	err := sys.WriteProcFile("/proc/thread-self/attr/"+specific, value) // procfs-literal: writeProcFile opens it in a procfs of its own
 	if errors.Is(err, os.ErrNotExist) {
-		err = writeProcFile("/proc/thread-self/"+legacy, value) // procfs-literal: writeProcFile opens it in a procfs of its own
+		err = sys.WriteProcFile("/proc/thread-self/"+legacy, value) // procfs-literal: writeProcFile opens it in a procfs of its own
 	}
 	return err
 }

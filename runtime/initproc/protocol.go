@@ -15,7 +15,9 @@ const Command = "init"
 
 // Bootstrap is everything the init needs. The parent sends the spec it has
 // already validated instead of letting the init re-read config.json, so what
-// was checked is what runs.
+// was checked is what runs: the init relies on container.Validate (create)
+// and container.ValidateProcess (exec) for the spec's own values, and
+// checks only what depends on the container's files, where it uses them.
 type Bootstrap struct {
 	Spec *specs.Spec `json:"spec"`
 	// Rootfs is the absolute host path of the container's root.

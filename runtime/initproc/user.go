@@ -18,27 +18,20 @@ import (
 
 // setUser switches to the spec's uid/gid and leaves exactly the spec's
 // capabilities. The bounding set is dropped first (that needs CAP_SETPCAP),
-// then the ids change with keep-caps on, then the other sets are applied.
-//
-// Every set is cleared and then given the spec's capabilities, so nothing
-// is read first: capability.Load reads /proc/self/status, and after
-// pivot_root /proc is the container's, which may be missing or fake.
-func setUser(proc *specs.Process) error {
-	caps, err := capability.NewPid2(0)
-	if err != nil {
-		return fmt.Errorf("capabilities: %w", err)
-	}
+// then the ids change with keep-caps on, so the permitted set survives the
+// switch from uid 0, then the other sets are applied: capset(2) can only
+// keep what survived, and after it the process may no longer be able to
+// change its ids.
+func setUser(sys Syscalls, proc *specs.Process) error {
 	want := proc.Capabilities
 	if want == nil {
 		want = &specs.LinuxCapabilities{}
 	}
-	caps.Clear(capability.BOUNDING)
-	caps.Set(capability.BOUNDING, capList(want.Bounding)...)
-	if err := caps.Apply(capability.BOUNDS); err != nil {
+	if err := sys.SetBounding(capList(want.Bounding)); err != nil {
 		return fmt.Errorf("drop bounding capabilities: %w", err)
 	}
 
-	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
+	if err := sys.SetKeepCaps(true); err != nil {
 		return fmt.Errorf("set keep-caps: %w", err)
 	}
 	u := proc.User
@@ -48,33 +41,29 @@ func setUser(proc *specs.Process) error {
 	}
 	// setgroups is refused in a user namespace whose setgroups is "deny";
 	// with no extra groups asked for there is nothing to set.
-	if err := unix.Setgroups(gids); err != nil && len(gids) > 0 {
+	if err := sys.Setgroups(gids); err != nil && len(gids) > 0 {
 		return fmt.Errorf("setgroups %v: %w", gids, err)
 	}
-	if err := unix.Setresgid(int(u.GID), int(u.GID), int(u.GID)); err != nil {
+	if err := sys.Setresgid(int(u.GID)); err != nil {
 		return fmt.Errorf("setgid %d: %w", u.GID, err)
 	}
-	if err := unix.Setresuid(int(u.UID), int(u.UID), int(u.UID)); err != nil {
+	if err := sys.Setresuid(int(u.UID)); err != nil {
 		return fmt.Errorf("setuid %d: %w", u.UID, err)
 	}
-	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0); err != nil {
+	if err := sys.SetKeepCaps(false); err != nil {
 		return fmt.Errorf("clear keep-caps: %w", err)
 	}
 
-	caps.Clear(capability.CAPS)
-	caps.Set(capability.EFFECTIVE, capList(want.Effective)...)
-	caps.Set(capability.PERMITTED, capList(want.Permitted)...)
-	caps.Set(capability.INHERITABLE, capList(want.Inheritable)...)
-	if err := caps.Apply(capability.CAPS); err != nil {
+	if err := sys.SetCapabilities(capList(want.Effective), capList(want.Permitted), capList(want.Inheritable)); err != nil {
 		return fmt.Errorf("apply capabilities: %w", err)
 	}
-	if err := capability.ResetAmbient(); err != nil && !errors.Is(err, unix.EINVAL) {
+	if err := sys.ResetAmbient(); err != nil && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("reset ambient capabilities: %w", err)
 	}
 	// The kernel refuses an ambient capability that is not also permitted
 	// and inheritable; like runc, such a spec still runs without it.
 	for _, c := range capList(want.Ambient) {
-		_ = capability.SetAmbient(true, c)
+		_ = sys.RaiseAmbient(c)
 	}
 	return nil
 }
@@ -133,13 +122,13 @@ func ParseRlimit(name string) (int, error) {
 
 // setRlimits runs while still root, since raising a hard limit needs
 // CAP_SYS_RESOURCE.
-func setRlimits(limits []specs.POSIXRlimit) error {
+func setRlimits(sys Syscalls, limits []specs.POSIXRlimit) error {
 	for _, l := range limits {
 		r, err := ParseRlimit(l.Type)
 		if err != nil {
 			return err
 		}
-		if err := unix.Prlimit(0, r, &unix.Rlimit{Cur: l.Soft, Max: l.Hard}, nil); err != nil {
+		if err := sys.Prlimit(r, unix.Rlimit{Cur: l.Soft, Max: l.Hard}); err != nil {
 			return fmt.Errorf("set rlimit %s (soft %d, hard %d): %w", l.Type, l.Soft, l.Hard, err)
 		}
 	}

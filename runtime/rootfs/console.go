@@ -13,7 +13,7 @@ import (
 // /dev and /dev/console are opened without following symlinks, created if
 // missing, and checked by descriptor before anything is mounted
 // (CVE-2025-52565).
-func MountConsole(pty *os.File) error {
+func MountConsole(sys Syscalls, pty *os.File) error {
 	dev, err := openNoFollow(unix.AT_FDCWD, "/dev", unix.O_DIRECTORY)
 	if err != nil {
 		return fmt.Errorf("open /dev: %w", err)
@@ -46,7 +46,7 @@ func MountConsole(pty *os.File) error {
 	if fs.Type == unix.PROC_SUPER_MAGIC || fs.Type == unix.SYSFS_MAGIC {
 		return fmt.Errorf("/dev/console is on procfs or sysfs (type %#x): refusing to mount the pty on it", fs.Type)
 	}
-	if err := bindFd(pty, target); err != nil {
+	if err := bindFd(sys, pty, target); err != nil {
 		return fmt.Errorf("mount the pty on /dev/console: %w", err)
 	}
 	return nil

@@ -20,7 +20,7 @@ func copyUp(r *resolver, t *target, m mountEntry) error {
 		return fmt.Errorf("tmpcopyup: open %s: %w", t.dest, err)
 	}
 	defer lower.Close()
-	if err := unix.Mount(m.Source, t.procFd(), "tmpfs", m.opts.Flags, mountData(t, m)); err != nil {
+	if err := r.sys.Mount(m.Source, t.procFd(), "tmpfs", m.opts.Flags, mountData(t, m)); err != nil {
 		return err
 	}
 	top, err := r.reopen(t)

@@ -37,10 +37,8 @@ func createDevices(r *resolver, c *Config) error {
 	return nil
 }
 
+// createDevice makes the node d.Path, an absolute path (container.Validate).
 func createDevice(r *resolver, d specs.LinuxDevice, userNS bool) error {
-	if !filepath.IsAbs(d.Path) {
-		return fmt.Errorf("device path is not absolute")
-	}
 	if userNS {
 		// mknod is not allowed in a user namespace: bind the host's node.
 		return bindPath(r, d.Path, d.Path, MountOptions{})
@@ -67,11 +65,11 @@ func createDevice(r *resolver, d specs.LinuxDevice, userNS bool) error {
 	defer parent.Close()
 	dirfd, name := int(parent.Fd()), filepath.Base(d.Path)
 	dev := int(unix.Mkdev(uint32(d.Major), uint32(d.Minor)))
-	err = unix.Mknodat(dirfd, name, kind|perm, dev)
+	err = r.sys.Mknodat(dirfd, name, kind|perm, dev)
 	if errors.Is(err, unix.EEXIST) {
 		// The image may ship a placeholder; ours must be the real node.
 		if err = unix.Unlinkat(dirfd, name, 0); err == nil {
-			err = unix.Mknodat(dirfd, name, kind|perm, dev)
+			err = r.sys.Mknodat(dirfd, name, kind|perm, dev)
 		}
 	}
 	if err != nil {
@@ -84,7 +82,7 @@ func createDevice(r *resolver, d specs.LinuxDevice, userNS bool) error {
 	if d.GID != nil {
 		gid = int(*d.GID)
 	}
-	return unix.Fchownat(dirfd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
+	return r.sys.Fchownat(dirfd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
 }
 
 // setupDevSymlinks adds the /dev links programs expect and points /dev/ptmx

@@ -35,6 +35,15 @@ type Config struct {
 	// idmapped mount, else an O_PATH descriptor of a source the init, an
 	// unprivileged uid on the host in a user namespace, cannot reach.
 	MountSource func(index int) (*os.File, error)
+	// Sys makes the mount system calls; nil is Linux{}.
+	Sys Syscalls
+}
+
+func (c *Config) sys() Syscalls {
+	if c.Sys == nil {
+		return Linux{}
+	}
+	return c.Sys
 }
 
 // Prepare mounts the container's filesystems under c.Rootfs. The caller must
@@ -43,22 +52,23 @@ type Config struct {
 // in the image (or swapped in by a racing container) cannot redirect a mount
 // onto the host, nor into /proc or /sys.
 func Prepare(c *Config) error {
+	sys := c.sys()
 	prop, ok := ParsePropagation(c.Spec.Linux.RootfsPropagation)
 	if !ok {
 		return fmt.Errorf("invalid rootfsPropagation %q", c.Spec.Linux.RootfsPropagation)
 	}
 	if c.HostMountNS {
 		// Not ours to change: keep the host's propagation.
-	} else if err := unix.Mount("", "/", "", prop, ""); err != nil {
+	} else if err := sys.Mount("", "/", "", prop, ""); err != nil {
 		return fmt.Errorf("set propagation of / : %w", err)
 	}
 	if prop&unix.MS_SHARED != 0 && !c.HostMountNS {
 		// pivot_root refuses a new root whose parent mount is shared.
-		if err := makeParentMountPrivate(c.Rootfs); err != nil {
+		if err := makeParentMountPrivate(sys, c.Rootfs); err != nil {
 			return err
 		}
 	}
-	if err := unix.Mount(c.Rootfs, c.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	if err := sys.Mount(c.Rootfs, c.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind mount rootfs %s onto itself: %w", c.Rootfs, err)
 	}
 	root, err := os.OpenFile(c.Rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -66,7 +76,7 @@ func Prepare(c *Config) error {
 		return fmt.Errorf("open rootfs: %w", err)
 	}
 	defer root.Close()
-	r := &resolver{root: root}
+	r := &resolver{root: root, sys: sys}
 
 	devBound := false
 	for i, m := range c.Spec.Mounts {
@@ -101,13 +111,11 @@ type mountEntry struct {
 	src *os.File
 }
 
+// mountOne makes the spec mount m. The spec's own values were checked by
+// container.Validate (absolute destinations, idmapped binds only); where a
+// destination resolves in the root is checked here, on the handle mounted
+// on.
 func mountOne(r *resolver, c *Config, m mountEntry) error {
-	if !filepath.IsAbs(m.Destination) {
-		return fmt.Errorf("mount destination %q is not absolute", m.Destination)
-	}
-	if m.idmapped && !m.bind {
-		return errors.New("id-mapped mounts are only supported for bind-mounts")
-	}
 	dir := true
 	if m.bind {
 		var err error
@@ -158,7 +166,7 @@ func mountOne(r *resolver, c *Config, m mountEntry) error {
 	case m.opts.CopyUp && m.Type == "tmpfs":
 		err = copyUp(r, t, m)
 	default:
-		err = unix.Mount(m.Source, t.procFd(), m.Type, m.opts.Flags, mountData(t, m))
+		err = r.sys.Mount(m.Source, t.procFd(), m.Type, m.opts.Flags, mountData(t, m))
 		if m.Type == "sysfs" && errors.Is(err, unix.EPERM) && spec.HasNamespace(c.Spec, specs.UserNamespace) {
 			// A user namespace may only mount sysfs for a network
 			// namespace it owns (not the host's, nor one the shim made):
@@ -179,11 +187,11 @@ func mountOne(r *resolver, c *Config, m mountEntry) error {
 	}
 	defer top.Close()
 	if m.opts.Propagation != 0 {
-		if err := unix.Mount("", top.procFd(), "", m.opts.Propagation, ""); err != nil {
+		if err := r.sys.Mount("", top.procFd(), "", m.opts.Propagation, ""); err != nil {
 			return fmt.Errorf("set propagation: %w", err)
 		}
 	}
-	return setRecursiveAttrs(top, m)
+	return setRecursiveAttrs(r.sys, top, m)
 }
 
 // mountData is the data a new mount gets: a tmpfs over an existing
@@ -207,12 +215,12 @@ func mountData(t *target, m mountEntry) string {
 // setRecursiveAttrs applies the recursive options (rro, rnosuid, ...) to
 // the mount and everything below it. Without mount_setattr(2) they cannot
 // be honoured, and the mount must not go on without them.
-func setRecursiveAttrs(t *target, m mountEntry) error {
+func setRecursiveAttrs(sys Syscalls, t *target, m mountEntry) error {
 	if m.opts.RecSet == 0 && m.opts.RecClear == 0 {
 		return nil
 	}
-	attr := &unix.MountAttr{Attr_set: m.opts.RecSet, Attr_clr: m.opts.RecClear}
-	err := unix.MountSetattr(int(t.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr)
+	attr := unix.MountAttr{Attr_set: m.opts.RecSet, Attr_clr: m.opts.RecClear}
+	err := sys.MountSetattr(int(t.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr)
 	if errors.Is(err, unix.ENOSYS) {
 		return fmt.Errorf("mount options %s need mount_setattr(2), which this kernel does not have (Linux 5.12 or later)", recursiveNames(m.Options))
 	}
@@ -264,11 +272,11 @@ func bindMount(r *resolver, t *target, source bindFrom, opts MountOptions) error
 	var err error
 	switch {
 	case source.tree:
-		err = attach(int(source.file.Fd()), t.File)
+		err = attach(r.sys, int(source.file.Fd()), t.File)
 	case source.file != nil:
-		err = unix.Mount(procFd(source.file), t.procFd(), "", unix.MS_BIND|opts.Flags&unix.MS_REC, "")
+		err = r.sys.Mount(procFd(source.file), t.procFd(), "", unix.MS_BIND|opts.Flags&unix.MS_REC, "")
 	default:
-		err = unix.Mount(source.path, t.procFd(), "", unix.MS_BIND|opts.Flags&unix.MS_REC, "")
+		err = r.sys.Mount(source.path, t.procFd(), "", unix.MS_BIND|opts.Flags&unix.MS_REC, "")
 	}
 	if err != nil {
 		return err
@@ -283,7 +291,7 @@ func bindMount(r *resolver, t *target, source bindFrom, opts MountOptions) error
 	}
 	defer top.Close()
 	flags := unix.MS_BIND | unix.MS_REMOUNT | extra
-	err = unix.Mount("", top.procFd(), "", flags, "")
+	err = r.sys.Mount("", top.procFd(), "", flags, "")
 	if !errors.Is(err, unix.EPERM) {
 		return err
 	}
@@ -298,7 +306,7 @@ func bindMount(r *resolver, t *target, source bindFrom, opts MountOptions) error
 	if clear := opts.Cleared & locked; clear != 0 {
 		return fmt.Errorf("cannot clear locked mount flags %#x of %s: %w", clear, source.path, err)
 	}
-	if err := unix.Mount("", top.procFd(), "", flags|locked, ""); err != nil {
+	if err := r.sys.Mount("", top.procFd(), "", flags|locked, ""); err != nil {
 		return fmt.Errorf("remount with the locked flags %#x of %s: %w", locked, source.path, err)
 	}
 	return nil
@@ -323,7 +331,7 @@ func mountCgroup(r *resolver, c *Config, m specs.Mount, opts MountOptions) error
 	if host, ok := c.CgroupPaths[""]; ok {
 		if spec.HasNamespace(c.Spec, specs.CgroupNamespace) {
 			err := r.with(m.Destination, true, func(t *target) error {
-				return unix.Mount("cgroup2", t.procFd(), "cgroup2", opts.Flags, "")
+				return r.sys.Mount("cgroup2", t.procFd(), "cgroup2", opts.Flags, "")
 			})
 			// In a user namespace the kernel may refuse a cgroup2 mount
 			// (EPERM), or /sys bound from the host already has one there
@@ -337,7 +345,7 @@ func mountCgroup(r *resolver, c *Config, m specs.Mount, opts MountOptions) error
 	}
 	base := opts.Flags &^ unix.MS_RDONLY
 	if err := r.with(m.Destination, true, func(t *target) error {
-		return unix.Mount("tmpfs", t.procFd(), "tmpfs", base, "mode=755")
+		return r.sys.Mount("tmpfs", t.procFd(), "tmpfs", base, "mode=755")
 	}); err != nil {
 		return err
 	}
@@ -356,7 +364,7 @@ func mountCgroup(r *resolver, c *Config, m specs.Mount, opts MountOptions) error
 		return nil
 	}
 	return r.with(m.Destination, true, func(t *target) error {
-		return unix.Mount("", t.procFd(), "", unix.MS_REMOUNT|base|ro, "mode=755")
+		return r.sys.Mount("", t.procFd(), "", unix.MS_REMOUNT|base|ro, "mode=755")
 	})
 }
 
@@ -381,7 +389,7 @@ func statfsFlags(st int64) uintptr {
 	return flags
 }
 
-func makeParentMountPrivate(path string) error {
+func makeParentMountPrivate(sys Syscalls, path string) error {
 	mounts, err := mountinfo.GetMounts(mountinfo.ParentsFilter(path))
 	if err != nil {
 		return fmt.Errorf("read mountinfo: %w", err)
@@ -392,7 +400,7 @@ func makeParentMountPrivate(path string) error {
 			longest = m.Mountpoint
 		}
 	}
-	if err := unix.Mount("", longest, "", unix.MS_PRIVATE, ""); err != nil {
+	if err := sys.Mount("", longest, "", unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make %s private: %w", longest, err)
 	}
 	return nil

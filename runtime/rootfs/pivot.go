@@ -13,7 +13,7 @@ import (
 // PivotRoot makes rootfs the process's root and detaches the old root, so
 // nothing of the host's filesystem stays reachable. It uses the
 // pivot_root(".", ".") form, which needs no directory inside the new root.
-func PivotRoot(rootfs string) error {
+func PivotRoot(sys Syscalls, rootfs string) error {
 	oldroot, err := unix.Open("/", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open old root: %w", err)
@@ -24,69 +24,69 @@ func PivotRoot(rootfs string) error {
 		return fmt.Errorf("open new root: %w", err)
 	}
 	defer unix.Close(newroot)
-	if err := unix.Fchdir(newroot); err != nil {
+	if err := sys.Fchdir(newroot); err != nil {
 		return fmt.Errorf("chdir to new root: %w", err)
 	}
-	if err := unix.PivotRoot(".", "."); err != nil {
+	if err := sys.PivotRoot(".", "."); err != nil {
 		return fmt.Errorf("pivot_root %s: %w", rootfs, err)
 	}
 	// The old root is now stacked under "."; detach it without letting the
 	// unmount propagate back to the host.
-	if err := unix.Fchdir(oldroot); err != nil {
+	if err := sys.Fchdir(oldroot); err != nil {
 		return fmt.Errorf("chdir to old root: %w", err)
 	}
-	if err := unix.Mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+	if err := sys.Mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("make old root rslave: %w", err)
 	}
-	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+	if err := sys.Unmount(".", unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("unmount old root: %w", err)
 	}
-	return unix.Chdir("/")
+	return sys.Chdir("/")
 }
 
 // MoveRoot is the --no-pivot fallback (roots on ramfs cannot be pivoted):
 // move the rootfs mount over / and chroot into it.
-func MoveRoot(rootfs string) error {
-	if err := unix.Chdir(rootfs); err != nil {
+func MoveRoot(sys Syscalls, rootfs string) error {
+	if err := sys.Chdir(rootfs); err != nil {
 		return fmt.Errorf("chdir to rootfs: %w", err)
 	}
-	if err := unix.Mount(rootfs, "/", "", unix.MS_MOVE, ""); err != nil {
+	if err := sys.Mount(rootfs, "/", "", unix.MS_MOVE, ""); err != nil {
 		return fmt.Errorf("move rootfs to /: %w", err)
 	}
-	if err := unix.Chroot("."); err != nil {
+	if err := sys.Chroot("."); err != nil {
 		return fmt.Errorf("chroot: %w", err)
 	}
-	return unix.Chdir("/")
+	return sys.Chdir("/")
 }
 
 // Chroot enters rootfs for a container sharing the host's mount namespace,
 // where pivot_root would move the host's own root.
-func Chroot(rootfs string) error {
-	if err := unix.Chdir(rootfs); err != nil {
+func Chroot(sys Syscalls, rootfs string) error {
+	if err := sys.Chdir(rootfs); err != nil {
 		return fmt.Errorf("chdir to rootfs: %w", err)
 	}
-	if err := unix.Chroot("."); err != nil {
+	if err := sys.Chroot("."); err != nil {
 		return fmt.Errorf("chroot %s: %w", rootfs, err)
 	}
-	return unix.Chdir("/")
+	return sys.Chdir("/")
 }
 
 // Finalize applies what must happen inside the new root: read-only paths,
 // masked paths and a read-only root. Every mount is made by descriptor:
 // nothing of the container's (its /proc, its /dev) names a source or a
 // target by path.
-func Finalize(s *specs.Spec) error {
-	root, err := os.OpenFile("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+func Finalize(sys Syscalls, s *specs.Spec) error {
+	root, err := sys.OpenRoot()
 	if err != nil {
 		return err
 	}
 	defer root.Close()
 	for _, p := range s.Linux.ReadonlyPaths {
-		if err := readonlyPath(root, p); err != nil {
+		if err := readonlyPath(sys, root, p); err != nil {
 			return fmt.Errorf("make %s read-only: %w", p, err)
 		}
 	}
-	m := masker{root: root}
+	m := masker{sys: sys, root: root}
 	defer m.close()
 	for _, p := range s.Linux.MaskedPaths {
 		if err := m.mask(p); err != nil {
@@ -94,14 +94,14 @@ func Finalize(s *specs.Spec) error {
 		}
 	}
 	if s.Root != nil && s.Root.Readonly {
-		if err := setReadonly(root); err != nil {
+		if err := setReadonly(sys, root); err != nil {
 			return fmt.Errorf("make the root read-only: %w", err)
 		}
 	}
 	return nil
 }
 
-func readonlyPath(root *os.File, p string) error {
+func readonlyPath(sys Syscalls, root *os.File, p string) error {
 	h, err := pathrs.OpenatInRoot(root, p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -109,7 +109,7 @@ func readonlyPath(root *os.File, p string) error {
 	if err != nil {
 		return err
 	}
-	err = readonlyBind(h)
+	err = readonlyBind(sys, h)
 	h.Close()
 	if !errors.Is(err, errNoMountAPI) {
 		return err
@@ -118,7 +118,7 @@ func readonlyPath(root *os.File, p string) error {
 	if h, err = pathrs.OpenatInRoot(root, p); err != nil {
 		return err
 	}
-	err = unix.Mount(procFd(h), procFd(h), "", unix.MS_BIND|unix.MS_REC, "")
+	err = sys.Mount(procFd(h), procFd(h), "", unix.MS_BIND|unix.MS_REC, "")
 	h.Close()
 	if err != nil {
 		return err
@@ -127,12 +127,13 @@ func readonlyPath(root *os.File, p string) error {
 		return err
 	}
 	defer h.Close()
-	return remountReadonly(procFd(h))
+	return remountReadonly(sys, procFd(h))
 }
 
 // masker hides files behind the container's /dev/null and directories
 // behind an empty read-only tmpfs.
 type masker struct {
+	sys     Syscalls
 	root    *os.File
 	devNull *os.File // checked to be the null device
 }
@@ -151,29 +152,29 @@ func (m *masker) mask(p string) error {
 		return err
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		return maskDir(h)
+		return maskDir(m.sys, h)
 	}
 	if m.devNull == nil {
-		if m.devNull, err = openDevNull(); err != nil {
+		if m.devNull, err = openDevNull(m.root); err != nil {
 			return err
 		}
 	}
-	return bindFd(m.devNull, h)
+	return bindFd(m.sys, m.devNull, h)
 }
 
 // maskDir covers the directory at h with a tmpfs of its own, as runc does.
 // One detached tmpfs cloned for every directory would save superblocks, but
 // older kernels refuse open_tree(2) on a detached mount (EINVAL on 6.1).
-func maskDir(h *os.File) error {
-	tree, err := emptyReadonlyTmpfs()
+func maskDir(sys Syscalls, h *os.File) error {
+	tree, err := emptyReadonlyTmpfs(sys)
 	if errors.Is(err, errNoMountAPI) {
-		return unix.Mount("tmpfs", procFd(h), "tmpfs", unix.MS_RDONLY, "")
+		return sys.Mount("tmpfs", procFd(h), "tmpfs", unix.MS_RDONLY, "")
 	}
 	if err != nil {
 		return err
 	}
 	defer unix.Close(tree)
-	return attach(tree, h)
+	return attach(sys, tree, h)
 }
 
 func (m *masker) close() {
@@ -184,12 +185,15 @@ func (m *masker) close() {
 
 // openDevNull opens the container's /dev/null, which /dev bind-mounted from
 // a directory the image or a pod author controls can make anything; its
-// descriptor must be the 1:3 character device (CVE-2025-31133).
-func openDevNull() (*os.File, error) {
-	f, err := os.OpenFile("/dev/null", unix.O_PATH|unix.O_CLOEXEC, 0)
+// descriptor must be the 1:3 character device (CVE-2025-31133). It is
+// opened from root, the process's root directory, exactly as an open of
+// "/dev/null" would resolve it.
+func openDevNull(root *os.File) (*os.File, error) {
+	fd, err := unix.Openat(int(root.Fd()), "dev/null", unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open the container's /dev/null: %w", err)
 	}
+	f := os.NewFile(uintptr(fd), "/dev/null")
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		f.Close()

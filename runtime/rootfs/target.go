@@ -21,6 +21,8 @@ import (
 type resolver struct {
 	root *os.File
 	path string // the root's real path, as /proc/self/fd shows it; read when needed
+	// sys makes the mounts on the targets resolved here.
+	sys Syscalls
 }
 
 // target is a resolved mount point, held open so that what was checked is
