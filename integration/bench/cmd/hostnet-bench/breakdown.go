@@ -70,7 +70,16 @@ func (b *bench) breakdown(ctx context.Context) []*Table {
 		t.Note = "skipped: no strace (apt-get install strace)"
 		return []*Table{t}
 	}
-	tracePath := filepath.Join(b.work, "containerd.strace")
+	// In the output directory, beside the tables derived from it.
+	if err := os.MkdirAll(b.o.out, 0o755); err != nil {
+		t.Note = err.Error()
+		return []*Table{t}
+	}
+	tracePath, err := filepath.Abs(filepath.Join(b.o.out, "breakdown.strace"))
+	if err != nil {
+		t.Note = err.Error()
+		return []*Table{t}
+	}
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	d, err := daemon.Start(sctx, daemon.Config{
@@ -169,6 +178,8 @@ func phasesOf(w window, procs []*traced) (map[string]float64, error) {
 		switch {
 		case strings.HasPrefix(base, "containerd-shim-"):
 			switch {
+			case slices.Contains(first.argv, "-info"):
+				// containerd asking the shim for the runtime's features.
 			case slices.Contains(first.argv, "start"):
 				shimStart = p
 			case !slices.Contains(first.argv, "delete") && shim == nil:
