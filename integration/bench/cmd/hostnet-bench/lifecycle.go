@@ -213,6 +213,13 @@ func (b *bench) runtimeAlone(ctx context.Context) []*Table {
 		{"runc 1.1.5 (Debian)", b.o.debRunc, nil, direct},
 		{"crun 1.8.1", b.o.crun, []string{"--cgroup-manager=cgroupfs"}, crunDo},
 	}
+	if name, path, ok := strings.Cut(b.o.altRuntime, "="); ok {
+		bins = append(bins, struct {
+			name, bin string
+			global    []string
+			do        func(func() error) error
+		}{name, path, nil, direct})
+	}
 	var cs []*contender
 	steps := map[*contender][]cycleSteps{}
 	for _, x := range bins {

@@ -48,6 +48,9 @@ type benchOpts struct {
 	debRunc   string
 	crun      string
 	only      string
+	// altRuntime is NAME=PATH: another build of an OCI runtime for the
+	// runtime-alone table, interleaved with the others (a before/after).
+	altRuntime string
 }
 
 func main() {
@@ -65,6 +68,7 @@ func main() {
 	flag.StringVar(&o.runc, "runc", "/var/cache/hostnet/runc-v1.5.2/bin/runc", "runc v1.5.2, the anchor")
 	flag.StringVar(&o.debRunc, "debian-runc", "/usr/sbin/runc", "Debian's runc")
 	flag.StringVar(&o.crun, "crun", "/usr/bin/crun", "crun")
+	flag.StringVar(&o.altRuntime, "alt-runtime", "", "NAME=PATH: another OCI runtime build as a row of the runtime-alone table (e.g. main's hostnet-runc, for a before/after)")
 	flag.StringVar(&o.only, "only", "", "comma-separated sections to run (lifecycle,client,breakdown,runtime,startup,memory,network,scale); all if empty")
 	flag.Parse()
 	// The breakdown finds the runtimes' execs by their absolute paths.
