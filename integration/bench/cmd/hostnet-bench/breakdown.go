@@ -63,7 +63,7 @@ func (b *bench) breakdown(ctx context.Context) []*Table {
 		Note: "Phase means in ms, from the exec and exit times of ctr's containerd's processes under `strace -f --seccomp-bpf -ttt -e trace=execve` (a second private containerd, tracees stop only at execve, fork and exit; strace also sets no_new_privs): " +
 			"ctr+containerd before the shim = ctr started → shim `start` exec'd; shim start = that process's life; shim up → runtime create = containerd connecting, the shim's Create (rootfs, spec, network) until the runtime's `create` is exec'd; " +
 			"create → start = the shim's reply, containerd, ctr and the shim until `start` is exec'd; start → delete = start's exit until `delete` is exec'd, of which exit → delete from the later of start's and the container's exit (reap, exit event, ctr's wait, Delete); " +
-			"delete → ctr exits = the shim's exit, containerd removing the task, snapshot and container, ctr exiting. execs = processes exec'd per run by containerd's tree (ctr not counted), runtime execs = those of the runtime binary. " +
+			"delete → ctr exits = the shim's exit, the `shim delete` containerd runs after every task delete, containerd removing the task, snapshot and container, ctr exiting. execs = processes exec'd per run by containerd's tree (ctr not counted), runtime execs = those of the runtime binary. " +
 			"Interleaved like the tables above, the total is slower than untraced by strace's stops.",
 		Anchor: "runc 1.5.2", RatioOf: "total", Cols: phaseCols}
 	if _, err := exec.LookPath("strace"); err != nil {
