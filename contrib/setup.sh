@@ -27,12 +27,13 @@ if ! command -v go >/dev/null; then
 fi
 
 # Debian packages: runtimes to compare with, busybox for the test image,
-# networking tools, libseccomp, benchmark tools, and systemd with
+# networking tools, libseccomp, benchmark tools (strace: make bench's
+# breakdown), and systemd with
 # util-linux's unshare/nsenter (the systemd cgroup driver's tests boot
 # systemd in a sandbox; it is not made this host's init), and for the
 # cgroup v2 lane QEMU, mmdebstrap and e2fsprogs (integration/cgroup2).
 packages=(runc crun containernetworking-plugins busybox-static iptables nftables
-	iproute2 libseccomp-dev hyperfine iperf3 git make ca-certificates systemd util-linux
+	iproute2 libseccomp-dev hyperfine iperf3 strace git make ca-certificates systemd util-linux
 	qemu-system-x86 mmdebstrap e2fsprogs)
 missing=()
 for p in "${packages[@]}"; do

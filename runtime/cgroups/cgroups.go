@@ -294,10 +294,20 @@ func removeCreated(dirs []dirState) {
 }
 
 // drain kills every process in the cgroup while it is frozen, so none can
-// fork away, and waits until the kernel has emptied it.
+// fork away, and waits until the kernel has emptied it. An empty cgroup
+// (the usual delete: the init has exited and, with its own pid namespace,
+// taken every other process with it) is left as it is: with no process
+// in it, none can fork into it, and freezing and thawing it is work for
+// nothing.
 func drain(m Manager) error {
-	_ = m.Freeze()
 	pids, err := m.Pids()
+	if err == nil && len(pids) == 0 {
+		return nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		_ = m.Freeze()
+		pids, err = m.Pids()
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		// Gone while being read: systemd removes a scope's cgroup as
 		// soon as its last process has died.

@@ -173,26 +173,33 @@ func (c *Container) signalAll(sig unix.Signal, alive bool) error {
 
 // Delete removes a stopped container; force kills a running one first. A
 // created container is killed without force, as with runc.
+//
+// The init's liveness is read once: the usual delete, of a container whose
+// init has exited, goes straight to removing the cgroup (which freezes and
+// kills only what is left in it) and the state.
 func (c *Container) Delete(force bool) error {
-	switch st := c.Status(); st {
-	case Running, Paused:
-		if !force {
-			return fmt.Errorf("cannot delete container %s that is not stopped: %s", c.ID, st)
+	alive := processAlive(c.InitPid, c.InitStart)
+	if alive {
+		switch st := c.liveStatus(); st {
+		case Running, Paused:
+			if !force {
+				return fmt.Errorf("cannot delete container %s that is not stopped: %s", c.ID, st)
+			}
 		}
-	}
-	if processAlive(c.InitPid, c.InitStart) {
 		_ = unix.Kill(c.InitPid, unix.SIGKILL)
 	}
 	if cg, err := c.LoadCgroup(); err == nil {
-		// Thaw first: a frozen process cannot die.
-		_ = cg.Thaw()
+		if alive {
+			// Thaw first: a frozen process cannot die.
+			_ = cg.Thaw()
+		}
 		if err := cg.Delete(); err != nil {
 			return fmt.Errorf("remove cgroup %s: %w", c.Cgroup, err)
 		}
 	} else if !errors.Is(err, cgroups.ErrNotExist) {
 		return err
 	}
-	for deadline := time.Now().Add(5 * time.Second); processAlive(c.InitPid, c.InitStart); time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); alive && processAlive(c.InitPid, c.InitStart); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("init %d did not exit after SIGKILL", c.InitPid)
 		}

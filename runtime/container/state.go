@@ -101,6 +101,11 @@ func (c *Container) Status() string {
 	if !processAlive(c.InitPid, c.InitStart) {
 		return Stopped
 	}
+	return c.liveStatus()
+}
+
+// liveStatus is the status of a container whose init is alive.
+func (c *Container) liveStatus() string {
 	if _, err := os.Lstat(filepath.Join(c.Dir, fifoName)); err == nil {
 		return Created
 	}

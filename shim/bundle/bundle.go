@@ -229,6 +229,13 @@ func (b Bundle) ReadRuntime(v any) error {
 	return b.readJSON(runtimeFile, v)
 }
 
+// RemoveRuntime removes the record once the runtime holds nothing more of
+// the container (its delete succeeded): `shim delete`, which containerd
+// runs after every task delete, then has no runtime to ask again.
+func (b Bundle) RemoveRuntime() error {
+	return b.remove(runtimeFile)
+}
+
 // WriteExit records the init's exit, for `shim delete`, where and as the
 // runc shim does (containerd's exit.json).
 func (b Bundle) WriteExit(e runc.Exit) error {

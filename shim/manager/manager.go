@@ -231,7 +231,9 @@ func (m manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 	case err == nil:
 		rt = ociruntime.New(cfg, b.RuntimeLog())
 	case errors.Is(err, os.ErrNotExist):
-		// The shim died before it asked the runtime for anything.
+		// The shim died before it asked the runtime for anything, or its
+		// delete left the runtime nothing (deleteInit removes the record
+		// then): no runtime to ask.
 	default:
 		logger.WithError(err).Warn("cannot tell which runtime created the container")
 	}

@@ -311,5 +311,10 @@ func (c *container) deleteInit(ctx context.Context) error {
 	if err := Teardown(ctx, c.bundle, c.id, c.rt, false); err != nil {
 		return err
 	}
+	// The runtime's state is gone: containerd's `shim delete` after this
+	// delete (on its critical path) need not exec the runtime again.
+	if err := c.bundle.RemoveRuntime(); err != nil {
+		log.G(ctx).WithError(err).WithField("id", c.id).Warn("failed to remove the runtime record")
+	}
 	return c.init.SetDeleted()
 }

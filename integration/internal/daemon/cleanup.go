@@ -180,14 +180,22 @@ func WaitGone(pid int, timeout time.Duration) bool {
 }
 
 func (d *Daemon) stopDaemon() error {
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	if d.tracedPid != 0 {
+		// strace exits once containerd (its last tracee) has.
+		_ = unix.Kill(d.tracedPid, unix.SIGTERM)
+	} else {
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	// The exit status goes back into exitc: exited() reads it there, so a
+	// second Stop knows the daemon is gone.
 	select {
-	case <-d.exitc:
+	case err := <-d.exitc:
+		d.exitc <- err
 		return nil
 	case <-time.After(15 * time.Second):
 	}
 	_ = d.cmd.Process.Kill()
-	<-d.exitc
+	d.exitc <- <-d.exitc
 	return errors.New("containerd ignored SIGTERM and was killed")
 }
 

@@ -71,6 +71,14 @@ type Config struct {
 	// "the host's" network then works on a namespace it owns. Run clients
 	// that change the network (ctr --cni, nerdctl) in it with InNetNS.
 	NetNS bool
+	// Strace, when set, runs containerd under `strace -f --seccomp-bpf
+	// -ttt -e trace=execve`, writing to this file: every exec and exit of
+	// containerd, its shims, their runtimes and containers, with its
+	// timestamp (the bench's breakdown). --seccomp-bpf stops the tracees
+	// only at execve, fork and exit, not at every system call. Pid stays
+	// containerd's; Stop stops containerd, and strace ends with its last
+	// tracee.
+	Strace string
 }
 
 // Daemon is a running private containerd.
@@ -93,6 +101,10 @@ type Daemon struct {
 	runtimeRoots []string
 	command      func(name string, args ...string) *exec.Cmd
 	ownNetNS     bool
+	strace       string
+	// tracedPid is containerd's pid when it runs under strace (cmd is
+	// strace then).
+	tracedPid int
 
 	ctr          string
 	env          []string
@@ -150,6 +162,7 @@ func start(ctx context.Context, cfg Config, prefix string, render func(*Daemon) 
 		runtimeRoots: cfg.RuntimeRoots,
 		ownNetNS:     cfg.NetNS,
 		command:      cfg.Command,
+		strace:       cfg.Strace,
 		ctr:          ctr,
 		env:          append(withoutEnv(os.Environ(), "PATH", "CONTAINERD_ADDRESS", "CONTAINERD_NAMESPACE"), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH")),
 	}
@@ -227,6 +240,10 @@ func (d *Daemon) launch() error {
 	if d.command != nil {
 		cmd = d.command(d.containerd, "--config", d.configPath)
 	}
+	if d.strace != "" {
+		cmd = exec.Command("strace", append([]string{"-f", "--seccomp-bpf", "-q", "-ttt", "-s", "256",
+			"-e", "trace=execve", "-e", "signal=none", "-o", d.strace, "--"}, cmd.Args...)...)
+	}
 	cmd.Env = d.env
 	cmd.Stdout, cmd.Stderr = d.log, d.log
 	// Own process group, so a Ctrl-C meant for `go test` does not kill the
@@ -242,7 +259,24 @@ func (d *Daemon) launch() error {
 	exitc := make(chan error, 1)
 	go func() { exitc <- cmd.Wait() }()
 	d.cmd, d.exitc = cmd, exitc
+	if d.strace != "" {
+		return d.findTraced()
+	}
 	return nil
+}
+
+// findTraced records the pid of strace's child, containerd.
+func (d *Daemon) findTraced() error {
+	p := fmt.Sprintf("/proc/%d/task/%d/children", d.cmd.Process.Pid, d.cmd.Process.Pid)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !d.exited(); time.Sleep(5 * time.Millisecond) {
+		if b, err := os.ReadFile(p); err == nil {
+			if f := strings.Fields(string(b)); len(f) > 0 {
+				d.tracedPid, err = strconv.Atoi(f[0])
+				return err
+			}
+		}
+	}
+	return errors.New("strace did not start containerd")
 }
 
 // Restart stops containerd by its pid with SIGTERM, leaving the shims and
@@ -253,6 +287,10 @@ func (d *Daemon) launch() error {
 func (d *Daemon) Restart(ctx context.Context) error {
 	if d.cmd == nil || d.cmd.Process == nil || d.exited() {
 		return errors.New("containerd is not running")
+	}
+	if d.strace != "" {
+		// strace would wait for the shims, its tracees, to exit.
+		return errors.New("restart of a traced containerd is not supported")
 	}
 	if err := d.stopDaemon(); err != nil {
 		return err
@@ -377,7 +415,12 @@ func (d *Daemon) waitReady(ctx context.Context, timeout time.Duration) error {
 }
 
 // Pid returns the daemon's process id.
-func (d *Daemon) Pid() int { return d.cmd.Process.Pid }
+func (d *Daemon) Pid() int {
+	if d.tracedPid != 0 {
+		return d.tracedPid
+	}
+	return d.cmd.Process.Pid
+}
 
 // HostnetConfigPath is the daemon's node configuration file for hostnet,
 // in its directory, which its shims read (config.PathEnv names it in

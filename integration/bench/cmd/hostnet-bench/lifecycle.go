@@ -72,8 +72,12 @@ func timeTable(id, title, note, anchor string, cs []*contender) *Table {
 // ctrRunArgs are the `ctr run` flags for rt in host network mode.
 func (b *bench) ctrRunArgs(rt *rtSpec) []string {
 	args := []string{"run", "--rm", "--fifo-dir", b.d.FIFODir, "--runtime", rt.runtime}
-	if rt.runtime == daemon.RuncRuntime {
+	switch {
+	case rt.runtime == daemon.RuncRuntime:
 		args = append(args, "--runc-binary", rt.binary, "--net-host")
+	case rt.configPath != "":
+		// ctr passes --runc-binary to the runc shim only.
+		args = append(args, "--runtime-config-path", rt.configPath)
 	}
 	return args
 }
@@ -95,7 +99,7 @@ func (b *bench) ctrLifecycle(ctx context.Context) []*Table {
 
 // runtimeOpts are the containerd runtime options for rt.
 func runtimeOpts(rt *rtSpec) any {
-	if rt.runtime == daemon.RuncRuntime {
+	if rt.runtime == daemon.RuncRuntime || rt.configPath != "" {
 		return &options.Options{BinaryName: rt.binary}
 	}
 	return nil
@@ -209,23 +213,58 @@ func (b *bench) runtimeAlone(ctx context.Context) []*Table {
 		{"runc 1.1.5 (Debian)", b.o.debRunc, nil, direct},
 		{"crun 1.8.1", b.o.crun, []string{"--cgroup-manager=cgroupfs"}, crunDo},
 	}
+	if name, path, ok := strings.Cut(b.o.altRuntime, "="); ok {
+		bins = append(bins, struct {
+			name, bin string
+			global    []string
+			do        func(func() error) error
+		}{name, path, nil, direct})
+	}
 	var cs []*contender
+	steps := map[*contender][]cycleSteps{}
 	for _, x := range bins {
 		root := filepath.Join(b.work, "roots", strings.Fields(x.name)[0]+filepath.Base(x.bin))
 		if err := os.MkdirAll(root, 0o700); err != nil {
 			cs = append(cs, &contender{name: x.name, err: err})
 			continue
 		}
-		cs = append(cs, &contender{name: x.name, run: func(ctx context.Context) error {
-			return x.do(func() error { return b.bundleCycle(ctx, x.bin, x.global, root, bundle) })
-		}})
+		c := &contender{name: x.name}
+		c.run = func(ctx context.Context) error {
+			return x.do(func() error {
+				st, err := b.bundleCycle(ctx, x.bin, x.global, root, bundle)
+				if err == nil {
+					steps[c] = append(steps[c], st)
+				}
+				return err
+			})
+		}
+		cs = append(cs, c)
 		// Before the view closes: crun deletes in the view it created in.
 		defer x.do(func() error { return b.deleteAllIn(x.bin, x.global, root) })
 	}
 	interleave(ctx, b.o.n, 2, cs)
-	return []*Table{timeTable("runtime", "OCI runtime alone: create + start + wait + delete of a prepared bundle",
-		"busybox rootfs, `true`, host network, ociVersion 1.0.2, cgroupfs; each runtime invoked as the runc shim would (`create --bundle`, `start`, reap, `delete`)."+crunNote, "runc 1.5.2", cs)}
+	t := timeTable("runtime", "OCI runtime alone: create + start + wait + delete of a prepared bundle",
+		"busybox rootfs, `true`, host network, ociVersion 1.0.2, cgroupfs; each runtime invoked as the runc shim would (`create --bundle`, `start`, reap, `delete`); create, start and delete are the means of each command's own wall time."+crunNote, "runc 1.5.2", cs)
+	t.Cols = append(t.Cols, Col{"create", "create", "ms"}, Col{"start", "start", "ms"}, Col{"delete", "delete", "ms"})
+	for i, c := range cs {
+		st := steps[c]
+		if len(st) > 2 { // the warm-up runs
+			st = st[2:]
+		}
+		if t.Rows[i].V == nil || len(st) == 0 {
+			continue
+		}
+		for _, s := range st {
+			t.Rows[i].V["create"] += s.create / float64(len(st))
+			t.Rows[i].V["start"] += s.start / float64(len(st))
+			t.Rows[i].V["delete"] += s.delete / float64(len(st))
+		}
+	}
+	return []*Table{t}
 }
+
+// cycleSteps are the wall times of one bundle cycle's commands, in ms.
+type cycleSteps struct{ create, start, delete float64 }
 
 // prepareBundle writes a bundle with a minimal busybox rootfs and the
 // default spec of runc v1.5.2, minus the network namespace.
@@ -283,7 +322,7 @@ func (b *bench) prepareBundle() (string, error) {
 }
 
 // bundleCycle: create, start, reap, delete.
-func (b *bench) bundleCycle(ctx context.Context, bin string, global []string, root, bundle string) error {
+func (b *bench) bundleCycle(ctx context.Context, bin string, global []string, root, bundle string) (st cycleSteps, retErr error) {
 	id := nextID("rt")
 	pidFile := filepath.Join(b.work, id+".pid")
 	defer os.Remove(pidFile)
@@ -307,18 +346,24 @@ func (b *bench) bundleCycle(ctx context.Context, bin string, global []string, ro
 		}
 		return nil
 	}
-	if err := rt("create", "--bundle", bundle, "--pid-file", pidFile, id); err != nil {
-		rt("delete", "--force", id)
+	timed := func(into *float64, args ...string) error {
+		t0 := time.Now()
+		err := rt(args...)
+		*into = float64(time.Since(t0)) / float64(time.Millisecond)
 		return err
+	}
+	if err := timed(&st.create, "create", "--bundle", bundle, "--pid-file", pidFile, id); err != nil {
+		rt("delete", "--force", id)
+		return st, err
 	}
 	pid, err := readPidFile(pidFile)
 	if err != nil {
 		rt("delete", "--force", id)
-		return err
+		return st, err
 	}
-	if err := rt("start", id); err != nil {
+	if err := timed(&st.start, "start", id); err != nil {
 		rt("delete", "--force", id)
-		return err
+		return st, err
 	}
 	var ws unix.WaitStatus
 	for {
@@ -327,17 +372,17 @@ func (b *bench) bundleCycle(ctx context.Context, bin string, global []string, ro
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("wait %d: %w", pid, err)
+			return st, fmt.Errorf("wait %d: %w", pid, err)
 		}
 		break
 	}
-	if err := rt("delete", id); err != nil {
-		return err
+	if err := timed(&st.delete, "delete", id); err != nil {
+		return st, err
 	}
 	if ws.ExitStatus() != 0 {
-		return fmt.Errorf("container exited %v", ws)
+		return st, fmt.Errorf("container exited %v", ws)
 	}
-	return nil
+	return st, nil
 }
 
 // deleteAllIn force-deletes whatever containers are left in root.

@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -47,6 +48,9 @@ type benchOpts struct {
 	debRunc   string
 	crun      string
 	only      string
+	// altRuntime is NAME=PATH: another build of an OCI runtime for the
+	// runtime-alone table, interleaved with the others (a before/after).
+	altRuntime string
 }
 
 func main() {
@@ -64,8 +68,13 @@ func main() {
 	flag.StringVar(&o.runc, "runc", "/var/cache/hostnet/runc-v1.5.2/bin/runc", "runc v1.5.2, the anchor")
 	flag.StringVar(&o.debRunc, "debian-runc", "/usr/sbin/runc", "Debian's runc")
 	flag.StringVar(&o.crun, "crun", "/usr/bin/crun", "crun")
-	flag.StringVar(&o.only, "only", "", "comma-separated sections to run (lifecycle,client,runtime,startup,memory,network,scale); all if empty")
+	flag.StringVar(&o.altRuntime, "alt-runtime", "", "NAME=PATH: another OCI runtime build as a row of the runtime-alone table (e.g. main's hostnet-runc, for a before/after)")
+	flag.StringVar(&o.only, "only", "", "comma-separated sections to run (lifecycle,client,breakdown,runtime,startup,memory,network,scale); all if empty")
 	flag.Parse()
+	// The breakdown finds the runtimes' execs by their absolute paths.
+	if abs, err := filepath.Abs(o.binDir); err == nil {
+		o.binDir = abs
+	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "hostnet-bench: needs root (sudo make bench)")
 		os.Exit(2)
@@ -86,12 +95,20 @@ type bench struct {
 	logf     func(format string, args ...any)
 }
 
+// hostnetViaRunc is hostnet's shim driving runc 1.5.2 through go-runc
+// (BinaryName): against "runc 1.5.2" it isolates what the shim gains,
+// against "hostnet" what hostnet-runc gains.
+const hostnetViaRunc = "hostnet shim + runc 1.5.2"
+
 // rtSpec is one runtime as containerd sees it.
 type rtSpec struct {
 	name    string // row label
 	runtime string // containerd runtime type
 	binary  string // the OCI runtime binary (runc shim's BinaryName)
 	version string
+	// configPath is hostnet's TOML document naming binary, for
+	// `ctr --runtime-config-path`: hostnet's shim driving another runtime.
+	configPath string
 }
 
 func (b *bench) onCleanup(f func() error) {
@@ -202,9 +219,14 @@ func (b *bench) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	viaRunc := filepath.Join(b.work, "hostnet-runc152.toml")
+	if err := os.WriteFile(viaRunc, []byte("[runtime]\nbinary = "+strconv.Quote(o.runc)+"\n"), 0o644); err != nil {
+		return err
+	}
 	b.rts = []*rtSpec{
 		{name: "hostnet", runtime: daemon.HostnetRuntime, binary: filepath.Join(o.binDir, "hostnet-runc"), version: b.res.Machine.Hostnet},
 		{name: "runc 1.5.2", runtime: daemon.RuncRuntime, binary: o.runc, version: b.res.Machine.Runc},
+		{name: hostnetViaRunc, runtime: daemon.HostnetRuntime, binary: o.runc, version: b.res.Machine.Runc, configPath: viaRunc},
 		{name: "runc 1.1.5 (Debian)", runtime: daemon.RuncRuntime, binary: o.debRunc, version: b.res.Machine.DebianRunc},
 		{name: "crun 1.8.1 (wrapper)", runtime: daemon.RuncRuntime, binary: crunWrap, version: b.res.Machine.Crun},
 	}
@@ -258,6 +280,7 @@ func (b *bench) runSections(ctx context.Context) {
 	}{
 		{"lifecycle", b.ctrLifecycle},
 		{"client", b.clientLifecycle},
+		{"breakdown", b.breakdown},
 		{"runtime", b.runtimeAlone},
 		{"startup", b.startup},
 		{"memory", b.shimMemory},
@@ -276,6 +299,7 @@ func (b *bench) runSections(ctx context.Context) {
 		}
 		b.res.Tables = append(b.res.Tables, tables...)
 	}
+	b.res.scoreGoals(b.goals())
 }
 
 func (b *bench) report() error {

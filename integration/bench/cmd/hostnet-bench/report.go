@@ -44,6 +44,7 @@ type Table struct {
 type Results struct {
 	Machine Machine  `json:"machine"`
 	Config  RunConf  `json:"config"`
+	Goals   []Goal   `json:"goals,omitempty"`
 	Tables  []*Table `json:"tables"`
 	Notes   []string `json:"notes,omitempty"`
 }
@@ -191,6 +192,7 @@ func (res *Results) Markdown(w io.Writer) {
 	fmt.Fprintf(w, "## hostnet benchmark\n\n%s\n\n", res.Machine.Line())
 	fmt.Fprintf(w, "N=%d per contender, interleaved round-robin; started %s, took %.0f s. Ratios are against the anchor measured in the same run.\n\n",
 		res.Config.N, res.Config.Started, res.Config.DurationS)
+	res.goalsMarkdown(w)
 	for _, t := range res.Tables {
 		t.Markdown(w)
 	}
