@@ -104,15 +104,42 @@ type nerdctlPort struct {
 	HostIP        string
 }
 
-// PortsFor returns the ports a container publishes, from our annotation and
-// from nerdctl's, in that order.
-func PortsFor(s *specs.Spec) ([]PortMapping, error) {
-	var out []PortMapping
-	err := eachPort(s, func(_ string, p PortMapping) error {
-		out = append(out, p)
+// Published is a port a container publishes, with the annotation it comes
+// from, for errors that name it.
+type Published struct {
+	PortMapping
+	Annotation string
+}
+
+// PublishedPorts returns the ports a container publishes, from our
+// annotation and from nerdctl's, in that order: the one parse of both,
+// whose result the checks (CheckHostIPs) and the attach share.
+func PublishedPorts(s *specs.Spec) ([]Published, error) {
+	var out []Published
+	err := eachPort(s, func(annotation string, p PortMapping) error {
+		out = append(out, Published{PortMapping: p, Annotation: annotation})
 		return nil
 	})
 	return out, err
+}
+
+// Mappings are the port mappings of ports.
+func Mappings(ports []Published) []PortMapping {
+	if ports == nil {
+		return nil
+	}
+	out := make([]PortMapping, len(ports))
+	for i, p := range ports {
+		out[i] = p.PortMapping
+	}
+	return out
+}
+
+// PortsFor returns the ports a container publishes, from our annotation and
+// from nerdctl's, in that order.
+func PortsFor(s *specs.Spec) ([]PortMapping, error) {
+	ports, err := PublishedPorts(s)
+	return Mappings(ports), err
 }
 
 // CheckHostIPs refuses a published port whose host IP is neither
@@ -120,13 +147,14 @@ func PortsFor(s *specs.Spec) ([]PortMapping, error) {
 // for another address would take the host's own connections to it (a
 // neighbour container's, a DNS server's) to the container. isHostAddr
 // answers for the host; the error names the annotation and the address.
-func CheckHostIPs(s *specs.Spec, isHostAddr func(netip.Addr) bool) error {
-	return eachPort(s, func(annotation string, p PortMapping) error {
+func CheckHostIPs(ports []Published, isHostAddr func(netip.Addr) bool) error {
+	for _, p := range ports {
 		if !p.HostIP.IsValid() || p.HostIP.IsUnspecified() || isHostAddr(p.HostIP) {
-			return nil
+			continue
 		}
-		return fmt.Errorf("annotation %s: cannot publish port %s: host IP %s is not an address of this host", annotation, p, p.HostIP)
-	})
+		return fmt.Errorf("annotation %s: cannot publish port %s: host IP %s is not an address of this host", p.Annotation, p.PortMapping, p.HostIP)
+	}
+	return nil
 }
 
 // eachPort calls fn with every port mapping s publishes and the annotation

@@ -83,7 +83,11 @@ func TestCheckHostIPs(t *testing.T) {
 		{map[string]string{NerdctlPortsAnnotation: `[{"HostPort":53,"ContainerPort":53,"Protocol":"udp","HostIP":"198.51.100.53"}]`},
 			"annotation nerdctl/ports: cannot publish port 198.51.100.53:53:53/udp"},
 	} {
-		err := CheckHostIPs(&specs.Spec{Annotations: tc.annotations}, local)
+		ports, err := PublishedPorts(&specs.Spec{Annotations: tc.annotations})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = CheckHostIPs(ports, local)
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%v: err = %v, want %q", tc.annotations, err, tc.want)
 		}

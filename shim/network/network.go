@@ -63,10 +63,11 @@ func Prepare(ctx context.Context, r Request, s *specs.Spec) (Result, error) {
 			return Result{}, err
 		}
 	}
-	ports, err := spec.PortsFor(s)
+	published, err := spec.PublishedPorts(s)
 	if err != nil {
 		return Result{}, invalid(err)
 	}
+	ports := spec.Mappings(published)
 	if s.Process != nil {
 		// In every mode: a misspelt name means something else to each
 		// runtime (runc drops it, others fold case).
@@ -84,7 +85,7 @@ func Prepare(ctx context.Context, r Request, s *specs.Spec) (Result, error) {
 		// The spec's namespaces are left exactly as the client made them.
 		return res, nil
 	case spec.ModeBridge:
-		if err := prepareBridge(ctx, r, s, explicit, ports, &res); err != nil {
+		if err := prepareBridge(ctx, r, s, explicit, published, &res); err != nil {
 			return Result{}, err
 		}
 	default:
