@@ -20,7 +20,8 @@ import (
 	"github.com/hostnet-dev/hostnet/spec"
 )
 
-// cniTimeout bounds the plugins' DEL when the caller has no deadline.
+// cniTimeout bounds the plugins' DEL when the caller's deadline is later
+// or absent.
 const cniTimeout = 2 * time.Minute
 
 // prepareCNI is bridge mode delegated to the CNI plugins of

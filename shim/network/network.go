@@ -99,11 +99,11 @@ func Prepare(ctx context.Context, r Request, s *specs.Spec) (Result, error) {
 // Teardown releases what Prepare set up outside the bundle b. It is
 // idempotent and also runs from `shim delete` after the shim died: it works
 // from the record Prepare left in the bundle, not from the shim's memory or
-// configuration.
-func Teardown(b bundle.Bundle) error {
-	// Bounded: a hung CNI plugin must not hold a delete forever. The
-	// record stays, so a later delete retries.
-	ctx, cancel := context.WithTimeout(context.Background(), cniTimeout)
+// configuration. ctx bounds the CNI plugins' DEL, as does cniTimeout.
+func Teardown(ctx context.Context, b bundle.Bundle) error {
+	// Bounded: a hung CNI plugin must not hold a delete forever, nor past
+	// the caller's deadline. The record stays, so a later delete retries.
+	ctx, cancel := context.WithTimeout(ctx, cniTimeout)
 	defer cancel()
 	return errors.Join(teardownCNI(ctx, b), teardownBridge(b))
 }
