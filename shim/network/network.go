@@ -15,9 +15,9 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/hostnet-dev/hostnet/internal/hostns"
 	"github.com/hostnet-dev/hostnet/shim/bundle"
 	"github.com/hostnet-dev/hostnet/shim/config"
-	"github.com/hostnet-dev/hostnet/shim/network/netns"
 	"github.com/hostnet-dev/hostnet/spec"
 )
 
@@ -123,7 +123,7 @@ func prepareHost(s *specs.Spec, bundle string, explicit bool, ports []spec.PortM
 				res.Why += "; joins network namespace " + ns.Path + ", left as it is"
 				return nil
 			}
-			host, err := netns.IsHost(ns.Path)
+			host, err := hostns.IsNetNS(ns.Path)
 			if err != nil {
 				return invalid(err)
 			}
