@@ -21,7 +21,7 @@ GOBUILD  := $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 
 BINARIES := containerd-shim-hostnet-v1 hostnet-runc hostnet
 # Unit tests: the packages that exist in this checkout.
-UNIT_PKGS := $(foreach d,spec shim runtime,$(if $(wildcard $(d)),./$(d)/...))
+UNIT_PKGS := $(foreach d,spec shim runtime internal,$(if $(wildcard $(d)),./$(d)/...))
 
 # Benchmark runs per contender of each timed step.
 BENCH_RUNS ?= 20

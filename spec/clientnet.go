@@ -3,7 +3,6 @@ package spec
 import (
 	"encoding/json"
 	"fmt"
-	"net/netip"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -146,34 +145,10 @@ const NerdctlNetworkConfigFile = "network-config.json"
 // {"portMappings":[{"HostPort":8080,"ContainerPort":80,"Protocol":"tcp","HostIP":"0.0.0.0"}]}.
 func ParseNerdctlNetworkConfig(data []byte) ([]PortMapping, error) {
 	var conf struct {
-		PortMappings []struct {
-			HostPort, ContainerPort int
-			Protocol, HostIP        string
-		} `json:"portMappings"`
+		PortMappings []nerdctlPort `json:"portMappings"`
 	}
 	if err := json.Unmarshal(data, &conf); err != nil {
 		return nil, err
 	}
-	out := make([]PortMapping, 0, len(conf.PortMappings))
-	for _, n := range conf.PortMappings {
-		p := PortMapping{Protocol: strings.ToLower(n.Protocol)}
-		if n.HostPort < 1 || n.HostPort > 65535 || n.ContainerPort < 1 || n.ContainerPort > 65535 {
-			return nil, fmt.Errorf("invalid port mapping %d:%d", n.HostPort, n.ContainerPort)
-		}
-		p.HostPort, p.ContainerPort = uint16(n.HostPort), uint16(n.ContainerPort)
-		if p.Protocol != "tcp" && p.Protocol != "udp" {
-			return nil, fmt.Errorf("invalid port mapping protocol %q", n.Protocol)
-		}
-		if n.HostIP != "" {
-			ip, err := netip.ParseAddr(n.HostIP)
-			if err != nil {
-				return nil, fmt.Errorf("invalid port mapping host IP: %w", err)
-			}
-			if !ip.IsUnspecified() {
-				p.HostIP = ip
-			}
-		}
-		out = append(out, p)
-	}
-	return out, nil
+	return parseNerdctlPorts(conf.PortMappings)
 }

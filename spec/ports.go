@@ -96,23 +96,95 @@ func parsePortNumber(s string) (uint16, error) {
 	return uint16(n), nil
 }
 
-// nerdctlPort is one entry of nerdctl's JSON port list.
+// nerdctlPort is one port mapping as nerdctl records it (go-cni's
+// PortMapping), in the NerdctlPortsAnnotation list and in
+// NerdctlNetworkConfigFile alike.
 type nerdctlPort struct {
-	HostPort      int32
-	ContainerPort int32
-	Protocol      string
-	HostIP        string
+	HostPort, ContainerPort int
+	Protocol, HostIP        string
+}
+
+// mapping is the one reading of a nerdctlPort: the protocol folded to
+// lower case, both ports in 1-65535, and the host IP parsed, where ""
+// and 0.0.0.0 (nerdctl's default) mean none.
+func (n nerdctlPort) mapping() (PortMapping, error) {
+	p := PortMapping{Protocol: strings.ToLower(n.Protocol)}
+	item := fmt.Sprintf("%d:%d/%s", n.HostPort, n.ContainerPort, n.Protocol)
+	if n.HostIP != "" {
+		item = n.HostIP + ":" + item
+	}
+	if p.Protocol != "tcp" && p.Protocol != "udp" {
+		return p, fmt.Errorf("invalid port mapping %q: protocol must be tcp or udp", item)
+	}
+	for _, port := range []struct {
+		which string
+		n     int
+		to    *uint16
+	}{{"host", n.HostPort, &p.HostPort}, {"container", n.ContainerPort, &p.ContainerPort}} {
+		if port.n < 1 || port.n > 65535 {
+			return p, fmt.Errorf("invalid port mapping %q: %s port %d is not a port number (1-65535)", item, port.which, port.n)
+		}
+		*port.to = uint16(port.n)
+	}
+	if n.HostIP != "" && n.HostIP != "0.0.0.0" {
+		ip, err := netip.ParseAddr(strings.Trim(n.HostIP, "[]"))
+		if err != nil {
+			return p, fmt.Errorf("invalid port mapping %q: host IP: %w", item, err)
+		}
+		p.HostIP = ip
+	}
+	return p, nil
+}
+
+// parseNerdctlPorts reads a list of nerdctl's port mappings.
+func parseNerdctlPorts(list []nerdctlPort) ([]PortMapping, error) {
+	out := make([]PortMapping, 0, len(list))
+	for _, n := range list {
+		p, err := n.mapping()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// Published is a port a container publishes, with the annotation it comes
+// from, for errors that name it.
+type Published struct {
+	PortMapping
+	Annotation string
+}
+
+// PublishedPorts returns the ports a container publishes, from our
+// annotation and from nerdctl's, in that order: the one parse of both,
+// whose result the checks (CheckHostIPs) and the attach share.
+func PublishedPorts(s *specs.Spec) ([]Published, error) {
+	var out []Published
+	err := eachPort(s, func(annotation string, p PortMapping) error {
+		out = append(out, Published{PortMapping: p, Annotation: annotation})
+		return nil
+	})
+	return out, err
+}
+
+// Mappings are the port mappings of ports.
+func Mappings(ports []Published) []PortMapping {
+	if ports == nil {
+		return nil
+	}
+	out := make([]PortMapping, len(ports))
+	for i, p := range ports {
+		out[i] = p.PortMapping
+	}
+	return out
 }
 
 // PortsFor returns the ports a container publishes, from our annotation and
 // from nerdctl's, in that order.
 func PortsFor(s *specs.Spec) ([]PortMapping, error) {
-	var out []PortMapping
-	err := eachPort(s, func(_ string, p PortMapping) error {
-		out = append(out, p)
-		return nil
-	})
-	return out, err
+	ports, err := PublishedPorts(s)
+	return Mappings(ports), err
 }
 
 // CheckHostIPs refuses a published port whose host IP is neither
@@ -120,13 +192,14 @@ func PortsFor(s *specs.Spec) ([]PortMapping, error) {
 // for another address would take the host's own connections to it (a
 // neighbour container's, a DNS server's) to the container. isHostAddr
 // answers for the host; the error names the annotation and the address.
-func CheckHostIPs(s *specs.Spec, isHostAddr func(netip.Addr) bool) error {
-	return eachPort(s, func(annotation string, p PortMapping) error {
+func CheckHostIPs(ports []Published, isHostAddr func(netip.Addr) bool) error {
+	for _, p := range ports {
 		if !p.HostIP.IsValid() || p.HostIP.IsUnspecified() || isHostAddr(p.HostIP) {
-			return nil
+			continue
 		}
-		return fmt.Errorf("annotation %s: cannot publish port %s: host IP %s is not an address of this host", annotation, p, p.HostIP)
-	})
+		return fmt.Errorf("annotation %s: cannot publish port %s: host IP %s is not an address of this host", p.Annotation, p.PortMapping, p.HostIP)
+	}
+	return nil
 }
 
 // eachPort calls fn with every port mapping s publishes and the annotation
@@ -148,15 +221,11 @@ func eachPort(s *specs.Spec, fn func(annotation string, p PortMapping) error) er
 		if err := json.Unmarshal([]byte(v), &np); err != nil {
 			return fmt.Errorf("annotation %s: %w", NerdctlPortsAnnotation, err)
 		}
-		for _, n := range np {
-			item := fmt.Sprintf("%d:%d/%s", n.HostPort, n.ContainerPort, n.Protocol)
-			if n.HostIP != "" && n.HostIP != "0.0.0.0" {
-				item = n.HostIP + ":" + item
-			}
-			p, err := parsePort(item)
-			if err != nil {
-				return fmt.Errorf("annotation %s: invalid port mapping %q: %w", NerdctlPortsAnnotation, item, err)
-			}
+		ports, err := parseNerdctlPorts(np)
+		if err != nil {
+			return fmt.Errorf("annotation %s: %w", NerdctlPortsAnnotation, err)
+		}
+		for _, p := range ports {
 			if err := fn(NerdctlPortsAnnotation, p); err != nil {
 				return err
 			}

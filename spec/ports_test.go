@@ -3,6 +3,7 @@ package spec
 import (
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -83,9 +84,48 @@ func TestCheckHostIPs(t *testing.T) {
 		{map[string]string{NerdctlPortsAnnotation: `[{"HostPort":53,"ContainerPort":53,"Protocol":"udp","HostIP":"198.51.100.53"}]`},
 			"annotation nerdctl/ports: cannot publish port 198.51.100.53:53:53/udp"},
 	} {
-		err := CheckHostIPs(&specs.Spec{Annotations: tc.annotations}, local)
+		ports, err := PublishedPorts(&specs.Spec{Annotations: tc.annotations})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = CheckHostIPs(ports, local)
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%v: err = %v, want %q", tc.annotations, err, tc.want)
+		}
+	}
+}
+
+// TestNerdctlPortsOneReading: nerdctl's port list reads the same from its
+// annotation and from its network-config.json: one parser.
+func TestNerdctlPortsOneReading(t *testing.T) {
+	list := `[{"HostPort":8080,"ContainerPort":80,"Protocol":"TCP","HostIP":"0.0.0.0"},` +
+		`{"HostPort":5353,"ContainerPort":53,"Protocol":"udp","HostIP":"::"},` +
+		`{"HostPort":9090,"ContainerPort":90,"Protocol":"tcp","HostIP":"[::1]"},` +
+		`{"HostPort":7070,"ContainerPort":70,"Protocol":"tcp","HostIP":""}]`
+	want := []PortMapping{
+		{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"},
+		{HostIP: netip.IPv6Unspecified(), HostPort: 5353, ContainerPort: 53, Protocol: "udp"},
+		{HostIP: netip.IPv6Loopback(), HostPort: 9090, ContainerPort: 90, Protocol: "tcp"},
+		{HostPort: 7070, ContainerPort: 70, Protocol: "tcp"},
+	}
+	fromAnnotation, err := PortsFor(&specs.Spec{Annotations: map[string]string{NerdctlPortsAnnotation: list}})
+	if err != nil || !slices.Equal(fromAnnotation, want) {
+		t.Errorf("annotation: %v, %v, want %v", fromAnnotation, err, want)
+	}
+	fromFile, err := ParseNerdctlNetworkConfig([]byte(`{"portMappings":` + list + `}`))
+	if err != nil || !slices.Equal(fromFile, want) {
+		t.Errorf("network-config.json: %v, %v, want %v", fromFile, err, want)
+	}
+	for _, bad := range []struct{ entry, want string }{
+		{`{"HostPort":0,"ContainerPort":80,"Protocol":"tcp"}`, `invalid port mapping "0:80/tcp": host port 0 is not a port number (1-65535)`},
+		{`{"HostPort":80,"ContainerPort":70000,"Protocol":"tcp"}`, `container port 70000 is not a port number`},
+		{`{"HostPort":80,"ContainerPort":80,"Protocol":"sctp"}`, `"80:80/sctp": protocol must be tcp or udp`},
+		{`{"HostPort":80,"ContainerPort":80,"Protocol":"tcp","HostIP":"x"}`, `"x:80:80/tcp": host IP`},
+	} {
+		_, aerr := PortsFor(&specs.Spec{Annotations: map[string]string{NerdctlPortsAnnotation: "[" + bad.entry + "]"}})
+		_, ferr := ParseNerdctlNetworkConfig([]byte(`{"portMappings":[` + bad.entry + `]}`))
+		if aerr == nil || ferr == nil || !strings.Contains(aerr.Error(), bad.want) || !strings.Contains(ferr.Error(), bad.want) {
+			t.Errorf("%s: annotation %v, file %v, want both to contain %q", bad.entry, aerr, ferr, bad.want)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/hostnet-dev/hostnet/internal/hostns"
 	"github.com/hostnet-dev/hostnet/runtime/rootfs"
 	"github.com/hostnet-dev/hostnet/spec"
 )
@@ -102,7 +103,7 @@ func Validate(s *specs.Spec) error {
 	case len(s.Linux.NetDevices) > 0:
 		return errors.New("linux.netDevices is specified in config, but moving network devices is not supported by hostnet-runc")
 	}
-	return spec.CheckSysctls(s, isHostNetNS)
+	return spec.CheckSysctls(s, hostns.IsNetNS)
 }
 
 // ValidateProcess checks a process to run, the container's or one exec
@@ -144,20 +145,6 @@ func validateIDMap(s *specs.Spec, m specs.Mount) error {
 		return errors.New("id-mapped mounts must have both uid and gid mappings specified")
 	}
 	return nil
-}
-
-// isHostNetNS reports whether the network namespace at path is the
-// runtime's own, the host's, as runc does: a container joining it by path
-// would otherwise set the host's net.* sysctls.
-func isHostNetNS(path string) (bool, error) {
-	var self, ns unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/net", &self); err != nil { // procfs-literal: the runtime's own, in the host's mount namespace
-		return false, &os.PathError{Op: "stat", Path: "/proc/self/ns/net", Err: err} // procfs-literal: an error message
-	}
-	if err := unix.Stat(path, &ns); err != nil {
-		return false, &os.PathError{Op: "stat", Path: path, Err: err}
-	}
-	return self.Dev == ns.Dev && self.Ino == ns.Ino, nil
 }
 
 // RootfsPath resolves root.path against the bundle.

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hostnet-dev/hostnet/shim/config"
+	"github.com/hostnet-dev/hostnet/shim/network/cni"
 	"github.com/hostnet-dev/hostnet/shim/ociruntime"
 	"github.com/hostnet-dev/hostnet/spec"
 )
@@ -333,6 +334,14 @@ func (d *doctor) nodeConfig() {
 		d.nodePath = fromEnv
 	}
 	c, err := config.LoadNodeAt(fromEnv)
+	if err == nil && c.Network.CNIConfList != "" {
+		// The document only names the list; a create in bridge mode reads it.
+		if _, lerr := cni.Load(c.Network.CNIConfList); lerr != nil {
+			d.node = c
+			d.add(check, StatusFail, "fix network.cni_conflist: until it loads, the shim refuses every bridge-mode container that has no config of its own", "%v", lerr)
+			return
+		}
+	}
 	switch {
 	case err != nil:
 		d.add(check, StatusFail, "fix "+d.nodePath+" (contrib/runtime-options.md): until it parses, the shim refuses every container that has no config of its own", "%v", err)

@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -173,7 +174,7 @@ func (d *doctor) staleContainer(c *Container) {
 		d.add(checkLeftover, StatusWarn, "run hostnet doctor again", "%s is no longer stale: left alone", c.Name())
 		return
 	}
-	err := network.Teardown(b)
+	err := network.Teardown(context.Background(), b)
 	if err == nil && isNsfsMount(b.NetNS()) {
 		err = netns.Remove(b.NetNS()) // a pin without a record
 	}

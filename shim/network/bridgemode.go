@@ -90,7 +90,8 @@ func attachmentKey(r Request) string {
 
 // prepareBridge attaches the container to the bridge and rewrites its
 // spec to join the namespace. On failure everything done is undone.
-func prepareBridge(ctx context.Context, r Request, s *specs.Spec, explicit bool, ports []spec.PortMapping, res *Result) (retErr error) {
+func prepareBridge(ctx context.Context, r Request, s *specs.Spec, explicit bool, published []spec.Published, res *Result) (retErr error) {
+	ports := spec.Mappings(published)
 	if ns, ok := spec.NetworkNamespace(s); ok && ns.Path != "" {
 		// A pod's netns, joined by path, is not ours to replace. A CRI app
 		// container inherits the pod's annotations, so it also asks for
@@ -113,7 +114,7 @@ func prepareBridge(ctx context.Context, r Request, s *specs.Spec, explicit bool,
 			return err
 		}
 	}
-	if err := spec.CheckHostIPs(s, isHostAddr); err != nil {
+	if err := spec.CheckHostIPs(published, isHostAddr); err != nil {
 		return invalid(err)
 	}
 	// A host process already listening on a published port would be

@@ -2,6 +2,7 @@ package network
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -67,7 +68,7 @@ func bridgeBundle(t testing.TB, n config.Network, id, ports string) Request {
 	dir, _ := writeBundle(t, s)
 	r := Request{Bundle: bundle.New(dir), ID: id, Namespace: "test", Config: n}
 	t.Cleanup(func() {
-		if err := Teardown(r.Bundle); err != nil {
+		if err := Teardown(context.Background(), r.Bundle); err != nil {
 			t.Error(err)
 		}
 	})
@@ -203,10 +204,10 @@ func TestBridgeMode(t *testing.T) {
 	}
 
 	for _, r := range []Request{ra, rb} {
-		if err := Teardown(r.Bundle); err != nil {
+		if err := Teardown(context.Background(), r.Bundle); err != nil {
 			t.Fatal(err)
 		}
-		if err := Teardown(r.Bundle); err != nil {
+		if err := Teardown(context.Background(), r.Bundle); err != nil {
 			t.Errorf("second Teardown: %v", err)
 		}
 	}
@@ -308,7 +309,7 @@ func TestBridgeModeFailuresUndo(t *testing.T) {
 
 	// A port conflict fails in the last step, after the lease, netns and
 	// veth exist: all of them must go.
-	if err := Teardown(first.Bundle); err != nil {
+	if err := Teardown(context.Background(), first.Bundle); err != nil {
 		t.Fatal(err)
 	}
 	holder := bridgeBundle(t, n, "holder", fmt.Sprintf("%d:80", hostPort))
@@ -325,7 +326,7 @@ func TestBridgeModeFailuresUndo(t *testing.T) {
 		t.Errorf("port conflict: %v", err)
 	}
 	checkNothingLeftFor(t, r)
-	if err := Teardown(holder.Bundle); err != nil {
+	if err := Teardown(context.Background(), holder.Bundle); err != nil {
 		t.Fatal(err)
 	}
 	checkNothingLeft(t, n, first, r)
@@ -395,7 +396,7 @@ func BenchmarkAttachDetach(b *testing.B) {
 		if _, err := prepare(r); err != nil {
 			b.Fatal(err)
 		}
-		if err := Teardown(r.Bundle); err != nil {
+		if err := Teardown(context.Background(), r.Bundle); err != nil {
 			b.Fatal(err)
 		}
 		if err := os.WriteFile(filepath.Join(r.Bundle.Path, specFile), raw, 0o600); err != nil {

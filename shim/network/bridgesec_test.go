@@ -1,6 +1,7 @@
 package network
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -59,7 +60,7 @@ func TestBridgeModeSameIDInTwoContainerds(t *testing.T) {
 	}
 	// The runtime then fails to create it (its state root collides):
 	// the shim tears down what Prepare set up.
-	if err := Teardown(other.Bundle); err != nil {
+	if err := Teardown(context.Background(), other.Bundle); err != nil {
 		t.Fatal(err)
 	}
 	assertAttached(t, running, mine)

@@ -10,17 +10,16 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/vishvananda/netlink"
-	vnetns "github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"github.com/hostnet-dev/hostnet/shim/bundle"
+	"github.com/hostnet-dev/hostnet/shim/network/bridge"
 	"github.com/hostnet-dev/hostnet/shim/network/cni"
 	"github.com/hostnet-dev/hostnet/shim/network/netns"
 	"github.com/hostnet-dev/hostnet/spec"
 )
 
-// cniTimeout bounds the plugins' DEL when the caller has no deadline.
+// cniTimeout bounds the plugins' DEL when the caller's deadline is later
+// or absent.
 const cniTimeout = 2 * time.Minute
 
 // prepareCNI is bridge mode delegated to the CNI plugins of
@@ -49,7 +48,7 @@ func prepareCNI(ctx context.Context, r Request, s *specs.Spec, ports []spec.Port
 	}
 	// The plugins configure their interface; lo is the runtime's, as
 	// containerd's CRI (go-cni's loopback network) and Podman bring it up.
-	if err := loopbackUp(nsPath); err != nil {
+	if err := bridge.LoopbackUp(nsPath); err != nil {
 		return err
 	}
 	addr, err := a.Add(ctx)
@@ -59,29 +58,6 @@ func prepareCNI(ctx context.Context, r Request, s *specs.Spec, ports []spec.Port
 	res.Why += "; CNI network " + a.Name()
 
 	return joinBridgeNetNS(r, s, nsPath, []netip.Addr{addr}, res)
-}
-
-// loopbackUp brings up lo in the namespace at path, through a netlink
-// socket opened inside it.
-func loopbackUp(path string) error {
-	ns, err := vnetns.GetFromPath(path)
-	if err != nil {
-		return fmt.Errorf("failed to open network namespace %s: %w", path, err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		return fmt.Errorf("failed to open netlink in container network namespace: %w", err)
-	}
-	defer h.Close()
-	lo, err := h.LinkByName("lo")
-	if err == nil {
-		err = h.LinkSetUp(lo)
-	}
-	if err != nil {
-		return fmt.Errorf("failed to bring up lo in container network namespace: %w", err)
-	}
-	return nil
 }
 
 // cniContainerID is the container id the plugins see. It must be unique on

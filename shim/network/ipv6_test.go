@@ -1,6 +1,7 @@
 package network
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -120,7 +121,7 @@ func TestBridgeModeDualStack(t *testing.T) {
 	}
 
 	for _, r := range []Request{ra, rb} {
-		if err := Teardown(r.Bundle); err != nil {
+		if err := Teardown(context.Background(), r.Bundle); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -172,7 +173,7 @@ func TestBridgeModeIPv6Only(t *testing.T) {
 		t.Errorf("publication on ::1: %v, want invalid argument containing %q", err, want)
 	}
 	checkNothingLeftFor(t, loop)
-	if err := Teardown(r.Bundle); err != nil {
+	if err := Teardown(context.Background(), r.Bundle); err != nil {
 		t.Fatal(err)
 	}
 	checkNothingLeft(t, n, r, bad, loop)
@@ -259,7 +260,7 @@ func TestBridgeModeGatewayMode6(t *testing.T) {
 		if got, err := fetch(r.Bundle.NetNS(), to); err != nil || got != want.String() {
 			t.Errorf("gateway_mode6 %s: the far end saw %q, %v; want %s", mode, got, err, want)
 		}
-		if err := Teardown(r.Bundle); err != nil {
+		if err := Teardown(context.Background(), r.Bundle); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,6 +1,7 @@
 package network
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -54,7 +55,7 @@ func prepareIn(t *testing.T, host string, r Request) {
 		t.Fatalf("Prepare %s: %v", r.ID, err)
 	}
 	t.Cleanup(func() {
-		if err := netns.Do(host, func() error { return Teardown(r.Bundle) }); err != nil {
+		if err := netns.Do(host, func() error { return Teardown(context.Background(), r.Bundle) }); err != nil {
 			t.Error(err)
 		}
 	})

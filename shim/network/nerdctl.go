@@ -3,14 +3,13 @@ package network
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
+	"github.com/hostnet-dev/hostnet/shim/internal/boundedread"
 	"github.com/hostnet-dev/hostnet/spec"
 )
 
@@ -32,7 +31,7 @@ func refuseNerdctlPorts(s *specs.Spec) error {
 		return invalid(fmt.Errorf("annotation %s: %q is not an absolute path", spec.NerdctlStateDirAnnotation, dir))
 	}
 	path := filepath.Join(dir, spec.NerdctlNetworkConfigFile)
-	data, err := readRegularFile(path, maxNerdctlConfig)
+	data, err := boundedread.NoFollow(path, maxNerdctlConfig)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -53,30 +52,4 @@ func refuseNerdctlPorts(s *specs.Spec) error {
 	list := strings.Join(items, ",")
 	return invalid(fmt.Errorf("nerdctl's -p %s cannot be published in hostnet's bridge network mode: nerdctl keeps it in %s, not in the spec: "+
 		"pass --annotation %s=%s instead of -p", list, path, spec.PortsAnnotation, list))
-}
-
-// readRegularFile reads at most limit bytes of a regular file, without
-// following a symlink at its last component or blocking on a FIFO.
-func readRegularFile(path string, limit int64) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	f := os.NewFile(uintptr(fd), path)
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
-	}
-	return data, nil
 }

@@ -15,9 +15,9 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/hostnet-dev/hostnet/internal/hostns"
 	"github.com/hostnet-dev/hostnet/shim/bundle"
 	"github.com/hostnet-dev/hostnet/shim/config"
-	"github.com/hostnet-dev/hostnet/shim/network/netns"
 	"github.com/hostnet-dev/hostnet/spec"
 )
 
@@ -63,10 +63,11 @@ func Prepare(ctx context.Context, r Request, s *specs.Spec) (Result, error) {
 			return Result{}, err
 		}
 	}
-	ports, err := spec.PortsFor(s)
+	published, err := spec.PublishedPorts(s)
 	if err != nil {
 		return Result{}, invalid(err)
 	}
+	ports := spec.Mappings(published)
 	if s.Process != nil {
 		// In every mode: a misspelt name means something else to each
 		// runtime (runc drops it, others fold case).
@@ -84,7 +85,7 @@ func Prepare(ctx context.Context, r Request, s *specs.Spec) (Result, error) {
 		// The spec's namespaces are left exactly as the client made them.
 		return res, nil
 	case spec.ModeBridge:
-		if err := prepareBridge(ctx, r, s, explicit, ports, &res); err != nil {
+		if err := prepareBridge(ctx, r, s, explicit, published, &res); err != nil {
 			return Result{}, err
 		}
 	default:
@@ -98,11 +99,11 @@ func Prepare(ctx context.Context, r Request, s *specs.Spec) (Result, error) {
 // Teardown releases what Prepare set up outside the bundle b. It is
 // idempotent and also runs from `shim delete` after the shim died: it works
 // from the record Prepare left in the bundle, not from the shim's memory or
-// configuration.
-func Teardown(b bundle.Bundle) error {
-	// Bounded: a hung CNI plugin must not hold a delete forever. The
-	// record stays, so a later delete retries.
-	ctx, cancel := context.WithTimeout(context.Background(), cniTimeout)
+// configuration. ctx bounds the CNI plugins' DEL, as does cniTimeout.
+func Teardown(ctx context.Context, b bundle.Bundle) error {
+	// Bounded: a hung CNI plugin must not hold a delete forever, nor past
+	// the caller's deadline. The record stays, so a later delete retries.
+	ctx, cancel := context.WithTimeout(ctx, cniTimeout)
 	defer cancel()
 	return errors.Join(teardownCNI(ctx, b), teardownBridge(b))
 }
@@ -122,7 +123,7 @@ func prepareHost(s *specs.Spec, bundle string, explicit bool, ports []spec.PortM
 				res.Why += "; joins network namespace " + ns.Path + ", left as it is"
 				return nil
 			}
-			host, err := netns.IsHost(ns.Path)
+			host, err := hostns.IsNetNS(ns.Path)
 			if err != nil {
 				return invalid(err)
 			}

@@ -30,7 +30,7 @@ func Teardown(ctx context.Context, b bundle.Bundle, id string, rt *ociruntime.Ru
 			errs = append(errs, err)
 		}
 	}
-	if err := network.Teardown(b); err != nil {
+	if err := network.Teardown(ctx, b); err != nil {
 		errs = append(errs, err)
 	}
 	if err := mount.UnmountRecursive(b.Rootfs(), 0); err != nil {

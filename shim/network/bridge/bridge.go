@@ -207,6 +207,38 @@ func (b Bridge) Attach(br netlink.Link, ep Endpoint) (retErr error) {
 	return configureContainer(ns, []netip.Prefix{ep.Address, ep.Address6}, []netip.Prefix{b.Gateway, b.Gateway6})
 }
 
+// LoopbackUp brings up lo in the namespace at path, through a netlink
+// socket opened inside it: for bridge mode through CNI, whose plugins
+// configure only their own interface.
+func LoopbackUp(path string) error {
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return fmt.Errorf("failed to open network namespace %s: %w", path, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("failed to open netlink in container network namespace: %w", err)
+	}
+	defer h.Close()
+	return loopbackUp(h)
+}
+
+// loopbackUp brings up lo through h, a netlink handle in the container's
+// namespace. The runtime's init does the same with an ioctl in its own
+// namespace (runtime/initproc), which keeps netlink out of the runtime; the
+// shim, which never switches a thread's namespace, cannot use that.
+func loopbackUp(h *netlink.Handle) error {
+	lo, err := h.LinkByName("lo")
+	if err == nil {
+		err = h.LinkSetUp(lo)
+	}
+	if err != nil {
+		return fmt.Errorf("failed to bring up lo in container network namespace: %w", err)
+	}
+	return nil
+}
+
 // configureContainer sets up eth0 and lo through a netlink socket opened
 // inside the namespace, so no thread of ours ever switches namespaces.
 // addrs[i] is routed by default via gws[i]; zero prefixes are skipped.
@@ -231,12 +263,8 @@ func configureContainer(ns netns.NsHandle, addrs, gws []netip.Prefix) error {
 	if err := h.LinkSetUp(eth0); err != nil {
 		return fmt.Errorf("failed to bring up %s: %w", ContainerIfName, err)
 	}
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		return fmt.Errorf("failed to find lo in container: %w", err)
-	}
-	if err := h.LinkSetUp(lo); err != nil {
-		return fmt.Errorf("failed to bring up lo: %w", err)
+	if err := loopbackUp(h); err != nil {
+		return err
 	}
 	for i, addr := range addrs {
 		if !addr.IsValid() {

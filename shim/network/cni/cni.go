@@ -15,16 +15,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
-	"os"
 	"path/filepath"
 
 	"github.com/containernetworking/cni/libcni"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
-	"golang.org/x/sys/unix"
 
 	"github.com/hostnet-dev/hostnet/shim/bundle"
+	"github.com/hostnet-dev/hostnet/shim/internal/boundedread"
 	"github.com/hostnet-dev/hostnet/spec"
 )
 
@@ -43,20 +41,7 @@ func Load(path string) (*libcni.NetworkConfigList, error) {
 	if !filepath.IsAbs(path) {
 		return nil, fmt.Errorf("CNI configuration list %q: not an absolute path", path)
 	}
-	// O_NONBLOCK: a FIFO or device given by mistake must not hang every
-	// create.
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("failed to load CNI configuration list %s: %w", path, err)
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("failed to load CNI configuration list %s: not a regular file", path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxConfList+1))
-	if err == nil && len(data) > maxConfList {
-		err = fmt.Errorf("larger than %d bytes", maxConfList)
-	}
+	data, err := boundedread.File(path, maxConfList)
 	if err != nil {
 		return nil, fmt.Errorf("failed to load CNI configuration list %s: %w", path, err)
 	}

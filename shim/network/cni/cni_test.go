@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/hostnet-dev/hostnet/shim/bundle"
 	"github.com/hostnet-dev/hostnet/spec"
 )
@@ -90,5 +92,41 @@ func TestRecord(t *testing.T) {
 	}
 	if _, err := Read(b0); !os.IsNotExist(err) {
 		t.Errorf("Read after Remove: %v", err)
+	}
+}
+
+// TestLoad: the list is read once, by the create that runs it, and every
+// error names the file, as containerd's CRI does.
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.conflist", `{"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "bridge"}]}`)
+	if list, err := Load(good); err != nil || list.Name != "n" || len(list.Plugins) != 1 {
+		t.Fatalf("Load(%s) = %+v, %v", good, list, err)
+	}
+	fifo := filepath.Join(dir, "fifo.conflist")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{filepath.Join(dir, "missing.conflist"), "failed to load CNI configuration list " + filepath.Join(dir, "missing.conflist") + ": open"},
+		{write("bad.conflist", `{"name": `), "invalid CNI configuration list " + filepath.Join(dir, "bad.conflist")},
+		{write("conf.conflist", `{"cniVersion": "1.0.0", "name": "n", "type": "bridge"}`), "invalid CNI configuration list " + filepath.Join(dir, "conf.conflist")},
+		{write("noname.conflist", `{"cniVersion": "1.0.0", "plugins": [{"type": "bridge"}]}`), "noname.conflist: error parsing configuration list: no name"},
+		{write("empty.conflist", `{"cniVersion": "1.0.0", "name": "n", "plugins": []}`), "empty.conflist"},
+		{fifo, fifo + ": not a regular file"},
+		{dir, dir + ": not a regular file"},
+		{"relative.conflist", `"relative.conflist": not an absolute path`},
+	} {
+		if _, err := Load(tc.path); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Load(%q) err = %v, want it to contain %q", tc.path, err, tc.want)
+		}
 	}
 }

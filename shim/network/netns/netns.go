@@ -106,17 +106,3 @@ func Remove(path string) error {
 	}
 	return nil
 }
-
-// IsHost reports whether the network namespace at path is the shim's own,
-// the host's: a container joining it by path shares the host's network as
-// much as one in host mode does.
-func IsHost(path string) (bool, error) {
-	var self, ns unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
-		return false, fmt.Errorf("stat the shim's network namespace: %w", err)
-	}
-	if err := unix.Stat(path, &ns); err != nil {
-		return false, fmt.Errorf("stat network namespace %s: %w", path, err)
-	}
-	return self.Dev == ns.Dev && self.Ino == ns.Ino, nil
-}
