@@ -20,6 +20,7 @@ import (
 
 	"github.com/hostnet-dev/hostnet/integration/internal/daemon"
 	"github.com/hostnet-dev/hostnet/integration/internal/hoststate"
+	"github.com/hostnet-dev/hostnet/shim/inspect"
 	hostnetns "github.com/hostnet-dev/hostnet/shim/network/netns"
 )
 
@@ -197,6 +198,20 @@ func testForwardDrop(t *testing.T, flavour string, v6 bool, n int) {
 	if policy, err := d.InNetNS(ctx, flavour, "-w", "-S", "FORWARD").Output(); err != nil || !strings.Contains(string(policy), "-P FORWARD DROP") {
 		t.Errorf("FORWARD policy: %s, %v", policy, err)
 	}
+
+	// hostnet doctor in that host reports the policy, covered.
+	cmdName, flavourName, _ := strings.Cut(flavour, "-")
+	if flavourName == "nft" {
+		flavourName = "nf_tables"
+	}
+	doctor := d.InNetNS(ctx, filepath.Join(binDir, "hostnet"), "--state", d.State, "doctor", "--json")
+	doctor.Env = append(withoutEnvVar(doctor.Env, "HOSTNET_CONFIG"), "HOSTNET_CONFIG="+b.config)
+	var findings []inspect.Finding
+	report, err := doctor.Output() // its exit status is of checks not this test's
+	if jerr := json.Unmarshal(report, &findings); jerr != nil {
+		t.Fatalf("hostnet doctor: %v, %v: %s", err, jerr, report)
+	}
+	wantStatus(t, findings, "forward-policy", fmt.Sprintf("%s (%s) FORWARD policy DROP: covered", cmdName, flavourName), inspect.StatusOK)
 
 	c.remove(t, id)
 	delBridge(t, d, b.name)
