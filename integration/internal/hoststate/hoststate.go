@@ -397,7 +397,11 @@ func inNetNS(path, name string, args ...string) ([]byte, error) {
 
 // readSysctl reads /proc/sys in the namespace: a process's /proc/sys/net
 // shows its own network namespace, so for another it goes through nsenter.
+// A setting the kernel lacks (IPv6's, booted with ipv6.disable=1) is "".
 func readSysctl(path, key string) (string, error) {
+	if _, err := os.Stat("/proc/sys/" + key); errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
 	if path == "" {
 		b, err := os.ReadFile("/proc/sys/" + key)
 		return strings.TrimSpace(string(b)), err
