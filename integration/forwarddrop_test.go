@@ -16,9 +16,11 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/hostnet-dev/hostnet/integration/internal/daemon"
 	"github.com/hostnet-dev/hostnet/integration/internal/hoststate"
+	"github.com/hostnet-dev/hostnet/shim/inspect"
 	hostnetns "github.com/hostnet-dev/hostnet/shim/network/netns"
 )
 
@@ -38,12 +40,30 @@ func TestBridgeForwardDrop(t *testing.T) {
 			if _, err := os.Stat("/usr/sbin/" + flavour); err != nil {
 				t.Skipf("%s: %v", flavour, err)
 			}
-			testForwardDrop(t, flavour, i)
+			testForwardDrop(t, flavour, false, i)
 		})
 	}
 }
 
-func testForwardDrop(t *testing.T, flavour string, n int) {
+// TestBridgeForwardDrop6 is TestBridgeForwardDrop over IPv6, on a
+// dual-stack bridge whose host has an ip6tables FORWARD policy of DROP:
+// the same four paths over IPv6 only, the published port reached on an
+// IPv6 address of the test's host namespace.
+func TestBridgeForwardDrop6(t *testing.T) {
+	for i, flavour := range []string{"ip6tables-nft", "ip6tables-legacy"} {
+		t.Run(flavour, func(t *testing.T) {
+			if _, err := os.Stat("/usr/sbin/" + flavour); err != nil {
+				t.Skipf("%s: %v", flavour, err)
+			}
+			testForwardDrop(t, flavour, true, 2+i)
+		})
+	}
+}
+
+// testForwardDrop sets flavour's FORWARD policy to DROP in a host
+// namespace of its own and checks the paths over IPv6 with v6 (on a
+// dual-stack bridge), else IPv4. n tells the subtests' names apart.
+func testForwardDrop(t *testing.T, flavour string, v6 bool, n int) {
 	d := netNSDaemon(t, fmt.Sprintf("fwddrop%d", n))
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
@@ -52,15 +72,31 @@ func testForwardDrop(t *testing.T, flavour string, n int) {
 		t.Fatalf("%s -P FORWARD DROP: %v: %s", flavour, err, out)
 	}
 
-	// The machine beyond: a namespace on a veth from the host.
+	// The machine beyond: a namespace on a veth from the host, on a /30
+	// and, with v6, a /64 of the run's own unique local prefix.
 	remoteNS := filepath.Join(t.TempDir(), "remote")
 	if err := hostnetns.Create(remoteNS); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { hostnetns.Remove(remoteNS) })
+	ula := fmt.Sprintf("fd68:6e%02x:%04x", (pid>>16)&0xff, pid&0xffff) // RFC 4193 global ID from the pid
 	link := netip.MustParsePrefix(fmt.Sprintf("10.241.%d.0/30", pid%200))
-	hostAddr, remoteAddr := link.Addr().Next(), link.Addr().Next().Next()
-	connectRemote(t, d, remoteNS, fmt.Sprintf("hnfwd%dr%d", pid%1000000, n), hostAddr, remoteAddr, link.Bits())
+	links := []netip.Prefix{link}
+	if v6 {
+		// The host forwards IPv6 only with all.forwarding, which hostnet
+		// never sets (it would stop the host taking router
+		// advertisements); this host is the test's namespace, which goes
+		// with the test, so the test sets it as the host's admin would.
+		if out, err := d.InNetNS(ctx, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1").CombinedOutput(); err != nil {
+			t.Fatalf("net.ipv6.conf.all.forwarding=1 in the test's host netns: %v: %s", err, out)
+		}
+		links = append(links, netip.MustParsePrefix(fmt.Sprintf("%s:f%d::/64", ula, n)))
+	}
+	var hostAddr, remoteAddr netip.Addr
+	for _, l := range links {
+		hostAddr, remoteAddr = l.Addr().Next(), l.Addr().Next().Next()
+	}
+	connectRemote(t, d, remoteNS, fmt.Sprintf("hnfwd%dr%d", pid%1000000, n), links)
 
 	b := &bridgeNet{
 		name:    fmt.Sprintf("hnfwd%dx%d", pid%1000000, n),
@@ -69,7 +105,15 @@ func testForwardDrop(t *testing.T, flavour string, n int) {
 	}
 	b.gateway = b.subnet.Addr().Next()
 	b.config = filepath.Join(t.TempDir(), "hostnet.toml")
-	if err := os.WriteFile(b.config, fmt.Appendf(nil, "[network.bridge]\nname = %q\nsubnet = %q\nstate_dir = %q\n", b.name, b.subnet, b.ipamDir), 0o644); err != nil {
+	b.toml = fmt.Sprintf("[network.bridge]\nname = %q\nsubnet = %q\nstate_dir = %q\n", b.name, b.subnet, b.ipamDir)
+	subnet, leases := b.subnet, b.leasesFile
+	if v6 {
+		b.subnet6 = netip.MustParsePrefix(fmt.Sprintf("%s:%d::/64", ula, n))
+		b.gateway6 = b.subnet6.Addr().Next()
+		b.toml += fmt.Sprintf("subnet6 = %q\n", b.subnet6)
+		subnet, leases = b.subnet6, b.leasesFile6
+	}
+	if err := os.WriteFile(b.config, []byte(b.toml), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	c := &cniNet{d: d, config: b.config}
@@ -92,20 +136,10 @@ func testForwardDrop(t *testing.T, flavour string, n int) {
 		t.Fatalf("run %s: %v: %s", id, err, out)
 	}
 	c.waitRunning(t, id)
-	var leases struct{ Leases map[netip.Addr]string }
-	data, err := os.ReadFile(b.leasesFile())
-	if err == nil {
-		err = json.Unmarshal(data, &leases)
-	}
-	if err != nil || len(leases.Leases) != 1 {
-		t.Fatalf("leases of %s: %s, %v", b.name, data, err)
-	}
-	var addr netip.Addr
-	for a := range leases.Leases {
-		addr = a
-	}
+	addr := onlyLease(t, leases())
 
-	// The machine beyond to the published port, on the host's address.
+	// The machine beyond to the published port, on the host's address
+	// (of the family under test: a publish without a host IP has both).
 	get := func(target netip.AddrPort) (string, error) {
 		conn, err := dialIn(ctx, remoteNS, target.String())
 		if err != nil {
@@ -128,7 +162,7 @@ func testForwardDrop(t *testing.T, flavour string, n int) {
 	}
 	// ... but not to the container's own address and port, which are not
 	// published (the machine beyond routes the subnet through the host).
-	addRoute(t, remoteNS, b.subnet, hostAddr)
+	addRoute(t, remoteNS, subnet, hostAddr)
 	if got, err := get(netip.AddrPortFrom(addr, 8080)); err == nil {
 		t.Errorf("beyond the host to the unpublished %s: %q, want it dropped by the FORWARD policy", netip.AddrPortFrom(addr, 8080), got)
 	}
@@ -156,14 +190,28 @@ func testForwardDrop(t *testing.T, flavour string, n int) {
 		t.Errorf("client container: %v: %s", err, out)
 	}
 	if !strings.Contains(out, "beyond") {
-		t.Errorf("container to the machine beyond: %q", out)
+		t.Errorf("container to the machine beyond %s: %q", remoteAddr, out)
 	}
 	if !strings.Contains(out, body) {
-		t.Errorf("container to container on the bridge: %q", out)
+		t.Errorf("container to container %s on the bridge: %q", addr, out)
 	}
 	if policy, err := d.InNetNS(ctx, flavour, "-w", "-S", "FORWARD").Output(); err != nil || !strings.Contains(string(policy), "-P FORWARD DROP") {
 		t.Errorf("FORWARD policy: %s, %v", policy, err)
 	}
+
+	// hostnet doctor in that host reports the policy, covered.
+	cmdName, flavourName, _ := strings.Cut(flavour, "-")
+	if flavourName == "nft" {
+		flavourName = "nf_tables"
+	}
+	doctor := d.InNetNS(ctx, filepath.Join(binDir, "hostnet"), "--state", d.State, "doctor", "--json")
+	doctor.Env = append(withoutEnvVar(doctor.Env, "HOSTNET_CONFIG"), "HOSTNET_CONFIG="+b.config)
+	var findings []inspect.Finding
+	report, err := doctor.Output() // its exit status is of checks not this test's
+	if jerr := json.Unmarshal(report, &findings); jerr != nil {
+		t.Fatalf("hostnet doctor: %v, %v: %s", err, jerr, report)
+	}
+	wantStatus(t, findings, "forward-policy", fmt.Sprintf("%s (%s) FORWARD policy DROP: covered", cmdName, flavourName), inspect.StatusOK)
 
 	c.remove(t, id)
 	delBridge(t, d, b.name)
@@ -174,6 +222,23 @@ func testForwardDrop(t *testing.T, flavour string, n int) {
 	if len(diff) > 0 {
 		t.Errorf("left in the test host's network namespace:\n%s", strings.Join(diff, "\n"))
 	}
+}
+
+// onlyLease is the one address the IPAM state file leases.
+func onlyLease(t *testing.T, file string) netip.Addr {
+	t.Helper()
+	var st struct{ Leases map[netip.Addr]string }
+	data, err := os.ReadFile(file)
+	if err == nil {
+		err = json.Unmarshal(data, &st)
+	}
+	if err != nil || len(st.Leases) != 1 {
+		t.Fatalf("leases in %s: %s, %v", file, data, err)
+	}
+	for a := range st.Leases {
+		return a
+	}
+	return netip.Addr{}
 }
 
 func delBridge(t *testing.T, d *daemon.Daemon, name string) {
@@ -190,8 +255,10 @@ func delBridge(t *testing.T, d *daemon.Daemon, name string) {
 	}
 }
 
-// connectRemote links the daemon's namespace to remote with a veth pair.
-func connectRemote(t *testing.T, d *daemon.Daemon, remote, name string, hostAddr, remoteAddr netip.Addr, bits int) {
+// connectRemote links the daemon's namespace to remote with a veth pair,
+// on each of links: the host side gets its first address, remote the
+// second.
+func connectRemote(t *testing.T, d *daemon.Daemon, remote, name string, links []netip.Prefix) {
 	t.Helper()
 	h, err := d.Netlink()
 	if err != nil {
@@ -219,8 +286,10 @@ func connectRemote(t *testing.T, d *daemon.Daemon, remote, name string, hostAddr
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: hostAddr.AsSlice(), Mask: net.CIDRMask(bits, 32)}}); err != nil {
-		t.Fatal(err)
+	for _, p := range links {
+		if err := h.AddrAdd(l, linkAddr(p, p.Addr().Next())); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := h.LinkSetUp(l); err != nil {
 		t.Fatal(err)
@@ -239,11 +308,43 @@ func connectRemote(t *testing.T, d *daemon.Daemon, remote, name string, hostAddr
 			t.Fatal(err)
 		}
 		if name == "eth0" {
-			if err := rh.AddrAdd(rl, &netlink.Addr{IPNet: &net.IPNet{IP: remoteAddr.AsSlice(), Mask: net.CIDRMask(bits, 32)}}); err != nil {
-				t.Fatal(err)
+			for _, p := range links {
+				if err := rh.AddrAdd(rl, linkAddr(p, p.Addr().Next().Next())); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 	}
+	// The kernel adds an IPv6 address's local route (and, forwarding, the
+	// prefix's anycast one) once the veth's carrier is up, after the
+	// address: wait for them, so that a state taken next has them.
+	for _, p := range links {
+		if !p.Addr().Is6() {
+			continue
+		}
+		for _, dst := range []netip.Addr{p.Addr().Next(), p.Masked().Addr()} {
+			filter := &netlink.Route{Table: unix.RT_TABLE_LOCAL, Dst: &net.IPNet{IP: dst.AsSlice(), Mask: net.CIDRMask(128, 128)}}
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				rs, err := h.RouteListFiltered(netlink.FAMILY_V6, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST)
+				if err == nil && len(rs) > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no local route to %s on %s: %v", dst, name, err)
+				}
+			}
+		}
+	}
+}
+
+// linkAddr is addr on link p; an IPv6 one skips duplicate address
+// detection, so that it is usable at once.
+func linkAddr(p netip.Prefix, addr netip.Addr) *netlink.Addr {
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(p.Bits(), addr.BitLen())}}
+	if addr.Is6() {
+		a.Flags = unix.IFA_F_NODAD
+	}
+	return a
 }
 
 func addRoute(t *testing.T, ns string, dst netip.Prefix, via netip.Addr) {
@@ -253,7 +354,7 @@ func addRoute(t *testing.T, ns string, dst netip.Prefix, via netip.Addr) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	if err := h.RouteAdd(&netlink.Route{Dst: &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(dst.Bits(), 32)}, Gw: via.AsSlice()}); err != nil {
+	if err := h.RouteAdd(&netlink.Route{Dst: &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(dst.Bits(), dst.Addr().BitLen())}, Gw: via.AsSlice()}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -301,7 +402,7 @@ func inNS(path string, f func()) error {
 func dialIn(ctx context.Context, path, addr string) (conn net.Conn, err error) {
 	if nsErr := inNS(path, func() {
 		d := net.Dialer{Timeout: 3 * time.Second}
-		conn, err = d.DialContext(ctx, "tcp4", addr)
+		conn, err = d.DialContext(ctx, "tcp", addr)
 	}); nsErr != nil {
 		return nil, nsErr
 	}
@@ -309,7 +410,7 @@ func dialIn(ctx context.Context, path, addr string) (conn net.Conn, err error) {
 }
 
 func listenIn(path, addr string) (ln net.Listener, err error) {
-	if nsErr := inNS(path, func() { ln, err = net.Listen("tcp4", addr) }); nsErr != nil {
+	if nsErr := inNS(path, func() { ln, err = net.Listen("tcp", addr) }); nsErr != nil {
 		return nil, nsErr
 	}
 	return ln, err

@@ -35,8 +35,9 @@ func (d *doctor) nftables() {
 // forwarding checks ip_forward and what drops forwarded traffic: an
 // iptables FORWARD policy of DROP (which bridge mode answers with
 // per-container accept rules, if it has the iptables command of the
-// chain's flavour) and nftables forward chains of other tables, which no
-// rule in another table can overrule.
+// chain's flavour), the same of ip6tables where the bridge has an IPv6
+// subnet, and nftables forward chains of other tables, which no rule in
+// another table can overrule.
 func (d *doctor) forwarding() {
 	switch b, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); {
 	case err != nil:
@@ -46,41 +47,60 @@ func (d *doctor) forwarding() {
 	default:
 		d.add("ip_forward", StatusOK, "", "net.ipv4.ip_forward = 0: bridge mode sets it to 1 when it attaches a container")
 	}
+	d.forwardPolicies(fwd.Flavours, fwd.List)
+	d.nftForwardDrops()
+}
 
+// forwardPolicies reports the FORWARD policy of each iptables flavour
+// (flavours(false)) and, when the bridge has subnet6, of each ip6tables
+// one, reading the chains with list.
+func (d *doctor) forwardPolicies(flavours func(v6 bool) []fwd.Flavour, list func(bin string) (fwd.Chain, error)) {
+	d.forwardPolicy("iptables", flavours(false), list)
+	if d.node.Network.Bridge.Subnet6.IsValid() {
+		d.forwardPolicy("ip6tables", flavours(true), list)
+	}
+}
+
+// forwardPolicy reports the FORWARD policy of the flavours of cmd
+// ("iptables" or "ip6tables").
+func (d *doctor) forwardPolicy(cmd string, flavours []fwd.Flavour, list func(bin string) (fwd.Chain, error)) {
 	const check = "forward-policy"
 	cni := d.node.Network.CNIConfList != ""
+	traffic := "its containers"
+	if cmd == "ip6tables" {
+		traffic = "its containers' IPv6 (subnet6)"
+	}
 	dropping := false
-	for _, f := range fwd.Flavours(false) {
+	for _, f := range flavours {
 		drop := f.DropPolicy
 		if f.Binary == "" {
 			if drop || f.Name == "legacy" {
-				d.add(check, StatusFail, "install iptables (Debian: apt-get install iptables)",
-					"the %s iptables filter table has a FORWARD chain but no iptables command of that flavour is installed: bridge mode cannot let its containers through it", f.Name)
+				d.add(check, StatusFail, "install iptables, which has "+cmd+" (Debian: apt-get install iptables)",
+					"the %s %s filter table has a FORWARD chain but no %s command of that flavour is installed: bridge mode cannot let %s through it", f.Name, cmd, cmd, traffic)
 			}
 			continue
 		}
-		ch, err := fwd.List(f.Binary)
+		ch, err := list(f.Binary)
 		if err != nil {
 			d.add(check, StatusWarn, "run as root", "%v", err)
 			continue
 		}
 		drop = drop || ch.Policy == "DROP"
 		if !drop {
-			d.add(check, StatusOK, "", "iptables (%s) FORWARD policy %s", f.Name, ch.Policy)
+			d.add(check, StatusOK, "", "%s (%s) FORWARD policy %s", cmd, f.Name, ch.Policy)
 			continue
 		}
 		dropping = true
 		if cni {
 			d.add(check, StatusWarn, "make sure the conflist "+d.node.Network.CNIConfList+" has the firewall plugin, which adds such accepts",
-				"iptables (%s) FORWARD policy DROP: bridge mode through CNI relies on the conflist's plugins to accept its containers' traffic", f.Name)
+				"%s (%s) FORWARD policy DROP: bridge mode through CNI relies on the conflist's plugins to accept its containers' traffic", cmd, f.Name)
 		} else {
-			d.add(check, StatusOK, "", "iptables (%s) FORWARD policy DROP: covered, bridge mode inserts accept rules for each container's address (%s)", f.Name, f.Binary)
+			d.add(check, StatusOK, "", "%s (%s) FORWARD policy DROP: covered, bridge mode inserts accept rules for %s in it (%s)", cmd, f.Name, traffic, f.Binary)
 		}
 	}
 	if !dropping {
-		d.add(check, StatusOK, "", "no iptables FORWARD chain drops by policy")
+		d.add(check, StatusOK, "", "no %s FORWARD chain drops by policy", cmd)
 	}
-	d.nftForwardDrops()
 }
 
 // nftForwardDrops warns of nftables forward chains outside iptables'

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/hostnet-dev/hostnet/shim/network"
+	"github.com/hostnet-dev/hostnet/shim/network/fwd"
 )
 
 func TestOverlapping(t *testing.T) {
@@ -142,5 +143,55 @@ func TestKeyBundle(t *testing.T) {
 	}
 	if !strings.HasPrefix(key, "default/web@") {
 		t.Errorf("key %q", key)
+	}
+}
+
+// TestForwardPolicies: the ip6tables FORWARD policy is reported, like
+// iptables', when the bridge has subnet6 (and only then); a DROP is
+// covered only where that flavour's ip6tables command exists.
+func TestForwardPolicies(t *testing.T) {
+	flavours := func(v6 bool) []fwd.Flavour {
+		if !v6 {
+			return []fwd.Flavour{{Name: "nf_tables", Binary: "/usr/sbin/iptables-nft"}}
+		}
+		return []fwd.Flavour{
+			{Name: "nf_tables", Binary: "/usr/sbin/ip6tables-nft", DropPolicy: true},
+			{Name: "legacy"}, // a filter table, no ip6tables-legacy
+		}
+	}
+	list := func(bin string) (fwd.Chain, error) {
+		if strings.HasPrefix(filepath.Base(bin), "ip6tables") {
+			return fwd.Chain{Binary: bin, Policy: "DROP"}, nil
+		}
+		return fwd.Chain{Binary: bin, Policy: "ACCEPT"}, nil
+	}
+	messages := func(d *doctor) string {
+		var out []string
+		for _, f := range d.findings {
+			out = append(out, f.Status+": "+f.Message)
+		}
+		return strings.Join(out, "\n")
+	}
+
+	var d doctor
+	d.forwardPolicies(flavours, list)
+	if got := messages(&d); got != "ok: iptables (nf_tables) FORWARD policy ACCEPT\nok: no iptables FORWARD chain drops by policy" {
+		t.Errorf("without subnet6:\n%s", got)
+	}
+
+	d = doctor{}
+	d.node.Network.Bridge.Subnet6 = netip.MustParsePrefix("fd00:1::/64")
+	d.forwardPolicies(flavours, list)
+	want := []string{
+		"ok: iptables (nf_tables) FORWARD policy ACCEPT",
+		"ok: no iptables FORWARD chain drops by policy",
+		"ok: ip6tables (nf_tables) FORWARD policy DROP: covered, bridge mode inserts accept rules for its containers' IPv6 (subnet6) in it (/usr/sbin/ip6tables-nft)",
+		"fail: the legacy ip6tables filter table has a FORWARD chain but no ip6tables command of that flavour is installed: bridge mode cannot let its containers' IPv6 (subnet6) through it",
+	}
+	if got := messages(&d); got != strings.Join(want, "\n") {
+		t.Errorf("with subnet6:\n%s\nwant\n%s", got, strings.Join(want, "\n"))
+	}
+	if f := d.findings[3]; f.Check != "forward-policy" || !strings.Contains(f.Remedy, "ip6tables") {
+		t.Errorf("missing ip6tables: %+v", f)
 	}
 }

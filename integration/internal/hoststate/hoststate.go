@@ -1,8 +1,9 @@
 // Package hoststate records what a network namespace holds that a
 // container network can add to — links, addresses, routes, packet filter
-// rules (nftables, and iptables through iptables-nft and legacy) and the
-// forwarding and unprivileged-port sysctls — so that a test can show that
-// nothing appeared in it, and undo what did. IPv6 link-local addresses and
+// rules (nftables, and iptables and ip6tables through their nft and legacy
+// flavours) and the IPv4 and IPv6 forwarding and unprivileged-port sysctls
+// — so that a test can show that nothing appeared in it, and undo what
+// did. IPv6 link-local addresses and
 // their routes, which the kernel gives every link as it comes and goes,
 // are left out.
 package hoststate
@@ -25,6 +26,7 @@ import (
 var Sysctls = []string{
 	"net/ipv4/ip_forward",
 	"net/ipv4/conf/all/forwarding",
+	"net/ipv6/conf/all/forwarding", // hostnet never sets it (bridge.Forwarding6)
 	"net/ipv4/ip_unprivileged_port_start",
 	"net/ipv4/ping_group_range",
 }
@@ -395,7 +397,11 @@ func inNetNS(path, name string, args ...string) ([]byte, error) {
 
 // readSysctl reads /proc/sys in the namespace: a process's /proc/sys/net
 // shows its own network namespace, so for another it goes through nsenter.
+// A setting the kernel lacks (IPv6's, booted with ipv6.disable=1) is "".
 func readSysctl(path, key string) (string, error) {
+	if _, err := os.Stat("/proc/sys/" + key); errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
 	if path == "" {
 		b, err := os.ReadFile("/proc/sys/" + key)
 		return strings.TrimSpace(string(b)), err

@@ -52,43 +52,59 @@ func TestSpecsParse(t *testing.T) {
 }
 
 // TestAddListRemove: on a FORWARD chain whose policy is DROP (made in the
-// test's own network namespace with iptables-nft), the rules Add inserts
-// are what List reads back, and Remove takes them out.
+// test's own network namespace with iptables-nft, ip6tables-nft for an
+// IPv6 address), the rules Add inserts are what List reads back, and
+// Remove takes them out; the other family's chain gets none.
 func TestAddListRemove(t *testing.T) {
 	nstest.NeedRoot(t)
-	bin := lookBinary("iptables", "nft", "nf_tables")
-	if bin == "" {
-		t.Skip("no iptables-nft")
-	}
-	if err := iptables(bin, "-P", "FORWARD", "DROP"); err != nil {
-		t.Fatal(err)
-	}
-	var found *Flavour
-	for _, f := range Flavours(false) {
-		if f.Name == "nf_tables" {
-			found = &f
-		}
-	}
-	if found == nil || found.Binary != bin || !found.DropPolicy {
-		t.Fatalf("Flavours: nf_tables %+v, want %s with a DROP policy", found, bin)
-	}
-	r := Rules{Key: "ns/id@12345678", Bridge: "hn-fwdtest", Addr: netip.MustParseAddr("10.99.0.2")}
-	if err := r.Add(); err != nil {
-		t.Fatal(err)
-	}
-	ch, err := List(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := r
-	want.Binaries = []string{bin}
-	if ch.Policy != "DROP" || len(ch.Rules) != 1 || !reflect.DeepEqual(ch.Rules[0], want) {
-		t.Errorf("List = %+v, want policy DROP and %+v", ch, want)
-	}
-	if err := ch.Rules[0].Remove(); err != nil {
-		t.Fatal(err)
-	}
-	if ch, err := List(bin); err != nil || len(ch.Rules) != 0 {
-		t.Errorf("after Remove: %+v, %v", ch, err)
+	for _, tc := range []struct {
+		cmd, other string
+		addr       netip.Addr
+	}{
+		{"iptables", "ip6tables", netip.MustParseAddr("10.99.0.2")},
+		{"ip6tables", "iptables", netip.MustParseAddr("fd00:99::2")},
+	} {
+		t.Run(tc.cmd, func(t *testing.T) {
+			bin, other := lookBinary(tc.cmd, "nft", "nf_tables"), lookBinary(tc.other, "nft", "nf_tables")
+			if bin == "" || other == "" {
+				t.Skipf("no %s-nft or %s-nft", tc.cmd, tc.other)
+			}
+			for _, b := range []string{bin, other} {
+				if err := iptables(b, "-P", "FORWARD", "DROP"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var found *Flavour
+			for _, f := range Flavours(tc.addr.Is6()) {
+				if f.Name == "nf_tables" {
+					found = &f
+				}
+			}
+			if found == nil || found.Binary != bin || !found.DropPolicy {
+				t.Fatalf("Flavours: nf_tables %+v, want %s with a DROP policy", found, bin)
+			}
+			r := Rules{Key: "ns/id@12345678", Bridge: "hn-fwdtest", Addr: tc.addr}
+			if err := r.Add(); err != nil {
+				t.Fatal(err)
+			}
+			ch, err := List(bin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := r
+			want.Binaries = []string{bin}
+			if ch.Policy != "DROP" || len(ch.Rules) != 1 || !reflect.DeepEqual(ch.Rules[0], want) {
+				t.Errorf("List = %+v, want policy DROP and %+v", ch, want)
+			}
+			if och, err := List(other); err != nil || len(och.Rules) != 0 {
+				t.Errorf("%s: %+v, %v, want no rules", other, och, err)
+			}
+			if err := ch.Rules[0].Remove(); err != nil {
+				t.Fatal(err)
+			}
+			if ch, err := List(bin); err != nil || len(ch.Rules) != 0 {
+				t.Errorf("after Remove: %+v, %v", ch, err)
+			}
+		})
 	}
 }
