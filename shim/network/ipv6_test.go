@@ -282,70 +282,28 @@ func TestBridgeLoopback6Unreachable(t *testing.T) {
 	n := bridgeNetwork6(t, true)
 	r := bridgeBundle(t, n, "attacker6", "")
 	prepareIn(t, host, r)
-	gw := n.Bridge.Gateway6
 	loopback := netip.IPv6Loopback()
-	udpLo := listenIn(t, host, func() (net.PacketConn, error) { return net.ListenPacket("udp6", "[::1]:0") })
-	udpGw := listenIn(t, host, func() (net.PacketConn, error) { return net.ListenPacket("udp6", netip.AddrPortFrom(gw, 0).String()) })
-	tcpLo := listenIn(t, host, func() (net.Listener, error) { return net.Listen("tcp6", "[::1]:0") })
-	tcpGw := listenIn(t, host, func() (net.Listener, error) { return net.Listen("tcp6", netip.AddrPortFrom(gw, 0).String()) })
-	udpLoGot, udpGwGot := received(udpLo), received(udpGw)
-	addrOf := func(a net.Addr) netip.AddrPort { return netip.MustParseAddrPort(a.String()) }
-
-	pc, err := nstest.ListenPacket(r.Bundle.NetNS(), "eth0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	var gwMAC net.HardwareAddr
-	err = netns.Do(host, func() error {
-		br, err := netlink.LinkByName(n.Bridge.Name)
-		if err == nil {
-			gwMAC = br.Attrs().HardwareAddr
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	self := attached(t, r).Address6
-	from := func(a netip.Addr) netip.AddrPort { return netip.AddrPortFrom(a, 40000) }
-	send := func(frame []byte) {
-		t.Helper()
-		if err := pc.Send(frame); err != nil {
-			t.Fatal(err)
-		}
-	}
-	send(nstest.UDPFrame(gwMAC, pc.MAC, from(self), addrOf(udpLo.LocalAddr()), []byte("to ::1")))
-	send(nstest.UDPFrame(gwMAC, pc.MAC, from(loopback), addrOf(udpLo.LocalAddr()), []byte("to ::1, forged source")))
-	send(nstest.UDPFrame(gwMAC, pc.MAC, from(loopback), addrOf(udpGw.LocalAddr()), []byte("to the gateway, forged source")))
-	send(nstest.UDPFrame(gwMAC, pc.MAC, from(self), addrOf(udpGw.LocalAddr()), []byte("control")))
-	select {
-	case got := <-udpGwGot:
-		if got != "control" {
-			t.Fatalf("gateway listener got %q", got)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the control datagram to the gateway did not arrive: the frames are wrong")
-	}
-	synAck := func(src netip.AddrPort) func([]byte) bool {
-		return func(f []byte) bool {
-			p, ok := nstest.ParseIP(f)
-			return ok && p.Proto == nstest.ProtoTCP && p.Src == src && p.TCPFlags&(nstest.TCPSyn|nstest.TCPAck) == nstest.TCPSyn|nstest.TCPAck
-		}
-	}
-	send(nstest.TCPSynFrame(gwMAC, pc.MAC, from(self), addrOf(tcpLo.Addr()), 1))
-	send(nstest.TCPSynFrame(gwMAC, pc.MAC, from(self), addrOf(tcpGw.Addr()), 1))
-	if _, err := pc.Receive(5*time.Second, synAck(addrOf(tcpGw.Addr()))); err != nil {
+	h := listenHost(t, host, loopback, n.Bridge.Gateway6)
+	a := newRawAttacker(t, host, r.Bundle.NetNS(), n.Bridge.Name)
+	self := netip.AddrPortFrom(attached(t, r).Address6, 40000)
+	forged := netip.AddrPortFrom(loopback, 40000)
+	a.udp(self, addrOf(h.udpLo.LocalAddr()), "to ::1")
+	a.udp(forged, addrOf(h.udpLo.LocalAddr()), "to ::1, forged source")
+	a.udp(forged, addrOf(h.udpGw.LocalAddr()), "to the gateway, forged source")
+	h.control(t, a, self)
+	a.syn(self, addrOf(h.tcpLo.Addr()))
+	a.syn(self, addrOf(h.tcpGw.Addr()))
+	if _, err := a.answer(5*time.Second, false, is(addrOf(h.tcpGw.Addr()))); err != nil {
 		t.Fatalf("no SYN-ACK for the control SYN to the gateway: %v", err)
 	}
-	if f, err := pc.Receive(500*time.Millisecond, synAck(addrOf(tcpLo.Addr()))); err == nil {
+	if f, err := a.answer(500*time.Millisecond, false, is(addrOf(h.tcpLo.Addr()))); err == nil {
 		p, _ := nstest.ParseIP(f)
 		t.Errorf("a SYN from the container to ::1 was answered: %+v", p)
 	}
 	select {
-	case got := <-udpLoGot:
+	case got := <-h.udpLoGot:
 		t.Errorf("a host service on ::1 received %q from the container", got)
-	case got := <-udpGwGot:
+	case got := <-h.udpGwGot:
 		t.Errorf("the gateway's service received %q with a forged ::1 source", got)
 	default:
 	}
