@@ -11,7 +11,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -127,32 +126,12 @@ func TestBridgeDualStack(t *testing.T) {
 	if !b.subnet6.Contains(a6) || a6 == b.gateway6 {
 		t.Fatalf("IPv6 lease %s, want a container address in %s", a6, b.subnet6)
 	}
-	hc := &http.Client{Timeout: 2 * time.Second}
-	for _, url := range []string{
+	getAll(t, body,
 		fmt.Sprintf("http://%s/index.html", netip.AddrPortFrom(a6, 8080)),                   // host to container
 		fmt.Sprintf("http://%s/index.html", netip.AddrPortFrom(hostAddr, uint16(hostPort))), // published
-	} {
-		if got, err := getRetry(hc, url); err != nil || got != body {
-			t.Errorf("GET %s = %q, %v; want %q", url, got, err, body)
-		}
-	}
+	)
 
-	ln, err := net.Listen("tcp6", netip.AddrPortFrom(b.gateway6, 0).String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, "gateway6\n")
-			c.Close()
-		}
-	}()
-	gw := netip.MustParseAddrPort(ln.Addr().String())
+	gw := serveLine(t, b.gateway6, "gateway6")
 	script := strings.Join([]string{
 		"ip -o addr show dev eth0", "ip route", "ip -6 route", "cat /etc/hosts",
 		fmt.Sprintf("echo over6: $(wget -q -O- http://[%s]:8080/index.html)", a6),

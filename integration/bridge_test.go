@@ -151,33 +151,13 @@ func TestBridgeReachability(t *testing.T) {
 		fmt.Sprintf("mkdir -p /tmp/www && echo '%s' > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www", body))
 	ctrAddr := b.leased(t, id)
 
-	hc := &http.Client{Timeout: 2 * time.Second}
-	for _, url := range []string{
+	getAll(t, body,
 		fmt.Sprintf("http://%s/index.html", netip.AddrPortFrom(ctrAddr, 8080)), // host to container
 		fmt.Sprintf("http://127.0.0.1:%d/index.html", hostPort),                // published, loopback
-	} {
-		if got, err := getRetry(hc, url); err != nil || got != body {
-			t.Errorf("GET %s = %q, %v; want %q", url, got, err, body)
-		}
-	}
+	)
 
 	// Container to gateway: a listener on the bridge's address only.
-	ln, err := net.Listen("tcp4", netip.AddrPortFrom(b.gateway, 0).String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, "gateway\n")
-			c.Close()
-		}
-	}()
-	gw := netip.MustParseAddrPort(ln.Addr().String())
+	gw := serveLine(t, b.gateway, "gateway")
 	out, err := b.run(t, spec.ModeBridge, newID(t), "nc", "-w", "5", gw.Addr().String(), fmt.Sprint(gw.Port()))
 	if err != nil || strings.TrimSpace(out) != "gateway" {
 		t.Errorf("container to gateway: %q, %v", out, err)
@@ -309,5 +289,38 @@ func (b *bridgeNet) assertNothingLeftIn(t *testing.T, namespace string) {
 	if out, err := exec.Command("nft", "list", "table", "ip", "hostnet").CombinedOutput(); err == nil &&
 		strings.Contains(string(out), namespace) {
 		t.Errorf("nftables rules left:\n%s", out)
+	}
+}
+
+// serveLine serves line to every TCP connection on addr (a port of the
+// kernel's choosing) until the test ends, and returns where.
+func serveLine(t *testing.T, addr netip.Addr, line string) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, line+"\n")
+			c.Close()
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// getAll GETs each URL (retrying while the server starts) and wants body.
+func getAll(t *testing.T, body string, urls ...string) {
+	t.Helper()
+	hc := &http.Client{Timeout: 2 * time.Second}
+	for _, url := range urls {
+		if got, err := getRetry(hc, url); err != nil || got != body {
+			t.Errorf("GET %s = %q, %v; want %q", url, got, err, body)
+		}
 	}
 }
