@@ -128,19 +128,7 @@ func TestAttachDetach(t *testing.T) {
 	if len(addrs) != 1 || addrs[0].IPNet.String() != ep.Address.String() {
 		t.Errorf("eth0 addresses = %v, want %s", addrs, ep.Address)
 	}
-	routes, _ := h.RouteList(eth0, netlink.FAMILY_V4)
-	var gw string
-	for _, r := range routes {
-		if r.Dst == nil || r.Dst.IP.IsUnspecified() {
-			gw = r.Gw.String()
-		}
-	}
-	if gw != b.Gateway.Addr().String() {
-		t.Errorf("default route via %q, want %s; routes %v", gw, b.Gateway.Addr(), routes)
-	}
-	if err := nstest.Ping(nsPath, b.Gateway.Addr()); err != nil {
-		t.Errorf("ping gateway from the container: %v", err)
-	}
+	checkGateway(t, h, eth0, nsPath, netlink.FAMILY_V4, b.Gateway.Addr())
 
 	// The same names again: a clear AlreadyExists, and the first
 	// attachment is left alone.
@@ -263,19 +251,7 @@ func TestAttachDualStack(t *testing.T) {
 		if !ok {
 			t.Errorf("eth0 addresses = %v, want %s", addrs, tc.addr)
 		}
-		routes, _ := h.RouteList(eth0, tc.family)
-		var gw string
-		for _, r := range routes {
-			if r.Dst == nil || r.Dst.IP.IsUnspecified() {
-				gw = r.Gw.String()
-			}
-		}
-		if gw != tc.gw.Addr().String() {
-			t.Errorf("default route via %q, want %s; routes %v", gw, tc.gw.Addr(), routes)
-		}
-		if err := nstest.Ping(nsPath, tc.gw.Addr()); err != nil {
-			t.Errorf("ping gateway %s from the container: %v", tc.gw.Addr(), err)
-		}
+		checkGateway(t, h, eth0, nsPath, tc.family, tc.gw.Addr())
 	}
 }
 
@@ -313,5 +289,24 @@ func TestAttachIPv6Only(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// checkGateway wants the container's default route of family via gw, and
+// gw to answer a ping from the container.
+func checkGateway(t *testing.T, h *netlink.Handle, eth0 netlink.Link, nsPath string, family int, gw netip.Addr) {
+	t.Helper()
+	routes, _ := h.RouteList(eth0, family)
+	var via string
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.IP.IsUnspecified() {
+			via = r.Gw.String()
+		}
+	}
+	if via != gw.String() {
+		t.Errorf("default route via %q, want %s; routes %v", via, gw, routes)
+	}
+	if err := nstest.Ping(nsPath, gw); err != nil {
+		t.Errorf("ping gateway %s from the container: %v", gw, err)
 	}
 }
