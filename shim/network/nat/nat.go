@@ -135,19 +135,11 @@ func (t Table) Add(ep Endpoint) ([]Rule, error) {
 		}
 		// The kernel gave the rules their handles; under the lock, the
 		// container's are exactly the ones with its key.
-		for _, fam := range families {
-			tbl, chains := t.objects(fam)
-			rules, err := listRules(c, tbl, chains)
-			if err != nil {
-				return err
+		return t.eachRule(c, func(fam nftables.TableFamily, r *nftables.Rule) {
+			if owner, _ := parseComment(r); owner == ep.Key {
+				added = append(added, Rule{Family: familyName(fam), Chain: r.Chain.Name, Handle: r.Handle})
 			}
-			for _, r := range rules {
-				if owner, _ := parseComment(r); owner == ep.Key {
-					added = append(added, Rule{Family: familyName(fam), Chain: r.Chain.Name, Handle: r.Handle})
-				}
-			}
-		}
-		return nil
+		})
 	})
 	if err != nil {
 		return nil, err
@@ -242,20 +234,28 @@ func (t Table) Published() ([]Publication, error) {
 func (t Table) Keys() (map[string]int, error) {
 	out := map[string]int{}
 	err := t.locked(func(c *nftables.Conn) error {
-		for _, fam := range families {
-			tbl, chains := t.objects(fam)
-			rules, err := listRules(c, tbl, chains)
-			if err != nil {
-				return err
-			}
-			for _, r := range rules {
-				owner, _ := parseComment(r)
-				out[owner]++
-			}
-		}
-		return nil
+		return t.eachRule(c, func(_ nftables.TableFamily, r *nftables.Rule) {
+			owner, _ := parseComment(r)
+			out[owner]++
+		})
 	})
 	return out, err
+}
+
+// eachRule calls fn with every rule in the table's chains, of both
+// families.
+func (t Table) eachRule(c *nftables.Conn, fn func(nftables.TableFamily, *nftables.Rule)) error {
+	for _, fam := range families {
+		tbl, chains := t.objects(fam)
+		rules, err := listRules(c, tbl, chains)
+		if err != nil {
+			return err
+		}
+		for _, r := range rules {
+			fn(fam, r)
+		}
+	}
+	return nil
 }
 
 const (
