@@ -22,7 +22,8 @@ import (
 
 // Manager controls one container's cgroup.
 type Manager interface {
-	// Add moves a process into the cgroup.
+	// Add moves a process into the cgroup. The caller then resets its CPU
+	// affinity (ResetCPUAffinity), as after exec --cgroup's Paths.AddSub.
 	Add(pid int) error
 	// Pids lists every process in the cgroup and its children.
 	Pids() ([]int, error)
@@ -335,10 +336,7 @@ type v2 struct {
 }
 
 func (c *v2) Add(pid int) error {
-	if err := c.m.AddProc(uint64(pid)); err != nil {
-		return err
-	}
-	return resetCPUAffinity(pid)
+	return c.m.AddProc(uint64(pid))
 }
 
 func (c *v2) Pids() ([]int, error) {

@@ -161,6 +161,9 @@ func Create(root, id string, o CreateOpts) (err error) {
 	if err := cg.Add(pid); err != nil {
 		return fmt.Errorf("add init %d to cgroup %s: %w", pid, cgPaths, err)
 	}
+	if err := cgroups.ResetCPUAffinity(pid); err != nil {
+		return err
+	}
 	debugf(o.Debugf, "container %s: init %d started in cgroup %s", id, pid, cgPaths)
 	if o.PidfdSocket != "" {
 		if err := sendPidfd(o.PidfdSocket, pid, "standard"); err != nil {
