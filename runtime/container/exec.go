@@ -9,7 +9,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/hostnet-dev/hostnet/runtime/cgroups"
 	"github.com/hostnet-dev/hostnet/runtime/initproc"
 )
 
@@ -107,10 +106,7 @@ func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
 		p.kill()
 		return nil, fmt.Errorf("add process %d to cgroup %s: %w", pid, c.Cgroup, err)
 	}
-	if err := cgroups.ResetCPUAffinity(pid); err != nil {
-		p.kill()
-		return nil, err
-	}
+	resetCPUAffinity(o.Warnf, pid)
 	if o.PidfdSocket != "" {
 		if err := sendPidfd(o.PidfdSocket, pid, "setns"); err != nil {
 			p.kill()
