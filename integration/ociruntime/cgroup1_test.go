@@ -263,8 +263,9 @@ func cpusAllowed(t *testing.T, status string) string {
 }
 
 // A runtime run by a caller pinned to one CPU (taskset) does not pin the
-// container: runc resets the affinity of the init and of exec'd processes
-// to what their cgroup allows (issue 12, item 12).
+// container: runc resets the affinity of the init and of exec'd processes,
+// with --cgroup too, to what their cgroup allows (issue 12, item 12; issue
+// 16, item 6).
 func TestCPUAffinityReset(t *testing.T) {
 	self, err := os.ReadFile("/proc/self/status")
 	if err != nil {
@@ -298,6 +299,16 @@ func TestCPUAffinityReset(t *testing.T) {
 	}
 	if got := cpusAllowed(t, out); got != all {
 		t.Errorf("exec'd process runs on CPUs %s, want %s", got, all)
+	}
+	// exec --cgroup joins a sub-cgroup by another path (Paths.AddSub):
+	// its process is reset all the same, as runc's.
+	makeSubCgroups(t, e)
+	out, err = e.rt("exec", "--cgroup", "sub", e.id, "cat", "/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cpusAllowed(t, out); got != all {
+		t.Errorf("process exec'd with --cgroup sub runs on CPUs %s, want %s", got, all)
 	}
 }
 

@@ -298,11 +298,11 @@ func TestExecIgnorePaused(t *testing.T) {
 	}
 }
 
-// Issue 12 item 14: exec --cgroup puts the process in an existing
-// sub-cgroup of the container's, in all hierarchies or in one controller's;
-// a path out of the container's cgroup is refused.
-func TestExecSubCgroup(t *testing.T) {
-	e := running(t)
+// makeSubCgroups creates the sub-cgroup "sub" of e's cgroup in every
+// hierarchy but a hybrid host's unified one, for exec --cgroup, and removes
+// them at cleanup, before the container is deleted.
+func makeSubCgroups(t *testing.T, e *env) {
+	t.Helper()
 	var subs []string
 	for _, dir := range cgroupDirs(e.spec.Linux.CgroupsPath) {
 		if _, err := os.Stat(dir); err == nil && !strings.HasSuffix(filepath.Dir(dir), "/unified") {
@@ -333,6 +333,14 @@ func TestExecSubCgroup(t *testing.T) {
 		}
 	}
 	t.Cleanup(removeSubs)
+}
+
+// Issue 12 item 14: exec --cgroup puts the process in an existing
+// sub-cgroup of the container's, in all hierarchies or in one controller's;
+// a path out of the container's cgroup is refused.
+func TestExecSubCgroup(t *testing.T) {
+	e := running(t)
+	makeSubCgroups(t, e)
 	cgroupOf := func(args ...string) map[string]string {
 		t.Helper()
 		pidFile := filepath.Join(t.TempDir(), "pid")

@@ -11,14 +11,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxCPUs bounds the CPU mask resetCPUAffinity asks for, as runc's does: far
+// maxCPUs bounds the CPU mask ResetCPUAffinity asks for, as runc's does: far
 // more CPUs than any kernel supports, which the kernel clamps.
 const maxCPUs = 64 * 1024
 
-// resetCPUAffinity lets every thread of pid run on every CPU its cgroup
-// allows, as runc does once a process is in its cgroup (tryResetCPUAffinity
-// in runc 1.5.2). A process inherits the CPU affinity of the one that
-// forked it: without the reset a caller pinned with taskset pins the
+// ResetCPUAffinity lets every thread of pid run on every CPU its cgroup
+// allows, as runc does once a process has joined its cgroup, the
+// container's or a sub-cgroup of it (exec --cgroup): tryResetCPUAffinity in
+// runc 1.5.2, after either join. A process inherits the CPU affinity of
+// the one that forked it: without the reset a caller pinned with taskset pins the
 // container to its own CPUs, whatever the container's cpuset says. The mask
 // asks for every CPU; the kernel narrows it to the cpuset and, as the mask
 // is remembered, widens it again when the cpuset grows.
@@ -26,7 +27,7 @@ const maxCPUs = 64 * 1024
 // Each thread has its own affinity, and a Go init has several: they are
 // reset until a pass finds no thread it has not seen (a thread started
 // meanwhile by one not yet reset could otherwise keep the old mask).
-func resetCPUAffinity(pid int) error {
+func ResetCPUAffinity(pid int) error {
 	mask := bytes.Repeat([]byte{0xff}, maxCPUs/8)
 	seen := map[int]bool{}
 	for {

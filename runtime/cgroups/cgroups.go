@@ -22,7 +22,8 @@ import (
 
 // Manager controls one container's cgroup.
 type Manager interface {
-	// Add moves a process into the cgroup.
+	// Add moves a process into the cgroup. The caller then resets its CPU
+	// affinity (ResetCPUAffinity), as after exec --cgroup's Paths.AddSub.
 	Add(pid int) error
 	// Pids lists every process in the cgroup and its children.
 	Pids() ([]int, error)
@@ -226,7 +227,7 @@ func checkUnused(paths Paths) error {
 		if err := checkEmpty(dir); err != nil {
 			return err
 		}
-		if data, err := os.ReadFile(filepath.Join(dir, "cgroup.freeze")); err == nil && strings.TrimSpace(string(data)) == "1" {
+		if v2Frozen(dir) {
 			return errFrozen
 		}
 		return nil
@@ -335,10 +336,7 @@ type v2 struct {
 }
 
 func (c *v2) Add(pid int) error {
-	if err := c.m.AddProc(uint64(pid)); err != nil {
-		return err
-	}
-	return resetCPUAffinity(pid)
+	return c.m.AddProc(uint64(pid))
 }
 
 func (c *v2) Pids() ([]int, error) {
@@ -348,8 +346,13 @@ func (c *v2) Pids() ([]int, error) {
 func (c *v2) Freeze() error { return c.m.Freeze() }
 func (c *v2) Thaw() error   { return c.m.Thaw() }
 
-func (c *v2) Frozen() bool {
-	data, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", c.path, "cgroup.freeze"))
+func (c *v2) Frozen() bool { return v2Frozen(filepath.Join(v2Root, c.path)) }
+
+// v2Frozen tells whether the cgroup v2 directory dir is frozen or being
+// frozen (cgroup.freeze is 1): the one reading of it that create's refusal
+// of a frozen cgroup and Frozen share.
+func v2Frozen(dir string) bool {
+	data, err := os.ReadFile(filepath.Join(dir, "cgroup.freeze"))
 	return err == nil && strings.TrimSpace(string(data)) == "1"
 }
 

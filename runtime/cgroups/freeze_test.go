@@ -110,3 +110,22 @@ func TestFreezeWhileExecing(t *testing.T) {
 		}
 	}
 }
+
+// v2Frozen, the one reading of a cgroup v2 freeze that create's refusal of
+// a frozen cgroup and Frozen share: cgroup.freeze is 1.
+func TestV2Frozen(t *testing.T) {
+	for _, tc := range []struct {
+		content string // "" for no cgroup.freeze
+		want    bool
+	}{{"1\n", true}, {"0\n", false}, {"", false}} {
+		dir := t.TempDir()
+		if tc.content != "" {
+			if err := os.WriteFile(filepath.Join(dir, "cgroup.freeze"), []byte(tc.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := v2Frozen(dir); got != tc.want {
+			t.Errorf("v2Frozen with cgroup.freeze %q = %v, want %v", tc.content, got, tc.want)
+		}
+	}
+}

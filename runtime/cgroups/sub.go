@@ -2,11 +2,11 @@ package cgroups
 
 import (
 	"fmt"
-	"os"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
+
+	ocgroups "github.com/opencontainers/cgroups"
 )
 
 // ParseSub parses runc exec's --cgroup values: "[<controller>[,<controller>...]:]<path>",
@@ -79,7 +79,7 @@ func (p Paths) AddSub(pid int, sub map[string]string) error {
 		dirs[real] = true
 	}
 	for dir := range dirs {
-		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+		if err := ocgroups.WriteCgroupProc(dir, pid); err != nil {
 			return fmt.Errorf("add process %d to %s: %w", pid, dir, err)
 		}
 	}

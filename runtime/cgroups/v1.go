@@ -190,10 +190,7 @@ func (c *v1) Add(pid int) error {
 	if err := c.cg.Add(cgroup1.Process{Pid: pid}); err != nil {
 		return err
 	}
-	if err := joinUnified(c.paths, pid); err != nil {
-		return err
-	}
-	return resetCPUAffinity(pid)
+	return joinUnified(c.paths, pid)
 }
 
 // Pids lists the processes in the cgroup and below it, read in the

@@ -12,6 +12,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/hostnet-dev/hostnet/runtime/initproc"
 	"github.com/hostnet-dev/hostnet/runtime/logging"
 )
 
@@ -218,30 +219,16 @@ func (t *tty) doClose() {
 	}
 }
 
-// recvFd receives one descriptor sent with SCM_RIGHTS.
+// recvFd receives one descriptor sent with SCM_RIGHTS, named by the
+// message that carries it (the pty's name).
 func recvFd(socket *os.File) (*os.File, error) {
 	name := make([]byte, 4096)
-	oob := make([]byte, unix.CmsgSpace(4))
-	n, oobn, _, _, err := unix.Recvmsg(int(socket.Fd()), name, oob, unix.MSG_CMSG_CLOEXEC)
+	n, fd, err := initproc.RecvFd(int(socket.Fd()), name)
 	if err != nil {
 		return nil, err
 	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil {
-		return nil, err
+	if fd < 0 {
+		return nil, errors.New("expected one descriptor, got none")
 	}
-	if len(msgs) != 1 {
-		return nil, fmt.Errorf("expected one control message, got %d", len(msgs))
-	}
-	fds, err := unix.ParseUnixRights(&msgs[0])
-	if err != nil {
-		return nil, err
-	}
-	if len(fds) != 1 {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-		return nil, fmt.Errorf("expected one descriptor, got %d", len(fds))
-	}
-	return os.NewFile(uintptr(fds[0]), string(name[:n])), nil
+	return os.NewFile(uintptr(fd), string(name[:n])), nil
 }

@@ -50,6 +50,15 @@ func warnUnknownCapabilities(warnf func(string, ...any), c *specs.LinuxCapabilit
 	}
 }
 
+// resetCPUAffinity undoes an affinity inherited from the runtime's caller
+// once pid is in its cgroup. As runc's tryResetCPUAffinity, a failure is
+// only a warning: the process is confined by its cgroup's cpuset anyway.
+func resetCPUAffinity(warnf func(string, ...any), pid int) {
+	if err := cgroups.ResetCPUAffinity(pid); err != nil && warnf != nil {
+		warnf("%v", err)
+	}
+}
+
 // Create sets a container up to the point where only exec remains: its init
 // is in its namespaces and cgroup, the rootfs is pivoted, and it waits for
 // Start. On any error everything made so far is undone.
@@ -161,6 +170,7 @@ func Create(root, id string, o CreateOpts) (err error) {
 	if err := cg.Add(pid); err != nil {
 		return fmt.Errorf("add init %d to cgroup %s: %w", pid, cgPaths, err)
 	}
+	resetCPUAffinity(o.Warnf, pid)
 	debugf(o.Debugf, "container %s: init %d started in cgroup %s", id, pid, cgPaths)
 	if o.PidfdSocket != "" {
 		if err := sendPidfd(o.PidfdSocket, pid, "standard"); err != nil {

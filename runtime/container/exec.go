@@ -106,6 +106,7 @@ func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
 		p.kill()
 		return nil, fmt.Errorf("add process %d to cgroup %s: %w", pid, c.Cgroup, err)
 	}
+	resetCPUAffinity(o.Warnf, pid)
 	if o.PidfdSocket != "" {
 		if err := sendPidfd(o.PidfdSocket, pid, "setns"); err != nil {
 			p.kill()

@@ -2,9 +2,10 @@ package container
 
 import (
 	"fmt"
-	"net"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hostnet-dev/hostnet/runtime/initproc"
 )
 
 // sendPidfd sends a pidfd of pid over the unix socket at path, with kind
@@ -17,12 +18,10 @@ func sendPidfd(path string, pid int, kind string) error {
 		return fmt.Errorf("pidfd_open %d (--pidfd-socket needs Linux 5.3): %w", pid, err)
 	}
 	defer unix.Close(fd)
-	conn, err := net.Dial("unix", path)
-	if err != nil {
-		return fmt.Errorf("connect to pidfd socket: %w", err)
-	}
-	defer conn.Close()
-	if _, _, err := conn.(*net.UnixConn).WriteMsgUnix([]byte(kind), unix.UnixRights(fd), nil); err != nil {
+	if err := initproc.DialSendFd(path, []byte(kind), fd); err != nil {
+		if initproc.IsDialError(err) {
+			return fmt.Errorf("connect to pidfd socket: %w", err)
+		}
 		return fmt.Errorf("send pidfd over %s: %w", path, err)
 	}
 	return nil

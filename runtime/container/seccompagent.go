@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -88,12 +87,10 @@ func sendContainerProcessState(path string, st *specs.ContainerProcessState, lis
 	if err != nil {
 		return fmt.Errorf("cannot marshal seccomp state: %w", err)
 	}
-	conn, err := net.Dial("unix", path)
-	if err != nil {
-		return fmt.Errorf("failed to connect with seccomp agent specified in the seccomp profile: %w", err)
-	}
-	defer conn.Close()
-	if _, _, err := conn.(*net.UnixConn).WriteMsgUnix(msg, unix.UnixRights(int(listener.Fd())), nil); err != nil {
+	if err := initproc.DialSendFd(path, msg, int(listener.Fd())); err != nil {
+		if initproc.IsDialError(err) {
+			return fmt.Errorf("failed to connect with seccomp agent specified in the seccomp profile: %w", err)
+		}
 		return fmt.Errorf("cannot send seccomp fd to %s: %w", path, err)
 	}
 	return nil

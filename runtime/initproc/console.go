@@ -35,7 +35,7 @@ func setupConsole(sys Syscalls, socketFd int, size *specs.Box, devConsole bool) 
 		}
 	}
 	// Exactly one fd, with the pty's name as the message body.
-	if err := unix.Sendmsg(socketFd, []byte(slaveName), unix.UnixRights(int(master.Fd())), nil, 0); err != nil {
+	if err := SendFd(socketFd, []byte(slaveName), int(master.Fd())); err != nil {
 		return fmt.Errorf("send pty master over console socket: %w", err)
 	}
 	if devConsole {

@@ -50,26 +50,28 @@ func (c *channel) mountSource(index int) (*os.File, error) {
 	var line []byte
 	var file *os.File
 	buf := make([]byte, 4096)
-	oob := make([]byte, unix.CmsgSpace(4))
 	for !bytes.HasSuffix(line, []byte{'\n'}) {
-		n, oobn, _, _, err := unix.Recvmsg(int(c.sync.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
-		if err == unix.EINTR {
-			continue
-		}
+		n, fd, err := RecvFd(int(c.sync.Fd()), buf)
 		if err != nil {
+			if file != nil {
+				file.Close()
+			}
 			return nil, fmt.Errorf("receive mount source: %w", err)
 		}
+		if fd >= 0 {
+			if file == nil {
+				file = os.NewFile(uintptr(fd), "mount source")
+			} else {
+				unix.Close(fd)
+			}
+		}
 		if n == 0 {
+			if file != nil {
+				file.Close()
+			}
 			return nil, errors.New("receive mount source: the runtime closed the sync socket")
 		}
 		line = append(line, buf[:n]...)
-		if oobn > 0 {
-			f, err := parseRights(oob[:oobn])
-			if err != nil {
-				return nil, err
-			}
-			file = f
-		}
 	}
 	var res mountSourceResult
 	if err := json.Unmarshal(line, &res); err != nil {
@@ -80,31 +82,6 @@ func (c *channel) mountSource(index int) (*os.File, error) {
 			file.Close()
 		}
 		return nil, errors.New(res.Error)
-	}
-	if file == nil {
-		return nil, errors.New("receive mount source: no descriptor attached")
-	}
-	return file, nil
-}
-
-func parseRights(oob []byte) (*os.File, error) {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return nil, fmt.Errorf("receive mount source: %w", err)
-	}
-	var file *os.File
-	for _, m := range msgs {
-		fds, err := unix.ParseUnixRights(&m)
-		if err != nil {
-			continue
-		}
-		for _, fd := range fds {
-			if file == nil {
-				file = os.NewFile(uintptr(fd), "mount source")
-			} else {
-				unix.Close(fd)
-			}
-		}
 	}
 	if file == nil {
 		return nil, errors.New("receive mount source: no descriptor attached")

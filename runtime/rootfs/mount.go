@@ -372,18 +372,25 @@ func procFd(f *os.File) string {
 	return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) // procfs-literal: mount(2)'s magic link; the host's /proc before pivot_root, a checked one after (fdmount.go)
 }
 
+// lockedFlags pairs each statfs(2) flag with the mount(2) flag the kernel
+// locks on a mount seen from a less privileged user namespace.
+var lockedFlags = [...]struct {
+	st int64
+	ms uintptr
+}{
+	{unix.ST_RDONLY, unix.MS_RDONLY}, {unix.ST_NOSUID, unix.MS_NOSUID}, {unix.ST_NODEV, unix.MS_NODEV},
+	{unix.ST_NOEXEC, unix.MS_NOEXEC}, {unix.ST_NOATIME, unix.MS_NOATIME}, {unix.ST_NODIRATIME, unix.MS_NODIRATIME},
+	{unix.ST_RELATIME, unix.MS_RELATIME},
+}
+
 // statfsFlags maps statfs(2) flags to the mount(2) flags the kernel locks
 // on a mount seen from a less privileged user namespace, which a bind
 // remount must repeat.
 func statfsFlags(st int64) uintptr {
 	var flags uintptr
-	for stFlag, msFlag := range map[int64]uintptr{
-		unix.ST_RDONLY: unix.MS_RDONLY, unix.ST_NOSUID: unix.MS_NOSUID, unix.ST_NODEV: unix.MS_NODEV,
-		unix.ST_NOEXEC: unix.MS_NOEXEC, unix.ST_NOATIME: unix.MS_NOATIME, unix.ST_NODIRATIME: unix.MS_NODIRATIME,
-		unix.ST_RELATIME: unix.MS_RELATIME,
-	} {
-		if st&stFlag != 0 {
-			flags |= msFlag
+	for _, f := range lockedFlags {
+		if st&f.st != 0 {
+			flags |= f.ms
 		}
 	}
 	return flags
