@@ -69,6 +69,21 @@ func TestBridgeModeDualStack(t *testing.T) {
 			t.Fatalf("Prepare %s: %v", r.ID, err)
 		}
 	}
+	// Before Linux 6.17 there is no per-bridge force_forwarding, and the
+	// connections from containers to a publication below are forwarded
+	// only with the namespace's all.forwarding, which hostnet leaves to
+	// the admin (the create warns). This is the test's own namespace.
+	if _, err := os.Stat("/proc/sys/net/ipv6/conf/" + n.Bridge.Name + "/force_forwarding"); errors.Is(err, os.ErrNotExist) {
+		const allForwarding = "/proc/sys/net/ipv6/conf/all/forwarding"
+		was, err := os.ReadFile(allForwarding)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(allForwarding, []byte("1"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.WriteFile(allForwarding, was, 0o644) })
+	}
 	a, b := attached(t, ra), attached(t, rb)
 	for _, at := range []attachment{a, b} {
 		if !n.Bridge.Subnet.Contains(at.Address) || !n.Bridge.Subnet6.Contains(at.Address6) || len(at.NATRules) == 0 {
