@@ -127,16 +127,7 @@ func runKill(g *globals, args []string) error {
 			return err
 		}
 	}
-	c, err := container.Load(g.root, pos[0])
-	if err != nil {
-		return err
-	}
-	err = c.Signal(sig, all)
-	if errors.Is(err, container.ErrNotRunning) && all {
-		// As runc: --all of a container with nothing left to signal.
-		return nil
-	}
-	return err
+	return container.Kill(g.root, pos[0], sig, all)
 }
 
 func runDelete(g *globals, args []string) error {
@@ -147,21 +138,7 @@ func runDelete(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	id := pos[0]
-	c, err := container.Load(g.root, id)
-	if errors.Is(err, container.ErrNotExist) {
-		// A create that died before writing state leaves a bare directory.
-		if rerr := container.RemoveStale(g.root, id); rerr != nil {
-			return rerr
-		}
-		if force {
-			return nil
-		}
-	}
-	if err != nil {
-		return err
-	}
-	return c.Delete(force)
+	return container.Delete(g.root, pos[0], force)
 }
 
 func runPause(g *globals, args []string) error {

@@ -127,15 +127,5 @@ func runUpdate(g *globals, args []string) error {
 		}
 		r.Pids = &specs.LinuxPids{Limit: &n}
 	}
-	// Device rules are fixed at create: a resources document sent back
-	// from `state` must not re-open /dev access.
-	r.Devices = nil
-	cg, err := c.LoadCgroup()
-	if err != nil {
-		return fmt.Errorf("container %s: %w", id, err)
-	}
-	if err := cg.Update(r); err != nil {
-		return fmt.Errorf("update resources of container %s: %w", id, err)
-	}
-	return nil
+	return c.Update(r)
 }

@@ -171,6 +171,42 @@ func (c *Container) signalAll(sig unix.Signal, alive bool) error {
 	return err
 }
 
+// Kill signals container id under root as `runc kill` does: with all, a
+// container that has nothing left to signal is not an error, since what
+// the caller wanted (nothing running) is already so. The command line and
+// the shim's in-process launcher both call it.
+func Kill(root, id string, sig unix.Signal, all bool) error {
+	c, err := Load(root, id)
+	if err != nil {
+		return err
+	}
+	err = c.Signal(sig, all)
+	if errors.Is(err, ErrNotRunning) && all {
+		return nil
+	}
+	return err
+}
+
+// Delete deletes container id under root as `runc delete` does. A create
+// that died before writing state leaves a bare directory, which is
+// removed; with force, an id with no state at all is then deleted already.
+// The command line and the shim's in-process launcher both call it.
+func Delete(root, id string, force bool) error {
+	c, err := Load(root, id)
+	if errors.Is(err, ErrNotExist) {
+		if rerr := RemoveStale(root, id); rerr != nil {
+			return rerr
+		}
+		if force {
+			return nil
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return c.Delete(force)
+}
+
 // Delete removes a stopped container; force kills a running one first. A
 // created container is killed without force, as with runc.
 //
@@ -244,7 +280,7 @@ func (c *Container) Pids() ([]int, error) {
 // Pause freezes every process of a running container.
 func (c *Container) Pause() error {
 	if st := c.Status(); st != Running {
-		return fmt.Errorf("container not running: %s", st)
+		return fmt.Errorf("%w: %s", ErrNotRunning, st)
 	}
 	cg, err := c.LoadCgroup()
 	if err != nil {
@@ -263,4 +299,21 @@ func (c *Container) Resume() error {
 		return err
 	}
 	return cg.Thaw()
+}
+
+// Update applies new resource limits to the container's cgroup. Device
+// rules are fixed at create: a resources document sent back from `state`
+// must not re-open /dev access, so they are dropped (from a copy: the
+// caller's document is left as it was).
+func (c *Container) Update(res *specs.LinuxResources) error {
+	r := *res
+	r.Devices = nil
+	cg, err := c.LoadCgroup()
+	if err != nil {
+		return fmt.Errorf("container %s: %w", c.ID, err)
+	}
+	if err := cg.Update(&r); err != nil {
+		return fmt.Errorf("update resources of container %s: %w", c.ID, err)
+	}
+	return nil
 }

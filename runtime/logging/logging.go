@@ -38,6 +38,16 @@ func Open(path, format string, debug bool) (*Logger, error) {
 	return l, nil
 }
 
+// Close closes the log file. The command line never does (it exits); a
+// long-lived caller that opens the log per message (the shim's in-process
+// launcher) must, or it leaks a descriptor each time.
+func (l *Logger) Close() error {
+	if c, ok := l.w.(io.Closer); ok && l.w != os.Stderr {
+		return c.Close()
+	}
+	return nil
+}
+
 // ToStderr reports whether the log already goes to stderr.
 func (l *Logger) ToStderr() bool { return l.w == os.Stderr }
 

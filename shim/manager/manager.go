@@ -221,7 +221,7 @@ func (m manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 		return shim.StopStatus{}, err
 	}
 	logger := log.G(ctx).WithField("id", id)
-	var rt *ociruntime.Runtime
+	var rt ociruntime.Launcher
 	var cfg ociruntime.Config
 	err = b.ReadRuntime(&cfg)
 	if err == nil && cfg.Binary == "" {

@@ -34,7 +34,7 @@ const ioDrainTimeout = 10 * time.Second
 type container struct {
 	id     string
 	bundle bundle.Bundle
-	rt     *ociruntime.Runtime
+	rt     ociruntime.Launcher
 	// ioUID and ioGID own the stdio pipes of the container's processes.
 	ioUID, ioGID int
 	init         *process.Process
@@ -107,7 +107,7 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 	// Whatever failed, Teardown undoes what was done: each of its steps
 	// finds what it undoes in the bundle. The runtime's state, only once
 	// the runtime was asked to create it: the id may be another's.
-	var created *ociruntime.Runtime
+	var created ociruntime.Launcher
 	defer func() {
 		if retErr != nil {
 			if err := Teardown(context.WithoutCancel(ctx), b, r.ID, created, true); err != nil {

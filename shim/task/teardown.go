@@ -23,7 +23,7 @@ import (
 // Every container ends here: task Delete, a failed create, and `shim
 // delete` after its shim died. rt is nil when the runtime holds no state
 // of the container.
-func Teardown(ctx context.Context, b bundle.Bundle, id string, rt *ociruntime.Runtime, force bool) error {
+func Teardown(ctx context.Context, b bundle.Bundle, id string, rt ociruntime.Launcher, force bool) error {
 	var errs []error
 	if rt != nil {
 		if err := rt.Delete(ctx, id, force); err != nil {

@@ -32,6 +32,11 @@ var phaseCols = []Col{
 	{"todelete", "start → delete", "ms"},
 	{"delete", "runtime delete", "ms"},
 	{"post", "delete → ctr exits", "ms"},
+	// For every runtime, also where start and delete are not exec'd
+	// (hostnet-runc's run in hostnet's shim): the same span as tostart
+	// through shimexit, and what follows.
+	{"createtoshimexit", "create → shim exits", "ms"},
+	{"aftershim", "shim exits → ctr exits", "ms"},
 	{"total", "total", "ms"},
 	{"exittodelete", "of which exit → delete", "ms"},
 	{"shimexit", "shim exits after delete", "ms"},
@@ -63,7 +68,7 @@ func (b *bench) breakdown(ctx context.Context) []*Table {
 		Note: "Phase means in ms, from the exec and exit times of ctr's containerd's processes under `strace -f --seccomp-bpf -ttt -e trace=execve` (a second private containerd, tracees stop only at execve, fork and exit; strace also sets no_new_privs): " +
 			"ctr+containerd before the shim = ctr started → shim `start` exec'd; shim start = that process's life; shim up → runtime create = containerd connecting, the shim's Create (rootfs, spec, network) until the runtime's `create` is exec'd; " +
 			"create → start = the shim's reply, containerd, ctr and the shim until `start` is exec'd; start → delete = start's exit until `delete` is exec'd, of which exit → delete from the later of start's and the container's exit (reap, exit event, ctr's wait, Delete); " +
-			"delete → ctr exits = the shim's exit, the `shim delete` containerd runs after every task delete, containerd removing the task, snapshot and container, ctr exiting. execs = processes exec'd per run by containerd's tree (ctr not counted), runtime execs = those of the runtime binary. " +
+			"delete → ctr exits = the shim's exit, the `shim delete` containerd runs after every task delete, containerd removing the task, snapshot and container, ctr exiting; create → shim exits and shim exits → ctr exits split the same run at the shim's exit instead, for every runtime, also where the shim runs start and delete in its own process (hostnet-runc in hostnet's shim: those phases are empty). execs = processes exec'd per run by containerd's tree (ctr not counted), runtime execs = those of the runtime binary. " +
 			"Interleaved like the tables above, the total is slower than untraced by strace's stops.",
 		Anchor: "runc 1.5.2", RatioOf: "total", Cols: phaseCols}
 	if _, err := exec.LookPath("strace"); err != nil {
@@ -152,6 +157,9 @@ func (b *bench) breakdown(ctx context.Context) []*Table {
 		default:
 			row.V = map[string]float64{}
 			for _, col := range phaseCols {
+				if !slices.ContainsFunc(rows, func(p map[string]float64) bool { _, ok := p[col.Key]; return ok }) {
+					continue // a phase this runtime does not have
+				}
 				for _, p := range rows {
 					row.V[col.Key] += p[col.Key] / float64(len(rows))
 				}
@@ -202,7 +210,14 @@ func phasesOf(w window, procs []*traced) (map[string]float64, error) {
 			}
 		}
 	}
-	for name, p := range map[string]*traced{"shim start": shimStart, "shim": shim, "runtime create": create, "runtime start": start, "runtime delete": del, "container": ctrInit} {
+	// Start and delete are the runtime's commands only where the shim
+	// execs them: hostnet's shim runs hostnet-runc's in its own process.
+	// Without them, the phases between create and the shim's exit are one.
+	need := map[string]*traced{"shim start": shimStart, "shim": shim, "runtime create": create, "container": ctrInit}
+	if start != nil || del != nil {
+		need["runtime start"], need["runtime delete"] = start, del
+	}
+	for name, p := range need {
 		if p == nil {
 			return nil, fmt.Errorf("no %s process", name)
 		}
@@ -211,22 +226,27 @@ func phasesOf(w window, procs []*traced) (map[string]float64, error) {
 		}
 	}
 	ms := func(a, b float64) float64 { return (b - a) * 1000 }
-	return map[string]float64{
-		"pre":          ms(w.t0, shimStart.execs[0].ts),
-		"shimstart":    ms(shimStart.execs[0].ts, shimStart.exit),
-		"tocreate":     ms(shimStart.exit, create.execs[0].ts),
-		"create":       ms(create.execs[0].ts, create.exit),
-		"tostart":      ms(create.exit, start.execs[0].ts),
-		"start":        ms(start.execs[0].ts, start.exit),
-		"todelete":     ms(start.exit, del.execs[0].ts),
-		"exittodelete": ms(max(start.exit, ctrInit.exit), del.execs[0].ts),
-		"delete":       ms(del.execs[0].ts, del.exit),
-		"post":         ms(del.exit, w.t1),
-		"total":        ms(w.t0, w.t1),
-		"shimexit":     ms(del.exit, shim.exit),
-		"execs":        float64(execs),
-		"rtexecs":      float64(rtExecs),
-	}, nil
+	phases := map[string]float64{
+		"pre":              ms(w.t0, shimStart.execs[0].ts),
+		"shimstart":        ms(shimStart.execs[0].ts, shimStart.exit),
+		"tocreate":         ms(shimStart.exit, create.execs[0].ts),
+		"create":           ms(create.execs[0].ts, create.exit),
+		"createtoshimexit": ms(create.exit, shim.exit),
+		"aftershim":        ms(shim.exit, w.t1),
+		"total":            ms(w.t0, w.t1),
+		"execs":            float64(execs),
+		"rtexecs":          float64(rtExecs),
+	}
+	if start != nil {
+		phases["tostart"] = ms(create.exit, start.execs[0].ts)
+		phases["start"] = ms(start.execs[0].ts, start.exit)
+		phases["todelete"] = ms(start.exit, del.execs[0].ts)
+		phases["exittodelete"] = ms(max(start.exit, ctrInit.exit), del.execs[0].ts)
+		phases["delete"] = ms(del.execs[0].ts, del.exit)
+		phases["post"] = ms(del.exit, w.t1)
+		phases["shimexit"] = ms(del.exit, shim.exit)
+	}
+	return phases, nil
 }
 
 // parseStrace reads `strace -f -ttt -e trace=execve` output: successful

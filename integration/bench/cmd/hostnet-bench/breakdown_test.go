@@ -85,7 +85,30 @@ func TestPhasesOf(t *testing.T) {
 	if !near(p["create"], 15) || !near(p["todelete"], 9) || !near(p["exittodelete"], 8) || !near(p["shimexit"], 20) || p["rtexecs"] != 3 || p["execs"] != 6 {
 		t.Errorf("phases %v", p)
 	}
+	if !near(p["createtoshimexit"], 55) || !near(p["aftershim"], 10) {
+		t.Errorf("phases at the shim's exit %v", p)
+	}
 	if _, err := phasesOf(window{rt: rt, t0: 1.000, t1: 1.100}, procs[:4]); err == nil {
-		t.Error("a run without start and delete was split")
+		t.Error("a run without the container's process was split")
+	}
+	if _, err := phasesOf(window{rt: rt, t0: 1.000, t1: 1.100}, append(slices.Clone(procs[:5]), procs[6])); err == nil {
+		t.Error("a run with a delete but no start was split")
+	}
+
+	// A shim that runs start and delete in its own process: the run splits
+	// at create and at the shim's exit, and still adds up.
+	p, err = phasesOf(window{rt: rt, t0: 1.000, t1: 1.100}, procs[:5])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum = 0
+	for _, k := range []string{"pre", "shimstart", "tocreate", "create", "createtoshimexit", "aftershim"} {
+		sum += p[k]
+	}
+	if !near(sum, p["total"]) || p["rtexecs"] != 1 {
+		t.Errorf("in-process start and delete: phases add up to %v, total %v: %v", sum, p["total"], p)
+	}
+	if _, ok := p["start"]; ok {
+		t.Errorf("in-process start has a runtime start phase: %v", p)
 	}
 }

@@ -51,6 +51,10 @@ type benchOpts struct {
 	// altRuntime is NAME=PATH: another build of an OCI runtime for the
 	// runtime-alone table, interleaved with the others (a before/after).
 	altRuntime string
+	// altShim is NAME=DIR: another build of hostnet's shim and hostnet-runc
+	// (DIR holds both) as a row of the lifecycle, client and breakdown
+	// tables, interleaved with the others (a before/after of the shim).
+	altShim string
 }
 
 func main() {
@@ -69,6 +73,7 @@ func main() {
 	flag.StringVar(&o.debRunc, "debian-runc", "/usr/sbin/runc", "Debian's runc")
 	flag.StringVar(&o.crun, "crun", "/usr/bin/crun", "crun")
 	flag.StringVar(&o.altRuntime, "alt-runtime", "", "NAME=PATH: another OCI runtime build as a row of the runtime-alone table (e.g. main's hostnet-runc, for a before/after)")
+	flag.StringVar(&o.altShim, "alt-shim", "", "NAME=DIR: another build of containerd-shim-hostnet-v1 and hostnet-runc, both in DIR, as a row of the containerd tables (e.g. main's, for a before/after)")
 	flag.StringVar(&o.only, "only", "", "comma-separated sections to run (lifecycle,client,breakdown,runtime,startup,memory,network,scale); all if empty")
 	flag.Parse()
 	// The breakdown finds the runtimes' execs by their absolute paths.
@@ -229,6 +234,15 @@ func (b *bench) setup(ctx context.Context) error {
 		{name: hostnetViaRunc, runtime: daemon.HostnetRuntime, binary: o.runc, version: b.res.Machine.Runc, configPath: viaRunc},
 		{name: "runc 1.1.5 (Debian)", runtime: daemon.RuncRuntime, binary: o.debRunc, version: b.res.Machine.DebianRunc},
 		{name: "crun 1.8.1 (wrapper)", runtime: daemon.RuncRuntime, binary: crunWrap, version: b.res.Machine.Crun},
+	}
+	if name, dir, ok := strings.Cut(o.altShim, "="); ok {
+		// containerd runs a shim given by absolute path; that shim finds
+		// the hostnet-runc beside it, as an installed one does.
+		dir, err := filepath.Abs(dir)
+		if err != nil {
+			return err
+		}
+		b.rts = append(b.rts, &rtSpec{name: name, runtime: filepath.Join(dir, "containerd-shim-hostnet-v1"), binary: filepath.Join(dir, "hostnet-runc"), version: name})
 	}
 	b.res.Notes = append(b.res.Notes,
 		"crun 1.8.1 rejects the ociVersion 1.3.0 containerd 2.4 writes, and refuses this cgroup v1 hybrid host ('cgroups in hybrid mode not supported, drop all controllers from cgroupv2') though its v2 hierarchy has no controllers. Through containerd it runs behind a bench-only wrapper script that rewrites ociVersion to 1.0.2 in config.json (sed) and execs crun through `unshare --mount` in a mount namespace without /sys/fs/cgroup/unified, so each of its runtime calls includes sh, sed, unshare and umount; its cgroups are real cgroupfs v1 ones.",
