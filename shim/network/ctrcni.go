@@ -146,7 +146,7 @@ func Prefetch(ctx context.Context, namespace, id string, b bundle.Bundle) {
 	go func() {
 		defer close(l.done)
 		defer l.cancel()
-		s, err := b.ReadSpec()
+		s, err := b.ReadSpecHead()
 		if err != nil {
 			return
 		}
