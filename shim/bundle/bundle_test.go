@@ -40,6 +40,51 @@ func TestSpec(t *testing.T) {
 	}
 }
 
+// TestSpecHead: ReadSpecHead gives the annotations and namespaces ReadSpec
+// gives, and nothing else, and fails as ReadSpec does on a missing or
+// malformed config.json.
+func TestSpecHead(t *testing.T) {
+	b := New(t.TempDir())
+	if _, err := b.ReadSpecHead(); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("ReadSpecHead without config.json = %v, want not exist", err)
+	}
+	if err := os.WriteFile(filepath.Join(b.Path, "config.json"), []byte(`{"annotations":`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ReadSpecHead(); err == nil {
+		t.Fatal("ReadSpecHead of a malformed config.json succeeded")
+	}
+	for _, full := range []*specs.Spec{
+		{Version: specs.Version, Hostname: "h"},
+		{
+			Version:     specs.Version,
+			Process:     &specs.Process{Args: []string{"true"}},
+			Annotations: map[string]string{"a": "1", "io.containerd.runc.v2.group": "g"},
+			Linux: &specs.Linux{
+				Namespaces:  []specs.LinuxNamespace{{Type: specs.NetworkNamespace}, {Type: specs.PIDNamespace, Path: "/proc/1/ns/pid"}},
+				CgroupsPath: "/x",
+			},
+		},
+	} {
+		if err := b.WriteSpec(full); err != nil {
+			t.Fatal(err)
+		}
+		got, err := b.ReadSpecHead()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := &specs.Spec{Annotations: full.Annotations}
+		if full.Linux != nil {
+			want.Linux = &specs.Linux{Namespaces: full.Linux.Namespaces}
+		}
+		gotJSON, _ := json.Marshal(got)
+		wantJSON, _ := json.Marshal(want)
+		if string(gotJSON) != string(wantJSON) {
+			t.Errorf("ReadSpecHead = %s, want %s", gotJSON, wantJSON)
+		}
+	}
+}
+
 func TestExitRecord(t *testing.T) {
 	b := New(t.TempDir())
 	if _, err := b.ReadExit(); !errors.Is(err, os.ErrNotExist) {

@@ -146,7 +146,8 @@ func (m manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (_ 
 
 // groupID returns the shim group of the container id in bundle b.
 func groupID(b bundle.Bundle, id string) (string, error) {
-	spec, err := b.ReadSpec()
+	// Only the annotations: the create reads the spec whole.
+	spec, err := b.ReadSpecHead()
 	if err != nil {
 		return "", fmt.Errorf("container %s: %w", id, err)
 	}

@@ -50,12 +50,63 @@ type Result struct {
 // input is an InvalidArgument error that names the annotation or setting at
 // fault; s may then be half rewritten and must not be used.
 func Prepare(ctx context.Context, r Request, s *specs.Spec) (Result, error) {
-	resolved, err := spec.ResolveMode(s, r.Config.DefaultMode)
-	if err != nil {
-		return Result{}, invalid(err)
+	p := Begin(ctx, r, s)
+	defer p.Close()
+	return p.Prepare(ctx)
+}
+
+// Pending is a Prepare begun: the mode resolved from the spec and, where
+// the mode depends on it, containerd being asked for ctr's --cni mark
+// (ctrcni.go), a new gRPC connection and a round trip, unless the shim
+// server asked already as it started (Prefetch). The task service mounts
+// the root file system meanwhile, which Prepare's checks need mounted; the
+// mark is awaited only there.
+type Pending struct {
+	r        Request
+	s        *specs.Spec
+	resolved spec.Resolution
+	// err is the resolution's; Prepare returns it, so that a create
+	// fails with the same error at the same step as without Begin.
+	err    error
+	ctrCNI *ctrCNILookup // nil where the mark cannot matter
+}
+
+// Begin starts preparing s for its network mode: Prepare finishes, Close
+// abandons what runs still, and one of them must be called. s must not
+// change in between.
+func Begin(ctx context.Context, r Request, s *specs.Spec) *Pending {
+	p := &Pending{r: r, s: s}
+	p.resolved, p.err = spec.ResolveMode(s, r.Config.DefaultMode)
+	if p.err == nil && ctrCNIMatters(s, p.resolved) {
+		if p.ctrCNI = takePrefetched(r.Namespace, r.ID); p.ctrCNI == nil {
+			p.ctrCNI = startCtrCNILookup(ctx, r.Namespace, r.ID)
+		}
 	}
-	if err := resolveCtrCNI(ctx, r, s, &resolved); err != nil {
-		return Result{}, err
+	return p
+}
+
+// Close ends a lookup still running, as after a create that failed before
+// Prepare. It may be called after Prepare, and more than once.
+func (p *Pending) Close() {
+	if p.ctrCNI != nil {
+		p.ctrCNI.stop()
+	}
+}
+
+// Prepare is the package's Prepare, on Begin's request and spec.
+func (p *Pending) Prepare(ctx context.Context) (Result, error) {
+	r, s, resolved := p.r, p.s, p.resolved
+	if p.err != nil {
+		return Result{}, invalid(p.err)
+	}
+	if p.ctrCNI != nil {
+		cni, err := p.ctrCNI.answer(ctx)
+		if err != nil {
+			return Result{}, err
+		}
+		if err := resolveCtrCNI(cni, &resolved); err != nil {
+			return Result{}, err
+		}
 	}
 	mode, explicit := resolved.Mode, resolved.Explicit
 	if mode == spec.ModeBridge && resolved.Nerdctl {

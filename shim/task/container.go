@@ -115,15 +115,17 @@ func createContainer(ctx context.Context, r *taskAPI.CreateTaskRequest, epoller 
 			}
 		}
 	}()
-	// Mounted before the network mode is prepared, which checks the root
-	// file system for the files it mounts into it.
+	// Begun before the root file system is mounted, which the network mode
+	// checks for the files it mounts into it: what the mode asks of
+	// containerd (ctr's --cni mark) is asked meanwhile.
+	netPrep := network.Begin(ctx, network.Request{Bundle: b, ID: r.ID, Namespace: ns, Config: set.Network}, spec)
+	defer netPrep.Close()
 	if len(r.Rootfs) > 0 {
 		if err := mountRootfs(r, b); err != nil {
 			return nil, err
 		}
 	}
-	netReq := network.Request{Bundle: b, ID: r.ID, Namespace: ns, Config: set.Network}
-	netRes, err := network.Prepare(ctx, netReq, spec)
+	netRes, err := netPrep.Prepare(ctx)
 	if err != nil {
 		return nil, err
 	}
