@@ -52,8 +52,9 @@ type benchOpts struct {
 	// runtime-alone table, interleaved with the others (a before/after).
 	altRuntime string
 	// altShim is NAME=DIR: another build of hostnet's shim and hostnet-runc
-	// (DIR holds both) as a row of the lifecycle, client and breakdown
-	// tables, interleaved with the others (a before/after of the shim).
+	// (DIR holds both) as a row of the lifecycle, client, breakdown and
+	// memory tables, interleaved with the others (a before/after of the
+	// shim).
 	altShim string
 	// settle is how long after its containers run a shim's memory is read
 	// again (past pkg/shim's FreeOSMemory).
@@ -81,7 +82,7 @@ func main() {
 	flag.StringVar(&o.debRunc, "debian-runc", "/usr/sbin/runc", "Debian's runc")
 	flag.StringVar(&o.crun, "crun", "/usr/bin/crun", "crun")
 	flag.StringVar(&o.altRuntime, "alt-runtime", "", "NAME=PATH: another OCI runtime build as a row of the runtime-alone table (e.g. main's hostnet-runc, for a before/after)")
-	flag.StringVar(&o.altShim, "alt-shim", "", "NAME=DIR: another build of containerd-shim-hostnet-v1 and hostnet-runc, both in DIR, as a row of the containerd tables (e.g. main's, for a before/after)")
+	flag.StringVar(&o.altShim, "alt-shim", "", "NAME=DIR: another build of containerd-shim-hostnet-v1 and hostnet-runc, both in DIR, as a row of the containerd and shim memory tables (e.g. main's, for a before/after)")
 	flag.StringVar(&o.only, "only", "", "comma-separated sections to run (lifecycle,client,breakdown,runtime,startup,memory,cri,network,scale); all if empty")
 	flag.Parse()
 	// The breakdown finds the runtimes' execs by their absolute paths.

@@ -12,6 +12,8 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
+
+	"github.com/hostnet-dev/hostnet/integration/internal/daemon"
 )
 
 // 3a: process start-up of each binary.
@@ -221,10 +223,10 @@ func (b *bench) shimMemory(ctx context.Context) []*Table {
 	for _, k := range []int{1, b.o.memMany} {
 		var rs []*memReading
 		fleets := map[*memReading]*fleet{}
-		for _, rt := range b.rts[:2] {
+		for _, rt := range b.memoryRuntimes() {
 			r := &memReading{name: fmt.Sprintf("runc shim (%s), %d", rt.name, k)}
-			if rt.name == "hostnet" {
-				r.name = fmt.Sprintf("hostnet shim, %d", k)
+			if rt.runtime != daemon.RuncRuntime {
+				r.name = fmt.Sprintf("%s shim, %d", rt.name, k)
 			}
 			f := b.startFleet(ctx, c, rt, k)
 			fleets[r] = f
@@ -252,6 +254,18 @@ func (b *bench) shimMemory(ctx context.Context) []*Table {
 		}
 	}
 	return []*Table{t, bd}
+}
+
+// memoryRuntimes are the memory section's contenders: hostnet, runc 1.5.2
+// and -alt-shim's build.
+func (b *bench) memoryRuntimes() []*rtSpec {
+	rts := b.rts[:2:2]
+	for _, rt := range b.rts[2:] {
+		if filepath.IsAbs(rt.runtime) {
+			rts = append(rts, rt)
+		}
+	}
+	return rts
 }
 
 // memRows are r's rows of the memory table and of its breakdown, per shim.

@@ -153,3 +153,23 @@ func TestMemRows(t *testing.T) {
 		t.Error("no shims: no error")
 	}
 }
+
+func TestMemoryRuntimes(t *testing.T) {
+	b := &bench{rts: []*rtSpec{
+		{name: "hostnet", runtime: "io.containerd.hostnet.v1"},
+		{name: "runc 1.5.2", runtime: "io.containerd.runc.v2"},
+		{name: hostnetViaRunc, runtime: "io.containerd.hostnet.v1"},
+		{name: "runc 1.1.5 (Debian)", runtime: "io.containerd.runc.v2"},
+		{name: "main", runtime: "/tmp/main/containerd-shim-hostnet-v1"},
+	}}
+	var names []string
+	for _, rt := range b.memoryRuntimes() {
+		names = append(names, rt.name)
+	}
+	if !slices.Equal(names, []string{"hostnet", "runc 1.5.2", "main"}) {
+		t.Errorf("memoryRuntimes = %q", names)
+	}
+	if len(b.rts) != 5 || b.rts[2].name != hostnetViaRunc {
+		t.Errorf("memoryRuntimes changed b.rts: %v", b.rts)
+	}
+}
