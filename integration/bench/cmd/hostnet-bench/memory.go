@@ -210,9 +210,9 @@ func (b *bench) shimMemory(ctx context.Context) []*Table {
 	defer c.Close()
 	ctx = namespacesCtx(ctx, b.d.Namespace)
 	t := &Table{ID: "shim-memory", Title: "Shim memory per running container (`sleep`)",
-		Note: fmt.Sprintf("from /proc/<shim>/smaps_rollup and /proc/<shim>/status, per shim, with 1 and with %d containers running (one shim per container for both); "+
+		Note: fmt.Sprintf("from /proc/<shim>/smaps_rollup and /proc/<shim>/status, per shim, with 1 and with %d containers running (one shim per container for each); "+
 			"1 s = read 1 s after all run, settled = read %.0f s after, once every shim has passed pkg/shim's first FreeOSMemory (every %s, in both shims). "+
-			"Both runtimes' containers run at once.", b.o.memMany, b.o.settle.Seconds(), shimFreeInterval),
+			"All contenders' containers run at once.", b.o.memMany, b.o.settle.Seconds(), shimFreeInterval),
 		Anchor: "runc shim (runc 1.5.2), 1", RatioOf: "pss",
 		Cols: []Col{{"pss", "PSS/shim, 1 s", "MiB"}, {"s_pss", "PSS/shim, settled", "MiB"}, {"rss", "RSS/shim, 1 s", "MiB"}, {"s_rss", "RSS/shim, settled", "MiB"},
 			{"threads", "threads/shim, 1 s", fractional}, {"shims", "shims", ""}}}
