@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,6 +38,49 @@ func TestGroupID(t *testing.T) {
 	}
 	if _, err := groupID(bundle.New(t.TempDir()), "c1"); err == nil {
 		t.Error("groupID without a spec succeeded")
+	}
+}
+
+func TestServerEnv(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		env, want []string
+	}{
+		{name: "unset", env: []string{"PATH=/bin", "TTRPC_ADDRESS=/run/c.sock.ttrpc"},
+			want: []string{"PATH=/bin", "TTRPC_ADDRESS=/run/c.sock.ttrpc", "GOMAXPROCS=1"}},
+		// What containerd passes every shim (core/runtime/v2's command).
+		{name: "containerd's", env: []string{"PATH=/bin", "GOMAXPROCS=2", "NAMESPACE=default"},
+			want: []string{"PATH=/bin", "NAMESPACE=default", "GOMAXPROCS=1"}},
+		{name: "empty", env: []string{"GOMAXPROCS="}, want: []string{"GOMAXPROCS=1"}},
+		// An operator's, which containerd passes on instead of its own.
+		{name: "operator's", env: []string{"GOMAXPROCS=4", "PATH=/bin"}, want: []string{"GOMAXPROCS=4", "PATH=/bin"}},
+	} {
+		if got := serverEnv(tc.env); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: serverEnv(%q) = %q, want %q", tc.name, tc.env, got, tc.want)
+		}
+	}
+}
+
+// TestServerCommandGOMAXPROCS checks the server's command: this binary,
+// in the bundle, with serverEnv's environment.
+func TestServerCommandGOMAXPROCS(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "2") // as containerd starts shims
+	ctx := namespaces.WithNamespace(context.Background(), "hostnet-test")
+	cmd, err := serverCommand(ctx, "c1", "/run/containerd.sock", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set []string
+	for _, kv := range cmd.Env {
+		if strings.HasPrefix(kv, "GOMAXPROCS=") {
+			set = append(set, kv)
+		}
+	}
+	if !slices.Equal(set, []string{"GOMAXPROCS=1"}) {
+		t.Errorf("server environment sets %q, want GOMAXPROCS=1", set)
+	}
+	if !slices.Equal(cmd.Args[1:], []string{"-namespace", "hostnet-test", "-id", "c1", "-address", "/run/containerd.sock"}) {
+		t.Errorf("server args = %q", cmd.Args)
 	}
 }
 

@@ -52,9 +52,15 @@ type benchOpts struct {
 	// runtime-alone table, interleaved with the others (a before/after).
 	altRuntime string
 	// altShim is NAME=DIR: another build of hostnet's shim and hostnet-runc
-	// (DIR holds both) as a row of the lifecycle, client and breakdown
-	// tables, interleaved with the others (a before/after of the shim).
+	// (DIR holds both) as a row of the lifecycle, client, breakdown and
+	// memory tables, interleaved with the others (a before/after of the
+	// shim).
 	altShim string
+	// settle is how long after its containers run a shim's memory is read
+	// again (past pkg/shim's FreeOSMemory).
+	settle time.Duration
+	// criPods pods of criContainers containers each run through CRI.
+	criPods, criContainers int
 }
 
 func main() {
@@ -66,6 +72,9 @@ func main() {
 	flag.IntVar(&o.startupN, "startup-n", 200, "runs per binary of the --version start-up")
 	flag.IntVar(&o.scale, "scale", 100, "containers started concurrently in the scale test")
 	flag.IntVar(&o.memMany, "mem-containers", 50, "running containers for the 'many' shim memory figure")
+	flag.DurationVar(&o.settle, "settle", shimFreeInterval+2*time.Second, "wait after the containers run before the settled shim memory reading (past pkg/shim's FreeOSMemory every 30s)")
+	flag.IntVar(&o.criPods, "cri-pods", 10, "pods per runtime handler in the CRI memory test")
+	flag.IntVar(&o.criContainers, "cri-containers", 3, "containers per pod in the CRI memory test")
 	flag.IntVar(&o.iperfSecs, "iperf-seconds", 3, "length of one iperf3 test")
 	flag.IntVar(&o.iperfRuns, "iperf-runs", 3, "iperf3 tests per contender")
 	flag.IntVar(&o.requests, "requests", 2000, "request/response round trips per latency test")
@@ -73,8 +82,8 @@ func main() {
 	flag.StringVar(&o.debRunc, "debian-runc", "/usr/sbin/runc", "Debian's runc")
 	flag.StringVar(&o.crun, "crun", "/usr/bin/crun", "crun")
 	flag.StringVar(&o.altRuntime, "alt-runtime", "", "NAME=PATH: another OCI runtime build as a row of the runtime-alone table (e.g. main's hostnet-runc, for a before/after)")
-	flag.StringVar(&o.altShim, "alt-shim", "", "NAME=DIR: another build of containerd-shim-hostnet-v1 and hostnet-runc, both in DIR, as a row of the containerd tables (e.g. main's, for a before/after)")
-	flag.StringVar(&o.only, "only", "", "comma-separated sections to run (lifecycle,client,breakdown,runtime,startup,memory,network,scale); all if empty")
+	flag.StringVar(&o.altShim, "alt-shim", "", "NAME=DIR: another build of containerd-shim-hostnet-v1 and hostnet-runc, both in DIR, as a row of the containerd and shim memory tables (e.g. main's, for a before/after)")
+	flag.StringVar(&o.only, "only", "", "comma-separated sections to run (lifecycle,client,breakdown,runtime,startup,memory,cri,network,scale); all if empty")
 	flag.Parse()
 	// The breakdown finds the runtimes' execs by their absolute paths.
 	if abs, err := filepath.Abs(o.binDir); err == nil {
@@ -189,7 +198,8 @@ func run(o benchOpts) int {
 func (b *bench) setup(ctx context.Context) error {
 	o := b.o
 	ns := fmt.Sprintf("hostnet-bench-%d", os.Getpid())
-	b.res.Config = RunConf{N: o.n, Startup: o.startupN, Scale: o.scale, MemMany: o.memMany, IperfSecs: o.iperfSecs,
+	b.res.Config = RunConf{N: o.n, Startup: o.startupN, Scale: o.scale, MemMany: o.memMany, SettleS: o.settle.Seconds(),
+		CRIPods: o.criPods, CRIContainers: o.criContainers, IperfSecs: o.iperfSecs,
 		IperfRuns: o.iperfRuns, Requests: o.requests, Started: time.Now().UTC().Format(time.RFC3339)}
 	b.res.Machine = probeMachine(o)
 	b.logf("%s", b.res.Machine.Line())
@@ -298,6 +308,7 @@ func (b *bench) runSections(ctx context.Context) {
 		{"runtime", b.runtimeAlone},
 		{"startup", b.startup},
 		{"memory", b.shimMemory},
+		{"cri", b.criMemory},
 		{"network", b.network},
 		{"scale", b.scaleTest},
 	}

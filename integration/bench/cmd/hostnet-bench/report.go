@@ -34,6 +34,9 @@ type Table struct {
 	Note    string `json:"note,omitempty"`
 	Anchor  string `json:"anchor"`
 	RatioOf string `json:"ratio_of"`
+	// RatioHead names the ratio's column when RatioOf's key would not read
+	// well there.
+	RatioHead string `json:"ratio_head,omitempty"`
 	// HigherIsBetter is true for throughput: the chart says so.
 	HigherIsBetter bool  `json:"higher_is_better,omitempty"`
 	Cols           []Col `json:"columns"`
@@ -51,15 +54,19 @@ type Results struct {
 
 // RunConf records the knobs of the run.
 type RunConf struct {
-	N         int     `json:"n"`
-	Startup   int     `json:"startup_runs"`
-	Scale     int     `json:"scale"`
-	MemMany   int     `json:"memory_containers"`
-	IperfSecs int     `json:"iperf_seconds"`
-	IperfRuns int     `json:"iperf_runs"`
-	Requests  int     `json:"latency_requests"`
-	Started   string  `json:"started"`
-	DurationS float64 `json:"duration_s"`
+	N       int `json:"n"`
+	Startup int `json:"startup_runs"`
+	Scale   int `json:"scale"`
+	MemMany int `json:"memory_containers"`
+	// SettleS is when the settled shim memory is read, in s after start.
+	SettleS       float64 `json:"memory_settle_s"`
+	CRIPods       int     `json:"cri_pods"`
+	CRIContainers int     `json:"cri_containers_per_pod"`
+	IperfSecs     int     `json:"iperf_seconds"`
+	IperfRuns     int     `json:"iperf_runs"`
+	Requests      int     `json:"latency_requests"`
+	Started       string  `json:"started"`
+	DurationS     float64 `json:"duration_s"`
 }
 
 // stats are the usual summary of time samples, in the samples' unit.
@@ -126,10 +133,16 @@ func (t *Table) finish() {
 	}
 }
 
+// fractional is the unit of a count shown with two decimals (a mean of
+// counts).
+const fractional = ".00"
+
 func fmtNum(v float64, unit string) string {
 	switch {
 	case unit == "":
 		return fmt.Sprintf("%.0f", v)
+	case unit == fractional:
+		return fmt.Sprintf("%.2f", v)
 	case math.Abs(v) >= 100:
 		return fmt.Sprintf("%.0f %s", v, unit)
 	case math.Abs(v) >= 10:
@@ -151,7 +164,11 @@ func (t *Table) Markdown(w io.Writer) {
 		head = append(head, c.Head)
 		align = append(align, "---:")
 	}
-	head = append(head, fmt.Sprintf("%s vs %s", t.RatioOf, t.Anchor))
+	ratioOf := t.RatioOf
+	if t.RatioHead != "" {
+		ratioOf = t.RatioHead
+	}
+	head = append(head, fmt.Sprintf("%s vs %s", ratioOf, t.Anchor))
 	align = append(align, "---:")
 	fmt.Fprintf(w, "| %s |\n|%s|\n", strings.Join(head, " | "), strings.Join(align, "|"))
 	for _, r := range t.Rows {
