@@ -447,3 +447,14 @@ func TestBuildID(t *testing.T) {
 		}
 	}
 }
+
+// The sealed copy executes: here the test binary, asked to run no test.
+func TestSealedExecutes(t *testing.T) {
+	needRoot(t)
+	exe := sealed(t, t.TempDir())
+	cmd := exec.Command("/proc/self/fd/3", "-test.run=^$")
+	cmd.ExtraFiles = []*os.File{exe}
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "PASS") {
+		t.Fatalf("running the sealed copy: %v: %s", err, out)
+	}
+}
