@@ -168,6 +168,15 @@ func TestInitBinarySealedOnce(t *testing.T) {
 	if again := sealedCopy(t, first.root); again.Ino != cp.Ino || again.Ctim != cp.Ctim {
 		t.Errorf("the copy was made again (inode %d → %d)", cp.Ino, again.Ino)
 	}
+	// Its directory is no container's: list shows the two, and no
+	// warning about it.
+	list := exec.Command(runtimeBin, "--root", first.root, "list", "-q")
+	var stderr strings.Builder
+	list.Stderr = &stderr
+	out, err := list.Output()
+	if ids := strings.Fields(string(out)); err != nil || stderr.Len() > 0 || !slices.Equal(ids, []string{first.id, second.id}) {
+		t.Errorf("list -q: %v: %q, stderr %q", err, out, stderr.String())
+	}
 }
 
 // sharingRoot is another container, running true, in first's state root.

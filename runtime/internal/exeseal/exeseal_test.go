@@ -458,3 +458,28 @@ func TestSealedExecutes(t *testing.T) {
 		t.Fatalf("running the sealed copy: %v: %s", err, out)
 	}
 }
+
+// What one spawn pays for its executable: the sealed copy, reused, against
+// the memfd copy (of the test binary, not hostnet-runc: scale by size).
+func BenchmarkExecutable(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	root := b.TempDir()
+	for _, bc := range []struct {
+		name string
+		fs   string
+	}{{"sealed", overlayFS}, {"memfd", "hostnet-no-such-fs"}} {
+		b.Run(bc.name, func(b *testing.B) {
+			defer func(fs string) { overlayFS = fs }(overlayFS)
+			overlayFS = bc.fs
+			for b.Loop() {
+				exe, err := Executable(root, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				exe.Close()
+			}
+		})
+	}
+}
