@@ -29,12 +29,44 @@ func (e *env) runOutput() (string, error) {
 // build (runtime/internal/exeseal), never from the installed binary: a
 // container process cannot open /proc/<init>/exe, or any of the init's
 // map_files, for writing, and the file is execute-only.
+//
+// On a kernel without overlayfs (which the create would have loaded), the
+// init must run from the sealed, execute-only memfd instead.
 func TestInitBinaryCannotBeOverwritten(t *testing.T) {
 	e := newEnv(t, "true")
 	if _, err := e.create(); err != nil {
 		t.Fatalf("%v: %s", err, e.lastError())
 	}
-	assertSealedInit(t, e.state().Pid, e.root)
+	assertInitBinary(t, e.state().Pid, e.root)
+}
+
+// assertInitBinary checks that the process pid runs from the copy sealed
+// under root, or, on a kernel without overlayfs, from the sealed memfd.
+func assertInitBinary(t *testing.T, pid int, root string) {
+	t.Helper()
+	if !kernelHasOverlayfs(t) {
+		assertMemfdInit(t, pid)
+		return
+	}
+	assertSealedInit(t, pid, root)
+}
+
+// needOverlayfs skips a test of the copy sealed once on a kernel without
+// overlayfs, where the runtime copies itself per process.
+func needOverlayfs(t *testing.T) {
+	t.Helper()
+	if !kernelHasOverlayfs(t) {
+		t.Skip("no overlayfs: the runtime copies itself into a memfd per process")
+	}
+}
+
+func kernelHasOverlayfs(t *testing.T) bool {
+	t.Helper()
+	fss, err := os.ReadFile("/proc/filesystems")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.Contains(strings.Fields(string(fss)), "overlay")
 }
 
 // sealedCopy is the one copy of the runtime under the state root.
@@ -141,7 +173,7 @@ func TestInitNonDumpableFromExec(t *testing.T) {
 		t.Fatalf("%v: %s", err, e.lastError())
 	}
 	pid := e.state().Pid
-	assertSealedInit(t, pid, e.root)
+	assertInitBinary(t, pid, e.root)
 	var st unix.Stat_t
 	if err := unix.Stat("/proc/"+strconv.Itoa(pid)+"/status", &st); err != nil {
 		t.Fatal(err)
@@ -158,6 +190,7 @@ func TestInitBinarySealedOnce(t *testing.T) {
 	if _, err := first.create(); err != nil {
 		t.Fatalf("%v: %s", err, first.lastError())
 	}
+	needOverlayfs(t)
 	cp := sealedCopy(t, first.root)
 	second := sharingRoot(t, first)
 	if _, err := second.create(); err != nil {
@@ -179,6 +212,28 @@ func TestInitBinarySealedOnce(t *testing.T) {
 	}
 }
 
+// assertMemfdInit checks that the process pid runs from the sealed,
+// execute-only memfd copy of the runtime.
+func assertMemfdInit(t *testing.T, pid int) {
+	t.Helper()
+	exe := "/proc/" + strconv.Itoa(pid) + "/exe"
+	target, err := os.Readlink(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(target, "/memfd:hostnet-runc") {
+		t.Errorf("init runs from %q, want the sealed memfd", target)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(exe, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&0o7777 != 0o111 {
+		t.Errorf("the memfd has mode %#o, want 0111", st.Mode&0o7777)
+	}
+	assertNotWritable(t, exe)
+}
+
 // sharingRoot is another container, running true, in first's state root.
 func sharingRoot(t *testing.T, first *env) *env {
 	e := newEnv(t, "true")
@@ -194,6 +249,7 @@ func TestTamperedSealedCopyReplaced(t *testing.T) {
 	if _, err := first.create(); err != nil {
 		t.Fatalf("%v: %s", err, first.lastError())
 	}
+	needOverlayfs(t)
 	cp := sealedCopy(t, first.root)
 	names, _ := filepath.Glob(filepath.Join(first.root, "@exe", "bin", "hostnet-runc.*"))
 	if err := os.Chown(names[0], 1000, 1000); err != nil {
@@ -228,22 +284,7 @@ func TestInitBinaryMemfdFallback(t *testing.T) {
 	if _, err := e.create(); err != nil {
 		t.Fatalf("%v: %s", err, e.lastError())
 	}
-	exe := "/proc/" + strconv.Itoa(e.state().Pid) + "/exe"
-	target, err := os.Readlink(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(target, "/memfd:hostnet-runc") {
-		t.Errorf("init runs from %q, want the sealed memfd", target)
-	}
-	var st unix.Stat_t
-	if err := unix.Stat(exe, &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.Mode&0o7777 != 0o111 {
-		t.Errorf("the memfd has mode %#o, want 0111", st.Mode&0o7777)
-	}
-	assertNotWritable(t, exe)
+	assertMemfdInit(t, e.state().Pid)
 	log, err := os.ReadFile(e.log)
 	if err != nil {
 		t.Fatal(err)
