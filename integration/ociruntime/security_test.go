@@ -25,33 +25,275 @@ func (e *env) runOutput() (string, error) {
 	return string(out), err
 }
 
-// CVE-2019-5736: the init must run from a sealed copy of the runtime, so a
-// container process cannot overwrite the host's binary through
-// /proc/<init>/exe.
+// CVE-2019-5736: the init runs from the runtime's copy sealed once per
+// build (runtime/internal/exeseal), never from the installed binary: a
+// container process cannot open /proc/<init>/exe, or any of the init's
+// map_files, for writing, and the file is execute-only.
+//
+// On a kernel without overlayfs (which the create would have loaded), the
+// init must run from the sealed, execute-only memfd instead.
 func TestInitBinaryCannotBeOverwritten(t *testing.T) {
 	e := newEnv(t, "true")
 	if _, err := e.create(); err != nil {
+		t.Fatalf("%v: %s", err, e.lastError())
+	}
+	assertInitBinary(t, e.state().Pid, e.root)
+}
+
+// assertInitBinary checks that the process pid runs from the copy sealed
+// under root, or, on a kernel without overlayfs, from the sealed memfd.
+func assertInitBinary(t *testing.T, pid int, root string) {
+	t.Helper()
+	if !kernelHasOverlayfs(t) {
+		assertMemfdInit(t, pid)
+		return
+	}
+	assertSealedInit(t, pid, root)
+}
+
+// needOverlayfs skips a test of the copy sealed once on a kernel without
+// overlayfs, where the runtime copies itself per process.
+func needOverlayfs(t *testing.T) {
+	t.Helper()
+	if !kernelHasOverlayfs(t) {
+		t.Skip("no overlayfs: the runtime copies itself into a memfd per process")
+	}
+}
+
+func kernelHasOverlayfs(t *testing.T) bool {
+	t.Helper()
+	fss, err := os.ReadFile("/proc/filesystems")
+	if err != nil {
 		t.Fatal(err)
 	}
-	exe := "/proc/" + strconv.Itoa(e.state().Pid) + "/exe"
+	return slices.Contains(strings.Fields(string(fss)), "overlay")
+}
+
+// sealedCopy is the one copy of the runtime under the state root.
+func sealedCopy(t *testing.T, root string) unix.Stat_t {
+	t.Helper()
+	bin := filepath.Join(root, "@exe", "bin")
+	names, err := filepath.Glob(filepath.Join(bin, "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != 1 || !strings.HasPrefix(filepath.Base(names[0]), "hostnet-runc.") {
+		t.Errorf("want one sealed copy in %s, have %q", bin, names)
+		return unix.Stat_t{}
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(names[0], &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode != unix.S_IFREG|0o111 || st.Uid != 0 || st.Nlink != 1 {
+		t.Errorf("sealed copy %s has mode %#o, uid %d, %d links; want a regular file, 0111, root's, one link", names[0], st.Mode, st.Uid, st.Nlink)
+	}
+	return st
+}
+
+// assertSealedInit checks that the process pid runs from the sealed copy
+// under root, on a read-only overlay, not writable through any path a
+// container can reach.
+func assertSealedInit(t *testing.T, pid int, root string) {
+	t.Helper()
+	exe := "/proc/" + strconv.Itoa(pid) + "/exe"
+	var st unix.Stat_t
+	if err := unix.Stat(exe, &st); err != nil {
+		t.Fatal(err)
+	}
+	// Execute-only: exec'd from a file it cannot read, the process is
+	// non-dumpable from its first instruction.
+	if st.Mode != unix.S_IFREG|0o111 || st.Uid != 0 {
+		t.Errorf("the init's executable has mode %#o, uid %d; want an execute-only regular file of root's", st.Mode, st.Uid)
+	}
+	var installed unix.Stat_t
+	if err := unix.Stat(runtimeBin, &installed); err != nil {
+		t.Fatal(err)
+	}
+	if st.Dev == installed.Dev && st.Ino == installed.Ino {
+		t.Errorf("the init runs from the installed binary %s", runtimeBin)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(exe, &fs); err != nil {
+		t.Fatal(err)
+	}
+	if fs.Type != unix.OVERLAYFS_SUPER_MAGIC || fs.Flags&unix.ST_RDONLY == 0 {
+		t.Errorf("the init's executable is on filesystem %#x (flags %#x), want a read-only overlay", fs.Type, fs.Flags)
+	}
+	assertNotWritable(t, exe)
+	// The binary's mappings: overlayfs maps the lower file itself.
+	maps, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/map_files")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mapped []uint64
+	for _, m := range maps {
+		p := "/proc/" + strconv.Itoa(pid) + "/map_files/" + m.Name()
+		var ms unix.Stat_t
+		if err := unix.Stat(p, &ms); err != nil || ms.Mode&unix.S_IFMT != unix.S_IFREG {
+			continue
+		}
+		mapped = append(mapped, ms.Ino)
+		assertNotWritable(t, p)
+	}
+	cp := sealedCopy(t, root)
+	if st.Ino != cp.Ino {
+		t.Errorf("the init runs from inode %d, not the sealed copy's %d", st.Ino, cp.Ino)
+	}
+	if !slices.Contains(mapped, cp.Ino) {
+		t.Errorf("no mapping of the sealed copy among the init's map_files")
+	}
+}
+
+func assertNotWritable(t *testing.T, path string) {
+	t.Helper()
+	for _, flags := range []int{os.O_WRONLY, os.O_RDWR | os.O_TRUNC} {
+		f, err := os.OpenFile(path, flags, 0)
+		if err == nil {
+			f.Close()
+			t.Errorf("%s could be opened with flags %#x", path, flags)
+			continue
+		}
+		if !errors.Is(err, unix.EROFS) && !errors.Is(err, unix.ETXTBSY) && !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.EPERM) {
+			t.Errorf("open %s with flags %#x failed with %v, want EROFS/ETXTBSY/EACCES/EPERM", path, flags, err)
+		}
+	}
+}
+
+// Exec'd from a file it cannot read, the init is non-dumpable before any
+// of its code runs and the kernel keeps its mm in the host's user
+// namespace (CVE-2016-9962 class): in a user-namespaced container, its
+// /proc files are owned by the host's root, not by the container's root
+// (host uid 100000), which is what a readable binary, non-dumpable only
+// once the init's Go code says so, would give.
+func TestInitNonDumpableFromExec(t *testing.T) {
+	e := newEnv(t, "true")
+	withUserNamespace(t, e)
+	if _, err := e.create(); err != nil {
+		t.Fatalf("%v: %s", err, e.lastError())
+	}
+	pid := e.state().Pid
+	assertInitBinary(t, pid, e.root)
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/"+strconv.Itoa(pid)+"/status", &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Uid != 0 {
+		t.Errorf("the init's /proc/%d/status is owned by uid %d, want 0: its mm is in the container's user namespace", pid, st.Uid)
+	}
+}
+
+// The copy is made once per build and state root: a second create and an
+// exec use it as it is.
+func TestInitBinarySealedOnce(t *testing.T) {
+	first := newEnv(t, "sleep", "60")
+	if _, err := first.create(); err != nil {
+		t.Fatalf("%v: %s", err, first.lastError())
+	}
+	needOverlayfs(t)
+	cp := sealedCopy(t, first.root)
+	second := sharingRoot(t, first)
+	if _, err := second.create(); err != nil {
+		t.Fatalf("%v: %s", err, second.lastError())
+	}
+	assertSealedInit(t, second.state().Pid, first.root)
+	first.mustRT("exec", first.id, "true")
+	if again := sealedCopy(t, first.root); again.Ino != cp.Ino || again.Ctim != cp.Ctim {
+		t.Errorf("the copy was made again (inode %d → %d)", cp.Ino, again.Ino)
+	}
+	// Its directory is no container's: list shows the two, and no
+	// warning about it.
+	list := exec.Command(runtimeBin, "--root", first.root, "list", "-q")
+	var stderr strings.Builder
+	list.Stderr = &stderr
+	out, err := list.Output()
+	if ids := strings.Fields(string(out)); err != nil || stderr.Len() > 0 || !slices.Equal(ids, []string{first.id, second.id}) {
+		t.Errorf("list -q: %v: %q, stderr %q", err, out, stderr.String())
+	}
+}
+
+// assertMemfdInit checks that the process pid runs from the sealed,
+// execute-only memfd copy of the runtime.
+func assertMemfdInit(t *testing.T, pid int) {
+	t.Helper()
+	exe := "/proc/" + strconv.Itoa(pid) + "/exe"
 	target, err := os.Readlink(exe)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(target, "/memfd:hostnet-runc") {
-		t.Errorf("init runs from %q, want a sealed memfd", target)
+		t.Errorf("init runs from %q, want the sealed memfd", target)
 	}
-	f, err := os.OpenFile(exe, os.O_WRONLY, 0)
-	if err == nil {
-		f.Close()
-		t.Fatal("the init's executable could be opened for writing")
+	var st unix.Stat_t
+	if err := unix.Stat(exe, &st); err != nil {
+		t.Fatal(err)
 	}
-	if !errors.Is(err, unix.ETXTBSY) && !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.EACCES) {
-		t.Errorf("open for writing failed with %v, want ETXTBSY/EPERM", err)
+	if st.Mode&0o7777 != 0o111 {
+		t.Errorf("the memfd has mode %#o, want 0111", st.Mode&0o7777)
 	}
-	if f, err := os.OpenFile(exe, os.O_RDWR|os.O_TRUNC, 0); err == nil {
-		f.Close()
-		t.Error("the init's executable could be truncated")
+	assertNotWritable(t, exe)
+}
+
+// sharingRoot is another container, running true, in first's state root.
+func sharingRoot(t *testing.T, first *env) *env {
+	e := newEnv(t, "true")
+	e.root, e.id = first.root, first.id+"-2"
+	e.spec.Linux.CgroupsPath += "-2"
+	return e
+}
+
+// A copy that is not root's or not execute-only is never exec'd: the next
+// create replaces it.
+func TestTamperedSealedCopyReplaced(t *testing.T) {
+	first := newEnv(t, "true")
+	if _, err := first.create(); err != nil {
+		t.Fatalf("%v: %s", err, first.lastError())
+	}
+	needOverlayfs(t)
+	cp := sealedCopy(t, first.root)
+	names, _ := filepath.Glob(filepath.Join(first.root, "@exe", "bin", "hostnet-runc.*"))
+	if err := os.Chown(names[0], 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(names[0], 0o755); err != nil {
+		t.Fatal(err)
+	}
+	second := sharingRoot(t, first)
+	if _, err := second.create(); err != nil {
+		t.Fatalf("%v: %s", err, second.lastError())
+	}
+	again := sealedCopy(t, first.root)
+	if again.Ino == cp.Ino {
+		t.Fatalf("the tampered copy (inode %d) was kept", cp.Ino)
+	}
+	assertSealedInit(t, second.state().Pid, first.root)
+}
+
+// Where the copy cannot be sealed once (here: its directory is not root's
+// 0700 one, which is never repaired), the init runs from a sealed,
+// execute-only memfd, as before: no error, a debug log line.
+func TestInitBinaryMemfdFallback(t *testing.T) {
+	e := newEnv(t, "true")
+	e.global = []string{"--debug"}
+	if err := os.MkdirAll(filepath.Join(e.root, "@exe"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(e.root, "@exe"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.create(); err != nil {
+		t.Fatalf("%v: %s", err, e.lastError())
+	}
+	assertMemfdInit(t, e.state().Pid)
+	log, err := os.ReadFile(e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "exeseal: ") || strings.Contains(string(log), `"level":"error"`) {
+		t.Errorf("want a debug line saying why, and no error, in the log:\n%s", log)
+	}
+	if _, err := os.Stat(filepath.Join(e.root, "@exe", "bin")); err == nil {
+		t.Errorf("a copy was made in the untrusted directory")
 	}
 }
 

@@ -27,7 +27,7 @@ func runExec(g *globals, args []string) error {
 	f := newFlags("exec")
 	// As runc: the command after the id is not parsed (ls -l stays ls -l).
 	f.inOrder = true
-	o := container.ExecOpts{Warnf: g.log.Warnf}
+	o := container.ExecOpts{Warnf: g.log.Warnf, Debugf: g.log.Debugf}
 	var processFile, cwd, user, processLabel, apparmor string
 	var detach, terminal, noNewPrivs, ignorePaused bool
 	var env, caps, gids, cgroupArgs stringList

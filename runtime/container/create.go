@@ -139,6 +139,7 @@ func Create(root, id string, o CreateOpts) (err error) {
 	}
 	so := initSpawnOpts(s)
 	so.dir, so.fifo, so.consoleSocket, so.consoleConn = bundle, fifo, o.ConsoleSocket, o.Console
+	so.root, so.debugf = root, o.Debugf
 	// Sockets passed by systemd (socket activation) come first and the
 	// process is told about them, as with runc.
 	if n := listenFds(); n > 0 {

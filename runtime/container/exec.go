@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -28,8 +29,9 @@ type ExecOpts struct {
 	// IgnorePaused allows an exec into a paused container, which then
 	// starts once the container resumes.
 	IgnorePaused bool
-	// Warnf, when set, receives what runc logs as warnings.
-	Warnf func(format string, args ...any)
+	// Warnf, when set, receives what runc logs as warnings, Debugf what
+	// it logs at debug level.
+	Warnf, Debugf func(format string, args ...any)
 }
 
 // execJoinOrder enters the mount namespace last: after it, paths resolve in
@@ -91,6 +93,8 @@ func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
 		setsid: true,
 		joins:  joins,
 		userns: userns,
+		root:   filepath.Dir(c.Dir),
+		debugf: o.Debugf,
 	})
 	if err != nil {
 		return nil, err

@@ -3,7 +3,6 @@ package container
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hostnet-dev/hostnet/runtime/initproc"
+	"github.com/hostnet-dev/hostnet/runtime/internal/exeseal"
 )
 
 var cloneFlags = map[specs.LinuxNamespaceType]uintptr{
@@ -58,6 +58,10 @@ type spawnOpts struct {
 	// refuses it to a multi-threaded caller. The namespaces of cloneFlags
 	// are then created in it.
 	userns string
+	// root is the state root, where the binary is sealed once per build;
+	// debugf says why it is copied into a memfd instead.
+	root   string
+	debugf func(format string, args ...any)
 }
 
 // initProcess is a started init and the parent's end of its sync socket.
@@ -92,8 +96,9 @@ func initSpawnOpts(s *specs.Spec) spawnOpts {
 	return o
 }
 
-// spawn starts `hostnet-runc init` from a sealed copy of this binary, for
-// create and exec alike.
+// spawn starts `hostnet-runc init` from this binary as exeseal gives it
+// (sealed once per build, execute-only, not writable from the container:
+// CVE-2019-5736), for create and exec alike.
 //
 // New namespaces come from clone(2) flags. Namespaces joined by path are
 // entered with setns(2) on a locked OS thread just before the fork, which the
@@ -112,7 +117,7 @@ func spawn(o spawnOpts) (*initProcess, error) {
 	// caller. Before Linux 5.11 they reach the init, which keeps them from
 	// the process (initproc.closeExtraFds).
 	_ = unix.CloseRange(uint(3+o.preserveFds), math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
-	self, err := sealedExecutable()
+	self, err := exeseal.Executable(o.root, o.debugf)
 	if err != nil {
 		return nil, err
 	}
@@ -389,62 +394,6 @@ func joinNamespace(ns specs.LinuxNamespace) error {
 	defer unix.Close(fd)
 	if err := unix.Setns(fd, joinFlags[ns.Type]); err != nil {
 		return fmt.Errorf("join %s namespace %s: %w", ns.Type, ns.Path, err)
-	}
-	return nil
-}
-
-// sealedExecutable copies our own binary into a sealed memfd and the init is
-// exec'd from it (CVE-2019-5736): a container process that opens
-// /proc/<init>/exe gets an immutable copy, never the host's binary.
-func sealedExecutable() (*os.File, error) {
-	fd, err := unix.MemfdCreate("hostnet-runc", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
-	if err != nil {
-		return nil, fmt.Errorf("memfd_create: %w", err)
-	}
-	mem := os.NewFile(uintptr(fd), "memfd:hostnet-runc")
-	src, err := os.Open("/proc/self/exe") // procfs-literal: the runtime's own binary, before any namespace is entered
-	if err != nil {
-		mem.Close()
-		return nil, fmt.Errorf("open own executable: %w", err)
-	}
-	defer src.Close()
-	if err := copyFile(mem, src); err != nil {
-		mem.Close()
-		return nil, fmt.Errorf("copy own executable to memfd: %w", err)
-	}
-	// Execute-only: the kernel makes a process exec'd from a file it
-	// cannot read non-dumpable and keeps its mm in the host's user
-	// namespace, so nothing in the container can ptrace the init or read
-	// its memory while it sets up (the CVE-2016-9962 class).
-	if err := mem.Chmod(0o111); err != nil {
-		mem.Close()
-		return nil, fmt.Errorf("chmod memfd: %w", err)
-	}
-	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
-	if _, err := unix.FcntlInt(mem.Fd(), unix.F_ADD_SEALS, seals); err != nil {
-		mem.Close()
-		return nil, fmt.Errorf("seal memfd: %w", err)
-	}
-	return mem, nil
-}
-
-// copyFile copies src into dst with sendfile(2): a few syscalls in the
-// kernel instead of hundreds of read/write pairs; copy_file_range, which
-// io.Copy tries first, refuses to cross into a memfd.
-func copyFile(dst, src *os.File) error {
-	fi, err := src.Stat()
-	if err != nil {
-		return err
-	}
-	for remain := fi.Size(); remain > 0; {
-		n, err := unix.Sendfile(int(dst.Fd()), int(src.Fd()), nil, int(remain))
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return io.ErrUnexpectedEOF
-		}
-		remain -= int64(n)
 	}
 	return nil
 }

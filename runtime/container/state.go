@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hostnet-dev/hostnet/runtime/cgroups"
+	"github.com/hostnet-dev/hostnet/runtime/internal/exeseal"
 )
 
 // Status values, as runc reports them.
@@ -154,7 +155,9 @@ func List(root string, missingOK bool) ([]*Container, error) {
 	}
 	var out []*Container
 	for _, e := range entries {
-		if !e.IsDir() {
+		// The sealed binaries' directory is the runtime's own, no
+		// container's (its name is no container id).
+		if !e.IsDir() || e.Name() == exeseal.DirName {
 			continue
 		}
 		c, err := Load(root, e.Name())
