@@ -61,6 +61,12 @@ type container struct {
 	// exit waits for that.
 	execsDone chan struct{}
 
+	// deleteMu makes the init's delete one at a time: containerd's CRI
+	// deletes an exited task from its event monitor while a client (a
+	// pod's removal, `ctr`) may delete it too, and the teardown must run
+	// once.
+	deleteMu sync.Mutex
+
 	mu    sync.Mutex
 	execs map[string]*execProcess
 }
@@ -278,7 +284,14 @@ func killAllOnExit(s *specs.Spec) bool {
 // deleteInit removes the container once its init process has exited, or
 // was never started.
 func (c *container) deleteInit(ctx context.Context) error {
+	c.deleteMu.Lock()
+	defer c.deleteMu.Unlock()
 	switch st := c.init.State(); st {
+	case process.Deleted:
+		// Lost a race with another delete, which did the work. Not found,
+		// as runc's shim answers: containerd then finishes its own delete
+		// instead of keeping a task no delete can remove.
+		return fmt.Errorf("cannot delete a deleted process %s: %w", c.id, errdefs.ErrNotFound)
 	case process.Stopped:
 	case process.Created:
 		// Deleting kills the waiting init; let its exit be published first.

@@ -439,6 +439,49 @@ func TestCreateSameIDConcurrently(t *testing.T) {
 	}
 }
 
+// TestDeleteConcurrently: of two deletes of one exited task at once (CRI's
+// event monitor and a pod's removal do that), one deletes and the other is
+// told not found, as runc's shim answers, which containerd accepts; the
+// teardown runs once and TaskDelete is published once. Before, the loser
+// ran the teardown again and failed with "process … is deleted, cannot
+// become deleted", a failed precondition that left containerd a task no
+// delete could remove.
+func TestDeleteConcurrently(t *testing.T) {
+	h := newHarness(t)
+	const id = "deletetwice"
+	h.create(id, []string{"/bin/busybox", "sh", "-c", "exit 3"}, "", "", nil)
+	_, err := h.svc.Start(h.ctx, &taskAPI.StartRequest{ID: id})
+	h.must("Start", err)
+	if status := h.wait(id, ""); status != 3 {
+		t.Fatalf("exit status = %d, want 3", status)
+	}
+	start := make(chan struct{})
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			<-start
+			_, err := h.svc.Delete(h.ctx, &taskAPI.DeleteRequest{ID: id})
+			errs <- err
+		}()
+	}
+	close(start)
+	var deleted, notFound int
+	for range 2 {
+		switch err := <-errs; {
+		case err == nil:
+			deleted++
+		case errdefs.IsNotFound(errgrpc.ToNative(err)):
+			notFound++
+		default:
+			t.Errorf("Delete: %v, want success or not found", err)
+		}
+	}
+	if deleted != 1 || notFound != 1 {
+		t.Fatalf("%d deletes succeeded and %d were told not found, want one each", deleted, notFound)
+	}
+	h.expectEvents(id, "TaskCreate", "TaskStart", "TaskExit", "TaskDelete")
+}
+
 // TestManyContainers checks one service holds several containers and stops
 // only once the last is deleted.
 func TestManyContainers(t *testing.T) {
