@@ -239,13 +239,20 @@ func (e *criBench) removePods(pods []*criPod) {
 		if p == nil || p.id == "" {
 			continue
 		}
+		// The goroutine gets the id, not p: p.id is cleared below, so that
+		// a second removePods (the cleanup's) skips the pod.
+		id := p.id
+		p.id = ""
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			_, _ = e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: p.id})
-			_, _ = e.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.id})
+			if _, err := e.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+				fmt.Fprintf(os.Stderr, "hostnet-bench: stop pod %s: %v\n", id, err)
+			}
+			if _, err := e.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+				fmt.Fprintf(os.Stderr, "hostnet-bench: remove pod %s: %v\n", id, err)
+			}
 		})
-		p.id = ""
 	}
 	wg.Wait()
 }
