@@ -189,39 +189,6 @@ func (m *mountSources) close() {
 	}
 }
 
-// newUserNamespace makes a user namespace with the given mappings, held by
-// a raw child that does nothing else and exits once the namespace is open.
-func newUserNamespace(proc *procfs.Handle, uid, gid []specs.LinuxIDMapping) (*os.File, error) {
-	var maps [2]int
-	if err := unix.Pipe2(maps[:], unix.O_CLOEXEC); err != nil {
-		return nil, fmt.Errorf("create pipe: %w", err)
-	}
-	a := &rawForkArgs{cloneFlags: unix.CLONE_NEWUSER, mapWait: maps[0], mapWaitW: maps[1], hold: true, userns: -1, exe: -1, errPipe: -1}
-	pid, e := rawFork(a)
-	unix.Close(maps[0])
-	defer unix.Close(maps[1])
-	if e != 0 {
-		return nil, fmt.Errorf("fork: %w", e)
-	}
-	// The namespace is open before its holder goes: the maps are written
-	// then, and the descriptor keeps it.
-	ns, err := openNamespace(pid, "user")
-	if err == nil {
-		err = writeIDMaps(&forkSpec{uidMaps: uid, gidMaps: gid, proc: proc}, pid)
-	}
-	if err == nil {
-		_, err = unix.Write(maps[1], []byte{0})
-	}
-	reap(pid, err != nil)
-	if err != nil {
-		if ns != nil {
-			ns.Close()
-		}
-		return nil, err
-	}
-	return ns, nil
-}
-
 // openNamespace opens the namespace file /proc/<pid>/ns/<name> of a child
 // of ours (its pid cannot be reused). The procfs handles cannot follow
 // these magic links, so this goes through the runtime's /proc, the host's

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/cyphar/filepath-securejoin/pathrs-lite/procfs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -61,12 +63,33 @@ type rawForkArgs struct {
 	keep       []int  // fds to pass on: their close-on-exec flag is cleared
 	errPipe    int    // write end: the child reports a failure here
 	oldMask    uint64 // the signal mask to exec with
+	// capHeader and capData are where the child reads and lowers its
+	// effective capabilities before the exec (dropReadCaps), allocated
+	// here because the child may not allocate.
+	capHeader *unix.CapUserHeader
+	capData   *[2]unix.CapUserData
 }
+
+// dropReadCaps are the capabilities that let root read any file. The
+// child takes them out of its effective set just before it execs the
+// sealed, execute-only (0111) binary, so that the kernel cannot read that
+// file for it and marks the new image non-dumpable from its first
+// instruction (fs/exec.c: would_dump, then begin_new_exec sets dumpability
+// to fs.suid_dumpable, 0 by default). With them, root's DAC override makes
+// the file readable and the init would stay dumpable, visible to ptrace and
+// its /proc files open to the container's root, until its Go main sets
+// PR_SET_DUMPABLE, a few milliseconds later (runc closes that gap with
+// nsexec's C constructor; CVE-2016-9962's class). The exec itself needs
+// neither (the file is executable by all), and the exec recomputes root's
+// capabilities from its permitted and bounding sets, so the init has all
+// it had.
+const dropReadCaps = 1<<unix.CAP_DAC_OVERRIDE | 1<<unix.CAP_DAC_READ_SEARCH
 
 // forkExec starts f from the calling thread (which is in the namespaces
 // to join already) and returns the process once it has exec'd.
 func forkExec(f *forkSpec) (*os.Process, error) {
-	a := &rawForkArgs{cloneFlags: f.cloneFlags, mapWait: -1, mapWaitW: -1, userns: -1, exe: int(f.exe.Fd())}
+	a := &rawForkArgs{cloneFlags: f.cloneFlags, mapWait: -1, mapWaitW: -1, userns: -1, exe: int(f.exe.Fd()),
+		capHeader: &unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}, capData: new([2]unix.CapUserData)}
 	where := "the container"
 	if f.userns != nil {
 		a.userns, where = int(f.userns.Fd()), "user namespace "+f.userns.Name()
@@ -174,6 +197,39 @@ func reap(pid int, kill bool) {
 	}
 }
 
+// newUserNamespace makes a user namespace with the given mappings, held by
+// a raw child that does nothing else and exits once the namespace is open.
+func newUserNamespace(proc *procfs.Handle, uid, gid []specs.LinuxIDMapping) (*os.File, error) {
+	var maps [2]int
+	if err := unix.Pipe2(maps[:], unix.O_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("create pipe: %w", err)
+	}
+	a := &rawForkArgs{cloneFlags: unix.CLONE_NEWUSER, mapWait: maps[0], mapWaitW: maps[1], hold: true, userns: -1, exe: -1, errPipe: -1}
+	pid, e := rawFork(a)
+	unix.Close(maps[0])
+	defer unix.Close(maps[1])
+	if e != 0 {
+		return nil, fmt.Errorf("fork: %w", e)
+	}
+	// The namespace is open before its holder goes: the maps are written
+	// then, and the descriptor keeps it.
+	ns, err := openNamespace(pid, "user")
+	if err == nil {
+		err = writeIDMaps(&forkSpec{uidMaps: uid, gidMaps: gid, proc: proc}, pid)
+	}
+	if err == nil {
+		_, err = unix.Write(maps[1], []byte{0})
+	}
+	reap(pid, err != nil)
+	if err != nil {
+		if ns != nil {
+			ns.Close()
+		}
+		return nil, err
+	}
+	return ns, nil
+}
+
 // rawFork clones with every signal blocked on this thread, so that no Go
 // signal handler runs in the child; the child restores the mask at exec.
 func rawFork(a *rawForkArgs) (int, syscall.Errno) {
@@ -212,6 +268,7 @@ var forkSteps = map[uint32]string{
 	1: "join the user namespace", 2: "become its root group", 3: "become its root user",
 	4: "setsid", 5: "pass descriptors", 6: "wait for its id maps", 7: "execveat",
 	8: "create its namespaces", 9: "fork into the new PID namespace",
+	10: "drop the capabilities that read any file",
 }
 
 // rawForkExec forks; the child waits for its id maps, joins the user
@@ -304,6 +361,19 @@ func rawForkExec(a *rawForkArgs) (int, syscall.Errno) {
 	for i := 0; i < len(a.keep); i++ {
 		if _, _, e = syscall.RawSyscall(syscall.SYS_FCNTL, uintptr(a.keep[i]), syscall.F_SETFD, 0); e != 0 {
 			step = 5
+			goto fail
+		}
+	}
+	if a.capHeader != nil {
+		// Non-dumpable from the exec on: see dropReadCaps. Lowering the
+		// effective set is always allowed, so a failure is the kernel's.
+		if _, _, e = syscall.RawSyscall(syscall.SYS_CAPGET, uintptr(unsafe.Pointer(a.capHeader)), uintptr(unsafe.Pointer(a.capData)), 0); e != 0 {
+			step = 10
+			goto fail
+		}
+		a.capData[0].Effective &^= dropReadCaps
+		if _, _, e = syscall.RawSyscall(syscall.SYS_CAPSET, uintptr(unsafe.Pointer(a.capHeader)), uintptr(unsafe.Pointer(a.capData)), 0); e != 0 {
+			step = 10
 			goto fail
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/cyphar/filepath-securejoin/pathrs-lite/procfs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -15,7 +16,9 @@ import (
 // (s390x swaps its arguments), starts the process with syscall.ForkExec,
 // by the /proc/self/fd path of the sealed binary (in a mount namespace
 // joined by path, that /proc is the container's), and cannot join a user
-// namespace.
+// namespace. Nor can it lower the child's capabilities before the exec
+// (rawfork.go's dropReadCaps): there, root's init is dumpable until its
+// main's prctl.
 func forkExec(f *forkSpec) (*os.Process, error) {
 	if f.userns != nil {
 		return nil, errors.New("joining a container's user namespace is not supported on this architecture")
@@ -51,4 +54,10 @@ func sysIDMaps(in []specs.LinuxIDMapping) []syscall.SysProcIDMap {
 		out[i] = syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)}
 	}
 	return out
+}
+
+// newUserNamespace needs the raw clone of rawfork.go, which is not checked
+// on this architecture: idmapped mounts are refused here.
+func newUserNamespace(*procfs.Handle, []specs.LinuxIDMapping, []specs.LinuxIDMapping) (*os.File, error) {
+	return nil, errors.New("idmapped mounts are not supported on this architecture: the runtime cannot make their user namespace")
 }

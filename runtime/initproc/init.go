@@ -29,7 +29,9 @@ func Main() {
 	runtime.LockOSThread()
 	// Not dumpable until the user's program replaces us (execve resets
 	// it): no process in the container may ptrace the init or open its
-	// /proc files, which hold host descriptors, while it sets up.
+	// /proc files, which hold host descriptors, while it sets up. The exec
+	// of the execute-only sealed binary made it so already (container's
+	// dropReadCaps); this keeps it so where that could not be had.
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	fd, err := strconv.Atoi(os.Getenv(SyncFdEnv))
 	if err != nil {

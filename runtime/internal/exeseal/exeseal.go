@@ -2,9 +2,13 @@
 // exec'd process from: its own binary, in a form that nothing in a container
 // can write (CVE-2019-5736: a container that opens /proc/<init>/exe, or one
 // of the init's map_files, must never reach the host's binary) and that is
-// execute-only, mode 0111, so the kernel makes the process non-dumpable and
-// keeps its mm in the host's user namespace from its first instruction, long
-// before the init's own prctl(PR_SET_DUMPABLE, 0) (the CVE-2016-9962 class).
+// execute-only, mode 0111, so that the process exec'd from it is
+// non-dumpable and keeps its mm in the host's user namespace from its first
+// instruction, long before the init's own prctl(PR_SET_DUMPABLE, 0) (the
+// CVE-2016-9962 class). The mode alone does not do that for root, whose
+// DAC override lets the kernel read the file: the spawning child also
+// drops those capabilities from its effective set just before the exec
+// (container's dropReadCaps).
 //
 // The binary is sealed once per build, not copied per process: a state root
 // holds one copy of each build, @exe/bin/hostnet-runc.<Go build ID>, owned by
