@@ -213,6 +213,7 @@ func Create(root, id string, o CreateOpts) (err error) {
 		ID: id, Bundle: bundle, Rootfs: rootPath, InitPid: pid, InitStart: start,
 		Created: time.Now().UTC(), Cgroup: cgPaths, CgroupUnit: cgUnit, Annotations: s.Annotations,
 		OCIVersion: s.Version, Hooks: s.Hooks, Seccomp: s.Linux.Seccomp, HostMountNS: hostMountNS,
+		Format: StateFormat,
 	}}
 	if err := c.save(); err != nil {
 		return fmt.Errorf("save state: %w", err)

@@ -1,6 +1,7 @@
 package container
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -119,5 +120,28 @@ func TestProcessStart(t *testing.T) {
 	}
 	if processAlive(os.Getpid(), start+1) {
 		t.Error("a different start time must mean a different (reused) pid")
+	}
+}
+
+// TestLoadNewerState: a state written by a newer hostnet-runc (a higher
+// format) is refused as such, not read as if it meant what this build's
+// fields mean; a state from before formats were recorded reads.
+func TestLoadNewerState(t *testing.T) {
+	root := t.TempDir()
+	for id, format := range map[string]string{"old": "", "same": `,"format":1`, "newer": `,"format":2`} {
+		if err := os.MkdirAll(filepath.Join(root, id), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, id, stateFile), []byte(`{"id":"`+id+`"`+format+`}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"old", "same"} {
+		if _, err := Load(root, id); err != nil {
+			t.Errorf("Load %s: %v", id, err)
+		}
+	}
+	if _, err := Load(root, "newer"); !errors.Is(err, ErrNewerState) {
+		t.Errorf("Load of a newer state = %v, want ErrNewerState", err)
 	}
 }

@@ -55,7 +55,20 @@ type State struct {
 	HostMountNS bool `json:"hostMountNS,omitempty"`
 	// Seccomp applies to processes exec'd into the container too.
 	Seccomp *specs.LinuxSeccomp `json:"seccomp,omitempty"`
+	// Format is the StateFormat of the hostnet-runc that wrote the state
+	// (0 before formats were recorded, read as 1).
+	Format int `json:"format,omitempty"`
 }
+
+// StateFormat is the format of the state this build writes and reads. A
+// release that changes what a field means, or adds one that kill, delete
+// or another command must honour, raises it. A shim running the runtime
+// in its own process outlives upgrades: it leaves a container whose state
+// is newer than its code (ErrNewerState) to the installed command line.
+const StateFormat = 1
+
+// ErrNewerState is returned for a state written by a newer hostnet-runc.
+var ErrNewerState = errors.New("container state written by a newer hostnet-runc")
 
 // Container is a container's state directory and what it holds.
 type Container struct {
@@ -84,6 +97,9 @@ func Load(root, id string) (*Container, error) {
 	c := &Container{Dir: dir}
 	if err := json.Unmarshal(data, &c.State); err != nil {
 		return nil, fmt.Errorf("parse state of container %q: %w", id, err)
+	}
+	if c.Format > StateFormat {
+		return nil, fmt.Errorf("container %q: state format %d, this hostnet-runc reads up to %d: %w", id, c.Format, StateFormat, ErrNewerState)
 	}
 	return c, nil
 }

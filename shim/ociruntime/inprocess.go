@@ -43,9 +43,11 @@ type inProcess struct {
 	log string
 }
 
-// errSpawns marks an operation that would spawn processes (hooks): the
-// command line runs it instead.
-var errSpawns = errors.New("the operation spawns processes")
+// errCommandLine marks an operation the command line must run instead: it
+// would spawn processes (hooks), or the container's state was written by a
+// newer hostnet-runc than the shim's own code (an upgrade the long-lived
+// shim outlived: container.ErrNewerState).
+var errCommandLine = errors.New("the operation is the command line's")
 
 func (r *inProcess) Create(ctx context.Context, id, bundle string, opts *runc.CreateOpts) error {
 	return r.cli.Create(ctx, id, bundle, opts)
@@ -55,40 +57,64 @@ func (r *inProcess) Exec(ctx context.Context, id string, spec specs.Process, opt
 	return r.cli.Exec(ctx, id, spec, opts)
 }
 
+// load reads the container's state, or errCommandLine for a state newer
+// than this code.
+func (r *inProcess) load(id string) (*container.Container, error) {
+	c, err := container.Load(r.root, id)
+	if errors.Is(err, container.ErrNewerState) {
+		return nil, errCommandLine
+	}
+	return c, err
+}
+
 func (r *inProcess) Start(ctx context.Context, id string) error {
 	err := r.call(ctx, "start", func() error {
-		c, err := container.Load(r.root, id)
+		c, err := r.load(id)
 		if err != nil {
 			return err
 		}
 		if c.Hooks != nil && len(c.Hooks.Poststart) > 0 {
-			return errSpawns
+			return errCommandLine
 		}
 		return c.Start()
 	})
-	if errors.Is(err, errSpawns) {
+	if errors.Is(err, errCommandLine) {
 		return r.cli.Start(ctx, id)
 	}
 	return err
 }
 
 func (r *inProcess) Kill(ctx context.Context, id string, sig int, all bool) error {
-	return r.call(ctx, "kill", func() error {
+	err := r.call(ctx, "kill", func() error {
+		if _, err := r.load(id); errors.Is(err, errCommandLine) {
+			return err
+		}
 		return container.Kill(r.root, id, unix.Signal(sig), all)
 	})
+	if errors.Is(err, errCommandLine) {
+		return r.cli.Kill(ctx, id, sig, all)
+	}
+	return err
 }
 
 func (r *inProcess) Delete(ctx context.Context, id string, force bool) error {
 	err := r.call(ctx, "delete", func() error {
 		// Read twice (here and by container.Delete), at a cost of
 		// microseconds, so that the command line's delete stays one
-		// function that both call.
-		if c, err := container.Load(r.root, id); err == nil && c.Hooks != nil && len(c.Hooks.Poststop) > 0 {
-			return errSpawns
+		// function that both call. A state that cannot be read here
+		// goes to the command line too, which reports it as it always
+		// has: container.Delete must not run poststop hooks in the shim.
+		c, err := r.load(id)
+		switch {
+		case errors.Is(err, container.ErrNotExist):
+		case err != nil:
+			return errCommandLine
+		case c.Hooks != nil && len(c.Hooks.Poststop) > 0:
+			return errCommandLine
 		}
 		return container.Delete(r.root, id, force)
 	})
-	if errors.Is(err, errSpawns) {
+	if errors.Is(err, errCommandLine) {
 		return r.cli.Delete(ctx, id, force)
 	}
 	if errdefs.IsNotFound(err) {
@@ -98,45 +124,60 @@ func (r *inProcess) Delete(ctx context.Context, id string, force bool) error {
 }
 
 func (r *inProcess) Pause(ctx context.Context, id string) error {
-	return r.call(ctx, "pause", func() error {
-		c, err := container.Load(r.root, id)
+	err := r.call(ctx, "pause", func() error {
+		c, err := r.load(id)
 		if err != nil {
 			return err
 		}
 		return c.Pause()
 	})
+	if errors.Is(err, errCommandLine) {
+		return r.cli.Pause(ctx, id)
+	}
+	return err
 }
 
 func (r *inProcess) Resume(ctx context.Context, id string) error {
-	return r.call(ctx, "resume", func() error {
-		c, err := container.Load(r.root, id)
+	err := r.call(ctx, "resume", func() error {
+		c, err := r.load(id)
 		if err != nil {
 			return err
 		}
 		return c.Resume()
 	})
+	if errors.Is(err, errCommandLine) {
+		return r.cli.Resume(ctx, id)
+	}
+	return err
 }
 
 func (r *inProcess) Ps(ctx context.Context, id string) (pids []int, err error) {
 	err = r.call(ctx, "ps", func() error {
-		c, err := container.Load(r.root, id)
+		c, err := r.load(id)
 		if err != nil {
 			return err
 		}
 		pids, err = c.Pids()
 		return err
 	})
+	if errors.Is(err, errCommandLine) {
+		return r.cli.Ps(ctx, id)
+	}
 	return pids, err
 }
 
 func (r *inProcess) Update(ctx context.Context, id string, res *specs.LinuxResources) error {
-	return r.call(ctx, "update", func() error {
-		c, err := container.Load(r.root, id)
+	err := r.call(ctx, "update", func() error {
+		c, err := r.load(id)
 		if err != nil {
 			return err
 		}
 		return c.Update(res)
 	})
+	if errors.Is(err, errCommandLine) {
+		return r.cli.Update(ctx, id, res)
+	}
+	return err
 }
 
 // call runs one operation of the runtime in the shim and reports its
@@ -154,7 +195,7 @@ func (r *inProcess) call(ctx context.Context, op string, fn func() error) (err e
 	err = fn()
 	var warning *container.HookWarning
 	switch {
-	case err == nil, errors.Is(err, errSpawns):
+	case err == nil, errors.Is(err, errCommandLine):
 		return err
 	case errors.As(err, &warning):
 		// As the command line: a failed poststart or poststop hook is

@@ -13,6 +13,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/hostnet-dev/hostnet/runtime/container"
 )
 
 // TestLauncherSelection: hostnet's own hostnet-runc, by any path to the
@@ -195,5 +197,52 @@ func TestInProcessPanic(t *testing.T) {
 	// The launcher still works.
 	if err := in.call(context.Background(), "kill", func() error { return errors.New("plain") }); err == nil || !strings.Contains(err.Error(), "plain") {
 		t.Errorf("call after the panic: %v", err)
+	}
+}
+
+// TestInProcessLeavesNewerStateToCommandLine: a container whose state a
+// newer hostnet-runc wrote (the shim outlived an upgrade) is handled by
+// the installed command line, for every operation the shim would run
+// in-process, never by the shim's older code.
+func TestInProcessLeavesNewerStateToCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	const id = "upgraded"
+	if err := os.MkdirAll(filepath.Join(root, id), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	state := fmt.Sprintf(`{"id":%q,"bundle":"/nonexistent","initPid":1,"format":%d}`, id, container.StateFormat+1)
+	if err := os.WriteFile(filepath.Join(root, id, "state.json"), []byte(state), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The command line: records its command and succeeds.
+	calls := filepath.Join(dir, "calls")
+	cli := filepath.Join(dir, "hostnet-runc")
+	script := "#!/bin/sh\nfor a; do case $a in start|kill|delete|pause|resume|ps|update) echo $a >> " + calls + ";; esac; done\n" +
+		"case \" $* \" in *' ps '*) echo '[]';; esac\n"
+	if err := os.WriteFile(cli, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := &inProcess{cli: newGoRunc(Config{Binary: cli, Root: root}, filepath.Join(dir, "log.json")), root: root, log: filepath.Join(dir, "log.json")}
+	ctx := context.Background()
+	for op, run := range map[string]func() error{
+		"start":  func() error { return r.Start(ctx, id) },
+		"kill":   func() error { return r.Kill(ctx, id, 15, false) },
+		"delete": func() error { return r.Delete(ctx, id, true) },
+		"pause":  func() error { return r.Pause(ctx, id) },
+		"resume": func() error { return r.Resume(ctx, id) },
+		"ps":     func() error { _, err := r.Ps(ctx, id); return err },
+		"update": func() error { return r.Update(ctx, id, &specs.LinuxResources{}) },
+	} {
+		if err := os.WriteFile(calls, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := run(); err != nil {
+			t.Errorf("%s of a newer state: %v, want the command line's success", op, err)
+		}
+		got, _ := os.ReadFile(calls)
+		if strings.TrimSpace(string(got)) != op {
+			t.Errorf("%s of a newer state ran the command line for %q, want %q", op, got, op)
+		}
 	}
 }
