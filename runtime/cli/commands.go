@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,7 +60,7 @@ func runStart(g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	return c.Start()
+	return c.Start(context.Background())
 }
 
 func runState(g *globals, args []string) error {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"path/filepath"
 
@@ -58,7 +59,7 @@ func runRun(g *globals, args []string) error {
 		}
 	}
 	var hookWarning *container.HookWarning
-	if err := c.Start(); err != nil && !errors.As(err, &hookWarning) {
+	if err := c.Start(context.Background()); err != nil && !errors.As(err, &hookWarning) {
 		_ = c.Delete(true)
 		return err
 	} else if err != nil {

@@ -1,6 +1,7 @@
 package container
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -18,7 +19,11 @@ import (
 )
 
 // Start lets a created container's init exec the user's program.
-func (c *Container) Start() error {
+//
+// Start waits for the init twice, for it to open the exec fifo and for its
+// exec once it has read the byte (after the startContainer hooks): a
+// cancelled ctx ends both waits, as a killed `hostnet-runc start` would.
+func (c *Container) Start(ctx context.Context) error {
 	switch st := c.Status(); st {
 	case Created:
 	case Stopped:
@@ -27,14 +32,20 @@ func (c *Container) Start() error {
 		return fmt.Errorf("cannot start an already %s container", st)
 	}
 	fifo := filepath.Join(c.Dir, fifoName)
-	f, err := c.openFifo(fifo)
+	f, err := c.openFifo(ctx, fifo)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	// The init writes one byte, then execs; exec closes its end: EOF.
+	// The init writes one byte, then execs; exec closes its end: EOF. A
+	// fifo is pollable, so a deadline ends the read.
+	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Now()) })
+	defer stop()
 	data, err := io.ReadAll(f)
 	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("wait for the init to exec: %w", ctx.Err())
+		}
 		return fmt.Errorf("read exec fifo: %w", err)
 	}
 	if len(data) == 0 {
@@ -69,8 +80,9 @@ func (c *Container) hookState(status specs.ContainerState) *specs.State {
 // opens it for writing. An init that died first never will: then a writer
 // of our own unblocks the open, and the empty read tells. The liveness check
 // cannot decide alone: a short-lived program may already have run and
-// exited by the time it looks.
-func (c *Container) openFifo(path string) (*os.File, error) {
+// exited by the time it looks. A cancelled ctx unblocks the open the same
+// way and gives up.
+func (c *Container) openFifo(ctx context.Context, path string) (*os.File, error) {
 	type result struct {
 		f   *os.File
 		err error
@@ -89,6 +101,15 @@ func (c *Container) openFifo(path string) (*os.File, error) {
 				return nil, fmt.Errorf("open exec fifo: %w", r.err)
 			}
 			return r.f, nil
+		case <-ctx.Done():
+			if w, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0); err == nil {
+				r := <-done
+				w.Close()
+				if r.f != nil {
+					r.f.Close()
+				}
+			}
+			return nil, fmt.Errorf("wait for the init to open the exec fifo: %w", ctx.Err())
 		case <-tick.C:
 			if processAlive(c.InitPid, c.InitStart) {
 				continue

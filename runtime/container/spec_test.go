@@ -1,13 +1,17 @@
 package container
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 func writeConfig(t *testing.T, body string) string {
@@ -143,5 +147,49 @@ func TestLoadNewerState(t *testing.T) {
 	}
 	if _, err := Load(root, "newer"); !errors.Is(err, ErrNewerState) {
 		t.Errorf("Load of a newer state = %v, want ErrNewerState", err)
+	}
+}
+
+// TestStartHonoursContext: a start whose init never opens the exec fifo,
+// or opens it and writes but never execs (a hung startContainer hook),
+// returns once its context ends instead of waiting with no limit; the
+// shim, which runs start in its own process, passes containerd's.
+func TestStartHonoursContext(t *testing.T) {
+	start, _, err := processStart(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, initWrites := range []bool{false, true} {
+		t.Run(fmt.Sprintf("init writes %v", initWrites), func(t *testing.T) {
+			dir := t.TempDir()
+			fifo := filepath.Join(dir, fifoName)
+			if err := unix.Mkfifo(fifo, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// This process stands for the live init.
+			c := &Container{Dir: dir, State: State{ID: "hung", InitPid: os.Getpid(), InitStart: start}}
+			if initWrites {
+				go func() {
+					w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+					if err != nil {
+						return
+					}
+					_, _ = w.Write([]byte{0})
+					t.Cleanup(func() { w.Close() })
+				}()
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- c.Start(ctx) }()
+			select {
+			case err := <-done:
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("Start = %v, want the context's deadline", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Start still waits 10 s after its context ended")
+			}
+		})
 	}
 }

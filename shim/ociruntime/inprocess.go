@@ -76,7 +76,7 @@ func (r *inProcess) Start(ctx context.Context, id string) error {
 		if c.Hooks != nil && len(c.Hooks.Poststart) > 0 {
 			return errCommandLine
 		}
-		return c.Start()
+		return c.Start(ctx)
 	})
 	if errors.Is(err, errCommandLine) {
 		return r.cli.Start(ctx, id)
